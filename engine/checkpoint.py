@@ -1,0 +1,234 @@
+"""The NDJSON results file is the checkpoint.
+
+Theory of operation
+-------------------
+Every finished target is one line: a complete JSON object ending in ``\\n``.
+Lines are buffered and written with a single ``os.write`` on an ``O_APPEND``
+descriptor per flush, so a ``kill -9`` (or a crash) can only ever leave the
+*last* line incomplete: everything before it was written by earlier, finished
+writes.  Resuming is therefore reading the file back:
+
+* a torn last line (no trailing newline, or not parseable) is cut off with
+  ``ftruncate`` and reported through ``dropped_torn_tail``; the target it
+  belonged to is simply measured again;
+* an unparseable line anywhere else cannot come from a kill, so it is refused
+  with :class:`StoreError` naming the line, never silently dropped;
+* a line that parses but lacks the key field or ``schema_version`` means the
+  path is some other file: refuse rather than append to (or truncate) it.
+
+Only lines that start with ``{`` (or are NUL filler left by a file-system
+crash) are ever treated as a torn tail, so a foreign one-line file is refused
+rather than truncated.  An exclusive ``flock`` keeps two scans from
+interleaving lines in one file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+import orjson
+
+__all__ = ["MAX_LINE_BYTES", "ResultStore", "StoreError", "read_records"]
+
+#: Longest line read back; a record is a few KB, a certificate-heavy one well under 1 MiB.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+_NOT_OURS = "not an mxscan results file (use --fresh to overwrite)"
+
+
+class StoreError(Exception):
+    """The results file cannot be used: not ours, corrupt before its end, or not writable."""
+
+
+def _lines(stream: BinaryIO, label: str) -> Iterator[tuple[int, int, bytes, bool]]:
+    """(line number, start offset, line bytes, is_last) with one line of look-ahead."""
+    offset = 0
+    lineno = 0
+    current = stream.readline(MAX_LINE_BYTES + 1)
+    while current:
+        lineno += 1
+        if len(current) > MAX_LINE_BYTES:
+            raise StoreError(f"{label}: line {lineno} is longer than {MAX_LINE_BYTES} bytes")
+        following = stream.readline(MAX_LINE_BYTES + 1) if current.endswith(b"\n") else b""
+        yield lineno, offset, current, not following
+        offset += len(current)
+        current = following
+
+
+def _is_torn_tail(line: bytes) -> bool:
+    """Could this last line be the start of a line we wrote? (ours start with ``{``)."""
+    return line.startswith(b"{") or not line.strip(b"\x00\n")
+
+
+def _parse(line: bytes) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Stream the parsed records of a results file, skipping a torn last line.
+
+    Raises StoreError for an unparseable line before the last one or a line
+    that is not a JSON object.
+    """
+    label = os.fspath(path)
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise StoreError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    with stream:
+        for lineno, _, line, is_last in _lines(stream, label):
+            torn = not line.endswith(b"\n")
+            record = None if torn else _parse(line)
+            if record is None:
+                if is_last and _is_torn_tail(line):
+                    return
+                raise StoreError(f"{label}: corrupt line {lineno} (not JSON)")
+            if not isinstance(record, dict):
+                raise StoreError(f"{label}: line {lineno}: {_NOT_OURS}")
+            yield record
+
+
+class ResultStore:
+    """Append-only NDJSON results file that can be resumed after any kill.
+
+    Usage: ``done = store.open()``; skip targets in ``done``; ``append`` one
+    encoded line per finished target; ``close()`` at the end.  ``flush`` runs
+    on ``append`` once ``flush_lines`` are buffered or ``flush_interval``
+    seconds have passed since the last flush; an idle scan should call
+    ``flush()`` from a periodic task so results do not wait for the next append.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fresh: bool = False,
+        key_field: str = "domain",
+        flush_interval: float = 0.5,
+        flush_lines: int = 512,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.fresh = fresh
+        self.key_field = key_field
+        self.flush_interval = flush_interval
+        self.flush_lines = max(1, flush_lines)
+        self._clock = clock
+        self._fd: int | None = None
+        self._closed = False
+        self._buffer: list[bytes] = []
+        self._last_flush = 0.0
+        #: Records found in the file on open (duplicates included).
+        self.resumed = 0
+        #: Records on open whose key had already appeared earlier in the file.
+        self.duplicate_keys = 0
+        #: A torn last line was cut off on open.
+        self.dropped_torn_tail = False
+        #: Lines appended since open (buffered or written).
+        self.appended = 0
+
+    def open(self) -> frozenset[str]:
+        """Create, truncate (``fresh``) or resume the file; return the keys already written."""
+        if self._fd is not None or self._closed:
+            raise StoreError(f"{self.path}: store already opened")
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot open for writing ({exc.strerror or exc})") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StoreError(f"{self.path}: not a regular file")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"{self.path}: in use by another mxscan process") from None
+            keys: frozenset[str] = frozenset()
+            if self.fresh:
+                os.ftruncate(fd, 0)
+            else:
+                keys = self._resume(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._last_flush = self._clock()
+        return keys
+
+    def _resume(self, fd: int) -> frozenset[str]:
+        keys: set[str] = set()
+        good_end = 0
+        with os.fdopen(os.dup(fd), "rb") as stream:
+            for lineno, offset, line, is_last in _lines(stream, self.path):
+                torn = not line.endswith(b"\n")
+                record = None if torn else _parse(line)
+                if record is None:
+                    if is_last and _is_torn_tail(line):
+                        self.dropped_torn_tail = True
+                        break
+                    if lineno == 1:
+                        raise StoreError(f"{self.path}: {_NOT_OURS}")
+                    raise StoreError(
+                        f"{self.path}: corrupt line {lineno} before the end of the file; refusing to resume "
+                        "(fix or remove that line, or use --fresh to start over)"
+                    )
+                key = record.get(self.key_field) if isinstance(record, dict) else None
+                if not isinstance(key, str) or "schema_version" not in record:
+                    raise StoreError(f"{self.path}: line {lineno}: {_NOT_OURS}")
+                if key in keys:
+                    self.duplicate_keys += 1
+                keys.add(key)
+                self.resumed += 1
+                good_end = offset + len(line)
+        if self.dropped_torn_tail:
+            os.ftruncate(fd, good_end)
+        return frozenset(keys)
+
+    def append(self, line: bytes) -> None:
+        """Buffer one complete NDJSON line (exactly one ``\\n``, at its end)."""
+        if self._fd is None:
+            raise StoreError(f"{self.path}: store is not open")
+        if line.find(b"\n") != len(line) - 1:
+            raise ValueError("append() takes exactly one line ending in b'\\n'")
+        self._buffer.append(line)
+        self.appended += 1
+        if len(self._buffer) >= self.flush_lines or self._clock() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write all buffered lines with one ``os.write`` (looping only on a short write)."""
+        self._last_flush = self._clock()
+        if not self._buffer or self._fd is None:
+            return
+        data = memoryview(b"".join(self._buffer))
+        self._buffer.clear()
+        try:
+            # Regular files take the whole buffer in one write() unless the disk
+            # fills; a short write still only extends the tail.
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+
+    def close(self) -> None:
+        """Flush, fsync and close; safe to call more than once."""
+        if self._fd is None:
+            self._closed = True
+            return
+        fd = self._fd
+        try:
+            self.flush()
+            os.fsync(fd)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        finally:
+            self._fd = None
+            self._closed = True
+            os.close(fd)  # also releases the flock

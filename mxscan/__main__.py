@@ -1,0 +1,5 @@
+import sys
+
+from mxscan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""The ``mxscan`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mxscan import __version__, defaults
+
+__all__ = ["main"]
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    """``127.0.0.1``, ``127.0.0.1:5353``, ``[::1]:53`` -> (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, "53"
+    try:
+        number = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+    if not host or not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST[:PORT], got {text!r}")
+    return host, number
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("scan", help="measure the domains in a list, resumably, into an NDJSON results file")
+    p.add_argument("domains", metavar="DOMAINS", help="domain list: text, Radar CSV, Tranco CSV, or - for stdin")
+    p.add_argument("--out", "-o", required=True, type=Path, help="results file (NDJSON); also the checkpoint")
+    p.add_argument(
+        "--resolver",
+        type=_endpoint,
+        default=("127.0.0.1", 53),
+        help="validating DNS resolver HOST[:PORT] (default 127.0.0.1:53)",
+    )
+    p.add_argument("--fresh", action="store_true", help="discard an existing results file and start over")
+    p.add_argument("--concurrency", type=_positive_int, default=defaults.CONCURRENCY, help="domains in flight")
+    p.add_argument(
+        "--dns-in-flight", type=_positive_int, default=defaults.DNS_IN_FLIGHT, help="DNS queries in flight"
+    )
+    p.add_argument(
+        "--dns-timeout", type=_positive_float, default=defaults.DNS_TIMEOUT, help="seconds per DNS attempt"
+    )
+    p.add_argument("--dns-attempts", type=_positive_int, default=defaults.DNS_ATTEMPTS, help="attempts per query")
+    p.add_argument(
+        "--preflight-signed",
+        default=defaults.PREFLIGHT_SIGNED_NAME,
+        help="a DNSSEC-signed name the resolver must answer with AD=1 (default: the root)",
+    )
+    p.add_argument(
+        "--preflight-bogus",
+        default=defaults.PREFLIGHT_BOGUS_NAME,
+        help="a deliberately bogus name the resolver must SERVFAIL (default: dnssec-failed.org)",
+    )
+    p.add_argument(
+        "--require-validation",
+        action="store_true",
+        help="exit non-zero instead of scanning when the resolver does not validate DNSSEC",
+    )
+    p.add_argument(
+        "--grace", type=_positive_float, default=defaults.SHUTDOWN_GRACE, help="seconds to finish after Ctrl-C"
+    )
+    p.add_argument("--progress", choices=["auto", "tty", "plain", "off"], default="auto", help="progress display")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mxscan", description="Measure whether email to a list of domains is confidential in transit."
+    )
+    parser.add_argument("--version", action="version", version=f"mxscan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _scan_parser(sub)
+    tb = sub.add_parser("testbed", help="the local test world: up | down | status | truth", add_help=False)
+    tb.add_argument("args", nargs=argparse.REMAINDER)
+    schema = sub.add_parser("schema", help="print the JSON Schema of a results line")
+    schema.add_argument("--out", type=Path, help="write to a file instead of stdout")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    if args.command == "scan":
+        from mxscan.scan import ScanConfig, run_scan
+
+        return run_scan(
+            ScanConfig(
+                domains=args.domains,
+                out=args.out,
+                resolver=args.resolver,
+                fresh=args.fresh,
+                concurrency=args.concurrency,
+                dns_in_flight=args.dns_in_flight,
+                dns_timeout=args.dns_timeout,
+                dns_attempts=args.dns_attempts,
+                preflight_signed=args.preflight_signed,
+                preflight_bogus=args.preflight_bogus,
+                require_validation=args.require_validation,
+                grace=args.grace,
+                progress=args.progress,
+            )
+        )
+    if args.command == "testbed":
+        from testbed.cli import main as testbed_main
+
+        return testbed_main(args.args)
+    if args.command == "schema":
+        from mxscan.schema import schema_text
+
+        text = schema_text()
+        if args.out:
+            args.out.write_text(text)
+        else:
+            sys.stdout.write(text)
+        return 0
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

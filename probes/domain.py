@@ -1,0 +1,77 @@
+"""The per-domain record: one line of the results file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.status import Status
+from probes.dns.records import DnsResult
+
+__all__ = ["SCHEMA_VERSION", "DomainRecord", "ProbeError", "ScanMeta"]
+
+#: Bumped whenever a field changes meaning or shape; readers check it.
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ScanMeta:
+    """Which scan produced a record; repeated on every line so any line stands alone.
+
+    Fields:
+      tool: always "mxscan".
+      version: the mxscan version that wrote the record.
+      started: when the scan (or the run that resumed it) started, ISO 8601 UTC.
+      resolver: the DNS resolver address used, "host:port".
+      dnssec_validating: the resolver passed the DNSSEC pre-flight check; when false every
+        dnssec field is "unknown".
+    """
+
+    tool: str
+    version: str
+    started: str
+    resolver: str
+    dnssec_validating: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeError:
+    """A probe that could not produce its result (a bug or an unclassified failure).
+
+    Fields:
+      probe: which probe failed ("dns", "smtp", "mta-sts", ...).
+      status: the status of the failure (unknown-error for a crash).
+      detail: the exception type and a bounded message.
+    """
+
+    probe: str
+    status: Status
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    """Everything measured about one domain.
+
+    Fields:
+      schema_version: the record schema version (see SCHEMA_VERSION).
+      domain: the normalised domain (lowercase A-label); for invalid input the sanitised raw text.
+      input_line: the line number in the input list (0 for stdin-less sources).
+      status: success, invalid-input, skipped or unknown-error for the domain as a whole.
+      reason: why the status is not success (e.g. the invalid-input reason), else "".
+      scan: which scan wrote this record.
+      measured_at: when this domain's measurement finished, ISO 8601 UTC.
+      duration_ms: wall-clock time spent on this domain, in milliseconds.
+      dns: the DNS measurements; null when not measured (invalid input) or the DNS probe crashed.
+      errors: probes that failed to produce a result, with why.
+    """
+
+    schema_version: int
+    domain: str
+    input_line: int
+    status: Status
+    reason: str
+    scan: ScanMeta
+    measured_at: str
+    duration_ms: float
+    dns: DnsResult | None
+    errors: tuple[ProbeError, ...]

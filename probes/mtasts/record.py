@@ -1,0 +1,160 @@
+"""The ``_mta-sts.<domain>`` TXT record, assessed strictly by RFC 8461 §3.1.
+
+Theory of operation
+-------------------
+The resolver hands us every TXT record at the name, each already the
+concatenation of its character-strings.  RFC 8461 §3.1 says records that do
+not begin with the version field are discarded; exactly one must remain, and
+it must match the ABNF::
+
+    sts-text-record = sts-version 1*(sts-field-delim sts-field) [sts-field-delim]
+    sts-field       = sts-id / sts-extension      ; sts-id is required
+    sts-field-delim = *WSP ";" *WSP
+    sts-version     = %s"v=STSv1"
+    sts-id          = %s"id=" 1*32(ALPHA / DIGIT)
+    sts-extension   = sts-ext-name "=" sts-ext-value
+    sts-ext-name    = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")
+    sts-ext-value   = 1*(%x21-3A / %x3C / %x3E-7E)
+
+``assess_sts_txt`` never raises: every problem becomes a reason code
+(``code`` or ``code:detail``), and ``valid`` is true exactly when there are
+no reasons.  Things the RFC itself tolerates (a repeated ``id``, where §3.2's
+"all entries except for the first SHALL be ignored" is applied) are
+``warnings`` and leave the record valid.
+
+Sample: ``v=STSv1; id=20190429T010101;``
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["StsRecord", "assess_sts_txt", "is_sts_candidate", "reason_code", "reason_detail"]
+
+#: RFC 8461 §3.1: the version field, case-sensitive (%s, RFC 7405).
+VERSION = "v=STSv1"
+#: Longest detail kept in a reason, so hostile records cannot bloat results.
+MAX_DETAIL = 64
+
+# sts-field-delim = *WSP ";" *WSP, WSP being SP / HTAB (RFC 5234 B.1).
+_DELIM = re.compile(r"[ \t]*;[ \t]*")
+_ID = re.compile(r"[A-Za-z0-9]{1,32}")
+_EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
+_EXT_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+")
+
+
+@dataclass(frozen=True, slots=True)
+class StsRecord:
+    """What the ``_mta-sts`` TXT records say, judged by RFC 8461 §3.1.
+
+    Fields:
+      present: at least one TXT record begins with the version field "v=STSv1" (followed by the end,
+        ";" or whitespace): the domain tried to publish MTA-STS.
+      valid: exactly one such record and it fits the §3.1 ABNF with an id; a sender would go on to fetch
+        the policy.  True exactly when reasons is empty.
+      id: the policy id (1-32 letters and digits; the first if repeated), also when other parts of the
+        record are wrong; "" when absent, malformed, or when several records make it ambiguous.
+      reasons: why the record is not valid, each "code" or "code:detail": no-sts-record,
+        multiple-sts-records, missing-id, invalid-id, bad-syntax, trailing-whitespace, version-not-first,
+        version-wrong-case.
+      warnings: departures the RFC tolerates, record still valid: duplicate-id (the first id counts).
+      extensions: unknown fields of the record as written, "name=value", in order (ignored by senders).
+    """
+
+    present: bool
+    valid: bool
+    id: str
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...]
+    extensions: tuple[str, ...]
+
+
+def reason_code(reason: str) -> str:
+    """The stable code of a reason or warning, without its ``:detail``."""
+    return reason.partition(":")[0]
+
+
+def reason_detail(text: str) -> str:
+    """``text`` made safe to embed in a reason: printable and bounded."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:MAX_DETAIL])
+    return cleaned + ("..." if len(text) > MAX_DETAIL else "")
+
+
+def is_sts_candidate(txt: str) -> bool:
+    """Whether §3.1's discard rule keeps ``txt``.
+
+    The prose says records not beginning with "v=STSv1;" are discarded, but
+    the ABNF allows whitespace before the ";" (erratum 6285 reports the clash)
+    and a bare "v=STSv1" is still an attempt at a record (missing its id), so
+    the version followed by the end, ";" or WSP selects a record.
+    """
+    return txt.startswith(VERSION) and (len(txt) == len(VERSION) or txt[len(VERSION)] in "; \t")
+
+
+def assess_sts_txt(txt_records: Sequence[str]) -> StsRecord:
+    """Judge the TXT records found at ``_mta-sts.<domain>`` (RFC 8461 §3.1)."""
+    candidates = [txt for txt in txt_records if is_sts_candidate(txt)]
+    if not candidates:
+        return StsRecord(False, False, "", ("no-sts-record", *_near_misses(txt_records)), (), ())
+    if len(candidates) > 1:
+        # §3.1: "If the number of resulting records is not one ... senders MUST
+        # assume the recipient domain does not have an available MTA-STS Policy".
+        return StsRecord(True, False, "", (f"multiple-sts-records:{len(candidates)}",), (), ())
+    return _assess_one(candidates[0])
+
+
+def _near_misses(txt_records: Sequence[str]) -> tuple[str, ...]:
+    """Why records that look like MTA-STS were discarded (only said when none is kept)."""
+    found: list[str] = []
+    for txt in txt_records:
+        fields = [f.strip(" \t") for f in txt.split(";")]
+        if VERSION in fields:
+            found.append("version-not-first")
+        elif any(f.lower() == VERSION.lower() for f in fields):
+            found.append("version-wrong-case")
+    return tuple(dict.fromkeys(found))
+
+
+def _assess_one(txt: str) -> StsRecord:
+    reasons: list[str] = []
+    warnings: list[str] = []
+    extensions: list[str] = []
+    ids: list[str] = []
+    rest = txt[len(VERSION) :]
+    stripped = rest.rstrip(" \t")
+    if stripped != rest and not stripped.endswith(";"):
+        # The ABNF allows WSP only around ";": "v=STSv1; id=1 " is malformed.
+        reasons.append("trailing-whitespace")
+        rest = stripped
+    parts = _DELIM.split(rest)
+    # A well-formed rest starts with a delimiter, so the first part is empty;
+    # at most one final delimiter may follow the last field.
+    if parts[-1] == "" and len(parts) > 1:
+        parts.pop()
+    if parts[0] != "":
+        reasons.append(f"bad-syntax:{reason_detail(txt)}")
+    for field in parts[1:]:
+        if field.startswith("id="):
+            value = field[3:]
+            if _ID.fullmatch(value):
+                ids.append(value)
+            else:
+                reasons.append(f"invalid-id:{reason_detail(value)}")
+            continue
+        if not field:
+            reasons.append("bad-syntax:empty-field")
+            continue
+        name, eq, value = field.partition("=")
+        if eq and _EXT_NAME.fullmatch(name) and _EXT_VALUE.fullmatch(value):
+            extensions.append(field)  # §3.1: unknown fields are ignored by senders
+        else:
+            reasons.append(f"bad-syntax:{reason_detail(field)}")
+    if not ids and not any(reason_code(r) == "invalid-id" for r in reasons):
+        reasons.append("missing-id")
+    if len(ids) > 1:
+        # §3.1's ABNF allows the field twice; §3.2 settles repeats: the first counts.
+        warnings.append("duplicate-id")
+    record_id = ids[0] if ids else ""
+    return StsRecord(True, not reasons, record_id, tuple(reasons), tuple(warnings), tuple(extensions))

@@ -1,0 +1,1 @@
+"""Tables, charts and diffs over result files."""

@@ -1,0 +1,1 @@
+"""The local mail Internet used by tests, demos and benchmarks."""

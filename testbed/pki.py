@@ -1,0 +1,363 @@
+"""A small test PKI that issues certificates the way public CAs do.
+
+The test world needs one certificate per "what is wrong with it" scenario, and
+each must be accepted or rejected by OpenSSL (what real MTAs use) and by
+cryptography's strict verifier (what mxscan uses) alike.  ``trustme`` does not
+qualify: it marks subjectAltName critical next to a non-empty subject, which
+cryptography's RFC 5280 profile refuses.  So this module follows the CA/Browser
+Forum Baseline Requirements profile instead:
+
+* roots: self-signed, basicConstraints critical CA:TRUE, keyUsage critical
+  keyCertSign + cRLSign, subjectKeyIdentifier;
+* intermediates: basicConstraints critical CA:TRUE pathlen 0, keyUsage critical
+  digitalSignature + keyCertSign + cRLSign, EKU serverAuth + clientAuth, SKI, AKI;
+* leaves: subject CN = first name, subjectAltName NON-critical with every name,
+  basicConstraints critical CA:FALSE, keyUsage critical digitalSignature
+  (+ keyEncipherment for RSA keys), EKU serverAuth, SKI, AKI.
+
+Keys are the slow part, so each CA key is made once per ``TestPki`` and issued
+certificates are memoised per (names, kind, key).  Every EC leaf gets its own
+P-256 key; RSA leaves share one 2048-bit key per ``TestPki`` (RSA generation
+costs ~50-100 ms), so two RSA leaves have the same SPKI.
+
+This module imports nothing of mxscan's: it is part of the world, not of the
+scanner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["KINDS", "CertificateAuthority", "IssuedCert", "TestPki"]
+
+#: The certificate kinds ``TestPki.issue`` makes, each named for its defect.
+#: "cn-only" (no subjectAltName, name only in the CN) is an extra beyond the
+#: PKIX reasons: OpenSSL's `openssl verify -verify_hostname` falls back to the
+#: CN, cryptography and Python's ssl module do not.
+KINDS = (
+    "valid",
+    "expired",
+    "not-yet-valid",
+    "wrong-name",
+    "self-signed",
+    "untrusted-ca",
+    "missing-intermediate",
+    "cn-only",
+)
+
+#: The name a "wrong-name" certificate is issued for instead of the asked ones.
+WRONG_NAME = "wrong-name.invalid"
+
+_DAY = dt.timedelta(days=1)
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _serial(*parts: str) -> int:
+    # Deterministic for the same inputs, positive, at most 20 octets (RFC 5280 §4.1.2.2).
+    digest = hashlib.sha256("\x00".join(parts).encode()).digest()[:16]
+    return int.from_bytes(digest, "big") >> 1 or 1
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "ZZ"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mxscan test world"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _general_names(names: Sequence[str]) -> list[x509.GeneralName]:
+    out: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            out.append(x509.DNSName(name))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateAuthority:
+    """A CA certificate and its key (a root, or an intermediate with its issuer)."""
+
+    name: str
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    def pem(self) -> bytes:
+        return _pem(self.cert)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCert:
+    """A server certificate, what a server should present with it, and its key.
+
+    ``chain_der``/``chain_pem`` are what the server presents: leaf + intermediate,
+    or the leaf alone for "self-signed" and "missing-intermediate".
+    """
+
+    names: tuple[str, ...]
+    kind: str
+    key_type: str
+    leaf: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    key_pem: bytes = field(repr=False)
+
+    @property
+    def leaf_der(self) -> bytes:
+        return self.leaf.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def chain_der(self) -> tuple[bytes, ...]:
+        return tuple(c.public_bytes(serialization.Encoding.DER) for c in self.chain)
+
+    @property
+    def leaf_pem(self) -> bytes:
+        return _pem(self.leaf)
+
+    @property
+    def chain_pem(self) -> bytes:
+        return b"".join(_pem(c) for c in self.chain)
+
+    def save(self, directory: str | os.PathLike[str], stem: str) -> tuple[Path, Path]:
+        """Write ``<stem>.chain.pem`` and ``<stem>.key.pem`` (0600); return both paths."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        chain_path, key_path = d / f"{stem}.chain.pem", d / f"{stem}.key.pem"
+        chain_path.write_bytes(self.chain_pem)
+        key_path.write_bytes(self.key_pem)
+        key_path.chmod(0o600)
+        return chain_path, key_path
+
+
+class TestPki:
+    """A trusted root with an intermediate, and an untrusted root with its own.
+
+    ``now`` fixes the validity windows (default: the current time), so a test
+    can verify at ``pki.now`` and get the same answers every run:
+
+    * CAs: ``now - 2 years`` to ``now + 10 years``;
+    * valid leaves: ``now - 30 days`` to ``now + 60 days`` (a 90-day certificate);
+    * "expired": ``now - 120 days`` to ``now - 30 days``;
+    * "not-yet-valid": ``now + 30 days`` to ``now + 120 days``.
+    """
+
+    __test__ = False  # not a pytest test class despite the name
+
+    def __init__(self, now: dt.datetime | None = None, *, label: str = "mxscan") -> None:
+        now = now or dt.datetime.now(dt.UTC)
+        self.now = now.replace(microsecond=0)
+        self.label = label
+        self.root = self._make_root(f"{label} Test Root CA")
+        self.intermediate = self._make_intermediate(f"{label} Test Issuing CA 1", self.root)
+        self.untrusted_root = self._make_root(f"{label} Untrusted Root CA")
+        self.untrusted_intermediate = self._make_intermediate(
+            f"{label} Untrusted Issuing CA", self.untrusted_root
+        )
+        self._rsa_leaf_key: rsa.RSAPrivateKey | None = None
+        self._issued: dict[tuple[tuple[str, ...], str, str], IssuedCert] = {}
+
+    # -- CAs -------------------------------------------------------------------
+
+    def _ca_window(self) -> tuple[dt.datetime, dt.datetime]:
+        return self.now - 730 * _DAY, self.now + 3650 * _DAY
+
+    def _make_root(self, cn: str) -> CertificateAuthority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        start, end = self._ca_window()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(_name(cn))
+            .public_key(key.public_key())
+            .serial_number(_serial(self.label, cn, "root"))
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        return CertificateAuthority(cn, cert, key)
+
+    def _make_intermediate(self, cn: str, issuer: CertificateAuthority) -> CertificateAuthority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        start, end = self._ca_window()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(issuer.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(_serial(self.label, cn, "intermediate"))
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_ca_key_usage(digital_signature=True), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(_aki(issuer), critical=False)
+            .sign(issuer.key, hashes.SHA256())
+        )
+        return CertificateAuthority(cn, cert, key)
+
+    def root_pem(self) -> bytes:
+        """The trusted root in PEM: what a scanner loads with ``--ca-file``."""
+        return self.root.pem()
+
+    def intermediate_pems(self) -> bytes:
+        """Both intermediates in PEM: a "known intermediates" pool (like Firefox's preload)."""
+        return self.intermediate.pem() + self.untrusted_intermediate.pem()
+
+    def save(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write the CA certificates (no keys); return ``{role: path}``.
+
+        Files: ``ca.pem`` (trusted root), ``intermediate.pem``,
+        ``untrusted-ca.pem``, ``untrusted-intermediate.pem``.
+        """
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        files = {
+            "ca": (d / "ca.pem", self.root.pem()),
+            "intermediate": (d / "intermediate.pem", self.intermediate.pem()),
+            "untrusted-ca": (d / "untrusted-ca.pem", self.untrusted_root.pem()),
+            "untrusted-intermediate": (d / "untrusted-intermediate.pem", self.untrusted_intermediate.pem()),
+        }
+        for path, data in files.values():
+            path.write_bytes(data)
+        return {role: path for role, (path, _) in files.items()}
+
+    # -- leaves ----------------------------------------------------------------
+
+    def issue(self, names: Sequence[str], *, kind: str = "valid", key: str = "ec") -> IssuedCert:
+        """A server certificate for ``names`` with the defect ``kind`` (one of ``KINDS``).
+
+        "wrong-name" is issued for ``WRONG_NAME`` instead of ``names``;
+        "untrusted-ca" chains to ``untrusted_root``; "self-signed" is its own
+        issuer (CA:FALSE, like a self-made server certificate); "missing-intermediate"
+        is issued by the trusted intermediate but served without it.
+        """
+        names = tuple(names)
+        if not names:
+            raise ValueError("at least one name is needed")
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if key not in ("ec", "rsa"):
+            raise ValueError(f"unknown key type {key!r}; expected 'ec' or 'rsa'")
+        memo_key = (names, kind, key)
+        if memo_key not in self._issued:
+            self._issued[memo_key] = self._issue(names, kind, key)
+        return self._issued[memo_key]
+
+    def _leaf_key(self, key: str) -> PrivateKey:
+        if key == "ec":
+            return ec.generate_private_key(ec.SECP256R1())
+        if self._rsa_leaf_key is None:
+            self._rsa_leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self._rsa_leaf_key
+
+    def _issue(self, names: tuple[str, ...], kind: str, key_type: str) -> IssuedCert:
+        leaf_key = self._leaf_key(key_type)
+        cert_names = (WRONG_NAME,) if kind == "wrong-name" else names
+        start, end = self.now - 30 * _DAY, self.now + 60 * _DAY
+        if kind == "expired":
+            start, end = self.now - 120 * _DAY, self.now - 30 * _DAY
+        elif kind == "not-yet-valid":
+            start, end = self.now + 30 * _DAY, self.now + 120 * _DAY
+        issuer: CertificateAuthority | None = self.intermediate
+        if kind == "untrusted-ca":
+            issuer = self.untrusted_intermediate
+        elif kind == "self-signed":
+            issuer = None
+        subject = _name(cert_names[0])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject if issuer is None else issuer.cert.subject)
+            .public_key(leaf_key.public_key())
+            .serial_number(_serial(self.label, kind, key_type, *names))
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_leaf_key_usage(key_type), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
+        )
+        if kind != "cn-only":
+            # Non-critical: the subject is not empty (RFC 5280 §4.2.1.6).
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(_general_names(cert_names)), critical=False
+            )
+        if issuer is not None:
+            builder = builder.add_extension(_aki(issuer), critical=False)
+        leaf = builder.sign(leaf_key if issuer is None else issuer.key, hashes.SHA256())
+        if kind in ("self-signed", "missing-intermediate"):
+            chain: tuple[x509.Certificate, ...] = (leaf,)
+        else:
+            assert issuer is not None
+            chain = (leaf, issuer.cert)
+        return IssuedCert(names, kind, key_type, leaf, chain, _key_pem(leaf_key))
+
+
+def _ca_key_usage(*, digital_signature: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _leaf_key_usage(key_type: str) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        # RSA key transport (TLS 1.2 RSA kx) needs keyEncipherment; EC keys never do.
+        key_encipherment=key_type == "rsa",
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _aki(issuer: CertificateAuthority) -> x509.AuthorityKeyIdentifier:
+    ski = issuer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)

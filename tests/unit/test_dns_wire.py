@@ -1,0 +1,504 @@
+"""The lean DNS codec against dnspython: case tables of real replies, a
+differential property over random messages, and the fuzz invariant."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.CNAME
+import dns.rdtypes.ANY.DNAME
+import dns.rdtypes.ANY.MX
+import dns.rdtypes.ANY.NS
+import dns.rdtypes.ANY.SOA
+import dns.rdtypes.ANY.TLSA
+import dns.rdtypes.ANY.TXT
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.rrset
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from probes.dns.wire import (
+    EDE_TEXT_LIMIT,
+    Message,
+    MxData,
+    Record,
+    RRType,
+    SoaData,
+    TlsaData,
+    WireError,
+    build_query,
+    encode_name,
+    name_text,
+    parse_response,
+    rcode_name,
+    rrtype_code,
+    rrtype_name,
+)
+
+IN = dns.rdataclass.IN
+
+
+def reply_to(qname: str, qtype: str, *, edns: bool = True) -> dns.message.Message:
+    query = dns.message.make_query(qname, qtype, use_edns=0 if edns else False)
+    return dns.message.make_response(query)
+
+
+def with_answer(qname: str, qtype: str, *rrsets: tuple[str, str, list[str]]) -> bytes:
+    reply = reply_to(qname, qtype)
+    for owner, rtype, texts in rrsets:
+        reply.answer.append(dns.rrset.from_text(owner, 300, "IN", rtype, *texts))
+    return reply.to_wire()
+
+
+# ------------------------------------------------------------- build_query
+
+
+def test_query_is_what_dnspython_reads() -> None:
+    wire = build_query(0xBEEF, "MX.Example.org.", RRType.MX)
+    query = dns.message.from_wire(wire)
+    assert query.id == 0xBEEF
+    assert query.flags & dns.flags.RD and query.flags & dns.flags.AD
+    assert not query.flags & dns.flags.CD and not query.flags & dns.flags.QR
+    assert query.edns == 0 and query.payload == 1232 and not query.ednsflags & dns.flags.DO
+    assert query.question[0].name == dns.name.from_text("mx.example.org.")
+    assert query.question[0].rdtype == dns.rdatatype.MX
+
+
+def test_query_cd_and_no_ad() -> None:
+    query = dns.message.from_wire(build_query(1, "a.test", RRType.TLSA, cd=True, ad=False))
+    assert query.flags & dns.flags.CD and not query.flags & dns.flags.AD
+
+
+@pytest.mark.parametrize(
+    ("name", "wire"),
+    [
+        pytest.param(".", b"\x00", id="root"),
+        pytest.param("a", b"\x01a\x00", id="single-label"),
+        pytest.param("a.b.", b"\x01a\x01b\x00", id="trailing-dot"),
+        pytest.param("_25._tcp.mx.test", b"\x03_25\x04_tcp\x02mx\x04test\x00", id="underscore-labels"),
+        pytest.param("x" * 63 + ".test", bytes([63]) + b"x" * 63 + b"\x04test\x00", id="63-octet-label"),
+    ],
+)
+def test_encode_name_accepts(name: str, wire: bytes) -> None:
+    assert encode_name(name) == wire
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("a..b", id="empty-label"),
+        pytest.param(".a", id="leading-dot"),
+        pytest.param("x" * 64 + ".test", id="64-octet-label"),
+        pytest.param(".".join(["abcdefg"] * 32), id="name-over-255"),
+        pytest.param("bücher.de", id="u-label"),
+        pytest.param("a b.test", id="space"),
+        pytest.param("a\\.b.test", id="backslash"),
+    ],
+)
+def test_encode_name_rejects(name: str) -> None:
+    with pytest.raises(WireError):
+        build_query(1, name, RRType.A)
+
+
+def test_names_and_codes() -> None:
+    assert name_text("Mail.EXAMPLE.com.") == "mail.example.com"
+    assert name_text(".") == "."
+    assert rrtype_code("tlsa") == 52 and rrtype_code("TYPE65") == 65
+    assert rrtype_name(52) == "TLSA" and rrtype_name(65) == "TYPE65"
+    assert rcode_name(3) == "NXDOMAIN" and rcode_name(23) == "RCODE23"
+    with pytest.raises(WireError):
+        rrtype_code("BOGUS")
+    with pytest.raises(WireError):
+        build_query(70000, "a.test", RRType.A)
+
+
+# ------------------------------------------------------- replies, by case
+
+TLSA_HEX = "d2abde240d7cd3ee6b4b28c54df034b97983a1d16e8a410e4561cb106618e971"
+
+CASES = [
+    pytest.param(
+        with_answer("a.test.", "A", ("a.test.", "A", ["192.0.2.1", "192.0.2.2"])),
+        [Record("a.test", 1, 300, "192.0.2.1"), Record("a.test", 1, 300, "192.0.2.2")],
+        id="A",
+    ),
+    pytest.param(
+        with_answer("a.test.", "AAAA", ("a.test.", "AAAA", ["2001:db8::1"])),
+        [Record("a.test", 28, 300, "2001:db8::1")],
+        id="AAAA",
+    ),
+    pytest.param(
+        with_answer(
+            "www.test.",
+            "A",
+            ("www.test.", "CNAME", ["Web.Other.test."]),
+            ("web.other.test.", "A", ["192.0.2.9"]),
+        ),
+        [Record("www.test", 5, 300, "web.other.test"), Record("web.other.test", 1, 300, "192.0.2.9")],
+        id="CNAME-then-A-lowercased",
+    ),
+    pytest.param(
+        with_answer("test.", "NS", ("test.", "NS", ["ns1.test."])),
+        [Record("test", 2, 300, "ns1.test")],
+        id="NS",
+    ),
+    pytest.param(
+        with_answer("x.old.test.", "A", ("old.test.", "DNAME", ["new.test."])),
+        [Record("old.test", 39, 300, "new.test")],
+        id="DNAME",
+    ),
+    pytest.param(
+        with_answer("d.test.", "MX", ("d.test.", "MX", ["10 mx1.d.test.", "20 mx2.d.test."])),
+        [
+            Record("d.test", 15, 300, MxData(10, "mx1.d.test")),
+            Record("d.test", 15, 300, MxData(20, "mx2.d.test")),
+        ],
+        id="MX-compressed",
+    ),
+    pytest.param(
+        with_answer("d.test.", "MX", ("d.test.", "MX", ["0 ."])),
+        [Record("d.test", 15, 300, MxData(0, "."))],
+        id="null-MX-root-exchange",
+    ),
+    pytest.param(
+        with_answer("_mta-sts.d.test.", "TXT", ("_mta-sts.d.test.", "TXT", ['"v=STSv1; " "id=1"'])),
+        [Record("_mta-sts.d.test", 16, 300, (b"v=STSv1; ", b"id=1"))],
+        id="TXT-two-strings",
+    ),
+    pytest.param(
+        with_answer("t.test.", "TXT", ("t.test.", "TXT", ['"\\255\\000"', '""'])),
+        [Record("t.test", 16, 300, (b"\xff\x00",)), Record("t.test", 16, 300, (b"",))],
+        id="TXT-binary-and-empty",
+    ),
+    pytest.param(
+        with_answer("_25._tcp.mx.test.", "TLSA", ("_25._tcp.mx.test.", "TLSA", [f"3 1 1 {TLSA_HEX}"])),
+        [Record("_25._tcp.mx.test", 52, 300, TlsaData(3, 1, 1, bytes.fromhex(TLSA_HEX)))],
+        id="TLSA",
+    ),
+    pytest.param(
+        with_answer("test.", "SOA", ("test.", "SOA", ["ns.test. host\\.master.test. 7 3600 600 86400 60"])),
+        [Record("test", 6, 300, SoaData("ns.test", "host\\.master.test", 7, 3600, 600, 86400, 60))],
+        id="SOA-escaped-dot",
+    ),
+    pytest.param(
+        with_answer("c.test.", "CAA", ("c.test.", "CAA", ['0 issue "ca.test"'])),
+        [Record("c.test", 257, 300, b"\x00\x05issueca.test")],
+        id="unknown-type-raw",
+    ),
+    pytest.param(
+        with_answer("\\065\\(.test.", "A", ("\\065\\(.test.", "A", ["192.0.2.1"])),
+        [Record("a\\(.test", 1, 300, "192.0.2.1")],
+        id="special-label-escaped",
+    ),
+    pytest.param(
+        with_answer("\\200x.test.", "A", ("\\200x.test.", "A", ["192.0.2.1"])),
+        [Record("\\200x.test", 1, 300, "192.0.2.1")],
+        id="binary-label-escaped",
+    ),
+]
+
+
+@pytest.mark.parametrize(("wire", "answers"), CASES)
+def test_answers(wire: bytes, answers: list[Record]) -> None:
+    message = parse_response(wire)
+    assert message.qr and message.rcode == 0 and not message.tc
+    # dnspython shuffles the records of an RRset on the wire
+    assert sorted(message.answers, key=repr) == sorted(answers, key=repr)
+
+
+def test_nxdomain_with_soa_in_authority_and_flags() -> None:
+    reply = reply_to("nope.test.", "MX")
+    reply.set_rcode(3)
+    reply.flags |= dns.flags.AD | dns.flags.RA | dns.flags.AA | dns.flags.CD
+    reply.authority.append(dns.rrset.from_text("test.", 60, "IN", "SOA", "ns.test. h.test. 1 2 3 4 5"))
+    message = parse_response(reply.to_wire())
+    assert (message.rcode, message.ad, message.ra, message.aa, message.cd) == (3, True, True, True, True)
+    assert message.question is not None and message.question.name == "nope.test"
+    assert message.answers == ()
+    assert message.authority == (Record("test", 6, 60, SoaData("ns.test", "h.test", 1, 2, 3, 4, 5)),)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        pytest.param([dns.edns.EDEOption(6, "validation failure")], ((6, "validation failure"),), id="bogus"),
+        pytest.param([dns.edns.EDEOption(9)], ((9, ""),), id="no-text"),
+        pytest.param(
+            [dns.edns.EDEOption(6, "a"), dns.edns.EDEOption(22, "b")], ((6, "a"), (22, "b")), id="two-codes"
+        ),
+        pytest.param([dns.edns.EDEOption(6, "bad\x1b[31m\n")], ((6, "bad\ufffd[31m\ufffd"),), id="controls"),
+        pytest.param([dns.edns.EDEOption(6, "x" * 1000)], ((6, "x" * EDE_TEXT_LIMIT),), id="long-text"),
+        pytest.param([dns.edns.GenericOption(15, b"\x00\x06oops\x00")], ((6, "oops"),), id="nul-terminated"),
+        pytest.param([dns.edns.GenericOption(15, b"\x00\x06\xff")], ((6, "\ufffd"),), id="bad-utf8"),
+        pytest.param([dns.edns.GenericOption(15, b"\x00")], (), id="short-option-ignored"),
+        pytest.param([dns.edns.GenericOption(10, b"12345678")], (), id="cookie-only"),
+    ],
+)
+def test_extended_dns_errors(options: list[dns.edns.Option], expected: tuple[tuple[int, str], ...]) -> None:
+    reply = reply_to("x.test.", "A")
+    reply.set_rcode(2)
+    reply.use_edns(0, options=options)
+    message = parse_response(reply.to_wire())
+    assert message.rcode == 2 and message.edns and message.ede == expected
+
+
+def test_extended_rcode() -> None:
+    reply = reply_to("x.test.", "A")
+    reply.set_rcode(16)  # BADVERS lives in the OPT record's upper bits
+    message = parse_response(reply.to_wire())
+    assert message.rcode == 16 and rcode_name(message.rcode) == "BADVERS"
+
+
+def test_reply_without_edns() -> None:
+    message = parse_response(reply_to("x.test.", "A", edns=False).to_wire())
+    assert not message.edns and message.ede == ()
+
+
+def test_truncated_reply_keeps_what_was_read() -> None:
+    reply = reply_to("big.test.", "TXT")
+    reply.answer.append(
+        dns.rrset.from_text("big.test.", 5, "IN", "TXT", *[f'"{i:03d}{"x" * 200}"' for i in range(9)])
+    )
+    wire = bytearray(reply.to_wire(max_size=65535))
+    wire[2] |= 0x02  # TC
+    cut = parse_response(bytes(wire[:700]))
+    assert cut.tc and cut.question is not None and cut.question.name == "big.test"
+    assert 0 < len(cut.answers) < 9
+    wire[2] &= ~0x02
+    with pytest.raises(WireError):
+        parse_response(bytes(wire[:700]))
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\x00" * 11, id="short-header"),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0x8000, 2, 0, 0, 0) + b"\x00\x00\x01\x00\x01" * 2, id="two-questions"
+        ),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0) + b"\xc0\x0c\x00\x01\x00\x01", id="self-pointer"
+        ),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0) + b"\xc0\x20\x00\x01\x00\x01", id="forward-pointer"
+        ),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0) + b"\x40abc\x00\x00\x01\x00\x01", id="label-type-01"
+        ),
+        pytest.param(struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0) + b"\x05ab", id="label-past-end"),
+        pytest.param(struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0) + b"\x00\x00", id="question-past-end"),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0)
+            + b"\x3f"
+            + b"a" * 63
+            + b"\x3f"
+            + b"a" * 63
+            + b"\x3f"
+            + b"a" * 63
+            + b"\x3f"
+            + b"a" * 63
+            + b"\x00\x00\x01\x00\x01",
+            id="name-256-octets",
+        ),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0x8000, 0, 1, 0, 0)
+            + b"\x00"
+            + struct.pack("!HHIH", 1, 1, 0, 5)
+            + b"\x01" * 5,
+            id="A-wrong-length",
+        ),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0x8000, 0, 1, 0, 0)
+            + b"\x00"
+            + struct.pack("!HHIH", 16, 1, 0, 3)
+            + b"\x05ab",
+            id="TXT-string-past-record",
+        ),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0x8000, 0, 1, 0, 0)
+            + b"\x00"
+            + struct.pack("!HHIH", 5, 1, 0, 4)
+            + b"\x01a\x00\x00",
+            id="CNAME-trailing-bytes",
+        ),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0x8000, 0, 0, 0, 1)
+            + b"\x00"
+            + struct.pack("!HHIH", 41, 1232, 0, 4)
+            + b"\x00\x0f\x00\x09",
+            id="EDNS-option-past-OPT",
+        ),
+        pytest.param(struct.pack("!HHHHHH", 1, 0x8000, 0, 1, 0, 0), id="missing-answer"),
+    ],
+)
+def test_malformed_replies(wire: bytes) -> None:
+    with pytest.raises(WireError):
+        parse_response(wire)
+
+
+def test_pointer_chain_backwards_is_followed() -> None:
+    # question "a.test" at 12; answer owner "x" + pointer to 12, then a record naming a pointer to that.
+    reply = reply_to("a.test.", "A")
+    reply.answer.append(dns.rrset.from_text("x.a.test.", 1, "IN", "CNAME", "y.x.a.test."))
+    message = parse_response(reply.to_wire())
+    assert message.answers == (Record("x.a.test", 5, 1, "y.x.a.test"),)
+
+
+# --------------------------------------------- differential and fuzz properties
+
+labels = st.binary(min_size=1, max_size=12)
+names = st.lists(labels, min_size=0, max_size=4).map(lambda ls: dns.name.Name([*ls, b""]))
+
+
+@st.composite
+def rdatas(draw: st.DrawFn, rdtype: int) -> object:
+    t = dns.rdatatype.RdataType
+    if rdtype == t.A:
+        return dns.rdtypes.IN.A.A(IN, rdtype, str(ipaddress.IPv4Address(draw(st.integers(0, 2**32 - 1)))))
+    if rdtype == t.AAAA:
+        return dns.rdtypes.IN.AAAA.AAAA(
+            IN, rdtype, str(ipaddress.IPv6Address(draw(st.integers(0, 2**128 - 1))))
+        )
+    if rdtype == t.MX:
+        return dns.rdtypes.ANY.MX.MX(IN, rdtype, draw(st.integers(0, 65535)), draw(names))
+    if rdtype == t.TXT:
+        strings = draw(st.lists(st.binary(max_size=40), min_size=1, max_size=3))
+        return dns.rdtypes.ANY.TXT.TXT(IN, rdtype, strings)
+    if rdtype == t.TLSA:
+        u, s, m = draw(st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)))
+        return dns.rdtypes.ANY.TLSA.TLSA(IN, rdtype, u, s, m, draw(st.binary(min_size=1, max_size=64)))
+    if rdtype == t.SOA:
+        nums = draw(st.lists(st.integers(0, 2**32 - 1), min_size=5, max_size=5))
+        return dns.rdtypes.ANY.SOA.SOA(IN, rdtype, draw(names), draw(names), *nums)
+    cls = {
+        t.CNAME: dns.rdtypes.ANY.CNAME.CNAME,
+        t.NS: dns.rdtypes.ANY.NS.NS,
+        t.DNAME: dns.rdtypes.ANY.DNAME.DNAME,
+    }
+    return cls[rdtype](IN, rdtype, draw(names))
+
+
+RDTYPES = [1, 28, 15, 16, 52, 6, 5, 2, 39]
+
+
+@st.composite
+def replies(draw: st.DrawFn) -> bytes:
+    qname = draw(names)
+    query = dns.message.make_query(
+        qname, draw(st.sampled_from(RDTYPES)), use_edns=draw(st.sampled_from([0, False]))
+    )
+    reply = dns.message.make_response(query)
+    reply.id = draw(st.integers(0, 65535))
+    for flag in (dns.flags.AA, dns.flags.AD, dns.flags.CD, dns.flags.RA):
+        if draw(st.booleans()):
+            reply.flags |= flag
+    reply.set_rcode(draw(st.sampled_from([0, 2, 3, 5, 16] if reply.edns >= 0 else [0, 2, 3, 5])))
+    if reply.edns >= 0 and draw(st.booleans()):
+        text = draw(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300) | st.none())
+        reply.use_edns(0, options=[dns.edns.EDEOption(draw(st.integers(0, 65535)), text)])
+    for section in (reply.answer, reply.authority):
+        for _ in range(draw(st.integers(0, 3))):
+            owner = draw(st.sampled_from([qname]) | names)
+            rdtype = draw(st.sampled_from(RDTYPES))
+            rrset = reply.find_rrset(section, owner, IN, rdtype, create=True)
+            for _ in range(draw(st.integers(1, 3))):
+                rrset.add(draw(rdatas(rdtype)), draw(st.integers(0, 2**31 - 1)))
+    return reply.to_wire()
+
+
+def _comparable(rdtype: int, data: object) -> object:
+    if rdtype == 28:
+        return ipaddress.IPv6Address(str(data))
+    return data
+
+
+def _expected(wire: bytes) -> tuple[object, ...]:
+    """What our codec must say, read from dnspython's own parse of the bytes."""
+    m = dns.message.from_wire(wire)
+
+    def text(name: dns.name.Name) -> str:
+        return name.to_text(omit_final_dot=True).lower()
+
+    def data(rd: object) -> object:
+        t = rd.rdtype  # type: ignore[attr-defined]
+        if t in (1, 28):
+            return _comparable(t, rd.address)  # type: ignore[attr-defined]
+        if t == 15:
+            return MxData(rd.preference, text(rd.exchange))  # type: ignore[attr-defined]
+        if t == 16:
+            return tuple(rd.strings)  # type: ignore[attr-defined]
+        if t == 52:
+            return TlsaData(rd.usage, rd.selector, rd.mtype, rd.cert)  # type: ignore[attr-defined]
+        if t == 6:
+            return SoaData(
+                text(rd.mname), text(rd.rname), rd.serial, rd.refresh, rd.retry, rd.expire, rd.minimum
+            )  # type: ignore[attr-defined]
+        return text(rd.target)  # type: ignore[attr-defined]
+
+    def section(rrsets: list[dns.rrset.RRset]) -> list[tuple[object, ...]]:
+        return [(text(r.name), r.rdtype, r.ttl, data(rd)) for r in rrsets for rd in r]
+
+    ede = tuple((o.code, o.text or "") for o in m.options if isinstance(o, dns.edns.EDEOption))
+    return (
+        m.id, m.flags & 0x8000 != 0, m.flags & 0x20 != 0, m.flags & 0x10 != 0, m.flags & 0x400 != 0,
+        m.rcode(), text(m.question[0].name), m.question[0].rdtype,
+        section(m.answer), section(m.authority), ede, m.edns >= 0,
+    )  # fmt: skip
+
+
+def _ours(message: Message) -> tuple[object, ...]:
+    assert message.question is not None
+    return (
+        message.id, message.qr, message.ad, message.cd, message.aa,
+        message.rcode, message.question.name, message.question.rrtype,
+        [(r.name, r.rrtype, r.ttl, _comparable(r.rrtype, r.data)) for r in message.answers],
+        [(r.name, r.rrtype, r.ttl, _comparable(r.rrtype, r.data)) for r in message.authority],
+        tuple((code, text[:EDE_TEXT_LIMIT]) for code, text in message.ede), message.edns,
+    )  # fmt: skip
+
+
+def _trim_ede(expected: tuple[object, ...]) -> tuple[object, ...]:
+    ede = tuple((code, text[:EDE_TEXT_LIMIT]) for code, text in expected[10])  # type: ignore[attr-defined]
+    return (*expected[:10], ede, expected[11])
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(replies())
+def test_differential_against_dnspython(wire: bytes) -> None:
+    assert _ours(parse_response(wire)) == _trim_ede(_expected(wire))
+
+
+def _parse_or_wire_error(data: bytes) -> None:
+    try:
+        result = parse_response(data)
+    except WireError:
+        return
+    assert isinstance(result, Message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_fuzz_arbitrary_bytes(data: bytes) -> None:
+    _parse_or_wire_error(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(replies(), st.lists(st.integers(0, 2**20), min_size=1, max_size=8), st.integers(0, 600))
+def test_fuzz_bit_flipped_and_cut_replies(wire: bytes, flips: list[int], cut: int) -> None:
+    mutated = bytearray(wire)
+    for flip in flips:
+        bit = flip % (len(mutated) * 8)
+        mutated[bit // 8] ^= 1 << (bit % 8)
+    _parse_or_wire_error(bytes(mutated))
+    _parse_or_wire_error(bytes(mutated[: min(cut, len(mutated))]))
