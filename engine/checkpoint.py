@@ -195,7 +195,7 @@ class ResultStore:
         """Buffer one complete NDJSON line (exactly one ``\\n``, at its end)."""
         if self._fd is None:
             raise StoreError(f"{self.path}: store is not open")
-        if line.find(b"\n") != len(line) - 1:
+        if not line or line.find(b"\n") != len(line) - 1:
             raise ValueError("append() takes exactly one line ending in b'\\n'")
         self._buffer.append(line)
         self.appended += 1

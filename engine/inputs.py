@@ -29,16 +29,13 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import ipaddress
 import os
-import re
 import sys
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import idna
+from engine.names import escape_text, normalise_domain
 
 __all__ = [
     "DomainReader",
@@ -46,24 +43,12 @@ __all__ = [
     "InputItem",
     "InputStats",
     "count_names",
-    "escape_text",
-    "normalise_domain",
 ]
 
 #: Bytes inspected for NUL bytes and invalid UTF-8 before trusting a source as text.
 BINARY_SNIFF_BYTES = 64 * 1024
 #: Longest physical line read whole; a longer line is consumed and reported invalid.
 MAX_LINE_CHARS = 8192
-#: Bound on ``InputItem.raw`` (after escaping) so reports cannot be flooded by one line.
-MAX_RAW_CHARS = 256
-#: Names longer than this are rejected before IDNA processing (253 octets + slack for U-labels).
-MAX_NAME_CHARS = 1024
-#: RFC 1035 §2.3.4: 63 octets per label, 255 per wire name = 253 in presentation form.
-MAX_LABEL_OCTETS = 63
-MAX_NAME_OCTETS = 253
-
-_LDH_LABEL = re.compile(r"[a-z0-9-]+")
-_NOT_LDH = re.compile(r"[^a-z0-9-]")
 
 
 class InputError(Exception):
@@ -98,107 +83,6 @@ class InputStats:
     duplicates: int = 0
     skipped: int = 0
     format: str = ""
-
-
-def escape_text(text: str, limit: int = MAX_RAW_CHARS) -> str:
-    """``text`` with control/format characters escaped (``\\x00``, ``\\u200b``), at most ``limit`` chars.
-
-    Reason: raw input ends up in terminals and reports; a bidi override or an
-    escape sequence from a hostile list must not be able to rewrite them.
-    """
-    out: list[str] = []
-    used = 0
-    for ch in text:
-        piece = ch
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
-            piece = ch.encode("unicode_escape").decode("ascii")
-        if used + len(piece) > limit - 1:
-            out.append("…")
-            break
-        out.append(piece)
-        used += len(piece)
-    return "".join(out)
-
-
-def _is_ip_literal(name: str) -> bool:
-    candidate = name[1:-1] if name.startswith("[") and name.endswith("]") else name
-    try:
-        ipaddress.ip_address(candidate)
-    except ValueError:
-        return False
-    return True
-
-
-def _ascii_label_reason(label: str) -> str | None:
-    if len(label) > MAX_LABEL_OCTETS:
-        return f"label too long ({len(label)} > {MAX_LABEL_OCTETS})"
-    if not _LDH_LABEL.fullmatch(label):
-        bad = _NOT_LDH.search(label)
-        assert bad is not None
-        return f"invalid character '{escape_text(bad.group())}'"
-    if label[0] == "-" or label[-1] == "-":
-        return "label starts or ends with a hyphen"
-    return None
-
-
-def _label_to_alabel(label: str) -> tuple[str | None, str | None]:
-    """(A-label, None) or (None, reason) for one already lower-cased label."""
-    if not label:
-        return None, "empty label"
-    if label.isascii() and not label.startswith("xn--"):
-        reason = _ascii_label_reason(label)
-        return (None, reason) if reason else (label, None)
-    try:
-        # UTS #46 processing already ran on the whole name; alabel() applies the
-        # IDNA2008 label rules (RFC 5891 §5.4) and checks an xn-- label's Punycode.
-        alabel = idna.alabel(label).decode("ascii")
-    except (idna.IDNAError, UnicodeError) as exc:
-        return None, "idna: " + escape_text(str(exc), 120)
-    reason = _ascii_label_reason(alabel)
-    return (None, reason) if reason else (alabel, None)
-
-
-def normalise_domain(text: str) -> tuple[str | None, str | None]:
-    """Normalise one name: ``(domain, None)`` when valid, ``(None, reason)`` when not.
-
-    Stripped, lower-cased (UTS #46 mapping, non-transitional, so ``ß`` stays
-    ``ß``), one trailing dot removed, converted to A-labels, then held to
-    RFC 1035 lengths, LDH labels, at least two labels, a non-numeric top label
-    (RFC 3696 §2: keeps ``127.1`` style IPv4 shorthands out) and not an IP literal.
-    """
-    name = text.strip()
-    if not name:
-        return None, "empty name"
-    if len(name) > MAX_NAME_CHARS:
-        return None, "name too long"
-    if _is_ip_literal(name.rstrip(".")):
-        return None, "ip address"
-    if name.isascii():
-        name = name.lower()
-    else:
-        try:
-            name = idna.uts46_remap(name, std3_rules=False, transitional=False)
-        except (idna.IDNAError, UnicodeError) as exc:
-            return None, "idna: " + escape_text(str(exc), 120)
-    if name.endswith("."):
-        name = name[:-1]
-    if not name:
-        return None, "empty label"
-    labels = name.split(".")
-    alabels: list[str] = []
-    for label in labels:
-        alabel, reason = _label_to_alabel(label)
-        if alabel is None:
-            return None, reason
-        alabels.append(alabel)
-    result = ".".join(alabels)
-    if len(result) > MAX_NAME_OCTETS:
-        return None, f"name too long ({len(result)} > {MAX_NAME_OCTETS})"
-    if len(alabels) < 2:
-        return None, "single-label name"
-    if alabels[-1].isdigit():
-        return None, "numeric top-level label"
-    return result, None
 
 
 class _PrefixedRaw(io.RawIOBase):
@@ -265,11 +149,11 @@ def _csv_fields(line: str) -> list[str]:
 
 def _detect_format(line: str, label: str) -> tuple[str, int]:
     """(format, domain column) from the first name line; a header row is detected here."""
-    if "," not in line.split("#", 1)[0]:
-        return "text", 0
     fields = [f.strip().lower() for f in _csv_fields(line)]
     if "domain" in fields:
         return "csv", fields.index("domain")
+    if "," not in line.split("#", 1)[0]:
+        return "text", 0
     if fields and fields[0].isdigit():
         return "rank-csv", 1
     raise InputError(

@@ -46,7 +46,9 @@ def _positive_float(text: str) -> float:
 
 def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("scan", help="measure the domains in a list, resumably, into an NDJSON results file")
-    p.add_argument("domains", metavar="DOMAINS", help="domain list: text, Radar CSV, Tranco CSV, or - for stdin")
+    p.add_argument(
+        "domains", metavar="DOMAINS", help="domain list: text, Radar CSV, Tranco CSV, or - for stdin"
+    )
     p.add_argument("--out", "-o", required=True, type=Path, help="results file (NDJSON); also the checkpoint")
     p.add_argument(
         "--resolver",
@@ -55,14 +57,18 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="validating DNS resolver HOST[:PORT] (default 127.0.0.1:53)",
     )
     p.add_argument("--fresh", action="store_true", help="discard an existing results file and start over")
-    p.add_argument("--concurrency", type=_positive_int, default=defaults.CONCURRENCY, help="domains in flight")
+    p.add_argument(
+        "--concurrency", type=_positive_int, default=defaults.CONCURRENCY, help="domains in flight"
+    )
     p.add_argument(
         "--dns-in-flight", type=_positive_int, default=defaults.DNS_IN_FLIGHT, help="DNS queries in flight"
     )
     p.add_argument(
         "--dns-timeout", type=_positive_float, default=defaults.DNS_TIMEOUT, help="seconds per DNS attempt"
     )
-    p.add_argument("--dns-attempts", type=_positive_int, default=defaults.DNS_ATTEMPTS, help="attempts per query")
+    p.add_argument(
+        "--dns-attempts", type=_positive_int, default=defaults.DNS_ATTEMPTS, help="attempts per query"
+    )
     p.add_argument(
         "--preflight-signed",
         default=defaults.PREFLIGHT_SIGNED_NAME,
@@ -79,9 +85,14 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="exit non-zero instead of scanning when the resolver does not validate DNSSEC",
     )
     p.add_argument(
-        "--grace", type=_positive_float, default=defaults.SHUTDOWN_GRACE, help="seconds to finish after Ctrl-C"
+        "--grace",
+        type=_positive_float,
+        default=defaults.SHUTDOWN_GRACE,
+        help="seconds to finish after Ctrl-C",
     )
-    p.add_argument("--progress", choices=["auto", "tty", "plain", "off"], default="auto", help="progress display")
+    p.add_argument(
+        "--progress", choices=["auto", "tty", "plain", "off"], default="auto", help="progress display"
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -181,7 +181,10 @@ async def _scan_with_store(
             dns = None
             try:
                 dns = await probe_dns(
-                    item.domain, lookup_domain=lookup_own, lookup_host=lookup_shared, validating=check.validating
+                    item.domain,
+                    lookup_domain=lookup_own,
+                    lookup_host=lookup_shared,
+                    validating=check.validating,
                 )
             except Exception as exc:  # a probe bug becomes a classified record, never a lost domain
                 errors.append(ProbeError(probe="dns", status=Status.UNKNOWN_ERROR, detail=_detail(exc)))
@@ -201,6 +204,13 @@ async def _scan_with_store(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+
+        def tick() -> None:
+            # The store flushes on append; an idle scan (slow domains) still needs its lines written.
+            store.flush()
+            if progress is not None:
+                progress.tick()
+
         try:
             stats = await run_targets(
                 run.targets(reader),
@@ -210,7 +220,7 @@ async def _scan_with_store(
                 concurrency=cfg.concurrency,
                 stop=stop,
                 grace=cfg.grace,
-                tick=progress.tick if progress else None,
+                tick=tick,
             )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,13 +9,14 @@ root hands it a single-flight, cached resolver.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from probes.dns.records import Answer, DnsResult, Dnssec, ImplicitMx, MxHost, Outcome, TlsaSkip
 
 __all__ = ["Lookup", "parse_mx", "probe_dns", "tlsa_decision"]
 
-Lookup = Callable[[str, str], Awaitable[Answer]]
+Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
 
 #: Domains with hundreds of MX records exist (mostly misconfigured); probing all of
 #: them would let one domain dominate a scan, so only the first are followed.

@@ -30,11 +30,11 @@ from enum import IntEnum
 from typing import NamedTuple, TypeAlias
 
 __all__ = [
-    "EDNS_PAYLOAD",
     "EDE_TEXT_LIMIT",
+    "EDNS_PAYLOAD",
     "RCODE",
-    "MxData",
     "Message",
+    "MxData",
     "Question",
     "RData",
     "RRType",
@@ -202,6 +202,7 @@ _OPTION_EDE = 15
 # dnspython does (``_escapify``), so both codecs print the same text.
 _SPECIAL = b'"().;\\@$'
 _PLAIN = bytes(c for c in range(0x21, 0x7F) if c not in _SPECIAL)
+_PLAIN_OR_DOT = _PLAIN + b"."
 
 
 # ---------------------------------------------------------------- building
@@ -222,7 +223,7 @@ def encode_name(name: str) -> bytes:
         raw = text.encode("ascii")
     except UnicodeEncodeError:
         raise WireError("name is not an A-label (non-ASCII)") from None
-    if raw.translate(None, _PLAIN + b"."):
+    if raw.translate(None, _PLAIN_OR_DOT):
         raise WireError("name holds a byte that is not a printable A-label character")
     parts = []
     for label in raw.split(b"."):
@@ -338,7 +339,8 @@ def _parse(data: bytes) -> Message:
 def _read_name(data: bytes, offset: int, names: dict[int, tuple[str, int]]) -> tuple[str, int]:
     """(text, offset after the name).  ``names`` caches text by offset: answer
     owners are usually one pointer back to the question."""
-    labels: list[str] = []
+    labels: list[bytes] = []
+    suffix = ""
     wire_len = 0
     pos = offset
     ceiling = offset  # each pointer must point before the previous one
@@ -349,7 +351,6 @@ def _read_name(data: bytes, offset: int, names: dict[int, tuple[str, int]]) -> t
             raise WireError("name runs past the end")
         n = data[pos]
         if n == 0:
-            suffix = ""
             wire_len += 1
             pos += 1
             break
@@ -375,13 +376,20 @@ def _read_name(data: bytes, offset: int, names: dict[int, tuple[str, int]]) -> t
         if pos > limit:
             raise WireError("label runs past the end")
         wire_len += n + 1
-        label = data[start:pos].lower()
-        labels.append(label.decode("ascii") if not label.translate(None, _PLAIN) else _escape(label))
+        labels.append(data[start:pos])
     if wire_len > 255:
         raise WireError("name longer than 255 octets")
-    if suffix and suffix != ".":
-        labels.append(suffix)
-    text = ".".join(labels) if labels else "."
+    if labels:
+        raw = b".".join(labels).lower()
+        # Fast path: every byte plain and no dot inside a label.
+        if raw.translate(None, _PLAIN_OR_DOT) or raw.count(b".") != len(labels) - 1:
+            text = ".".join(_escape(label.lower()) for label in labels)
+        else:
+            text = raw.decode("ascii")
+        if suffix and suffix != ".":
+            text = text + "." + suffix
+    else:
+        text = suffix or "."
     names[offset] = (text, wire_len)
     return text, (after if after >= 0 else pos)
 

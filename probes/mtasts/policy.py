@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from probes.mtasts.record import reason_detail
+from probes.mtasts.record import bound_reasons, reason_detail
 
 __all__ = [
     "MAX_AGE_LIMIT",
@@ -91,9 +91,10 @@ class StsPolicy:
         1-10 digits.
       line_endings: lf / crlf / mixed / none: how the lines are terminated (a fact; both are valid).
       reasons: why the policy is not valid, each "code" or "code:detail": too-large:<bytes>, not-utf8,
-        utf8-bom, bad-line:<n>, blank-line:<n>, invalid-version:<v>, invalid-mode:<v>,
-        invalid-mx-pattern:<v>, invalid-max-age:<v>, max-age-out-of-range:<v>, missing-version,
-        missing-mode, missing-mx (mode not none), missing-max-age.
+        utf8-bom, bare-cr (a CR without LF, e.g. old Mac line ends), bad-line:<n>, blank-line:<n>,
+        invalid-version:<v>, invalid-mode:<v>, invalid-mx-pattern:<v>, invalid-max-age:<v>,
+        max-age-out-of-range:<v>, missing-version, missing-mode, missing-mx (mode not none),
+        missing-max-age; repeats are dropped and past 32 the rest are counted as more-problems:<n>.
       warnings: departures §3.2 tolerates, policy still valid: duplicate-key:<k> (the first counts),
         wrong-case-key:<k> (e.g. "Mode", an unknown extension to a sender).
       extensions: unknown fields as "key: value", in order; senders ignore them.
@@ -198,12 +199,17 @@ def parse_policy(body: bytes) -> StsPolicy:
     if text.startswith("\ufeff"):
         fields.reasons.append("utf8-bom")  # not a field: the ABNF has no room for it
         text = text[1:]
+    if "\r" in text.replace("\r\n", ""):
+        # A CR not followed by LF is no sts-policy-term: such lines run together.
+        fields.reasons.append("bare-cr")
     lines = text.split("\n")
     if len(lines) > 1 and lines[-1] == "":
         lines.pop()  # the optional final sts-policy-term
     if text:
         for number, raw in enumerate(lines, start=1):
             _read_line(fields, number, raw.removesuffix("\r"))
+    # A 64 KiB body of blank lines would otherwise carry 65,536 reasons.
+    fields.reasons = list(bound_reasons(fields.reasons))
     _check_required(fields)
     return StsPolicy(
         valid=not fields.reasons,
@@ -213,7 +219,7 @@ def parse_policy(body: bytes) -> StsPolicy:
         max_age=fields.max_age,
         line_endings=_line_endings(text),
         reasons=tuple(fields.reasons),
-        warnings=tuple(fields.warnings),
+        warnings=bound_reasons(fields.warnings),
         extensions=tuple(fields.extensions),
     )
 

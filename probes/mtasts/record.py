@@ -31,12 +31,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["StsRecord", "assess_sts_txt", "is_sts_candidate", "reason_code", "reason_detail"]
+__all__ = ["StsRecord", "assess_sts_txt", "bound_reasons", "is_sts_candidate", "reason_code", "reason_detail"]
 
 #: RFC 8461 §3.1: the version field, case-sensitive (%s, RFC 7405).
 VERSION = "v=STSv1"
 #: Longest detail kept in a reason, so hostile records cannot bloat results.
 MAX_DETAIL = 64
+#: Most distinct reasons (or warnings) kept from one record or body; the rest are counted.
+MAX_REASONS = 32
 
 # sts-field-delim = *WSP ";" *WSP, WSP being SP / HTAB (RFC 5234 B.1).
 _DELIM = re.compile(r"[ \t]*;[ \t]*")
@@ -50,15 +52,15 @@ class StsRecord:
     """What the ``_mta-sts`` TXT records say, judged by RFC 8461 §3.1.
 
     Fields:
-      present: at least one TXT record begins with the version field "v=STSv1" (followed by the end,
-        ";" or whitespace): the domain tried to publish MTA-STS.
+      present: at least one TXT record begins with the version field "v=STSv1" (not followed by a letter
+        or digit): the domain tried to publish MTA-STS.
       valid: exactly one such record and it fits the §3.1 ABNF with an id; a sender would go on to fetch
         the policy.  True exactly when reasons is empty.
       id: the policy id (1-32 letters and digits; the first if repeated), also when other parts of the
         record are wrong; "" when absent, malformed, or when several records make it ambiguous.
       reasons: why the record is not valid, each "code" or "code:detail": no-sts-record,
         multiple-sts-records, missing-id, invalid-id, bad-syntax, trailing-whitespace, version-not-first,
-        version-wrong-case.
+        version-wrong-case; repeats dropped, past 32 the rest counted as more-problems:<n>.
       warnings: departures the RFC tolerates, record still valid: duplicate-id (the first id counts).
       extensions: unknown fields of the record as written, "name=value", in order (ignored by senders).
     """
@@ -82,15 +84,26 @@ def reason_detail(text: str) -> str:
     return cleaned + ("..." if len(text) > MAX_DETAIL else "")
 
 
+def bound_reasons(items: Sequence[str]) -> tuple[str, ...]:
+    """``items`` without repeats, at most MAX_REASONS, the rest summed up as "more-problems:<n>"."""
+    unique = tuple(dict.fromkeys(items))
+    if len(unique) <= MAX_REASONS:
+        return unique
+    kept = MAX_REASONS - 1
+    return (*unique[:kept], f"more-problems:{len(unique) - kept}")
+
+
 def is_sts_candidate(txt: str) -> bool:
     """Whether §3.1's discard rule keeps ``txt``.
 
     The prose says records not beginning with "v=STSv1;" are discarded, but
-    the ABNF allows whitespace before the ";" (erratum 6285 reports the clash)
-    and a bare "v=STSv1" is still an attempt at a record (missing its id), so
-    the version followed by the end, ";" or WSP selects a record.
+    the ABNF allows whitespace before the ";" (erratum 6285 reports the clash),
+    and "v=STSv1" alone or "v=STSv1,id=1" are still attempts at a record, to
+    be reported as malformed rather than as absent.  So a record is kept when
+    the version token is complete: not followed by a letter or digit
+    ("v=STSv10" would be another version).
     """
-    return txt.startswith(VERSION) and (len(txt) == len(VERSION) or txt[len(VERSION)] in "; \t")
+    return txt.startswith(VERSION) and not txt[len(VERSION) : len(VERSION) + 1].isalnum()
 
 
 def assess_sts_txt(txt_records: Sequence[str]) -> StsRecord:
@@ -151,6 +164,7 @@ def _assess_one(txt: str) -> StsRecord:
             extensions.append(field)  # §3.1: unknown fields are ignored by senders
         else:
             reasons.append(f"bad-syntax:{reason_detail(field)}")
+    reasons = list(bound_reasons(reasons))
     if not ids and not any(reason_code(r) == "invalid-id" for r in reasons):
         reasons.append("missing-id")
     if len(ids) > 1:

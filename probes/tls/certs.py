@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,8 +23,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 
 __all__ = [
+    "EXTENSION_ERRORS",
     "MAX_CERT_BYTES",
     "MAX_CHAIN_CERTS",
     "CertFacts",
@@ -42,6 +45,8 @@ MAX_CHAIN_CERTS = 16
 MAX_CERT_BYTES = 64 * 1024
 
 _ISSUED_BY_ERRORS = (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm)
+#: What reading a parsed certificate's extensions may raise for malformed input.
+EXTENSION_ERRORS = (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
 class CertParseError(ValueError):
@@ -111,9 +116,18 @@ def load_der(der: bytes) -> x509.Certificate:
     if len(der) > MAX_CERT_BYTES:
         raise CertParseError(f"certificate of {len(der)} bytes exceeds {MAX_CERT_BYTES}")
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise CertParseError(f"not a DER certificate: {exc}") from None
+        with warnings.catch_warnings():
+            # Peer data: a non-positive serial or an over-long country name is a
+            # fact about the peer, not a warning for the operator.
+            warnings.simplefilter("ignore")
+            cert = x509.load_der_x509_certificate(der)
+            # cryptography parses lazily; touch what every caller reads so a
+            # malformed name or validity fails here, once, as CertParseError.
+            _ = (cert.subject, cert.issuer, cert.serial_number)
+            _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:  # TypeError: a malformed name attribute
+        raise CertParseError(f"not a DER certificate: {str(exc)[:200]}") from None
+    return cert
 
 
 def is_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -131,7 +145,9 @@ def _iso(moment: dt.datetime) -> str:
 
 def _name(name: x509.Name) -> str:
     try:
-        return name.rfc4514_string()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return name.rfc4514_string()
     except ValueError:  # an attribute value that cannot be rendered
         return "<unrenderable name>"
 
@@ -157,6 +173,13 @@ def _key_facts(cert: x509.Certificate) -> tuple[str, int, str, str]:
     return "unknown", 0, "", spki_sha256
 
 
+def _serial_hex(cert: x509.Certificate) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # non-positive serials are facts
+        serial = cert.serial_number
+    return format(serial, "x") if serial >= 0 else f"-{-serial:x}"
+
+
 def _signature_algorithm(cert: x509.Certificate) -> str:
     oid = cert.signature_algorithm_oid
     name = getattr(oid, "_name", "")
@@ -176,27 +199,23 @@ def cert_facts(der: bytes) -> CertFacts:
         san_ip = tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
     except x509.ExtensionNotFound:
         pass
-    except ValueError as exc:  # DuplicateExtension, UnsupportedGeneralNameType, bad DER inside
+    except EXTENSION_ERRORS as exc:
         issues.append(f"extensions: {exc}")
     try:
         is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         pass
-    except ValueError as exc:
+    except EXTENSION_ERRORS as exc:
         if not issues:
             issues.append(f"extensions: {exc}")
     key_type, key_bits, curve, spki_sha256 = _key_facts(cert)
     if key_type == "unknown":
         issues.append("public key: unsupported or malformed")
-    try:
-        not_before, not_after = _iso(cert.not_valid_before_utc), _iso(cert.not_valid_after_utc)
-    except ValueError as exc:
-        not_before = not_after = ""
-        issues.append(f"validity: {exc}")
+    not_before, not_after = _iso(cert.not_valid_before_utc), _iso(cert.not_valid_after_utc)
     return CertFacts(
         subject=_name(cert.subject),
         issuer=_name(cert.issuer),
-        serial=format(cert.serial_number, "x") if cert.serial_number >= 0 else f"-{-cert.serial_number:x}",
+        serial=_serial_hex(cert),
         not_before=not_before,
         not_after=not_after,
         san_dns=san_dns,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 import certifi
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.verification import Store
 
 from probes.tls.certs import is_issued_by
@@ -100,7 +102,10 @@ def _parse_bundle(data: bytes, path: str, *, strict: bool) -> tuple[list[x509.Ce
     certs, skipped = [], 0
     for i, block in enumerate(blocks):
         try:
-            certs.append(x509.load_pem_x509_certificate(block))
+            with warnings.catch_warnings():
+                # A few long-lived roots have non-positive serials; they are still roots.
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                certs.append(x509.load_pem_x509_certificate(block))
         except ValueError as exc:
             if strict:
                 raise TrustStoreError(f"{path}: certificate {i + 1} is malformed: {exc}") from None

@@ -17,8 +17,8 @@ precedence (the first that applies wins):
 2. ``expired`` / ``not-yet-valid``: ``at`` lies outside the leaf's validity.
 3. ``hostname-mismatch``: no subjectAltName of the leaf matches ``host``
    (RFC 6125 §6.4: case-insensitive, IDNA names as A-labels, a wildcard only
-   as the entire left-most label and matching exactly one label, no CN
-   fallback: a leaf without dNSName SANs never matches).
+   as the entire left-most label and matching exactly one label; the CN
+   counts only when the leaf has no dNSName or iPAddress SAN, see below).
 4. walking issuers up from the leaf through the presented certificates:
    the walk reaches a trust anchor → the chain is complete and something else
    is wrong (an expired intermediate, a bad extension…) → ``other``;
@@ -28,6 +28,14 @@ precedence (the first that applies wins):
 5. anything unparsable (empty chain, garbage DER, an invalid host) → ``other``.
 
 The verifier's own message rides along in ``detail`` (bounded).
+
+CN fallback: cryptography's server verifier insists on a subjectAltName, but
+OpenSSL (``X509_check_host``, used by Python's ssl module, Postfix and Exim)
+falls back to the subject CN when the leaf has no dNSName SAN, as RFC 6125
+§6.4.4 permits.  To keep the verdict equal to OpenSSL's, such a leaf whose CN
+matches the host is verified by cryptography's path builder with the name
+check replaced by ours (a client verifier whose EKU rules demand serverAuth);
+``detail`` then says "CN fallback".
 """
 
 from __future__ import annotations
@@ -40,9 +48,17 @@ from enum import StrEnum
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, VerificationError
+from cryptography.x509 import DNSName, IPAddress
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    VerificationError,
+)
 
-from probes.tls.certs import MAX_CHAIN_CERTS, CertParseError, is_issued_by, load_der
+from probes.tls.certs import EXTENSION_ERRORS, MAX_CHAIN_CERTS, CertParseError, is_issued_by, load_der
 from probes.tls.truststore import TrustStore
 
 __all__ = [
@@ -184,6 +200,40 @@ def _same_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address, text: str) 
         return False
 
 
+def _require_server_auth(_policy: Policy, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
+    # CA/B BR §7.1.2: absent EKU on a CA means unrestricted; present, it must allow serverAuth.
+    if eku is not None and not {
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+    } & set(eku):
+        raise ValueError("extendedKeyUsage does not allow serverAuth")
+
+
+def _cn_fallback_applies(leaf: x509.Certificate, host: str) -> bool:
+    """No dNSName SAN, and a subject CN that matches ``host`` (RFC 6125 §6.4.4)."""
+    san_dns, san_ip = _leaf_names(leaf)
+    if san_dns or san_ip:
+        return False
+    cns = [str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return match_hostname(host, cns)
+
+
+def _verify_path_only(
+    store: TrustStore, at: dt.datetime, leaf: x509.Certificate, rest: list[x509.Certificate]
+) -> list[x509.Certificate]:
+    """cryptography's path building and checks without its SAN name check."""
+    ee = (
+        ExtensionPolicy.webpki_defaults_ee()
+        .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_server_auth)
+    )
+    ca = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_server_auth
+    )
+    builder = PolicyBuilder().store(store.store).time(at).extension_policies(ca_policy=ca, ee_policy=ee)
+    return list(builder.build_client_verifier().verify(leaf, rest).chain)
+
+
 def _bounded(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
@@ -196,7 +246,9 @@ def _utc(at: dt.datetime) -> dt.datetime:
 def _leaf_names(leaf: x509.Certificate) -> tuple[list[str], list[str]]:
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (x509.ExtensionNotFound, ValueError):
+    except x509.ExtensionNotFound:
+        return [], []
+    except EXTENSION_ERRORS:
         return [], []
     return san.get_values_for_type(x509.DNSName), [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
 
@@ -209,19 +261,31 @@ def _walk_to_anchor(
 ) -> tuple[bool, bool]:
     """(reached a trust anchor, needed the pool to get there), walking issuer links up."""
     current, used_pool = leaf, False
-    seen = {current.fingerprint_sha256()}
+    seen = {current.public_bytes(serialization.Encoding.DER)}
     for _ in range(MAX_CHAIN_CERTS + 8):  # bounded: every step adds a new certificate
         if store.contains(current.public_bytes(serialization.Encoding.DER)) or store.issuers_of(current):
             return True, used_pool
         step = next(
-            (c for c in presented if c.fingerprint_sha256() not in seen and is_issued_by(current, c)), None
+            (
+                c
+                for c in presented
+                if c.public_bytes(serialization.Encoding.DER) not in seen and is_issued_by(current, c)
+            ),
+            None,
         )
         if step is None and pool is not None:
-            step = next((c for c in pool.issuers_of(current) if c.fingerprint_sha256() not in seen), None)
+            step = next(
+                (
+                    c
+                    for c in pool.issuers_of(current)
+                    if c.public_bytes(serialization.Encoding.DER) not in seen
+                ),
+                None,
+            )
             used_pool = used_pool or step is not None
         if step is None:
             return False, used_pool
-        seen.add(step.fingerprint_sha256())
+        seen.add(step.public_bytes(serialization.Encoding.DER))
         current = step
     return False, used_pool
 
@@ -246,7 +310,7 @@ def classify(
     if at > leaf.not_valid_after_utc:
         return PkixReason.EXPIRED, f"leaf expired {leaf.not_valid_after_utc.isoformat()}{said}"
     san_dns, san_ip = _leaf_names(leaf)
-    if not match_hostname(host, san_dns, san_ip):
+    if not match_hostname(host, san_dns, san_ip) and not _cn_fallback_applies(leaf, host):
         shown = ", ".join(san_dns[:5] + san_ip[:5]) or "no subjectAltName"
         return PkixReason.HOSTNAME_MISMATCH, f"{host} not in [{shown}]{said}"
     anchored, used_pool = _walk_to_anchor(leaf, certs[1:], store, pool)
@@ -292,11 +356,19 @@ def verify_chain(
         path = verifier.verify(certs[0], certs[1:])
     except VerificationError as exc:
         message = str(exc)
-    except ValueError as exc:  # a malformed extension met while verifying
+    except EXTENSION_ERRORS as exc:  # a malformed extension met while verifying
         message = f"malformed certificate: {exc}"
     else:
         anchor = path[-1].subject.rfc4514_string() if path else ""
         return PkixResult(True, PkixReason.OK, "chain verifies to a trusted root", anchor)
+    try:
+        if _cn_fallback_applies(certs[0], name):
+            path = _verify_path_only(store, at, certs[0], certs[1:])
+            anchor = path[-1].subject.rfc4514_string() if path else ""
+            detail = "chain verifies to a trusted root; name matched by CN fallback (no subjectAltName)"
+            return PkixResult(True, PkixReason.OK, detail, anchor)
+    except (VerificationError, *EXTENSION_ERRORS):
+        pass  # classified below like any refused chain
     pool: IntermediatePool | None = None
     if isinstance(intermediates, IntermediatePool):
         pool = intermediates
@@ -304,7 +376,7 @@ def verify_chain(
         pool = IntermediatePool.from_der(intermediates)
     try:
         reason, detail = classify(certs, name, store=store, at=at, pool=pool, verifier_message=message)
-    except ValueError as exc:  # an extension the classifier could not read
+    except EXTENSION_ERRORS as exc:  # an extension the classifier could not read
         reason, detail = PkixReason.OTHER, f"{message}; classifier: {exc}"
     if len(chain) > MAX_CHAIN_CERTS:
         detail = f"{detail} (only the first {MAX_CHAIN_CERTS} of {len(chain)} certificates considered)"

@@ -11,7 +11,9 @@ from probes.dns.probe import parse_mx, probe_dns, tlsa_decision
 from probes.dns.records import Answer, Dnssec, Outcome, TlsaSkip
 
 
-def ans(name: str, rrtype: str, outcome: Outcome = Outcome.OK, *data: str, dnssec: Dnssec = Dnssec.INSECURE) -> Answer:
+def ans(
+    name: str, rrtype: str, outcome: Outcome = Outcome.OK, *data: str, dnssec: Dnssec = Dnssec.INSECURE
+) -> Answer:
     return Answer(
         name=name,
         rrtype=rrtype,
@@ -37,7 +39,14 @@ def ans(name: str, rrtype: str, outcome: Outcome = Outcome.OK, *data: str, dnsse
         (("10 a.example", "10 a.example"), False, [(10, "a.example")]),
         (("x y",), False, []),
     ],
-    ids=["sorted-by-preference", "null-mx", "dot-among-others-is-not-null", "case-and-dot", "dupes", "garbage"],
+    ids=[
+        "sorted-by-preference",
+        "null-mx",
+        "dot-among-others-is-not-null",
+        "case-and-dot",
+        "dupes",
+        "garbage",
+    ],
 )
 def test_parse_mx(data: tuple[str, ...], null: bool, hosts: list[tuple[int, str]]) -> None:
     assert parse_mx(ans("d.example", "MX", Outcome.OK, *data)) == (null, hosts)
@@ -47,22 +56,36 @@ def test_parse_mx_non_ok_is_empty() -> None:
     assert parse_mx(ans("d.example", "MX", Outcome.NXDOMAIN)) == (False, [])
 
 
-S, I = Dnssec.SECURE, Dnssec.INSECURE
+SEC, INS = Dnssec.SECURE, Dnssec.INSECURE
 
 
 @pytest.mark.parametrize(
     ("a", "aaaa", "validating", "expected"),
     [
-        ((Outcome.OK, S), (Outcome.NODATA, S), True, None),
-        ((Outcome.OK, S), (Outcome.OK, S), True, None),
-        ((Outcome.OK, I), (Outcome.NODATA, I), True, TlsaSkip.ADDRESS_INSECURE),
-        ((Outcome.OK, S), (Outcome.OK, I), True, TlsaSkip.ADDRESS_INSECURE),
-        ((Outcome.TIMEOUT, Dnssec.INDETERMINATE), (Outcome.OK, S), True, None),
-        ((Outcome.NXDOMAIN, S), (Outcome.NXDOMAIN, S), True, TlsaSkip.ADDRESS_UNRESOLVED),
-        ((Outcome.SERVFAIL, Dnssec.BOGUS), (Outcome.SERVFAIL, Dnssec.BOGUS), True, TlsaSkip.ADDRESS_UNRESOLVED),
-        ((Outcome.OK, S), (Outcome.OK, S), False, TlsaSkip.RESOLVER_NOT_VALIDATING),
+        ((Outcome.OK, SEC), (Outcome.NODATA, SEC), True, None),
+        ((Outcome.OK, SEC), (Outcome.OK, SEC), True, None),
+        ((Outcome.OK, INS), (Outcome.NODATA, INS), True, TlsaSkip.ADDRESS_INSECURE),
+        ((Outcome.OK, SEC), (Outcome.OK, INS), True, TlsaSkip.ADDRESS_INSECURE),
+        ((Outcome.TIMEOUT, Dnssec.INDETERMINATE), (Outcome.OK, SEC), True, None),
+        ((Outcome.NXDOMAIN, SEC), (Outcome.NXDOMAIN, SEC), True, TlsaSkip.ADDRESS_UNRESOLVED),
+        (
+            (Outcome.SERVFAIL, Dnssec.BOGUS),
+            (Outcome.SERVFAIL, Dnssec.BOGUS),
+            True,
+            TlsaSkip.ADDRESS_UNRESOLVED,
+        ),
+        ((Outcome.OK, SEC), (Outcome.OK, SEC), False, TlsaSkip.RESOLVER_NOT_VALIDATING),
     ],
-    ids=["v4-secure", "both-secure", "insecure", "mixed", "one-failed-other-secure", "nxdomain", "bogus", "not-validating"],
+    ids=[
+        "v4-secure",
+        "both-secure",
+        "insecure",
+        "mixed",
+        "one-failed-other-secure",
+        "nxdomain",
+        "bogus",
+        "not-validating",
+    ],
 )
 def test_tlsa_decision(a, aaaa, validating, expected) -> None:
     got = tlsa_decision(
@@ -82,18 +105,22 @@ def _lookup(table: dict[tuple[str, str], Answer], log: list[tuple[str, str]]):
 
 def test_full_plan_for_a_signed_domain() -> None:
     table = {
-        ("d.test", "MX"): ans("d.test", "MX", Outcome.OK, "20 mx2.d.test", "10 mx1.d.test", dnssec=S),
-        ("mx1.d.test", "A"): ans("mx1.d.test", "A", Outcome.OK, "127.1.0.1", dnssec=S),
-        ("mx1.d.test", "AAAA"): ans("mx1.d.test", "AAAA", Outcome.NODATA, dnssec=S),
-        ("mx2.d.test", "A"): ans("mx2.d.test", "A", Outcome.OK, "127.1.0.2", dnssec=I),
-        ("mx2.d.test", "AAAA"): ans("mx2.d.test", "AAAA", Outcome.NODATA, dnssec=I),
-        ("_25._tcp.mx1.d.test", "TLSA"): ans("_25._tcp.mx1.d.test", "TLSA", Outcome.OK, "3 1 1 aa", dnssec=S),
+        ("d.test", "MX"): ans("d.test", "MX", Outcome.OK, "20 mx2.d.test", "10 mx1.d.test", dnssec=SEC),
+        ("mx1.d.test", "A"): ans("mx1.d.test", "A", Outcome.OK, "127.1.0.1", dnssec=SEC),
+        ("mx1.d.test", "AAAA"): ans("mx1.d.test", "AAAA", Outcome.NODATA, dnssec=SEC),
+        ("mx2.d.test", "A"): ans("mx2.d.test", "A", Outcome.OK, "127.1.0.2", dnssec=INS),
+        ("mx2.d.test", "AAAA"): ans("mx2.d.test", "AAAA", Outcome.NODATA, dnssec=INS),
+        ("_25._tcp.mx1.d.test", "TLSA"): ans(
+            "_25._tcp.mx1.d.test", "TLSA", Outcome.OK, "3 1 1 aa", dnssec=SEC
+        ),
         ("_mta-sts.d.test", "TXT"): ans("_mta-sts.d.test", "TXT", Outcome.OK, "v=STSv1; id=1"),
     }
     own: list[tuple[str, str]] = []
     shared: list[tuple[str, str]] = []
     result = asyncio.run(
-        probe_dns("d.test", lookup_domain=_lookup(table, own), lookup_host=_lookup(table, shared), validating=True)
+        probe_dns(
+            "d.test", lookup_domain=_lookup(table, own), lookup_host=_lookup(table, shared), validating=True
+        )
     )
     assert result.has_mx and not result.null_mx and result.implicit_mx is None
     assert [h.host for h in result.mx_hosts] == ["mx1.d.test", "mx2.d.test"]
@@ -111,7 +138,9 @@ def test_nodata_mx_records_implicit_mx_but_no_mail_server() -> None:
     }
     log: list[tuple[str, str]] = []
     result = asyncio.run(
-        probe_dns("d.test", lookup_domain=_lookup(table, log), lookup_host=_lookup(table, log), validating=True)
+        probe_dns(
+            "d.test", lookup_domain=_lookup(table, log), lookup_host=_lookup(table, log), validating=True
+        )
     )
     assert not result.has_mx and result.mx_hosts == ()
     assert result.implicit_mx is not None and result.implicit_mx.a.data == ("127.1.0.9",)
@@ -122,7 +151,9 @@ def test_no_implicit_mx_without_a_definite_nodata(outcome: Outcome) -> None:
     table = {("d.test", "MX"): ans("d.test", "MX", outcome)}
     log: list[tuple[str, str]] = []
     result = asyncio.run(
-        probe_dns("d.test", lookup_domain=_lookup(table, log), lookup_host=_lookup(table, log), validating=True)
+        probe_dns(
+            "d.test", lookup_domain=_lookup(table, log), lookup_host=_lookup(table, log), validating=True
+        )
     )
     assert result.implicit_mx is None and not result.has_mx
     assert ("d.test", "A") not in log
@@ -132,6 +163,8 @@ def test_null_mx_accepts_no_mail() -> None:
     table = {("d.test", "MX"): ans("d.test", "MX", Outcome.OK, "0 .")}
     log: list[tuple[str, str]] = []
     result = asyncio.run(
-        probe_dns("d.test", lookup_domain=_lookup(table, log), lookup_host=_lookup(table, log), validating=True)
+        probe_dns(
+            "d.test", lookup_domain=_lookup(table, log), lookup_host=_lookup(table, log), validating=True
+        )
     )
     assert result.null_mx and not result.has_mx and result.mx_hosts == () and result.implicit_mx is None

@@ -35,7 +35,9 @@ def test_token_bucket_spends_burst_then_paces() -> None:
     assert [bucket.delay() for _ in range(3)] == [0.0, 0.0, pytest.approx(0.5)]  # burst caps banking
 
 
-@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (1, 0.5)], ids=["zero-rate", "negative", "tiny-burst"])
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(0, 1), (-1, 1), (1, 0.5)], ids=["zero-rate", "negative", "tiny-burst"]
+)
 def test_token_bucket_rejects_nonsense(rate: float, burst: float) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate, burst, FakeClock())

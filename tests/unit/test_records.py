@@ -73,12 +73,23 @@ def domain_records(draw: st.DrawFn) -> DomainRecord:
         input_line=draw(st.integers(0, 10**7)),
         status=draw(st.sampled_from(Status)),
         reason=draw(texts),
-        scan=ScanMeta(tool="mxscan", version="0.1.0", started="2026-11-29T00:00:00Z", resolver="x", dnssec_validating=True),
+        scan=ScanMeta(
+            tool="mxscan",
+            version="0.1.0",
+            started="2026-11-29T00:00:00Z",
+            resolver="x",
+            dnssec_validating=True,
+        ),
         measured_at="2026-11-29T00:00:01.000Z",
         duration_ms=draw(st.floats(0, 1e6, allow_nan=False)),
         dns=dns,
         errors=tuple(
-            draw(st.lists(st.builds(ProbeError, probe=st.just("dns"), status=st.sampled_from(Status), detail=texts), max_size=2))
+            draw(
+                st.lists(
+                    st.builds(ProbeError, probe=st.just("dns"), status=st.sampled_from(Status), detail=texts),
+                    max_size=2,
+                )
+            )
         ),
     )
 

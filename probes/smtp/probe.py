@@ -1,0 +1,125 @@
+"""The SMTP probe of one (MX host, address): exchange, retries, certificate facts
+and PKIX verdict.  Scheduling, sharing and politeness belong to the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import load_der_x509_certificate
+
+from engine.status import Status
+from probes.smtp.records import SmtpResult, TlsSession
+from probes.smtp.session import Observation, SmtpTimeouts, client_tls_context, converse
+from probes.tls.certs import chain_facts
+from probes.tls.truststore import TrustStore
+from probes.tls.verify import IntermediatePool, PkixResult, verify_chain
+
+__all__ = ["SmtpProber", "SmtpSettings", "should_retry"]
+
+#: Reply codes that mean "come back later" (RFC 5321 §4.2.2): retried, never "no STARTTLS".
+RETRY_CODES = frozenset({421, 450, 451})
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """How to probe; one frozen value per scan."""
+
+    ehlo_name: str
+    trust_store: TrustStore
+    port: int = 25
+    timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
+    retries: int = 1
+    retry_delay: float = 5.0
+    keep_certs: bool = False
+    intermediates: IntermediatePool = field(default_factory=IntermediatePool)
+
+
+def should_retry(obs: Observation) -> bool:
+    """Transient outcomes worth another connection after a pause."""
+    if obs.status in (Status.CONNECTION_TIMEOUT, Status.IO_TIMEOUT, Status.CONNECTION_CLOSED):
+        # after a completed handshake the facts are in hand; a retry would only repeat them
+        return obs.tls_version == ""
+    return obs.status is Status.APPLICATION_ERROR and obs.last_code in RETRY_CODES
+
+
+class SmtpProber:
+    def __init__(self, settings: SmtpSettings, *, now: Callable[[], dt.datetime] | None = None) -> None:
+        self.settings = settings
+        self._tls = client_tls_context()
+        self._now = now or (lambda: dt.datetime.now(dt.UTC))
+
+    async def probe(self, host: str, address: str) -> SmtpResult:
+        settings = self.settings
+        started = time.perf_counter()
+        attempts = 0
+        delay = settings.retry_delay
+        while True:
+            attempts += 1
+            obs = await converse(
+                address,
+                settings.port,
+                host,
+                ehlo_name=settings.ehlo_name,
+                tls_context=self._tls,
+                timeouts=settings.timeouts,
+            )
+            if attempts > settings.retries or not should_retry(obs):
+                break
+            await asyncio.sleep(delay)
+            delay *= 2
+        return self._result(host, address, obs, attempts, started)
+
+    def _result(self, host: str, address: str, obs: Observation, attempts: int, started: float) -> SmtpResult:
+        tls = None
+        pkix: PkixResult | None = None
+        if obs.chain or obs.tls_version:
+            pem: tuple[str, ...] = ()
+            if self.settings.keep_certs:
+                pem = tuple(_pem(der) for der in obs.chain)
+            tls = TlsSession(
+                version=obs.tls_version,
+                cipher=obs.tls_cipher,
+                cipher_bits=obs.tls_bits,
+                chain=chain_facts(obs.chain),
+                chain_pem=pem,
+            )
+        if obs.chain:
+            pkix = verify_chain(
+                obs.chain,
+                host,
+                store=self.settings.trust_store,
+                at=self._now(),
+                intermediates=self.settings.intermediates,
+            )
+        return SmtpResult(
+            host=host,
+            address=address,
+            port=self.settings.port,
+            status=obs.status,
+            phase=obs.phase,
+            starttls=obs.starttls,
+            banner_code=obs.banner_code,
+            banner=obs.banner,
+            ehlo=obs.ehlo,
+            ehlo_tls=obs.ehlo_tls,
+            last_code=obs.last_code,
+            last_text=obs.last_text,
+            tls=tls,
+            pkix=pkix,
+            plaintext_injection=obs.plaintext_injection,
+            attempts=attempts,
+            detail=obs.detail,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+
+def _pem(der: bytes) -> str:
+    try:
+        return load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode("ascii")
+    except ValueError:
+        return ""

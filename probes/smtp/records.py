@@ -1,0 +1,100 @@
+"""Typed SMTP results: one per (MX host, address), shared by every domain using it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from engine.status import Status
+from probes.smtp.ehlo import EhloInfo
+from probes.tls.certs import ChainFacts
+from probes.tls.verify import PkixResult
+
+__all__ = ["Phase", "SmtpResult", "Starttls", "TlsSession"]
+
+
+class Starttls(StrEnum):
+    #: STARTTLS was advertised in the EHLO reply.
+    YES = "yes"
+    #: EHLO succeeded and did not advertise STARTTLS: a finding, not an error.
+    NO = "no"
+    #: We could not tell (refused, timeout, 4xx/5xx before EHLO completed).  Never "no".
+    UNKNOWN = "unknown"
+
+
+class Phase(StrEnum):
+    """How far the exchange got (STYLE.md habit 3); the status says why it stopped."""
+
+    CONNECT = "connect"
+    BANNER = "banner"
+    EHLO = "ehlo"
+    STARTTLS = "starttls"
+    TLS = "tls"
+    EHLO_TLS = "ehlo-tls"
+    QUIT = "quit"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSession:
+    """What the TLS handshake negotiated and the certificates the server presented.
+
+    Fields:
+      version: the negotiated protocol version ("TLSv1.3").
+      cipher: the negotiated cipher suite name.
+      cipher_bits: the cipher's secret bits.
+      chain: facts of every presented certificate, leaf first (bounded; see ChainFacts).
+      chain_pem: the presented chain as PEM, only with --keep-certs; else empty.
+    """
+
+    version: str
+    cipher: str
+    cipher_bits: int
+    chain: ChainFacts
+    chain_pem: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpResult:
+    """One SMTP STARTTLS probe of one address of one MX host.
+
+    Fields:
+      host: the MX host name (used for EHLO checks, SNI and certificate name checks).
+      address: the IP address connected to.
+      port: the TCP port connected to.
+      status: success or how the exchange failed (closed vocabulary, engine.status).
+      phase: the phase the exchange reached (connect, banner, ehlo, starttls, tls, ehlo-tls, quit, done).
+      starttls: yes / no / unknown; unknown whenever we could not tell.
+      banner_code: the greeting's reply code, or null if none was read.
+      banner: the greeting text, sanitised and bounded.
+      ehlo: the EHLO reply before TLS, parsed; null if not reached.
+      ehlo_tls: the EHLO reply after TLS, parsed; null if not reached.
+      last_code: the last reply code received, or null.
+      last_text: the last reply text received, sanitised and bounded.
+      tls: the negotiated session and presented chain; null without a completed handshake.
+      pkix: PKIX verification of the presented chain for the host name; null without a chain.
+      plaintext_injection: bytes arrived after the 220 reply to STARTTLS and before the
+        handshake (RFC 3207 §4.2: discarded; their presence is a finding).
+      attempts: connections made (retries after 421/450/timeouts included).
+      detail: why the status is not success (bounded text), else "".
+      duration_ms: wall-clock time of the probe including retries, in milliseconds.
+    """
+
+    host: str
+    address: str
+    port: int
+    status: Status
+    phase: Phase
+    starttls: Starttls
+    banner_code: int | None
+    banner: str
+    ehlo: EhloInfo | None
+    ehlo_tls: EhloInfo | None
+    last_code: int | None
+    last_text: str
+    tls: TlsSession | None
+    pkix: PkixResult | None
+    plaintext_injection: bool
+    attempts: int
+    detail: str
+    duration_ms: float

@@ -1,0 +1,276 @@
+"""The SMTP STARTTLS exchange: a thin async shell around the reply parser.
+
+Theory of operation
+-------------------
+One connection walks connect → banner → EHLO → STARTTLS → TLS → EHLO → QUIT
+and records what it saw in an ``Observation``.  ``_Wire`` is an
+``asyncio.Protocol`` that feeds every received byte into the pure
+``ReplyParser`` (which enforces the byte caps) and hands complete replies to
+the walker; every wait has its own deadline (``SmtpTimeouts``).  Failures are
+translated to the closed status vocabulary in exactly one place,
+``_classify``.  The TLS handshake runs with verification OFF so the presented
+chain is always captured; verification happens afterwards, in the pure
+certificate core.  mxscan never sends MAIL, RCPT or DATA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+
+from engine.status import Status
+from probes.smtp.ehlo import EhloInfo, parse_ehlo
+from probes.smtp.records import Phase, Starttls
+from probes.smtp.reply import Reply, ReplyParser, SmtpProtocolError, sanitise
+
+__all__ = ["Observation", "SmtpTimeouts", "client_tls_context", "converse"]
+
+#: Bound on recorded peer text (banner, last reply); the parser bounds what is read.
+TEXT_LIMIT = 512
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTimeouts:
+    """Per-phase deadlines in seconds (the study used 20 s per operation)."""
+
+    connect: float = 10.0
+    banner: float = 20.0
+    command: float = 20.0
+    handshake: float = 20.0
+    quit: float = 2.0
+
+
+@dataclass(slots=True)
+class Observation:
+    """What one connection saw; mutable while the exchange runs."""
+
+    phase: Phase = Phase.CONNECT
+    status: Status = Status.SUCCESS
+    detail: str = ""
+    starttls: Starttls = Starttls.UNKNOWN
+    banner_code: int | None = None
+    banner: str = ""
+    ehlo: EhloInfo | None = None
+    ehlo_tls: EhloInfo | None = None
+    last_code: int | None = None
+    last_text: str = ""
+    tls_version: str = ""
+    tls_cipher: str = ""
+    tls_bits: int = 0
+    chain: list[bytes] = field(default_factory=list)
+    plaintext_injection: bool = False
+
+    def saw(self, reply: Reply) -> None:
+        self.last_code = reply.code
+        self.last_text = sanitise(reply.text, TEXT_LIMIT)
+
+
+class _Closed(Exception):
+    """The peer closed the connection (or reset it)."""
+
+
+class _Wire(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.parser = ReplyParser()
+        self.replies: deque[Reply] = deque()
+        self.error: BaseException | None = None
+        self.transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.replies.extend(self.parser.feed(data))
+        except SmtpProtocolError as exc:
+            self.replies.extend(exc.replies)
+            self.error = exc
+            if self.transport is not None:
+                self.transport.abort()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.error = self.error or _Closed("peer closed the connection")
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.error = self.error or _Closed(f"connection lost: {exc}" if exc else "peer closed the connection")
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def reply(self, within: float) -> Reply:
+        async with asyncio.timeout(within):
+            while True:
+                if self.replies:
+                    return self.replies.popleft()
+                if self.error is not None:
+                    raise self.error
+                self._waiter = asyncio.get_running_loop().create_future()
+                await self._waiter
+
+    def send(self, line: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise _Closed("connection already closed")
+        self.transport.write(line)
+
+    def reset_for_tls(self) -> bool:
+        """Forget everything read so far; True if there was something to forget.
+
+        RFC 3207 §4.2: bytes received after the 220 to STARTTLS and before the
+        handshake are an injection attempt (CVE-2011-0411 class) and must be
+        discarded, never parsed as post-TLS replies.
+        """
+        injected = self.parser.pending or bool(self.replies)
+        self.parser = ReplyParser()
+        self.replies.clear()
+        return injected
+
+
+def client_tls_context() -> ssl.SSLContext:
+    """A context that completes handshakes with anything, to capture what is presented.
+
+    SECLEVEL=0 and TLS 1.0 so legacy servers are measured instead of failing as
+    "handshake error" on our side; verification happens afterwards.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    ctx.set_ciphers("ALL:@SECLEVEL=0")
+    return ctx
+
+
+def _presented_chain(ssl_object: object) -> list[bytes]:
+    """The peer's chain as DER, leaf first, without verifying it."""
+    if sys.version_info >= (3, 13):  # public API from 3.13
+        chain = ssl_object.get_unverified_chain()  # type: ignore[attr-defined]
+        return [bytes(c) for c in chain or ()]
+    import _ssl
+
+    inner = getattr(ssl_object, "_sslobj", None)
+    chain = inner.get_unverified_chain() if inner is not None else None
+    return [c.public_bytes(_ssl.ENCODING_DER) for c in chain or ()]
+
+
+def _classify(obs: Observation, exc: BaseException) -> None:
+    """The one table from exceptions to (status, detail), by the phase reached."""
+    detail = sanitise(f"{type(exc).__name__}: {exc}", 300)
+    if isinstance(exc, SmtpProtocolError):
+        obs.status, obs.detail = Status.PROTOCOL_ERROR, sanitise(str(exc), 300)
+    elif isinstance(exc, TimeoutError):
+        timed_out = Status.CONNECTION_TIMEOUT if obs.phase is Phase.CONNECT else Status.IO_TIMEOUT
+        obs.status, obs.detail = timed_out, f"timeout in phase {obs.phase}"
+        if obs.phase is Phase.TLS:
+            obs.status = Status.TLS_HANDSHAKE_ERROR
+    elif isinstance(exc, ConnectionRefusedError):
+        obs.status, obs.detail = Status.CONNECTION_REFUSED, detail
+    elif obs.phase is Phase.TLS and isinstance(exc, ssl.SSLError | ConnectionError | _Closed):
+        obs.status, obs.detail = Status.TLS_HANDSHAKE_ERROR, detail
+    elif isinstance(exc, _Closed | ConnectionError):
+        obs.status, obs.detail = Status.CONNECTION_CLOSED, detail
+    else:
+        obs.status, obs.detail = Status.UNKNOWN_ERROR, detail
+
+
+async def converse(
+    address: str,
+    port: int,
+    host: str,
+    *,
+    ehlo_name: str,
+    tls_context: ssl.SSLContext,
+    timeouts: SmtpTimeouts,
+) -> Observation:
+    """One STARTTLS exchange with ``address``:``port`` for MX ``host``; never raises
+    for network or peer behaviour (the observation says what happened)."""
+    obs = Observation()
+    loop = asyncio.get_running_loop()
+    wire: _Wire | None = None
+    try:
+        async with asyncio.timeout(timeouts.connect):
+            _, wire = await loop.create_connection(_Wire, address, port)
+        await _walk(obs, wire, host, ehlo_name, tls_context, timeouts)
+    except Exception as exc:
+        _classify(obs, exc)
+    finally:
+        if wire is not None and wire.transport is not None:
+            wire.transport.abort()
+    return obs
+
+
+async def _walk(
+    obs: Observation, wire: _Wire, host: str, ehlo_name: str, ctx: ssl.SSLContext, timeouts: SmtpTimeouts
+) -> None:
+    obs.phase = Phase.BANNER
+    banner = await wire.reply(timeouts.banner)
+    obs.saw(banner)
+    obs.banner_code, obs.banner = banner.code, obs.last_text
+    if banner.code != 220:
+        obs.status, obs.detail = Status.APPLICATION_ERROR, f"banner {banner.code}"
+        return
+    obs.phase = Phase.EHLO
+    wire.send(b"EHLO " + ehlo_name.encode("ascii") + b"\r\n")
+    reply = await wire.reply(timeouts.command)
+    obs.saw(reply)
+    if reply.code != 250:
+        obs.status, obs.detail = Status.APPLICATION_ERROR, f"EHLO {reply.code}"
+        return
+    obs.ehlo = parse_ehlo(reply)
+    if not obs.ehlo.starttls:
+        obs.starttls = Starttls.NO
+        await _quit(obs, wire, timeouts)
+        return
+    obs.starttls = Starttls.YES
+    obs.phase = Phase.STARTTLS
+    wire.send(b"STARTTLS\r\n")
+    reply = await wire.reply(timeouts.command)
+    obs.saw(reply)
+    if reply.code != 220:
+        obs.status, obs.detail = Status.APPLICATION_ERROR, f"STARTTLS {reply.code}"
+        return
+    obs.plaintext_injection = wire.reset_for_tls()
+    obs.phase = Phase.TLS
+    assert wire.transport is not None
+    loop = asyncio.get_running_loop()
+    tls_transport = await loop.start_tls(
+        wire.transport, wire, ctx, server_hostname=host, ssl_handshake_timeout=timeouts.handshake
+    )
+    if tls_transport is None:
+        raise _Closed("connection closed during the TLS handshake")
+    wire.transport = tls_transport
+    ssl_object = tls_transport.get_extra_info("ssl_object")
+    if ssl_object is not None:
+        obs.tls_version = ssl_object.version() or ""
+        name, _, bits = ssl_object.cipher() or ("", "", 0)
+        obs.tls_cipher, obs.tls_bits = name, bits or 0
+        obs.chain = _presented_chain(ssl_object)
+    obs.phase = Phase.EHLO_TLS
+    wire.send(b"EHLO " + ehlo_name.encode("ascii") + b"\r\n")
+    reply = await wire.reply(timeouts.command)
+    obs.saw(reply)
+    if reply.code != 250:
+        obs.status, obs.detail = Status.POST_TLS_APPLICATION_ERROR, f"EHLO after TLS {reply.code}"
+        return
+    obs.ehlo_tls = parse_ehlo(reply)
+    await _quit(obs, wire, timeouts)
+
+
+async def _quit(obs: Observation, wire: _Wire, timeouts: SmtpTimeouts) -> None:
+    """QUIT politely; what the server says to it changes nothing we measured."""
+    reached = obs.phase
+    obs.phase = Phase.QUIT
+    try:
+        wire.send(b"QUIT\r\n")
+        await wire.reply(timeouts.quit)
+    except (Exception, TimeoutError):
+        pass
+    obs.phase = Phase.DONE if reached in (Phase.EHLO, Phase.EHLO_TLS) else reached

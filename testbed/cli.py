@@ -1,0 +1,166 @@
+"""``mxscan testbed up|down|status|truth`` (and the internal ``serve``).
+
+    mxscan testbed up --scenarios
+    mxscan testbed up --domains 100000 --seed 7 [--profile p.toml] [--dns-port 0]
+    mxscan testbed status
+    mxscan testbed truth --out truth.ndjson
+    mxscan testbed down
+
+Point a scan at the resolver ``up`` prints (``--resolver 127.0.0.53:10053``)
+with the list in ``<state-dir>/domains.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import orjson
+
+from testbed import control
+from testbed.truth import truth
+
+__all__ = ["main"]
+
+
+def _duration(text: str) -> float:
+    """Seconds from "80ms", "0.08s" or "0.08"."""
+    text = text.strip().lower()
+    if text.endswith("ms"):
+        return float(text[:-2]) / 1000
+    return float(text.removesuffix("s"))
+
+
+def _fraction(text: str) -> float:
+    """A fraction from "0.5%" or "0.005"."""
+    text = text.strip()
+    return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+
+
+def _world_args(p: argparse.ArgumentParser, required: bool) -> None:
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("--scenarios", action="store_true", help="one domain per scenario")
+    group.add_argument("--domains", type=int, metavar="N", help="a scale world of N domains")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--profile", help="TOML file overriding prevalence rates")
+
+
+def _net_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rtt", type=_duration, default=0.0, help="delay every DNS reply (e.g. 80ms)")
+    p.add_argument("--jitter", type=_duration, default=0.0, help="+/- uniform jitter on the delay")
+    p.add_argument("--blackhole", type=_fraction, default=0.0, help="drop this share of replies (e.g. 0.5%%)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mxscan testbed", description="the local mail Internet")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("up", "start a world"), ("down", "stop it"), ("status", "is it running?")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--state-dir", type=Path, default=control.DEFAULT_STATE_DIR)
+        if name == "up":
+            _world_args(p, required=True)
+            p.add_argument("--dns-addr", default=control.DEFAULT_DNS_ADDR)
+            p.add_argument("--dns-port", type=int, default=control.DEFAULT_DNS_PORT, help="0: any free port")
+            _net_args(p)
+    p = sub.add_parser("truth", help="write the ground truth as NDJSON")
+    _world_args(p, required=False)
+    p.add_argument(
+        "--state-dir", type=Path, default=control.DEFAULT_STATE_DIR, help="world of a running testbed"
+    )
+    p.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    p = sub.add_parser("serve", help="(internal) run the DNS server in the foreground")
+    _world_args(p, required=True)
+    p.add_argument("--dns-addr", default=control.DEFAULT_DNS_ADDR)
+    p.add_argument("--dns-port", type=int, default=0)
+    p.add_argument("--ready-file", type=Path, help="write the chosen port here once listening")
+    _net_args(p)
+    return parser
+
+
+def _spec(args: argparse.Namespace) -> control.WorldSpec:
+    if args.scenarios:
+        return control.WorldSpec("scenarios")
+    profile = str(Path(args.profile).resolve()) if args.profile else None
+    return control.WorldSpec("scale", args.domains, args.seed, profile)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from testbed.dnsserver import DnsServer, serve_dns
+
+    server = DnsServer(
+        _spec(args).build(), rtt=args.rtt, jitter=args.jitter, blackhole=args.blackhole, seed=args.seed
+    )
+
+    def ready(port: int) -> None:
+        print(f"dns listening on {args.dns_addr}:{port} (udp+tcp)", flush=True)
+        if args.ready_file:
+            tmp = args.ready_file.with_suffix(".tmp")
+            tmp.write_text(f"{port}\n")
+            tmp.replace(args.ready_file)
+
+    async def run() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await serve_dns(server, args.dns_addr, args.dns_port, ready)
+        except asyncio.CancelledError:
+            print(f"dns stopping: {json.dumps(server.stats)}", flush=True)
+
+    try:
+        import uvloop
+
+        uvloop.run(run())
+    except ImportError:
+        asyncio.run(run())
+    return 0
+
+
+def _truth(args: argparse.Namespace) -> int:
+    if args.scenarios or args.domains:
+        spec = _spec(args)
+    else:
+        try:
+            spec = control.WorldSpec(**json.loads((args.state_dir / "world.json").read_text())["spec"])
+        except OSError:
+            print("no world: pass --scenarios or --domains N, or run `testbed up` first", file=sys.stderr)
+            return 2
+    out = args.out.open("wb") if args.out else os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
+    with out:
+        for row in truth(spec.build()):
+            out.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "truth":
+        return _truth(args)
+    if args.command == "up":
+        net = control.NetOptions(args.rtt, args.jitter, args.blackhole)
+        try:
+            state = control.up(_spec(args), args.state_dir, args.dns_addr, args.dns_port, net)
+        except control.ControlError as exc:
+            print(f"testbed up: {exc}", file=sys.stderr)
+            return 1
+        dns = state["servers"][0]
+        where = f"{dns['addr']}:{dns['port']}"
+        print(f"dns resolver {where} pid {dns['pid']}; domains in {args.state_dir}/domains.txt")
+        return 0
+    if args.command == "down":
+        stopped = control.down(args.state_dir)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return 0
+    report = control.status(args.state_dir)
+    print(json.dumps(report, indent=2))
+    # LSB status codes: 0 running, 1 dead with a PID file (crashed), 3 not running.
+    return {"running": 0, "crashed": 1}.get(report["state"], 3)

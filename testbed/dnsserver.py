@@ -1,0 +1,288 @@
+"""Tier (a) DNS: a validating recursive resolver endpoint for the world, over UDP and TCP.
+
+Theory of operation
+-------------------
+The answers come from ``zones.WorldIndex.resolve``: DNSSEC validation is
+*simulated* from the world definition (AD when every zone involved is signed,
+SERVFAIL + EDE 6 for bogus zones unless CD=1); no signatures exist in tier (a).
+Tier (b) (NSD + unbound) validates real signatures.
+
+Speed: a query's question section is parsed by hand (``parse_query``), and the
+reply is built once per (qname, qtype, flag variant) with dnspython, memoised
+as wire bytes, and served by patching in the query's ID and question bytes
+(which also preserves 0x20 case randomisation).  The memo is bounded.
+
+EDNS0 (RFC 6891): the reply carries OPT when the query did; UDP replies larger
+than the client's payload size (512 without OPT) are sent empty with TC=1, and
+the client retries over TCP (2-byte length framing, RFC 1035 §4.2.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import struct
+from collections.abc import Callable
+from typing import NamedTuple
+
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from testbed.world import World
+from testbed.zones import TTL, Resolution, WorldIndex
+
+__all__ = ["DnsServer", "Query", "parse_query", "serve_dns"]
+
+#: Our own EDNS payload size (DNS Flag Day 2020 recommendation).
+SERVER_PAYLOAD = 1232
+#: Bound on memoised replies; cleared wholesale when full (cheap, and rare below 1M names).
+MEMO_MAX = 1_000_000
+#: TCP: close a connection idle this long (seconds); cap on one connection's buffered bytes.
+TCP_IDLE = 30.0
+TCP_BUFFER_MAX = 65537 * 4
+_OPT, _IN = 41, 1
+_HEADER = struct.Struct("!HHHHHH")
+_DNSSEC_FAIL = "DNSSEC Bogus"
+
+
+class Query(NamedTuple):
+    qid: int
+    flags: int
+    #: The question name in wire form, lowercased (ASCII), and the question's end offset.
+    qname: bytes
+    qtype: int
+    qclass: int
+    qend: int
+    #: EDNS UDP payload size, None without OPT; DO bit.
+    payload: int | None
+    do: bool
+
+
+def parse_query(data: bytes) -> Query | None:
+    """The question and EDNS facts of a query; None for anything we do not answer."""
+    if len(data) < 17:
+        return None
+    qid, flags, qd, _an, _ns, ar = _HEADER.unpack_from(data)
+    if flags & 0x8000 or (flags >> 11) & 0xF or qd != 1:
+        return None  # a response, not QUERY, or not exactly one question
+    i = 12
+    while True:
+        if i >= len(data):
+            return None
+        n = data[i]
+        if n == 0:
+            break
+        if n & 0xC0 or i + n + 1 > 12 + 255:
+            return None  # compression in the question or an over-long name
+        i += n + 1
+    qend = i + 5
+    if qend > len(data):
+        return None
+    qtype, qclass = struct.unpack_from("!HH", data, i + 1)
+    payload, do = None, False
+    # The OPT record is the first additional record in every client we know (root owner, type 41).
+    if ar and qend + 11 <= len(data) and data[qend] == 0:
+        rtype, size, ttl = struct.unpack_from("!HHI", data, qend + 1)
+        if rtype == _OPT:
+            payload, do = max(size, 512), bool(ttl & 0x8000)
+    return Query(qid, flags, data[12 : i + 1].lower(), qtype, qclass, qend, payload, do)
+
+
+def _qname_text(wire: bytes) -> str:
+    labels, i = [], 0
+    while wire[i]:
+        labels.append(wire[i + 1 : i + 1 + wire[i]].decode("ascii", "replace"))
+        i += wire[i] + 1
+    return ".".join(labels)
+
+
+def _name(text: str) -> dns.name.Name:
+    return dns.name.root if not text else dns.name.from_text(text)
+
+
+class DnsServer:
+    """Answers wire queries for one world; transport-free, so it can be driven by tests."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        rtt: float = 0.0,
+        jitter: float = 0.0,
+        blackhole: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.index = WorldIndex(world)
+        self.rtt, self.jitter, self.blackhole = rtt, jitter, blackhole
+        self._rng = random.Random(seed)  # deterministic loss and delay sequence
+        self._memo: dict[tuple[object, ...], bytes | None] = {}
+        self.stats = {"queries": 0, "memo_hits": 0, "dropped": 0, "truncated": 0, "malformed": 0}
+
+    def delay(self) -> float | None:
+        """Seconds to hold a reply (None: drop it), following --rtt/--jitter/--blackhole."""
+        if self.blackhole and self._rng.random() < self.blackhole:
+            return None
+        if not self.rtt and not self.jitter:
+            return 0.0
+        return max(0.0, self.rtt + self._rng.uniform(-self.jitter, self.jitter))
+
+    def reply(self, data: bytes, tcp: bool) -> bytes | None:
+        self.stats["queries"] += 1
+        q = parse_query(data)
+        if q is None:
+            self.stats["malformed"] += 1
+            return None
+        rd, cd, ad = q.flags & 0x0100, q.flags & 0x0010, q.flags & 0x0020
+        key = (q.qname, q.qtype, q.qclass, rd, cd, bool(ad) or q.do, q.do, q.payload is not None)
+        wire = self._memo.get(key, b"")
+        if wire == b"":
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            try:
+                wire = self._memo[key] = self._build(q, key)
+            except (dns.exception.DNSException, ValueError, UnicodeError):
+                self.stats["malformed"] += 1  # a name dnspython cannot render: no answer
+                return None
+        else:
+            self.stats["memo_hits"] += 1
+        if wire is None:
+            self.stats["dropped"] += 1
+            return None
+        limit = (q.payload or 512) if not tcp else 65535
+        if len(wire) > limit:
+            self.stats["truncated"] += 1
+            tkey = (*key, "tc")
+            twire = self._memo.get(tkey)
+            if twire is None:
+                twire = self._memo[tkey] = self._build(q, key, truncated=True) or b""
+            wire = twire
+        return struct.pack("!H", q.qid) + wire[2:12] + data[12 : q.qend] + wire[q.qend :]
+
+    def _build(self, q: Query, key: tuple[object, ...], truncated: bool = False) -> bytes | None:
+        rd, cd, want_ad = key[3], key[4], key[5]
+        qname = _name(_qname_text(q.qname))
+        if q.qclass != _IN:
+            res = Resolution(5)
+        else:
+            res = self.index.resolve(
+                _qname_text(q.qname), dns.rdatatype.to_text(dns.rdatatype.RdataType.make(q.qtype)), bool(cd)
+            )
+            if res.drop:
+                return None
+        msg = dns.message.Message(id=0)
+        msg.flags = dns.flags.QR | dns.flags.RA | (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+        if res.secure and want_ad and res.rcode in (0, 3):
+            msg.flags |= dns.flags.AD
+        msg.set_rcode(dns.rcode.Rcode.make(res.rcode))
+        msg.question.append(
+            dns.rrset.RRset(
+                qname, dns.rdataclass.RdataClass.make(q.qclass), dns.rdatatype.RdataType.make(q.qtype)
+            )
+        )
+        if truncated:
+            msg.flags |= dns.flags.TC
+        else:
+            for section, rrs in ((msg.answer, res.answer), (msg.authority, res.authority)):
+                for rr in rrs:
+                    rtype = dns.rdatatype.from_text(rr.rtype)
+                    rrset = msg.find_rrset(section, _name(rr.name), dns.rdataclass.IN, rtype, create=True)
+                    rrset.add(dns.rdata.from_text(dns.rdataclass.IN, rtype, rr.rdata), TTL)
+        if q.payload is not None:
+            options: list[dns.edns.Option] = []
+            if res.ede is not None:
+                options.append(dns.edns.EDEOption(dns.edns.EDECode.make(res.ede), _DNSSEC_FAIL))
+            msg.use_edns(0, dns.flags.DO if q.do else 0, SERVER_PAYLOAD, options=options)
+        return msg.to_wire(max_size=65535)
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        wire = self.server.reply(data, tcp=False)
+        if wire is None or self.transport is None:
+            return
+        delay = self.server.delay()
+        if delay is None:
+            self.server.stats["dropped"] += 1
+        elif delay:
+            asyncio.get_running_loop().call_later(delay, self.transport.sendto, wire, addr)
+        else:
+            self.transport.sendto(wire, addr)
+
+
+class _Tcp(asyncio.Protocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.transport is not None:
+            self.idle = asyncio.get_running_loop().call_later(TCP_IDLE, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buf += data
+        if len(self.buf) > TCP_BUFFER_MAX:
+            self.transport.close()
+            return
+        self._arm()
+        while len(self.buf) >= 2:
+            (size,) = struct.unpack_from("!H", self.buf)
+            if len(self.buf) < 2 + size:
+                break
+            msg, self.buf = self.buf[2 : 2 + size], self.buf[2 + size :]
+            wire = self.server.reply(msg, tcp=True)
+            if wire is not None:
+                self.transport.write(struct.pack("!H", len(wire)) + wire)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+
+
+async def serve_dns(
+    server: DnsServer, host: str, port: int, ready: Callable[[int], None] | None = None
+) -> None:
+    """Serve UDP and TCP on (host, port) until cancelled; port 0 picks a port free for both."""
+    loop = asyncio.get_running_loop()
+    for _attempt in range(20):
+        udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(server), local_addr=(host, port))
+        chosen = udp.get_extra_info("sockname")[1]
+        try:
+            tcp = await loop.create_server(lambda: _Tcp(server), host, chosen, reuse_address=True)
+            break
+        except OSError:
+            udp.close()
+            if port:
+                raise
+    else:
+        raise OSError(f"no port free for both UDP and TCP on {host}")
+    if ready is not None:
+        ready(chosen)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        tcp.close()
+        udp.close()

@@ -1,0 +1,303 @@
+"""A fleet of lean SMTP servers, one per simulated host address, each with a
+named behaviour (the world's ``SmtpBehaviour`` plus hostile test behaviours).
+
+Theory of operation
+-------------------
+Each host listens on its own 127.x.y.z address and a shared port (25 as root,
+any port otherwise: the address tells hosts apart).  A connection gets a
+``_Session`` protocol that greets, answers EHLO/STARTTLS/QUIT line by line and
+upgrades to TLS with the host's pre-built ``ssl.SSLContext`` (contexts are
+built once per host at start: NOTES.md measured ~0.7 ms each).  Behaviours
+are data: a name chosen per host, switched on in a few small methods.
+
+``stats`` counts connections per host and per provider, including the peak
+number open at once, so politeness tests can assert what the scanner did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import ssl
+import tempfile
+from collections import Counter
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["HOSTILE_BEHAVIOURS", "FleetStats", "HostSpec", "SmtpFleet"]
+
+#: Behaviours beyond the world's catalogue, for hostile-server tests of the scanner.
+HOSTILE_BEHAVIOURS = (
+    "huge-banner",  # a 100 KiB multi-line banner, never finished
+    "endless-continuation",  # "220-" lines forever
+    "slow-drip",  # the banner one byte at a time, slowly
+    "garbage",  # binary noise instead of a banner
+    "bad-utf8",  # a valid banner whose text is not UTF-8
+    "ehlo-550",  # refuses EHLO
+    "post-tls-554",  # refuses EHLO after TLS
+    "inject-after-starttls",  # pipelines a fake reply after "220 go ahead" (RFC 3207 §4.2)
+    "tls-alert",  # answers the ClientHello with a fatal TLS alert
+    "long-chain",  # presents a 100-certificate chain
+    "limit-421",  # 421 when the provider's connection limit is exceeded (politeness tests)
+)
+
+#: A fatal TLS alert record: handshake_failure (40), TLS 1.2 record version.
+_TLS_ALERT = b"\x15\x03\x03\x00\x02\x02\x28"
+_MAX_LINE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpec:
+    name: str
+    address: str
+    behaviour: str
+    tls: ssl.SSLContext | None = None
+    banner: str = ""
+    provider: str | None = None
+    slow_banner_delay: float = 1.0
+    tarpit_delay: float = 3600.0
+    #: For "limit-421": connections allowed at once per provider before 421.
+    provider_limit: int = 0
+
+
+@dataclass
+class FleetStats:
+    connections: Counter[str] = field(default_factory=Counter)
+    open_per_provider: Counter[str] = field(default_factory=Counter)
+    peak_per_provider: Counter[str] = field(default_factory=Counter)
+    refused_421: Counter[str] = field(default_factory=Counter)
+
+
+class _Session(asyncio.Protocol):
+    def __init__(self, spec: HostSpec, fleet: SmtpFleet) -> None:
+        self.spec = spec
+        self.fleet = fleet
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.tls = False
+        self.timers: list[asyncio.TimerHandle] = []
+        self.counted = False
+        #: Bytes that arrive between "220 ready" and the end of the server-side
+        #: handshake bookkeeping; replayed once writes go through TLS.
+        self.held: bytes | None = None
+
+    # -- connection ---------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        spec = self.spec
+        stats = self.fleet.stats
+        stats.connections[spec.name] += 1
+        provider = spec.provider or spec.name
+        stats.open_per_provider[provider] += 1
+        self.counted = True
+        stats.peak_per_provider[provider] = max(
+            stats.peak_per_provider[provider], stats.open_per_provider[provider]
+        )
+        if spec.provider_limit and stats.open_per_provider[provider] > spec.provider_limit:
+            stats.refused_421[provider] += 1
+            self.write(b"421 4.7.0 too many connections from your network, try later\r\n")
+            transport.close()
+            return
+        self.greet()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        if self.counted:
+            self.fleet.stats.open_per_provider[self.spec.provider or self.spec.name] -= 1
+            self.counted = False
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def later(self, delay: float, callback: object, *args: object) -> None:
+        loop = asyncio.get_running_loop()
+        self.timers.append(loop.call_later(delay, callback, *args))  # type: ignore[arg-type]
+
+    def greet(self) -> None:
+        spec = self.spec
+        banner = f"220 {spec.name} ESMTP {spec.banner or 'mxscan testbed'}\r\n".encode()
+        behaviour = spec.behaviour
+        if behaviour == "blackhole":
+            return
+        if behaviour == "banner-554":
+            self.write(f"554 5.3.2 {spec.name} no SMTP service here\r\n".encode())
+        elif behaviour == "421-close":
+            self.write(f"421 4.3.2 {spec.name} service not available, closing channel\r\n".encode())
+            assert self.transport is not None
+            self.transport.close()
+        elif behaviour == "slow-banner":
+            self.later(spec.slow_banner_delay, self.write, banner)
+        elif behaviour == "huge-banner":
+            line = b"220-" + b"x" * 1000 + b"\r\n"
+            self.write(line * 100)
+        elif behaviour == "endless-continuation":
+            self._continue()
+        elif behaviour == "slow-drip":
+            self._drip(banner, 0)
+        elif behaviour == "garbage":
+            self.write(bytes(range(256)) * 4)
+        elif behaviour == "bad-utf8":
+            self.write(b"220 " + spec.name.encode() + b" ESMTP \xff\xfe\xc3\x28 caf\xe9\r\n")
+        else:
+            self.write(banner)
+
+    def _continue(self) -> None:
+        self.write(b"220-still greeting you\r\n" * 64)
+        self.later(0.01, self._continue)
+
+    def _drip(self, data: bytes, index: int) -> None:
+        if index < len(data):
+            self.write(data[index : index + 1])
+            self.later(0.5, self._drip, data, index + 1)
+
+    # -- commands -----------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.held is not None:
+            self.held += data
+            return
+        self.buffer += data
+        if len(self.buffer) > _MAX_LINE and b"\n" not in self.buffer:
+            self.write(b"500 5.5.2 line too long\r\n")
+            self.buffer = b""
+            return
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            self.command(line.rstrip(b"\r").decode("ascii", "replace"))
+
+    def command(self, line: str) -> None:
+        verb = line.split(" ", 1)[0].upper()
+        behaviour = self.spec.behaviour
+        if verb in ("EHLO", "HELO"):
+            self.ehlo()
+        elif verb == "STARTTLS" and not self.tls:
+            self.starttls()
+        elif verb == "QUIT":
+            self.write(b"221 2.0.0 bye\r\n")
+            assert self.transport is not None
+            self.transport.close()
+        elif verb == "NOOP":
+            self.write(b"250 2.0.0 ok\r\n")
+        elif verb in ("MAIL", "RCPT", "DATA") and behaviour:
+            self.write(b"503 5.5.1 this test server accepts no mail\r\n")
+        else:
+            self.write(b"502 5.5.2 command not implemented\r\n")
+
+    def ehlo(self) -> None:
+        behaviour = self.spec.behaviour
+        if behaviour == "tarpit":
+            self.later(self.spec.tarpit_delay, self.write, b"250 finally\r\n")
+            return
+        if behaviour == "ehlo-550" or (behaviour == "post-tls-554" and self.tls):
+            self.write(b"550 5.7.1 not talking to you\r\n" if not self.tls else b"554 5.7.0 go away\r\n")
+            return
+        lines = [self.spec.name, "PIPELINING", "SIZE 10240000", "ENHANCEDSTATUSCODES", "8BITMIME"]
+        offers_tls = self.spec.tls is not None or behaviour in ("starttls-454", "handshake-fail", "tls-alert")
+        if offers_tls and behaviour != "no-starttls" and not self.tls:
+            lines.insert(3, "STARTTLS")
+        reply = "".join(f"250-{text}\r\n" for text in lines[:-1]) + f"250 {lines[-1]}\r\n"
+        self.write(reply.encode())
+
+    def starttls(self) -> None:
+        behaviour = self.spec.behaviour
+        if behaviour == "starttls-454" or (
+            self.spec.tls is None and behaviour not in ("handshake-fail", "tls-alert")
+        ):
+            self.write(b"454 4.7.0 TLS not available due to temporary reason\r\n")
+            return
+        if behaviour == "inject-after-starttls":
+            self.write(b"220 2.0.0 go ahead\r\n250 injected before the handshake\r\n")
+        else:
+            self.write(b"220 2.0.0 ready to start TLS\r\n")
+        if behaviour in ("handshake-fail", "tls-alert"):
+            self.write(_TLS_ALERT)
+            assert self.transport is not None
+            self.later(0.05, self.transport.close)
+            return
+        self.held = b""
+        self.fleet.spawn(self.upgrade())
+
+    async def upgrade(self) -> None:
+        assert self.transport is not None and self.spec.tls is not None
+        loop = asyncio.get_running_loop()
+        try:
+            tls_transport = await loop.start_tls(self.transport, self, self.spec.tls, server_side=True)
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError):
+            return
+        if tls_transport is None:
+            return
+        self.transport = tls_transport
+        self.tls = True
+        self.buffer = b""
+        held, self.held = self.held or b"", None
+        if held:
+            self.data_received(held)
+
+
+class SmtpFleet:
+    """Start and stop every host's listener inside the running event loop."""
+
+    def __init__(self, specs: Iterable[HostSpec], port: int) -> None:
+        self.specs = [s for s in specs if s.behaviour != "refused"]
+        self.port = port
+        self.stats = FleetStats()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        # Owned by the fleet and cancelled by stop(): no task outlives it.
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for spec in self.specs:
+            server = await loop.create_server(
+                functools.partial(_Session, spec, self),
+                spec.address,
+                self.port,
+                reuse_address=True,
+                backlog=512,
+            )
+            self._servers.append(server)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+        self._servers.clear()
+
+    async def __aenter__(self) -> SmtpFleet:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    """A server TLS context from PEM bytes (written to a private temp dir: the ssl
+    module loads chains only from files)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory(prefix="mxscan-tls-") as tmp:
+        cert, key = os.path.join(tmp, "chain.pem"), os.path.join(tmp, "key.pem")
+        with open(cert, "wb") as f:
+            f.write(chain_pem)
+        with open(key, "wb") as f:
+            f.write(key_pem)
+        ctx.load_cert_chain(cert, key)
+    return ctx

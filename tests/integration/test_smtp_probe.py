@@ -1,0 +1,243 @@
+"""The SMTP probe against real SMTP servers on loopback: one host per behaviour,
+named for what it shows, each on its own 127.x address."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from engine.status import Status
+from probes.smtp.probe import SmtpProber, SmtpSettings
+from probes.smtp.records import Phase, SmtpResult, Starttls
+from probes.smtp.session import SmtpTimeouts
+from probes.tls.truststore import load_trust_store
+from probes.tls.verify import PkixReason
+from testbed.pki import TestPki
+from testbed.smtpfleet import HostSpec, SmtpFleet, server_context
+
+PORT = 2525
+TIMEOUTS = SmtpTimeouts(connect=2.0, banner=1.5, command=1.5, handshake=2.0, quit=0.5)
+
+
+@pytest.fixture(scope="module")
+def pki() -> TestPki:
+    return TestPki()
+
+
+@pytest.fixture(scope="module")
+def trust(pki: TestPki, tmp_path_factory: pytest.TempPathFactory):
+    directory = tmp_path_factory.mktemp("pki")
+    root = Path(directory) / "root.pem"
+    root.write_bytes(pki.root_pem())
+    return load_trust_store("none", [str(root)])
+
+
+#: name -> (behaviour, cert kind or None, expected status, phase, starttls, pkix reason or None)
+CASES = {
+    "valid-cert": ("good", "valid", Status.SUCCESS, Phase.DONE, Starttls.YES, PkixReason.OK),
+    "self-signed": ("good", "self-signed", Status.SUCCESS, Phase.DONE, Starttls.YES, PkixReason.SELF_SIGNED),
+    "expired-cert": ("good", "expired", Status.SUCCESS, Phase.DONE, Starttls.YES, PkixReason.EXPIRED),
+    "not-yet-valid": (
+        "good",
+        "not-yet-valid",
+        Status.SUCCESS,
+        Phase.DONE,
+        Starttls.YES,
+        PkixReason.NOT_YET_VALID,
+    ),
+    "wrong-name": (
+        "good",
+        "wrong-name",
+        Status.SUCCESS,
+        Phase.DONE,
+        Starttls.YES,
+        PkixReason.HOSTNAME_MISMATCH,
+    ),
+    "untrusted-ca": (
+        "good",
+        "untrusted-ca",
+        Status.SUCCESS,
+        Phase.DONE,
+        Starttls.YES,
+        PkixReason.UNKNOWN_ISSUER,
+    ),
+    "missing-intermediate": (
+        "good",
+        "missing-intermediate",
+        Status.SUCCESS,
+        Phase.DONE,
+        Starttls.YES,
+        PkixReason.INCOMPLETE_CHAIN,
+    ),
+    "refused": ("refused", None, Status.CONNECTION_REFUSED, Phase.CONNECT, Starttls.UNKNOWN, None),
+    "blackhole": ("blackhole", None, Status.IO_TIMEOUT, Phase.BANNER, Starttls.UNKNOWN, None),
+    "banner-554": ("banner-554", None, Status.APPLICATION_ERROR, Phase.BANNER, Starttls.UNKNOWN, None),
+    "close-421": ("421-close", None, Status.APPLICATION_ERROR, Phase.BANNER, Starttls.UNKNOWN, None),
+    "no-starttls": ("no-starttls", None, Status.SUCCESS, Phase.DONE, Starttls.NO, None),
+    "starttls-454": ("starttls-454", None, Status.APPLICATION_ERROR, Phase.STARTTLS, Starttls.YES, None),
+    "handshake-fail": ("handshake-fail", None, Status.TLS_HANDSHAKE_ERROR, Phase.TLS, Starttls.YES, None),
+    "slow-banner": ("slow-banner", "valid", Status.SUCCESS, Phase.DONE, Starttls.YES, PkixReason.OK),
+    "tarpit": ("tarpit", "valid", Status.IO_TIMEOUT, Phase.EHLO, Starttls.UNKNOWN, None),
+    "huge-banner": ("huge-banner", None, Status.PROTOCOL_ERROR, Phase.BANNER, Starttls.UNKNOWN, None),
+    "endless-continuation": (
+        "endless-continuation",
+        None,
+        Status.PROTOCOL_ERROR,
+        Phase.BANNER,
+        Starttls.UNKNOWN,
+        None,
+    ),
+    "slow-drip": ("slow-drip", None, Status.IO_TIMEOUT, Phase.BANNER, Starttls.UNKNOWN, None),
+    "garbage": ("garbage", None, Status.PROTOCOL_ERROR, Phase.BANNER, Starttls.UNKNOWN, None),
+    "bad-utf8": ("bad-utf8", "valid", Status.SUCCESS, Phase.DONE, Starttls.YES, PkixReason.OK),
+    "ehlo-550": ("ehlo-550", None, Status.APPLICATION_ERROR, Phase.EHLO, Starttls.UNKNOWN, None),
+    "post-tls-554": (
+        "post-tls-554",
+        "valid",
+        Status.POST_TLS_APPLICATION_ERROR,
+        Phase.EHLO_TLS,
+        Starttls.YES,
+        PkixReason.OK,
+    ),
+    "inject-after-starttls": (
+        "inject-after-starttls",
+        "valid",
+        Status.SUCCESS,
+        Phase.DONE,
+        Starttls.YES,
+        PkixReason.OK,
+    ),
+    "tls-alert": ("tls-alert", None, Status.TLS_HANDSHAKE_ERROR, Phase.TLS, Starttls.YES, None),
+}
+
+
+def _address(index: int) -> str:
+    return f"127.77.{index // 250}.{index % 250 + 1}"
+
+
+def _specs(pki: TestPki) -> dict[str, HostSpec]:
+    specs = {}
+    for index, (name, (behaviour, kind, *_)) in enumerate(sorted(CASES.items())):
+        host = f"mx.{name}.smtp.test"
+        ctx = None
+        if kind is not None:
+            issued = pki.issue([host], kind=kind)
+            ctx = server_context(issued.chain_pem, issued.key_pem)
+        specs[name] = HostSpec(
+            name=host, address=_address(index), behaviour=behaviour, tls=ctx, slow_banner_delay=0.3
+        )
+    return specs
+
+
+@pytest.fixture(scope="module")
+def results(pki: TestPki, trust) -> dict[str, SmtpResult]:
+    specs = _specs(pki)
+    # missing-intermediate is "incomplete" only when the intermediate is known to the pool.
+    from probes.tls.verify import IntermediatePool
+
+    pool = IntermediatePool.from_der([pki.intermediate.der])
+    settings = SmtpSettings(
+        ehlo_name="scanner.mxscan.test",
+        trust_store=trust,
+        port=PORT,
+        timeouts=TIMEOUTS,
+        retries=0,
+        intermediates=pool,
+    )
+
+    async def main() -> dict[str, SmtpResult]:
+        async with SmtpFleet(specs.values(), PORT):
+            prober = SmtpProber(settings, now=lambda: dt.datetime.now(dt.UTC))
+            names = sorted(specs)
+            found = await asyncio.gather(*(prober.probe(specs[n].name, specs[n].address) for n in names))
+            return dict(zip(names, found, strict=True))
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_outcome_follows_the_phase_reached(name: str, results: dict[str, SmtpResult]) -> None:
+    _, _, status, phase, starttls, reason = CASES[name]
+    got = results[name]
+    assert (got.status, got.phase, got.starttls) == (status, phase, starttls), got.detail
+    if reason is None:
+        assert got.pkix is None
+    else:
+        assert got.pkix is not None and got.pkix.reason is reason, got.pkix
+
+
+def test_success_keeps_banner_ehlo_and_chain(results: dict[str, SmtpResult]) -> None:
+    got = results["valid-cert"]
+    assert got.banner_code == 220 and "ESMTP" in got.banner
+    assert got.ehlo is not None and got.ehlo.starttls and "PIPELINING" in got.ehlo.extensions
+    assert got.ehlo_tls is not None and not got.ehlo_tls.starttls
+    assert got.tls is not None and got.tls.version.startswith("TLSv1.") and got.tls.chain.presented == 2
+    assert got.tls.chain.certs[0].san_dns == ("mx.valid-cert.smtp.test",)
+    assert got.tls.chain_pem == ()
+
+
+def test_failures_keep_partial_results(results: dict[str, SmtpResult]) -> None:
+    assert results["banner-554"].banner_code == 554 and results["banner-554"].last_code == 554
+    assert results["starttls-454"].ehlo is not None and results["starttls-454"].last_code == 454
+    assert results["post-tls-554"].tls is not None and results["post-tls-554"].last_code == 554
+    assert results["tarpit"].banner_code == 220
+
+
+def test_plaintext_injected_after_starttls_is_discarded_and_recorded(results: dict[str, SmtpResult]) -> None:
+    got = results["inject-after-starttls"]
+    assert got.plaintext_injection and got.ehlo_tls is not None
+    assert not results["valid-cert"].plaintext_injection
+
+
+def test_peer_text_is_sanitised(results: dict[str, SmtpResult]) -> None:
+    assert results["bad-utf8"].banner.isprintable()
+    assert len(results["garbage"].detail) <= 300
+
+
+def test_timeout_is_never_reported_as_no_starttls(results: dict[str, SmtpResult]) -> None:
+    for name in ("blackhole", "tarpit", "slow-drip", "refused", "close-421"):
+        assert results[name].starttls is Starttls.UNKNOWN
+
+
+def test_retry_after_421_then_gives_up(pki: TestPki, trust) -> None:
+    spec = HostSpec(name="mx.busy.smtp.test", address="127.77.9.1", behaviour="421-close")
+    settings = SmtpSettings(
+        ehlo_name="scanner.mxscan.test",
+        trust_store=trust,
+        port=PORT,
+        timeouts=TIMEOUTS,
+        retries=2,
+        retry_delay=0.05,
+    )
+
+    async def main() -> tuple[SmtpResult, int]:
+        async with SmtpFleet([spec], PORT) as fleet:
+            result = await SmtpProber(settings).probe(spec.name, spec.address)
+            return result, fleet.stats.connections[spec.name]
+
+    result, connections = asyncio.run(main())
+    assert result.attempts == 3 and connections == 3 and result.status is Status.APPLICATION_ERROR
+
+
+def test_keep_certs_stores_pem(pki: TestPki, trust) -> None:
+    issued = pki.issue(["mx.keep.smtp.test"], kind="valid")
+    spec = HostSpec(
+        name="mx.keep.smtp.test",
+        address="127.77.9.2",
+        behaviour="good",
+        tls=server_context(issued.chain_pem, issued.key_pem),
+    )
+    settings = SmtpSettings(
+        ehlo_name="scanner.mxscan.test", trust_store=trust, port=PORT, timeouts=TIMEOUTS, keep_certs=True
+    )
+
+    async def main() -> SmtpResult:
+        async with SmtpFleet([spec], PORT):
+            return await SmtpProber(settings).probe(spec.name, spec.address)
+
+    result = asyncio.run(main())
+    assert result.tls is not None and len(result.tls.chain_pem) == 2
+    assert result.tls.chain_pem[0].startswith("-----BEGIN CERTIFICATE-----")

@@ -1,0 +1,293 @@
+"""PKIX verdicts and reasons; the verdict agrees with OpenSSL on every case."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import records
+from probes.tls.truststore import TrustStore, TrustStoreError, load_trust_store
+from probes.tls.verify import (
+    IntermediatePool,
+    PkixReason,
+    PkixResult,
+    match_hostname,
+    normalise_host,
+    verify_chain,
+)
+from testbed.pki import IssuedCert, TestPki, openssl_verify, ssl_handshake
+
+HOST = "mx1.verify.example.test"
+DAY = dt.timedelta(days=1)
+R = PkixReason
+
+
+@functools.cache
+def pki() -> TestPki:
+    return TestPki(label="verify")
+
+
+@functools.cache
+def store_dir() -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="mxscan-verify-"))
+
+
+@functools.cache
+def store() -> TrustStore:
+    path = store_dir() / "ca.pem"
+    path.write_bytes(pki().root_pem())
+    return load_trust_store("none", [str(path)])
+
+
+@functools.cache
+def pool() -> IntermediatePool:
+    p = pki()
+    return IntermediatePool.from_der([p.intermediate.der, p.untrusted_intermediate.der])
+
+
+# name, certificate names, kind, host asked, days after pki.now, pool?, expected reason
+CASES = [
+    ("valid", [HOST], "valid", HOST, 0, True, R.OK),
+    ("valid-host-case-and-dot", [HOST], "valid", "MX1.Verify.Example.Test.", 0, False, R.OK),
+    ("expired", [HOST], "expired", HOST, 0, True, R.EXPIRED),
+    ("valid-later-expired", [HOST], "valid", HOST, 100, False, R.EXPIRED),
+    ("not-yet-valid", [HOST], "not-yet-valid", HOST, 0, True, R.NOT_YET_VALID),
+    ("valid-earlier-not-yet-valid", [HOST], "valid", HOST, -40, False, R.NOT_YET_VALID),
+    ("wrong-name", [HOST], "wrong-name", HOST, 0, True, R.HOSTNAME_MISMATCH),
+    ("self-signed", [HOST], "self-signed", HOST, 0, True, R.SELF_SIGNED),
+    ("untrusted-ca", [HOST], "untrusted-ca", HOST, 0, True, R.UNKNOWN_ISSUER),
+    ("missing-intermediate-known", [HOST], "missing-intermediate", HOST, 0, True, R.INCOMPLETE_CHAIN),
+    ("missing-intermediate-unknown", [HOST], "missing-intermediate", HOST, 0, False, R.UNKNOWN_ISSUER),
+    ("self-signed-and-expired-says-self-signed", [HOST], "self-signed", HOST, 100, True, R.SELF_SIGNED),
+    ("expired-and-wrong-name-says-expired", [HOST], "wrong-name", HOST, 100, True, R.EXPIRED),
+    ("wrong-name-and-untrusted-says-mismatch", ["a.verify.example.test"], "untrusted-ca", HOST, 0, True,
+     R.HOSTNAME_MISMATCH),
+    ("wildcard-one-label", ["*.verify.example.test"], "valid", HOST, 0, False, R.OK),
+    ("wildcard-not-two-labels", ["*.example.test"], "valid", HOST, 0, False, R.HOSTNAME_MISMATCH),
+    ("wildcard-not-the-apex", ["*.verify.example.test"], "valid", "verify.example.test", 0, False,
+     R.HOSTNAME_MISMATCH),
+    ("second-san", ["other.example.test", HOST], "valid", HOST, 0, False, R.OK),
+    ("idn-as-a-label", ["xn--bcher-kva.example.test"], "valid", "bücher.example.test", 0, False, R.OK),
+    ("cn-only-fallback", [HOST], "cn-only", HOST, 0, False, R.OK),
+    ("cn-only-other-host", ["other.example.test"], "cn-only", HOST, 0, False, R.HOSTNAME_MISMATCH),
+    ("rsa-valid", [HOST, "rsa"], "valid", HOST, 0, False, R.OK),
+]  # fmt: skip
+
+
+def _issue(names: list[str], kind: str) -> IssuedCert:
+    if names[-1] == "rsa":
+        return pki().issue(names[:-1], kind=kind, key="rsa")
+    return pki().issue(names, kind=kind)
+
+
+@pytest.mark.parametrize(
+    ("name", "names", "kind", "host", "days", "use_pool", "reason"), CASES, ids=[c[0] for c in CASES]
+)
+def test_reason_and_openssl_agreement(
+    name: str, names: list[str], kind: str, host: str, days: int, use_pool: bool, reason: PkixReason
+) -> None:
+    p = pki()
+    issued = _issue(names, kind)
+    at = p.now + days * DAY
+    result = verify_chain(
+        issued.chain_der, host, store=store(), at=at, intermediates=pool() if use_pool else ()
+    )
+    assert result.reason is reason, result.detail
+    assert result.valid is (reason is PkixReason.OK)
+    ascii_host = normalise_host(host)
+    assert ascii_host is not None
+    by_openssl, message = openssl_verify(issued, p.root_pem(), ascii_host, at)
+    assert by_openssl is result.valid, message
+    if days == 0:  # the ssl module cannot move the clock; it verifies "now"
+        # The scanner hands the normalised name to OpenSSL too (no trailing dot).
+        by_handshake, message = ssl_handshake(issued, p.root_pem(), ascii_host)
+        assert by_handshake is result.valid, message
+    if result.valid:
+        assert result.anchor == p.root.cert.subject.rfc4514_string()
+
+
+def test_missing_intermediate_pool_may_be_given_as_der() -> None:
+    p = pki()
+    chain = p.issue([HOST], kind="missing-intermediate").chain_der
+    result = verify_chain(chain, HOST, store=store(), at=p.now, intermediates=[p.intermediate.der, b"junk"])
+    assert result.reason is PkixReason.INCOMPLETE_CHAIN
+
+
+def test_chain_that_includes_the_root_is_valid() -> None:
+    p = pki()
+    chain = (*p.issue([HOST]).chain_der, p.root.der)
+    assert verify_chain(chain, HOST, store=store(), at=p.now).valid
+
+
+def test_extra_unrelated_certificates_do_not_matter() -> None:
+    p = pki()
+    chain = (*p.issue([HOST]).chain_der, p.untrusted_root.der, p.untrusted_intermediate.der)
+    assert verify_chain(chain, HOST, store=store(), at=p.now).valid
+
+
+def test_self_signed_leaf_that_is_a_trust_anchor(tmp_path: Path) -> None:
+    p = pki()
+    issued = p.issue([HOST], kind="self-signed")
+    (tmp_path / "leaf.pem").write_bytes(issued.leaf_pem)
+    own = load_trust_store("none", [str(tmp_path / "leaf.pem")])
+    result = verify_chain(issued.chain_der, HOST, store=own, at=p.now)
+    by_openssl, message = openssl_verify(issued, issued.leaf_pem, HOST, p.now)
+    assert result.valid and by_openssl, (result, message)
+    by_handshake, message = ssl_handshake(issued, issued.leaf_pem, HOST)
+    assert by_handshake, message
+
+
+def test_chain_complete_but_refused_is_other() -> None:
+    p = pki()
+    # The leaf's issuer is present and anchored, but the chain is checked for a
+    # time when the CAs themselves had expired: not the leaf's fault.
+    leaf = p.issue([HOST]).chain_der
+    far = p.now + 4000 * DAY
+    result = verify_chain(leaf, HOST, store=store(), at=far)
+    assert result.reason is PkixReason.EXPIRED  # the leaf check comes first
+    stale = TestPki(now=p.now - 3000 * DAY, label="stale")
+    issued = stale.issue([HOST])
+    path = store_dir() / "stale-ca.pem"
+    path.write_bytes(stale.root_pem())
+    result = verify_chain(
+        issued.chain_der, HOST, store=load_trust_store("none", [str(path)]), at=stale.now + 1000 * DAY
+    )
+    assert result.reason is PkixReason.EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("chain", "host", "detail"),
+    [
+        ((), HOST, "no certificate"),
+        ((b"\x30\x03\x02\x01\x01",), HOST, "unparsable certificate"),
+        ((b"x" * 70_000,), HOST, "unparsable certificate"),
+        (None, "", "not a host name"),
+        (None, "a..b", "not a host name"),
+    ],
+    ids=["empty-chain", "garbage-der", "oversized-der", "empty-host", "empty-label"],
+)
+def test_unusable_inputs_are_other(chain: tuple[bytes, ...] | None, host: str, detail: str) -> None:
+    p = pki()
+    chain = p.issue([HOST]).chain_der if chain is None else chain
+    result = verify_chain(chain, host, store=store(), at=p.now)
+    assert (result.valid, result.reason) == (False, PkixReason.OTHER)
+    assert detail in result.detail
+
+
+def test_long_chain_is_capped_and_says_so() -> None:
+    p = pki()
+    leaf = p.issue([HOST], kind="untrusted-ca").leaf_der
+    result = verify_chain([leaf] + [p.untrusted_root.der] * 40, HOST, store=store(), at=p.now)
+    assert result.reason is PkixReason.UNKNOWN_ISSUER
+    assert "only the first 16 of 41" in result.detail
+    assert len(result.detail) <= 400
+
+
+def test_naive_time_is_utc() -> None:
+    p = pki()
+    naive = p.now.replace(tzinfo=None)
+    assert verify_chain(p.issue([HOST]).chain_der, HOST, store=store(), at=naive).valid
+
+
+@pytest.mark.parametrize(
+    ("host", "sans", "ips", "matches"),
+    [
+        ("mx.example.com", ["mx.example.com"], [], True),
+        ("MX.EXAMPLE.COM.", ["mx.example.com"], [], True),
+        ("mx.example.com", ["MX.Example.COM."], [], True),
+        ("mx.example.com", ["*.example.com"], [], True),
+        ("a.mx.example.com", ["*.example.com"], [], False),
+        ("example.com", ["*.example.com"], [], False),
+        ("mx.com", ["*.com"], [], False),
+        ("mx.example.com", ["m*.example.com"], [], False),
+        ("mx.example.com", ["*.*.com"], [], False),
+        ("mx.example.com", ["mx.*.com"], [], False),
+        ("bücher.example", ["xn--bcher-kva.example"], [], True),
+        ("xn--bcher-kva.example", ["bücher.example"], [], False),
+        ("mx.example.com", [], [], False),
+        ("192.0.2.1", ["192.0.2.1"], [], False),
+        ("192.0.2.1", [], ["192.0.2.1"], True),
+        ("2001:db8::1", [], ["2001:db8:0::1"], True),
+        ("mx.example.com", [], ["192.0.2.1"], False),
+    ],
+    ids=lambda v: str(v),
+)
+def test_match_hostname_rfc6125(host: str, sans: list[str], ips: list[str], matches: bool) -> None:
+    assert match_hostname(host, sans, ips) is matches
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=4), st.text(max_size=40))
+def test_any_input_gives_a_result(chain: list[bytes], host: str) -> None:
+    result = verify_chain(chain, host, store=store(), at=pki().now)
+    assert isinstance(result, PkixResult)
+    assert not result.valid and len(result.detail) <= 400
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=0, max_value=3), st.data())
+def test_mangled_real_certificates_give_a_result(index: int, data: st.DataObject) -> None:
+    der = bytearray(pki().issue([HOST]).leaf_der)
+    pos = data.draw(st.integers(min_value=0, max_value=len(der) - 1))
+    der[pos] ^= data.draw(st.integers(min_value=1, max_value=255))
+    chain = [bytes(der), pki().intermediate.der][: index + 1]
+    assert isinstance(verify_chain(chain, HOST, store=store(), at=pki().now), PkixResult)
+
+
+def test_result_record_round_trips() -> None:
+    import orjson
+
+    result = verify_chain(pki().issue([HOST]).chain_der, HOST, store=store(), at=pki().now)
+    assert records.decode(PkixResult, orjson.loads(records.encode(result))) == result
+    records.json_schema(PkixResult)
+
+
+# -- trust stores ------------------------------------------------------------------------------------------
+
+
+def test_mozilla_and_system_stores_load() -> None:
+    mozilla = load_trust_store()
+    assert mozilla.kind == "mozilla" and len(mozilla.roots) > 100
+    system = load_trust_store("system")
+    assert len(system.roots) > 100
+    both = load_trust_store("mozilla", [str(store_dir() / "ca.pem")])
+    assert len(both.roots) == len(mozilla.roots) + 1
+    assert both.contains(pki().root.der) and not mozilla.contains(pki().root.der)
+
+
+def test_test_world_chain_is_unknown_to_mozilla() -> None:
+    result = verify_chain(pki().issue([HOST]).chain_der, HOST, store=load_trust_store(), at=pki().now)
+    assert result.reason is PkixReason.UNKNOWN_ISSUER
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        (b"", "no PEM certificate"),
+        (b"hello", "no PEM certificate"),
+        (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "malformed"),
+    ],
+    ids=["missing-file", "empty-file", "not-pem", "bad-certificate"],
+)
+def test_bad_ca_files_are_clear_errors(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(TrustStoreError, match=message):
+        load_trust_store("none", [str(path)])
+
+
+@pytest.mark.parametrize(
+    ("kind", "files"), [("nss", ()), ("none", ())], ids=["unknown-kind", "none-without-files"]
+)
+def test_bad_store_choices_are_clear_errors(kind: str, files: tuple[str, ...]) -> None:
+    with pytest.raises(TrustStoreError):
+        load_trust_store(kind, files)
