@@ -93,6 +93,70 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--progress", choices=["auto", "tty", "plain", "off"], default="auto", help="progress display"
     )
+    p.add_argument(
+        "--summary-json", type=Path, help="write run totals (counts, DNS and cache statistics) to this file"
+    )
+    smtp = p.add_argument_group("SMTP STARTTLS")
+    smtp.add_argument(
+        "--dns-only", action="store_true", help="measure DNS only: no SMTP or HTTPS connections"
+    )
+    smtp.add_argument(
+        "--ehlo-name",
+        default=None,
+        help="the name mxscan gives in EHLO (required for SMTP; or MXSCAN_EHLO_NAME). Use a name that "
+        "identifies your scanner and leads to a contact page",
+    )
+    smtp.add_argument(
+        "--smtp-port", type=_positive_int, default=defaults.SMTP_PORT, help="SMTP port (default 25)"
+    )
+    smtp.add_argument(
+        "--smtp-in-flight",
+        type=_positive_int,
+        default=defaults.SMTP_IN_FLIGHT,
+        help="SMTP connections at once",
+    )
+    smtp.add_argument(
+        "--per-ip-connections",
+        type=_positive_int,
+        default=defaults.PER_IP_CONNECTIONS,
+        help="connections at once to one IP address (default 1)",
+    )
+    smtp.add_argument(
+        "--smtp-connect-timeout", type=_positive_float, default=defaults.SMTP_CONNECT_TIMEOUT, help="seconds"
+    )
+    smtp.add_argument(
+        "--smtp-timeout",
+        type=_positive_float,
+        default=defaults.SMTP_TIMEOUT,
+        help="seconds per SMTP phase (banner, each command, TLS handshake)",
+    )
+    smtp.add_argument(
+        "--smtp-retries",
+        type=int,
+        default=defaults.SMTP_RETRIES,
+        help="retries after 421/450/451 or timeouts",
+    )
+    smtp.add_argument(
+        "--smtp-retry-delay",
+        type=_positive_float,
+        default=defaults.SMTP_RETRY_DELAY,
+        help="first retry pause (s)",
+    )
+    smtp.add_argument("--no-ipv6", action="store_true", help="probe only the IPv4 addresses of MX hosts")
+    smtp.add_argument(
+        "--trust-store",
+        choices=["mozilla", "system", "none"],
+        default="mozilla",
+        help="roots for PKIX verification: Mozilla's (certifi), the OS bundle, or none (only --ca-file)",
+    )
+    smtp.add_argument("--ca-file", action="append", default=[], help="extra trusted root(s), PEM; repeatable")
+    smtp.add_argument(
+        "--intermediates",
+        help="PEM bundle of known intermediate CAs: tells 'incomplete-chain' from 'unknown-issuer'",
+    )
+    smtp.add_argument(
+        "--keep-certs", action="store_true", help="store presented chains as PEM in the results"
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -129,6 +193,21 @@ def main(argv: list[str] | None = None) -> int:
                 require_validation=args.require_validation,
                 grace=args.grace,
                 progress=args.progress,
+                dns_only=args.dns_only,
+                ehlo_name=args.ehlo_name,
+                smtp_port=args.smtp_port,
+                smtp_in_flight=args.smtp_in_flight,
+                per_ip_connections=args.per_ip_connections,
+                smtp_connect_timeout=args.smtp_connect_timeout,
+                smtp_timeout=args.smtp_timeout,
+                smtp_retries=max(args.smtp_retries, 0),
+                smtp_retry_delay=args.smtp_retry_delay,
+                ipv6=not args.no_ipv6,
+                trust_store=args.trust_store,
+                ca_files=tuple(args.ca_file),
+                intermediates_file=args.intermediates,
+                keep_certs=args.keep_certs,
+                summary_json=args.summary_json,
             )
         )
     if args.command == "testbed":

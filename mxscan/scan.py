@@ -1,31 +1,40 @@
-"""``mxscan scan``: wire the probes into the engine for one run."""
+"""``mxscan scan``: build one run from its config and drive it to the end."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
+import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
+
+import orjson
 
 from engine.checkpoint import ResultStore, StoreError
 from engine.inputs import DomainReader, InputError, InputItem, count_names
+from engine.limits import KeyedLimiter, Limit
 from engine.progress import Progress
 from engine.records import encode
-from engine.scheduler import run_targets
+from engine.scheduler import RunStats, run_targets
 from engine.singleflight import SingleFlight
 from engine.status import Status
 from mxscan import __version__, defaults
-from probes.dns.client import DnsClient
+from mxscan.pipeline import Pipeline, PipelineOptions
+from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import preflight
-from probes.dns.probe import probe_dns
 from probes.dns.records import Answer
 from probes.dns.resolver import StubResolver
-from probes.domain import SCHEMA_VERSION, DomainRecord, ProbeError, ScanMeta
+from probes.domain import SCHEMA_VERSION, DomainRecord, ScanMeta
+from probes.smtp.probe import SmtpProbe, SmtpProber, SmtpSettings
+from probes.smtp.session import SmtpTimeouts
+from probes.tls.truststore import TrustStoreError, load_trust_store
+from probes.tls.verify import IntermediatePool
 
 __all__ = ["ScanConfig", "run_scan"]
 
@@ -49,10 +58,26 @@ class ScanConfig:
     require_validation: bool = False
     grace: float = defaults.SHUTDOWN_GRACE
     progress: str = "auto"  # auto | tty | plain | off
+    dns_only: bool = False
+    ehlo_name: str | None = None
+    smtp_port: int = defaults.SMTP_PORT
+    smtp_in_flight: int = defaults.SMTP_IN_FLIGHT
+    per_ip_connections: int = defaults.PER_IP_CONNECTIONS
+    smtp_connect_timeout: float = defaults.SMTP_CONNECT_TIMEOUT
+    smtp_timeout: float = defaults.SMTP_TIMEOUT
+    smtp_retries: int = defaults.SMTP_RETRIES
+    smtp_retry_delay: float = defaults.SMTP_RETRY_DELAY
+    ipv6: bool = True
+    trust_store: str = "mozilla"
+    ca_files: tuple[str, ...] = ()
+    intermediates_file: str | None = None
+    keep_certs: bool = False
+    summary_json: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _detail(exc: BaseException) -> str:
@@ -63,13 +88,13 @@ def _detail(exc: BaseException) -> str:
 class _Run:
     """The per-run state the scheduler's callbacks close over."""
 
-    def __init__(self, cfg: ScanConfig, store: ResultStore, done: frozenset[str], meta: ScanMeta) -> None:
-        self.cfg = cfg
+    def __init__(self, store: ResultStore, done: frozenset[str], meta: ScanMeta) -> None:
         self.store = store
         self.done = done
         self.meta = meta
         self.progress: Progress | None = None
         self.skipped_done = 0
+        self.written = 0
         self._invalid_seen: set[str] = set()
 
     def record(self, item: InputItem, **fields: object) -> DomainRecord:
@@ -83,6 +108,10 @@ class _Run:
             "measured_at": _now(),
             "duration_ms": 0.0,
             "dns": None,
+            "mx_transport": (),
+            "mta_sts": None,
+            "tlsrpt": None,
+            "posture": None,
             "errors": (),
         }
         base.update(fields)
@@ -90,6 +119,7 @@ class _Run:
 
     def write(self, record: DomainRecord) -> None:
         self.store.append(encode(record))
+        self.written += 1
         if self.progress is not None:
             self.progress.add(str(record.status))
 
@@ -109,11 +139,50 @@ class _Run:
             yield item
 
 
+def _smtp_prober(cfg: ScanConfig, stderr: TextIO) -> SmtpProber | None:
+    if cfg.dns_only:
+        return None
+    store = load_trust_store(cfg.trust_store, cfg.ca_files)
+    pool = IntermediatePool()
+    if cfg.intermediates_file:
+        from cryptography.hazmat.primitives.serialization import Encoding
+        from cryptography.x509 import load_pem_x509_certificates
+
+        certs = load_pem_x509_certificates(Path(cfg.intermediates_file).read_bytes())
+        pool = IntermediatePool.from_der([c.public_bytes(Encoding.DER) for c in certs])
+    assert cfg.ehlo_name is not None
+    settings = SmtpSettings(
+        ehlo_name=cfg.ehlo_name,
+        trust_store=store,
+        port=cfg.smtp_port,
+        timeouts=SmtpTimeouts(
+            connect=cfg.smtp_connect_timeout,
+            banner=cfg.smtp_timeout,
+            command=cfg.smtp_timeout,
+            handshake=cfg.smtp_timeout,
+        ),
+        retries=cfg.smtp_retries,
+        retry_delay=cfg.smtp_retry_delay,
+        keep_certs=cfg.keep_certs,
+        intermediates=pool,
+    )
+    return SmtpProber(settings)
+
+
 async def _scan(cfg: ScanConfig, stderr: TextIO) -> int:
+    if not cfg.dns_only and not cfg.ehlo_name:
+        print(
+            "mxscan: set --ehlo-name (or MXSCAN_EHLO_NAME) to a name that identifies your scanner, "
+            "e.g. scanner.example.org; mxscan never uses this machine's host name silently. "
+            "Use --dns-only to measure DNS alone.",
+            file=stderr,
+        )
+        return EXIT_USAGE
     try:
         reader = DomainReader(cfg.domains)
         total = count_names(cfg.domains)
-    except InputError as exc:
+        prober = _smtp_prober(cfg, stderr)
+    except (InputError, TrustStoreError, OSError, ValueError) as exc:
         print(f"mxscan: {exc}", file=stderr)
         return EXIT_USAGE
     store = ResultStore(cfg.out, fresh=cfg.fresh)
@@ -123,7 +192,7 @@ async def _scan(cfg: ScanConfig, stderr: TextIO) -> int:
         print(f"mxscan: {exc}", file=stderr)
         return EXIT_USAGE
     try:
-        return await _scan_with_store(cfg, reader, total, store, done, stderr)
+        return await _scan_with_store(cfg, reader, total, store, done, prober, stderr)
     finally:
         store.close()
 
@@ -134,9 +203,11 @@ async def _scan_with_store(
     total: int | None,
     store: ResultStore,
     done: frozenset[str],
+    prober: SmtpProber | None,
     stderr: TextIO,
 ) -> int:
     resolver_text = f"{cfg.resolver[0]}:{cfg.resolver[1]}"
+    began = time.monotonic()
     async with DnsClient(
         cfg.resolver, timeout=cfg.dns_timeout, attempts=cfg.dns_attempts, max_in_flight=cfg.dns_in_flight
     ) as client:
@@ -164,35 +235,43 @@ async def _scan_with_store(
             resolver=resolver_text,
             dnssec_validating=check.validating,
         )
-        run = _Run(cfg, store, done, meta)
+        run = _Run(store, done, meta)
         resolver = StubResolver(client, validating=check.validating)
-        cache: SingleFlight[tuple[str, str], Answer] = SingleFlight(defaults.SHARED_CACHE_ENTRIES)
+        dns_cache: SingleFlight[tuple[str, str], Answer] = SingleFlight(defaults.SHARED_CACHE_ENTRIES)
+        smtp_cache: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
 
         async def lookup_shared(name: str, rrtype: str) -> Answer:
-            return await cache.get((name, rrtype), lambda: resolver.lookup(name, rrtype))
+            return await dns_cache.get((name, rrtype), lambda: resolver.lookup(name, rrtype))
 
         async def lookup_own(name: str, rrtype: str) -> Answer:
-            return await cache.get((name, rrtype), lambda: resolver.lookup(name, rrtype), retain=False)
+            return await dns_cache.get((name, rrtype), lambda: resolver.lookup(name, rrtype), retain=False)
+
+        address_limits = KeyedLimiter(lambda _key: Limit(concurrency=cfg.per_ip_connections))
+        pipeline = Pipeline(
+            lookup_own=lookup_own,
+            lookup_shared=lookup_shared,
+            validating=check.validating,
+            prober=prober,
+            smtp_cache=smtp_cache,
+            address_limits=address_limits,
+            smtp_stage=asyncio.Semaphore(cfg.smtp_in_flight),
+            provider_of=lambda _host: None,
+            options=PipelineOptions(dns_only=cfg.dns_only, ipv6=cfg.ipv6),
+            now=lambda: dt.datetime.now(dt.UTC),
+        )
 
         async def handle(item: InputItem) -> DomainRecord:
             assert item.domain is not None
             started = time.perf_counter()
-            errors: list[ProbeError] = []
-            dns = None
-            try:
-                dns = await probe_dns(
-                    item.domain,
-                    lookup_domain=lookup_own,
-                    lookup_host=lookup_shared,
-                    validating=check.validating,
-                )
-            except Exception as exc:  # a probe bug becomes a classified record, never a lost domain
-                errors.append(ProbeError(probe="dns", status=Status.UNKNOWN_ERROR, detail=_detail(exc)))
+            outcome = await pipeline.measure(item.domain)
             return run.record(
                 item,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                dns=dns,
-                errors=tuple(errors),
+                dns=outcome.dns,
+                mx_transport=outcome.mx_transport,
+                tlsrpt=outcome.tlsrpt,
+                posture=outcome.posture,
+                errors=outcome.errors,
             )
 
         def crash(item: InputItem, exc: Exception) -> DomainRecord:
@@ -200,17 +279,19 @@ async def _scan_with_store(
 
         progress = _make_progress(cfg, stderr, total, len(done))
         run.progress = progress
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
 
         def tick() -> None:
             # The store flushes on append; an idle scan (slow domains) still needs its lines written.
             store.flush()
             if progress is not None:
+                stats = client.statistics()
+                progress.set_extra("dns", f"{stats.sent} q")
                 progress.tick()
 
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         try:
             stats = await run_targets(
                 run.targets(reader),
@@ -225,17 +306,45 @@ async def _scan_with_store(
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+        dns_stats = client.statistics()
     store.flush()
     if progress is not None:
         progress.finish()
+    if cfg.summary_json is not None:
+        caches: dict[str, HasStatistics] = {"dns": dns_cache, "smtp": smtp_cache}
+        _write_summary(cfg.summary_json, run, stats, dns_stats, caches, time.monotonic() - began)
     if stats.stopped:
         print(
-            f"mxscan: stopped; {stats.emitted} domains written this run, {stats.abandoned} abandoned. "
+            f"mxscan: stopped; {run.written} records written this run, {stats.abandoned} domains abandoned. "
             f"Re-run the same command to resume (results so far are in {cfg.out}).",
             file=stderr,
         )
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+class HasStatistics(Protocol):
+    def statistics(self) -> object: ...
+
+
+def _write_summary(
+    path: Path,
+    run: _Run,
+    stats: RunStats[InputItem],
+    dns_stats: ClientStatistics,
+    caches: Mapping[str, HasStatistics],
+    seconds: float,
+) -> None:
+    """Machine-readable totals for benchmarks and scheduled jobs."""
+    summary = {
+        "records_written": run.written,
+        "resumed_skipped": run.skipped_done,
+        "seconds": round(seconds, 3),
+        "scheduler": dataclasses.asdict(stats),
+        "dns": dataclasses.asdict(dns_stats),
+        "caches": {name: dataclasses.asdict(cache.statistics()) for name, cache in caches.items()},  # type: ignore[call-overload]
+    }
+    path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
 
 
 def _make_progress(cfg: ScanConfig, stderr: TextIO, total: int | None, resumed: int) -> Progress | None:
@@ -249,6 +358,10 @@ def _make_progress(cfg: ScanConfig, stderr: TextIO, total: int | None, resumed: 
 
 def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
     """Run one scan to completion (or interruption); returns the exit code."""
+    if cfg.ehlo_name is None and os.environ.get("MXSCAN_EHLO_NAME"):
+        from dataclasses import replace
+
+        cfg = replace(cfg, ehlo_name=os.environ["MXSCAN_EHLO_NAME"])
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but a scan must not need it

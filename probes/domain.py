@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from engine.status import Status
 from probes.dns.records import DnsResult
+from probes.mtasts.records import MtaStsResult
+from probes.tlsrpt.record import TlsRptRecord
+from probes.transport import MxTransport, Posture
 
 __all__ = ["SCHEMA_VERSION", "DomainRecord", "ProbeError", "ScanMeta"]
 
@@ -62,6 +65,11 @@ class DomainRecord:
       measured_at: when this domain's measurement finished, ISO 8601 UTC.
       duration_ms: wall-clock time spent on this domain, in milliseconds.
       dns: the DNS measurements; null when not measured (invalid input) or the DNS probe crashed.
+      mx_transport: per MX host: provider, one SMTP STARTTLS probe per address, DANE verdict;
+        empty when SMTP was not probed (--dns-only, no MX, or the probe failed).
+      mta_sts: the MTA-STS record, policy fetch, policy, coverage and findings; null when not probed.
+      tlsrpt: the TLS-RPT record as RFC 8460 judges it; null when DNS failed.
+      posture: the study's domain-level roll-ups; null when DNS failed.
       errors: probes that failed to produce a result, with why.
     """
 
@@ -74,4 +82,8 @@ class DomainRecord:
     measured_at: str
     duration_ms: float
     dns: DnsResult | None
+    mx_transport: tuple[MxTransport, ...]
+    mta_sts: MtaStsResult | None
+    tlsrpt: TlsRptRecord | None
+    posture: Posture | None
     errors: tuple[ProbeError, ...]

@@ -19,7 +19,7 @@ from probes.tls.certs import chain_facts
 from probes.tls.truststore import TrustStore
 from probes.tls.verify import IntermediatePool, PkixResult, verify_chain
 
-__all__ = ["SmtpProber", "SmtpSettings", "should_retry"]
+__all__ = ["SmtpProbe", "SmtpProber", "SmtpSettings", "should_retry"]
 
 #: Reply codes that mean "come back later" (RFC 5321 §4.2.2): retried, never "no STARTTLS".
 RETRY_CODES = frozenset({421, 450, 451})
@@ -39,6 +39,15 @@ class SmtpSettings:
     intermediates: IntermediatePool = field(default_factory=IntermediatePool)
 
 
+@dataclass(frozen=True, slots=True)
+class SmtpProbe:
+    """The recorded result plus the raw presented chain (DER, leaf first), which
+    DANE needs per domain but the results file keeps only as facts."""
+
+    result: SmtpResult
+    chain_der: tuple[bytes, ...]
+
+
 def should_retry(obs: Observation) -> bool:
     """Transient outcomes worth another connection after a pause."""
     if obs.status in (Status.CONNECTION_TIMEOUT, Status.IO_TIMEOUT, Status.CONNECTION_CLOSED):
@@ -53,7 +62,7 @@ class SmtpProber:
         self._tls = client_tls_context()
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
 
-    async def probe(self, host: str, address: str) -> SmtpResult:
+    async def probe(self, host: str, address: str) -> SmtpProbe:
         settings = self.settings
         started = time.perf_counter()
         attempts = 0
@@ -72,7 +81,7 @@ class SmtpProber:
                 break
             await asyncio.sleep(delay)
             delay *= 2
-        return self._result(host, address, obs, attempts, started)
+        return SmtpProbe(self._result(host, address, obs, attempts, started), tuple(obs.chain))
 
     def _result(self, host: str, address: str, obs: Observation, attempts: int, started: float) -> SmtpResult:
         tls = None

@@ -153,7 +153,7 @@ def results(pki: TestPki, trust) -> dict[str, SmtpResult]:
             prober = SmtpProber(settings, now=lambda: dt.datetime.now(dt.UTC))
             names = sorted(specs)
             found = await asyncio.gather(*(prober.probe(specs[n].name, specs[n].address) for n in names))
-            return dict(zip(names, found, strict=True))
+            return {n: f.result for n, f in zip(names, found, strict=True)}
 
     return asyncio.run(main())
 
@@ -215,7 +215,7 @@ def test_retry_after_421_then_gives_up(pki: TestPki, trust) -> None:
 
     async def main() -> tuple[SmtpResult, int]:
         async with SmtpFleet([spec], PORT) as fleet:
-            result = await SmtpProber(settings).probe(spec.name, spec.address)
+            result = (await SmtpProber(settings).probe(spec.name, spec.address)).result
             return result, fleet.stats.connections[spec.name]
 
     result, connections = asyncio.run(main())
@@ -236,7 +236,7 @@ def test_keep_certs_stores_pem(pki: TestPki, trust) -> None:
 
     async def main() -> SmtpResult:
         async with SmtpFleet([spec], PORT):
-            return await SmtpProber(settings).probe(spec.name, spec.address)
+            return (await SmtpProber(settings).probe(spec.name, spec.address)).result
 
     result = asyncio.run(main())
     assert result.tls is not None and len(result.tls.chain_pem) == 2

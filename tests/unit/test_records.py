@@ -83,6 +83,10 @@ def domain_records(draw: st.DrawFn) -> DomainRecord:
         measured_at="2026-11-29T00:00:01.000Z",
         duration_ms=draw(st.floats(0, 1e6, allow_nan=False)),
         dns=dns,
+        mx_transport=(),
+        mta_sts=None,
+        tlsrpt=None,
+        posture=None,
         errors=tuple(
             draw(
                 st.lists(

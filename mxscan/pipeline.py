@@ -1,0 +1,184 @@
+"""The per-domain pipeline: DNS → SMTP per MX address → DANE → MTA-STS → roll-ups.
+
+This is composition, not measurement: every probe lives in ``probes/``; this
+module decides what runs after what, which results are shared between domains
+(single-flight caches keyed by host and address) and which limits apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from engine.limits import KeyedLimiter
+from engine.singleflight import SingleFlight
+from engine.status import Status
+from probes.dane.tlsa import DaneResult, DaneStatus, TlsaParseError, TlsaRecord, assess_dane, parse_tlsa
+from probes.dns.probe import probe_dns
+from probes.dns.records import Answer, DnsResult, Dnssec, MxHost, Outcome, TlsaSkip
+from probes.domain import ProbeError
+from probes.smtp.probe import SmtpProbe, SmtpProber
+from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_txt
+from probes.transport import MxTransport, Posture, posture
+
+__all__ = ["DomainOutcome", "Pipeline", "PipelineOptions"]
+
+Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    dns_only: bool = False
+    ipv6: bool = True
+    #: Domain-level SMTP fan-out: MX addresses probed at once for one domain.
+    addresses_per_domain: int = 8
+
+
+@dataclass(slots=True)
+class DomainOutcome:
+    dns: DnsResult | None = None
+    mx_transport: tuple[MxTransport, ...] = ()
+    tlsrpt: TlsRptRecord | None = None
+    posture: Posture | None = None
+    errors: tuple[ProbeError, ...] = ()
+
+
+def _detail(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def addresses_of(host: MxHost, *, ipv6: bool) -> list[str]:
+    """The addresses a sender would try, IPv4 first (deduplicated, in answer order)."""
+    found: list[str] = []
+    answers = (host.a, host.aaaa) if ipv6 else (host.a,)
+    for answer in answers:
+        if answer.outcome is Outcome.OK:
+            found.extend(a for a in answer.data if a not in found)
+    return found
+
+
+def dane_for(host: MxHost, mx: Answer, chain: list[bytes] | None, at: dt.datetime) -> DaneResult:
+    """DANE verdict for one MX host in one domain (the MX answer's DNSSEC status matters)."""
+    if host.tlsa is None:
+        if host.tlsa_skipped is TlsaSkip.RESOLVER_NOT_VALIDATING:
+            return DaneResult(DaneStatus.UNDETERMINED, None, 0, "resolver does not validate DNSSEC")
+        skipped = host.tlsa_skipped.value if host.tlsa_skipped else "not asked"
+        return DaneResult(DaneStatus.NONE, None, 0, f"TLSA not looked up: {skipped} (RFC 7672 §2.2.2)")
+    tlsa = host.tlsa
+    if tlsa.outcome in (Outcome.TIMEOUT, Outcome.ERROR, Outcome.REFUSED) or (
+        tlsa.outcome is Outcome.SERVFAIL and tlsa.dnssec is not Dnssec.BOGUS
+    ):
+        return DaneResult(DaneStatus.UNDETERMINED, None, 0, f"TLSA lookup {tlsa.outcome.value}")
+    records: list[TlsaRecord] = []
+    for text in tlsa.data if tlsa.outcome is Outcome.OK else ():
+        try:
+            records.append(parse_tlsa(text))
+        except TlsaParseError:
+            continue
+    return assess_dane(
+        records, tlsa_dnssec=tlsa.dnssec, mx_dnssec=mx.dnssec, chain=chain, host=host.host, at=at
+    )
+
+
+class Pipeline:
+    """Everything one run shares across domains; ``measure`` handles one domain."""
+
+    def __init__(
+        self,
+        *,
+        lookup_own: Lookup,
+        lookup_shared: Lookup,
+        validating: bool,
+        prober: SmtpProber | None,
+        smtp_cache: SingleFlight[tuple[str, str], SmtpProbe],
+        address_limits: KeyedLimiter,
+        smtp_stage: asyncio.Semaphore,
+        provider_of: Callable[[str], str | None],
+        options: PipelineOptions,
+        now: Callable[[], dt.datetime],
+    ) -> None:
+        self.lookup_own = lookup_own
+        self.lookup_shared = lookup_shared
+        self.validating = validating
+        self.prober = prober
+        self.smtp_cache = smtp_cache
+        self.address_limits = address_limits
+        self.smtp_stage = smtp_stage
+        self.provider_of = provider_of
+        self.options = options
+        self.now = now
+
+    async def measure(self, domain: str) -> DomainOutcome:
+        outcome = DomainOutcome()
+        errors: list[ProbeError] = []
+        try:
+            outcome.dns = await probe_dns(
+                domain,
+                lookup_domain=self.lookup_own,
+                lookup_host=self.lookup_shared,
+                validating=self.validating,
+            )
+        except Exception as exc:  # a probe bug becomes a classified record, never a lost domain
+            errors.append(ProbeError(probe="dns", status=Status.UNKNOWN_ERROR, detail=_detail(exc)))
+            outcome.errors = tuple(errors)
+            return outcome
+        dns = outcome.dns
+        if self.prober is not None and not self.options.dns_only and dns.mx_hosts:
+            try:
+                outcome.mx_transport = await self._transport(dns)
+            except Exception as exc:
+                errors.append(ProbeError(probe="smtp", status=Status.UNKNOWN_ERROR, detail=_detail(exc)))
+        outcome.tlsrpt = assess_tlsrpt_txt(dns.tlsrpt.data if dns.tlsrpt.outcome is Outcome.OK else ())
+        outcome.posture = posture(
+            outcome.mx_transport,
+            dnssec_mx=dns.mx.dnssec.value,
+            dane_published=any(
+                h.tlsa is not None and h.tlsa.outcome is Outcome.OK and h.tlsa.dnssec is Dnssec.SECURE
+                for h in dns.mx_hosts
+            ),
+            mta_sts_mode=None,
+            tlsrpt=outcome.tlsrpt.valid,
+        )
+        outcome.errors = tuple(errors)
+        return outcome
+
+    async def _transport(self, dns: DnsResult) -> tuple[MxTransport, ...]:
+        targets = [(h, a) for h in dns.mx_hosts for a in addresses_of(h, ipv6=self.options.ipv6)]
+        results: dict[tuple[str, str], SmtpProbe] = {}
+        # Bounded fan-out inside one domain: a domain listing 16 MX hosts must not
+        # take 32 connection slots at once.
+        gate = asyncio.Semaphore(self.options.addresses_per_domain)
+
+        async def one(host: str, address: str) -> None:
+            async with gate:
+                results[(host, address)] = await self.smtp_cache.get(
+                    (host, address), lambda: self._probe(host, address)
+                )
+
+        async with asyncio.TaskGroup() as group:
+            for host, address in targets:
+                group.create_task(one(host.host, address))
+        at = self.now()
+        transports = []
+        for host in dns.mx_hosts:
+            probes = tuple(results[(host.host, a)] for a in addresses_of(host, ipv6=self.options.ipv6))
+            chain = next((r.chain_der for r in probes if r.chain_der), None) if probes else None
+            transports.append(
+                MxTransport(
+                    host=host.host,
+                    preference=host.preference,
+                    provider=self.provider_of(host.host),
+                    addresses=tuple(r.result for r in probes),
+                    dane=dane_for(host, dns.mx, list(chain) if chain else None, at),
+                )
+            )
+        return tuple(transports)
+
+    async def _probe(self, host: str, address: str) -> SmtpProbe:
+        assert self.prober is not None
+        async with self.address_limits.hold(address), self.smtp_stage:
+            return await self.prober.probe(host, address)

@@ -1,0 +1,131 @@
+"""Per-MX transport results and the domain-level roll-ups the study reports.
+
+Roll-ups are pure functions of the observations, so a results file can be
+re-assessed without rescanning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from probes.dane.tlsa import DaneResult, DaneStatus
+from probes.smtp.records import SmtpResult, Starttls
+
+__all__ = ["Coverage3", "MxTransport", "Posture", "posture"]
+
+
+class Coverage3(StrEnum):
+    """How many of a domain's MX hosts have a property."""
+
+    ALL = "all"
+    SOME = "some"
+    NONE = "none"
+    #: Some hosts could not be measured and the measured ones do not settle it.
+    UNKNOWN = "unknown"
+    #: The domain has no MX hosts to measure.
+    NOT_APPLICABLE = "not-applicable"
+
+
+@dataclass(frozen=True, slots=True)
+class MxTransport:
+    """One MX host of a domain as a sender would reach it.
+
+    Fields:
+      host: the MX host name.
+      preference: its MX preference.
+      provider: the provider operating it (registrable domain or override), null if unknown.
+      addresses: one SMTP probe per address of the host (IPv4 and IPv6), shared with every
+        domain using the host.
+      dane: the DANE verdict for this host in this domain's context (needs the domain's MX
+        RRset DNSSEC status); null when not assessed.
+    """
+
+    host: str
+    preference: int
+    provider: str | None
+    addresses: tuple[SmtpResult, ...]
+    dane: DaneResult | None
+
+
+@dataclass(frozen=True, slots=True)
+class Posture:
+    """Domain-level roll-ups, as the study counts them.
+
+    Fields:
+      starttls: MX hosts offering STARTTLS: all / some / none / unknown / not-applicable.
+        A host counts as offering it when any of its addresses advertised it.
+      pkix_valid: MX hosts presenting a PKIX-valid certificate for their name: all / some / none /
+        unknown / not-applicable.
+      dane_valid: MX hosts whose DANE verdict is valid: all / some / none / unknown / not-applicable
+        ("none" includes hosts without TLSA).
+      dane_published: at least one MX host has TLSA records in a DNSSEC-secure answer (the study's
+        "supports DANE"), whether or not they match.
+      dnssec_mx: the DNSSEC status of the domain's MX answer.
+      mta_sts_mode: enforce / testing / none from a valid record and policy; null otherwise.
+      tlsrpt: a valid TLS-RPT record is published.
+    """
+
+    starttls: Coverage3
+    pkix_valid: Coverage3
+    dane_valid: Coverage3
+    dane_published: bool
+    dnssec_mx: str
+    mta_sts_mode: str | None
+    tlsrpt: bool
+
+
+def _roll(values: Sequence[bool | None]) -> Coverage3:
+    """all/some/none over per-host tri-states; unknown hosts only matter if they could change it."""
+    if not values:
+        return Coverage3.NOT_APPLICABLE
+    yes = sum(v is True for v in values)
+    unknown = sum(v is None for v in values)
+    if unknown == 0:
+        return Coverage3.ALL if yes == len(values) else Coverage3.SOME if yes else Coverage3.NONE
+    return Coverage3.SOME if yes else Coverage3.UNKNOWN
+
+
+def _host_starttls(results: Iterable[SmtpResult]) -> bool | None:
+    states = [r.starttls for r in results]
+    if Starttls.YES in states:
+        return True
+    if states and all(s is Starttls.NO for s in states):
+        return False
+    return None
+
+
+def _host_pkix(results: Sequence[SmtpResult]) -> bool | None:
+    """True if any address presented a valid chain; False once every address settled
+    it (an invalid chain, or no STARTTLS at all); else unknown."""
+    if any(r.pkix is not None and r.pkix.valid for r in results):
+        return True
+    settled = [r for r in results if r.pkix is not None or r.starttls is Starttls.NO]
+    return False if results and len(settled) == len(results) else None
+
+
+def _host_dane(dane: DaneResult | None) -> bool | None:
+    if dane is None or dane.status is DaneStatus.UNDETERMINED:
+        return None
+    return dane.status is DaneStatus.VALID
+
+
+def posture(
+    transports: Sequence[MxTransport],
+    *,
+    dnssec_mx: str,
+    dane_published: bool,
+    mta_sts_mode: str | None,
+    tlsrpt: bool,
+) -> Posture:
+    return Posture(
+        starttls=_roll([_host_starttls(t.addresses) for t in transports]),
+        pkix_valid=_roll([_host_pkix(t.addresses) for t in transports]),
+        dane_valid=_roll([_host_dane(t.dane) for t in transports]),
+        dane_published=dane_published,
+        dnssec_mx=dnssec_mx,
+        mta_sts_mode=mta_sts_mode,
+        tlsrpt=tlsrpt,
+    )
+

@@ -1,0 +1,594 @@
+"""The study's headline figures, computed from results-file dicts in one pass.
+
+Theory of operation
+-------------------
+``domain_facts`` reduces one parsed record (an ``orjson`` dict of a
+``probes.domain.DomainRecord``) to a small ``DomainFacts``: one tri-state per
+question the study asks.  Every question has four answers, never folded
+together: ``yes``, ``no``, ``unknown`` (we asked and could not tell: a
+timeout is not an absence) and ``not-measured`` (the file has no data for it:
+an older or ``--dns-only`` file, or a probe that crashed).  ``Headline`` adds
+facts up; ``headline_figures`` turns the counters into figures whose
+definitions are the footnotes of every report.
+
+Records may lack whole sections.  Where the DNS section alone settles a
+question the way the probe would (DANE published, a valid STSv1 TXT record,
+a valid TLS-RPT record), the figure is derived from the DNS answers with the
+probe's own pure assessor and the footnote says so; otherwise the figure is
+"not measured in this file".
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from probes.mtasts.record import assess_sts_txt
+from probes.tlsrpt.record import assess_tlsrpt_txt
+
+__all__ = [
+    "NOT_MEASURED",
+    "UNKNOWN",
+    "DomainFacts",
+    "Headline",
+    "domain_facts",
+    "headline_figures",
+    "percent",
+    "preferred_transport",
+]
+
+YES, NO, UNKNOWN, NOT_MEASURED = "yes", "no", "unknown", "not-measured"
+_DNS_UNSETTLED = frozenset({"servfail", "refused", "timeout", "error"})
+_ALL_SOME = frozenset({"all", "some"})
+
+
+def percent(count: int, base: int) -> float:
+    """``count`` of ``base`` in percent, 0 for an empty base, rounded to 0.01."""
+    return round(100.0 * count / base, 2) if base else 0.0
+
+
+@dataclass(slots=True)
+class DomainFacts:
+    """What one record says about the study's questions (see the module docstring)."""
+
+    domain: str
+    status: str
+    valid_name: bool
+    mx: str  # mx / null-mx / implicit-only / no-mx / unknown / not-measured
+    starttls: str  # all / some / none / unknown / not-measured (posture.starttls)
+    pkix: str  # all / some / none / unknown / not-measured (posture.pkix_valid)
+    dnssec: str  # secure / insecure / bogus / unknown / not-measured (dns.mx.dnssec)
+    dane: str  # yes / no / unknown / not-measured
+    dane_from_dns: bool
+    sts_record: str  # yes / no / unknown / not-measured: a valid STSv1 TXT record
+    sts_from_dns: bool
+    sts_delegated: bool  # the valid record was reached through a CNAME
+    sts_policy: str  # yes / no / unknown / not-measured: a usable policy (mode set)
+    sts_mode: str | None
+    sts_id: str
+    tlsrpt: str  # yes / no / unknown / not-measured
+    provider: str | None  # provider of the most preferred MX host
+    tlsa: tuple[str, ...]  # every TLSA record (host + data) in a secure answer, sorted
+
+
+def _coverage(posture: dict[str, Any] | None, key: str) -> str:
+    if posture is None:
+        return NOT_MEASURED
+    value = posture.get(key)
+    if value in ("all", "some", "none", "unknown"):
+        return str(value)
+    return NOT_MEASURED  # not-applicable for a domain with MX: SMTP was not probed
+
+
+def _mx_state(dns: dict[str, Any] | None) -> str:
+    if dns is None:
+        return NOT_MEASURED
+    if dns.get("has_mx"):
+        return "mx"
+    if dns.get("null_mx"):
+        return "null-mx"
+    outcome = (dns.get("mx") or {}).get("outcome")
+    if outcome in _DNS_UNSETTLED:
+        return UNKNOWN
+    implicit = dns.get("implicit_mx") or {}
+    if any((implicit.get(k) or {}).get("outcome") == "ok" for k in ("a", "aaaa")):
+        return "implicit-only"
+    return "no-mx"
+
+
+def _dnssec(dns: dict[str, Any] | None) -> str:
+    if dns is None:
+        return NOT_MEASURED
+    value = (dns.get("mx") or {}).get("dnssec")
+    return value if value in ("secure", "insecure", "bogus") else UNKNOWN
+
+
+def _tlsa(dns: dict[str, Any] | None) -> tuple[tuple[str, ...], bool]:
+    """(secure TLSA records as "host data", any TLSA lookup unsettled)."""
+    found: list[str] = []
+    unsettled = False
+    for host in (dns or {}).get("mx_hosts") or ():
+        tlsa = host.get("tlsa")
+        if tlsa is None:
+            unsettled |= host.get("tlsa_skipped") in ("address-unresolved", "resolver-not-validating")
+            continue
+        if tlsa.get("outcome") == "ok" and tlsa.get("dnssec") == "secure":
+            found.extend(f"{host.get('host', '')} {d}" for d in tlsa.get("data") or ())
+        elif tlsa.get("outcome") in _DNS_UNSETTLED or tlsa.get("dnssec") in ("indeterminate", "unknown"):
+            unsettled = True
+    return tuple(sorted(found)), unsettled
+
+
+def _dane(posture: dict[str, Any] | None, dns: dict[str, Any] | None, tlsa: tuple[str, ...], unsettled: bool):
+    if posture is not None and "dane_published" in posture:
+        if posture["dane_published"]:
+            return YES, False
+        return (UNKNOWN if unsettled else NO), False
+    if dns is None:
+        return NOT_MEASURED, False
+    # Posture's definition, on the DNS answers: TLSA records in a DNSSEC-secure answer.
+    return (YES if tlsa else UNKNOWN if unsettled else NO), True
+
+
+def _sts_from_dns(dns: dict[str, Any] | None) -> tuple[str, bool]:
+    if dns is None:
+        return NOT_MEASURED, False
+    answer = dns.get("mta_sts") or {}
+    outcome = answer.get("outcome")
+    if outcome == "ok":
+        valid = assess_sts_txt(tuple(answer.get("data") or ())).valid
+        return (YES if valid else NO), bool(answer.get("cname_chain"))
+    return (UNKNOWN if outcome in _DNS_UNSETTLED or outcome is None else NO), False
+
+
+def _sts(mta_sts: dict[str, Any] | None, dns: dict[str, Any] | None):
+    """(record, from_dns, delegated, policy, mode, id)."""
+    if mta_sts is None:
+        record, delegated = _sts_from_dns(dns)
+        return record, dns is not None, delegated and record == YES, NOT_MEASURED, None, ""
+    rec = mta_sts.get("record") or {}
+    if rec.get("valid"):
+        record = YES
+    elif not rec.get("present") and ((dns or {}).get("mta_sts") or {}).get("outcome") in _DNS_UNSETTLED:
+        record = UNKNOWN
+    else:
+        record = NO
+    mode = mta_sts.get("mode")
+    if mode:
+        policy = YES
+    elif record == YES:
+        fetch = mta_sts.get("fetch")
+        fetched = fetch is not None and fetch.get("status") == "success"
+        policy = NO if fetched or mta_sts.get("policy") is not None else UNKNOWN
+    else:
+        policy = NO if record == NO else record
+    delegated = record == YES and bool(mta_sts.get("txt_cname"))
+    return record, False, delegated, policy, mode, str(rec.get("id") or "")
+
+
+def _tlsrpt(tlsrpt: dict[str, Any] | None, dns: dict[str, Any] | None) -> str:
+    if tlsrpt is not None:
+        return YES if tlsrpt.get("valid") else NO
+    if dns is None:
+        return NOT_MEASURED
+    answer = dns.get("tlsrpt") or {}
+    outcome = answer.get("outcome")
+    if outcome == "ok":
+        return YES if assess_tlsrpt_txt(tuple(answer.get("data") or ())).valid else NO
+    return UNKNOWN if outcome in _DNS_UNSETTLED or outcome is None else NO
+
+
+def preferred_transport(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The most preferred MX host's transport (lowest preference, then name), or None."""
+    transports = record.get("mx_transport") or ()
+    if not transports:
+        return None
+    return min(transports, key=lambda t: (t.get("preference", 65536), t.get("host", "")))
+
+
+def domain_facts(record: dict[str, Any]) -> DomainFacts:
+    """Reduce one parsed record to the answers the study's figures count."""
+    status = str(record.get("status", "unknown-error"))
+    dns = record.get("dns")
+    posture = record.get("posture")
+    tlsa, unsettled = _tlsa(dns)
+    dane, dane_from_dns = _dane(posture, dns, tlsa, unsettled)
+    sts_record, sts_from_dns, delegated, policy, mode, sts_id = _sts(record.get("mta_sts"), dns)
+    preferred = preferred_transport(record)
+    return DomainFacts(
+        domain=str(record.get("domain", "")),
+        status=status,
+        valid_name=status != "invalid-input",
+        mx=_mx_state(dns),
+        starttls=_coverage(posture, "starttls"),
+        pkix=_coverage(posture, "pkix_valid"),
+        dnssec=_dnssec(dns),
+        dane=dane,
+        dane_from_dns=dane_from_dns,
+        sts_record=sts_record,
+        sts_from_dns=sts_from_dns,
+        sts_delegated=delegated,
+        sts_policy=policy,
+        sts_mode=mode,
+        sts_id=sts_id,
+        tlsrpt=_tlsrpt(record.get("tlsrpt"), dns),
+        provider=None if preferred is None else preferred.get("provider"),
+        tlsa=tlsa,
+    )
+
+
+#: (key, label, fact attribute, values counted as yes, values counted as "all", in the study).
+_QUESTIONS: tuple[tuple[str, str, str, frozenset[str], str | None, bool], ...] = (
+    ("starttls", "STARTTLS support", "starttls", _ALL_SOME, "all", True),
+    ("pkix", "Valid public-CA certificate", "pkix", _ALL_SOME, "all", True),
+    ("dnssec", "DNSSEC-signed MX", "dnssec", frozenset({"secure"}), None, True),
+    ("dane", "DANE (TLSA published)", "dane", frozenset({YES}), None, True),
+    ("mta_sts", "MTA-STS record", "sts_record", frozenset({YES}), None, True),
+    ("mta_sts_enforce", "MTA-STS enforce", "sts_mode", frozenset({"enforce"}), None, True),
+    ("tlsrpt", "TLS-RPT record", "tlsrpt", frozenset({YES}), None, False),
+)
+
+FOOTNOTES: dict[str, str] = {
+    "scanned": "Domains scanned: records whose input was a valid domain name (status other than "
+    "invalid-input); skipped and unknown-error records are included and counted separately.",
+    "with_mx": "Domains with MX: dns.has_mx is true, i.e. at least one MX record that is not the RFC 7505 "
+    'null MX ("0 ."). Domains whose mail would go to their own A/AAAA (implicit MX, RFC 5321 §5.1) and '
+    "null-MX domains are not counted. Every figure below uses this count as its base.",
+    "starttls": "STARTTLS support: at least one MX host advertised STARTTLS in its EHLO reply "
+    '(posture.starttls all or some; a host counts when any of its addresses did). "All MX": every MX host did.',
+    "pkix": "Valid public-CA certificate: at least one MX host presented a chain that verifies to a root of "
+    'the trust store for the MX host name (posture.pkix_valid all or some). "All MX": every MX host did.',
+    "dnssec": "DNSSEC: the validating resolver set AD on the domain's MX answer (dns.mx.dnssec = secure). "
+    "Bogus answers are counted as not signed and listed under DNS outcomes.",
+    "dane": "DANE: at least one MX host has TLSA records in a DNSSEC-secure answer (posture.dane_published), "
+    "whether or not they match the presented certificate (the study's definition).",
+    "mta_sts": "MTA-STS: exactly one valid STSv1 TXT record at _mta-sts.<domain> (RFC 8461 §3.1), "
+    "including records reached through a CNAME (delegated policy hosting, as in the study after its edit). "
+    '"Usable policy": the policy was also fetched and parsed, so the record has an effective mode.',
+    "mta_sts_enforce": "MTA-STS enforce: a valid record and a valid policy whose mode is enforce "
+    "(mta_sts.mode = enforce).",
+    "tlsrpt": "TLS-RPT (beyond the study): exactly one valid v=TLSRPTv1 record at _smtp._tls.<domain> "
+    "with a usable rua URI (RFC 8460 §3).",
+    "unknown": '"Unknown" counts domains where a lookup or probe could not tell (timeout, SERVFAIL, refused '
+    "connection, resolver not validating); they are never counted as \"no\". \"Not measured\" counts "
+    "records that lack the section (older or --dns-only files, or a probe that crashed).",
+    "derived": "Derived from DNS: for records without posture or mta_sts sections, DANE and the MTA-STS TXT "
+    "record are judged from the DNS answers in the file with the scanner's own rules.",
+}
+
+
+class Headline:
+    """Counters behind the headline figures; ``add`` one ``DomainFacts`` at a time."""
+
+    __slots__ = ("answers", "derived", "lines", "mx_states", "scanned", "statuses", "with_mx")
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.scanned = 0
+        self.with_mx = 0
+        self.statuses: Counter[str] = Counter()
+        self.mx_states: Counter[str] = Counter()
+        #: (question key, answer) -> domains with MX giving that answer
+        self.answers: Counter[tuple[str, str]] = Counter()
+        self.derived: Counter[str] = Counter()
+
+    def add(self, facts: DomainFacts) -> None:
+        self.lines += 1
+        self.statuses[facts.status] += 1
+        if not facts.valid_name:
+            return
+        self.scanned += 1
+        self.mx_states[facts.mx] += 1
+        if facts.mx != "mx":
+            return
+        self.with_mx += 1
+        answers = self.answers
+        answers["starttls", facts.starttls] += 1
+        answers["pkix", facts.pkix] += 1
+        answers["dnssec", facts.dnssec] += 1
+        answers["dane", facts.dane] += 1
+        answers["mta_sts", facts.sts_record] += 1
+        answers["mta_sts_policy", facts.sts_policy] += 1
+        answers["tlsrpt", facts.tlsrpt] += 1
+        if facts.sts_delegated:
+            answers["mta_sts", "delegated"] += 1
+        mode = facts.sts_mode or ("none-set" if facts.sts_policy in (YES, NO) else facts.sts_policy)
+        answers["mta_sts_enforce", mode] += 1
+        if facts.dane_from_dns:
+            self.derived["dane"] += 1
+        if facts.sts_from_dns:
+            self.derived["mta_sts"] += 1
+
+
+def headline_figures(h: Headline) -> list[dict[str, Any]]:
+    """The figures, in the study's order, as plain dicts (the JSON report's ``headline``)."""
+    base = h.with_mx
+    figures: list[dict[str, Any]] = [
+        _figure("scanned", "Domains scanned", h.scanned, h.scanned, study=True),
+        _figure("with_mx", "Domains with MX", h.with_mx, h.scanned, study=True),
+    ]
+    figures[1]["extras"] = {
+        "null MX": h.mx_states["null-mx"],
+        "implicit MX only": h.mx_states["implicit-only"],
+        "MX lookup unknown": h.mx_states[UNKNOWN],
+    }
+    figures[1]["unknown"] = h.mx_states[UNKNOWN] + h.mx_states[NOT_MEASURED]
+    for key, label, _attr, yes_values, all_value, study in _QUESTIONS:
+        source = "mta_sts_policy" if key == "mta_sts_enforce" else key
+        a = {ans: n for (k, ans), n in h.answers.items() if k == key}
+        count = sum(n for ans, n in a.items() if ans in yes_values)
+        src = {ans: n for (k, ans), n in h.answers.items() if k == source}
+        unknown = src.get(UNKNOWN, 0)
+        not_measured = src.get(NOT_MEASURED, 0)
+        fig = _figure(key, label, count, base, study=study, unknown=unknown, not_measured=not_measured)
+        if all_value is not None:
+            fig["extras"]["all MX"] = a.get(all_value, 0)
+        if key == "mta_sts":
+            fig["extras"]["delegated (CNAME)"] = a.get("delegated", 0)
+            policy = {ans: n for (k, ans), n in h.answers.items() if k == "mta_sts_policy"}
+            if policy.get(NOT_MEASURED, 0) < base or not base:
+                fig["extras"]["usable policy"] = policy.get(YES, 0)
+        if key == "mta_sts_enforce":
+            fig["extras"]["testing"] = a.get("testing", 0)
+        if key in h.derived:
+            fig["derived_from_dns"] = h.derived[key]
+        figures.append(fig)
+    return figures
+
+
+def _figure(
+    key: str,
+    label: str,
+    count: int,
+    base: int,
+    *,
+    study: bool,
+    unknown: int = 0,
+    not_measured: int = 0,
+) -> dict[str, Any]:
+    measured = not (base and not_measured == base)
+    return {
+        "key": key,
+        "label": label,
+        "count": count if measured else None,
+        "base": base,
+        "percent": percent(count, base) if measured else None,
+        "unknown": unknown,
+        "not_measured": not_measured,
+        "measured": measured,
+        "study": study,
+        "extras": {},
+        "footnote": FOOTNOTES.get(key, ""),
+    }
+
+
+class Capped:
+    """The ``cap`` smallest rows (so the list is the same however the file is ordered) and a total."""
+
+    __slots__ = ("cap", "rows", "total")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.rows: list[tuple[str, ...]] = []
+        self.total = 0
+
+    def add(self, row: tuple[str, ...]) -> None:
+        self.total += 1
+        rows = self.rows
+        if len(rows) >= self.cap and (not rows or row >= rows[-1]):
+            return
+        bisect.insort(rows, row)
+        if len(rows) > self.cap:
+            rows.pop()
+
+    def result(self, columns: tuple[str, ...]) -> dict[str, Any]:
+        return {"total": self.total, "shown": len(self.rows), "columns": list(columns), "rows": self.rows}
+
+
+def _code(reason: str) -> str:
+    return reason.partition(":")[0] or "(empty)"
+
+
+class Breakdowns:
+    """Failure breakdowns, misconfiguration lists and the reasons behind unknowns.
+
+    SMTP results are shared by every domain using an MX host, so SMTP and certificate
+    outcomes are counted once per distinct (host, address, port) probe; DANE verdicts
+    depend on the domain's MX answer and are counted per (domain, MX host).
+    """
+
+    def __init__(self, cap: int = 20) -> None:
+        self.cap = cap
+        self.invalid_reasons: Counter[str] = Counter()
+        self.crash_reasons: Counter[str] = Counter()
+        self.probe_errors: Counter[str] = Counter()
+        self.dns_outcomes: Counter[str] = Counter()
+        self.smtp_status: Counter[str] = Counter()
+        self.smtp_starttls: Counter[str] = Counter()
+        self.pkix_reasons: Counter[str] = Counter()
+        self.plaintext_injection = 0
+        self.dane_status: Counter[str] = Counter()
+        self.sts_fetch: Counter[str] = Counter()
+        self.sts_findings: Counter[str] = Counter()
+        self.sts_record_reasons: Counter[str] = Counter()
+        self.sts_policy_reasons: Counter[str] = Counter()
+        self.tlsrpt_reasons: Counter[str] = Counter()
+        self.unknown_why: dict[str, Counter[str]] = {}
+        self.enforce_would_fail = Capped(cap)
+        self.dane_mismatch = Capped(cap)
+        self.smtp_failures = Capped(cap)
+        self.expired: dict[str, list[Any]] = {}
+        self._probes_seen: set[tuple[str, str, int]] = set()
+
+    def _why(self, question: str, reason: str) -> None:
+        self.unknown_why.setdefault(question, Counter())[reason] += 1
+
+    def add(self, record: dict[str, Any], facts: DomainFacts) -> None:
+        if facts.status == "invalid-input":
+            self.invalid_reasons[_code(str(record.get("reason", "")))] += 1
+            return
+        if facts.status == "unknown-error":
+            self.crash_reasons[_code(str(record.get("reason", "")))] += 1
+        for err in record.get("errors") or ():
+            self.probe_errors[f"{err.get('probe', '?')} {err.get('status', '?')}"] += 1
+        dns = record.get("dns")
+        if dns is not None:
+            mx = dns.get("mx") or {}
+            self.dns_outcomes[f"{mx.get('outcome', '?')} / {mx.get('dnssec', '?')}"] += 1
+        self._transports(record, facts)
+        self._mta_sts(record, facts)
+        tlsrpt = record.get("tlsrpt")
+        if tlsrpt is not None and tlsrpt.get("present") and not tlsrpt.get("valid"):
+            for reason in tlsrpt.get("reasons") or ():
+                self.tlsrpt_reasons[_code(reason)] += 1
+        if facts.mx == "mx":
+            self._unknowns(record, facts)
+
+    def _transports(self, record: dict[str, Any], facts: DomainFacts) -> None:
+        seen = self._probes_seen
+        expired_here: set[str] = set()
+        for transport in record.get("mx_transport") or ():
+            host = str(transport.get("host", ""))
+            dane = transport.get("dane")
+            if dane is not None:
+                status = str(dane.get("status", "?"))
+                self.dane_status[status] += 1
+                if status == "mismatch":
+                    self.dane_mismatch.add((facts.domain, host, str(dane.get("detail", ""))))
+            for probe in transport.get("addresses") or ():
+                pkix = probe.get("pkix")
+                if pkix is not None and pkix.get("reason") == "expired" and host not in expired_here:
+                    expired_here.add(host)
+                    entry = self.expired.get(host)
+                    if entry is None:
+                        self.expired[host] = entry = [str(probe.get("address", "")), _not_after(probe), set(), 0]
+                    if len(entry[2]) < 3:
+                        entry[2].add(facts.domain)
+                    entry[3] += 1
+                key = (host, str(probe.get("address", "")), int(probe.get("port", 25) or 25))
+                if key in seen:
+                    continue
+                seen.add(key)
+                status = str(probe.get("status", "?"))
+                self.smtp_status[status] += 1
+                self.smtp_starttls[str(probe.get("starttls", "?"))] += 1
+                if pkix is not None:
+                    self.pkix_reasons[str(pkix.get("reason", "?"))] += 1
+                self.plaintext_injection += bool(probe.get("plaintext_injection"))
+                if status != "success":
+                    self.smtp_failures.add(
+                        (
+                            host,
+                            key[1],
+                            status,
+                            str(probe.get("phase", "")),
+                            str(probe.get("banner", "")),
+                            str((probe.get("ehlo") or {}).get("greeting_name", "")),
+                            str(probe.get("detail") or probe.get("last_text") or ""),
+                        )
+                    )
+
+    def _mta_sts(self, record: dict[str, Any], facts: DomainFacts) -> None:
+        mta_sts = record.get("mta_sts")
+        if mta_sts is None:
+            return
+        rec = mta_sts.get("record") or {}
+        if rec.get("present") and not rec.get("valid"):
+            for reason in rec.get("reasons") or ():
+                self.sts_record_reasons[_code(reason)] += 1
+        fetch = mta_sts.get("fetch")
+        if fetch is not None:
+            self.sts_fetch[str(fetch.get("status", "?"))] += 1
+        policy = mta_sts.get("policy")
+        if policy is not None and not policy.get("valid"):
+            for reason in policy.get("reasons") or ():
+                self.sts_policy_reasons[_code(reason)] += 1
+        findings = mta_sts.get("findings") or ()
+        for finding in findings:
+            self.sts_findings[str(finding)] += 1
+        if "enforce-would-fail" in findings:
+            mx = ", ".join((policy or {}).get("mx") or ())
+            self.enforce_would_fail.add((facts.domain, str(mta_sts.get("mode") or ""), mx))
+
+    def _unknowns(self, record: dict[str, Any], facts: DomainFacts) -> None:
+        dns = record.get("dns") or {}
+        if facts.dnssec == UNKNOWN:
+            validating = (record.get("scan") or {}).get("dnssec_validating", True)
+            mx_dnssec = str((dns.get("mx") or {}).get("dnssec", "?"))
+            self._why("dnssec", mx_dnssec + ("" if validating else " (resolver not validating)"))
+        if facts.starttls == UNKNOWN or facts.pkix == UNKNOWN:
+            reasons = {
+                str(p.get("status", "?"))
+                for t in record.get("mx_transport") or ()
+                for p in t.get("addresses") or ()
+                if p.get("starttls") == "unknown" or p.get("pkix") is None
+            }
+            for reason in reasons or {"no address probed"}:
+                if facts.starttls == UNKNOWN:
+                    self._why("starttls", reason)
+                if facts.pkix == UNKNOWN:
+                    self._why("pkix", reason)
+        if facts.dane == UNKNOWN:
+            for host in dns.get("mx_hosts") or ():
+                tlsa = host.get("tlsa")
+                if tlsa is None and host.get("tlsa_skipped") in ("address-unresolved", "resolver-not-validating"):
+                    self._why("dane", f"TLSA not asked: {host['tlsa_skipped']}")
+                elif tlsa is not None and tlsa.get("outcome") in _DNS_UNSETTLED:
+                    self._why("dane", f"TLSA lookup {tlsa['outcome']}")
+                elif tlsa is not None and tlsa.get("dnssec") in ("indeterminate", "unknown"):
+                    self._why("dane", f"TLSA dnssec {tlsa['dnssec']}")
+        if facts.sts_record == UNKNOWN:
+            self._why("mta_sts", f"TXT lookup {(dns.get('mta_sts') or {}).get('outcome', '?')}")
+        if facts.sts_policy == UNKNOWN and facts.sts_record == YES:
+            fetch = (record.get("mta_sts") or {}).get("fetch")
+            self._why("mta_sts_policy", "not fetched" if fetch is None else f"fetch {fetch.get('status', '?')}")
+        if facts.tlsrpt == UNKNOWN:
+            self._why("tlsrpt", f"TXT lookup {(dns.get('tlsrpt') or {}).get('outcome', '?')}")
+
+    def result(self, lists_cap: int | None = None) -> dict[str, Any]:
+        expired = Capped(lists_cap or self.cap)
+        for host, (address, not_after, domains, count) in self.expired.items():
+            expired.add((host, address, not_after, str(count), ", ".join(sorted(domains))))
+        top = self.cap
+        return {
+            "failures": {
+                "records: invalid input (by reason)": dict(self.invalid_reasons.most_common(top)),
+                "records: unknown-error (by reason)": dict(self.crash_reasons.most_common(top)),
+                "probe errors (probe, status)": dict(self.probe_errors.most_common(top)),
+                "DNS: MX lookup (outcome / dnssec), domains": dict(self.dns_outcomes.most_common()),
+                "SMTP: probe status, distinct host addresses": dict(self.smtp_status.most_common()),
+                "SMTP: STARTTLS advertised, distinct host addresses": dict(self.smtp_starttls.most_common()),
+                "Certificates: PKIX verdict by reason, distinct host addresses": dict(
+                    self.pkix_reasons.most_common()
+                ),
+                "DANE: verdict per (domain, MX host)": dict(self.dane_status.most_common()),
+                "MTA-STS: policy fetch status": dict(self.sts_fetch.most_common()),
+                "MTA-STS: findings": dict(self.sts_findings.most_common()),
+                "MTA-STS: invalid TXT record reasons": dict(self.sts_record_reasons.most_common(top)),
+                "MTA-STS: invalid policy reasons": dict(self.sts_policy_reasons.most_common(top)),
+                "TLS-RPT: invalid record reasons": dict(self.tlsrpt_reasons.most_common(top)),
+            },
+            "plaintext_injection": self.plaintext_injection,
+            "misconfigurations": {
+                "MTA-STS enforce that would fail delivery": self.enforce_would_fail.result(
+                    ("domain", "mode", "policy mx patterns")
+                ),
+                "DANE mismatches that would bounce mail": self.dane_mismatch.result(
+                    ("domain", "MX host", "detail")
+                ),
+                "Expired certificates on MX hosts": expired.result(
+                    ("MX host", "address", "not after", "domains", "some domains")
+                ),
+            },
+            "smtp_failures": self.smtp_failures.result(
+                ("MX host", "address", "status", "phase", "banner", "EHLO name", "detail")
+            ),
+            "unknown_why": {k: dict(v.most_common(top)) for k, v in sorted(self.unknown_why.items())},
+        }
+
+
+def _not_after(probe: dict[str, Any]) -> str:
+    certs = (((probe.get("tls") or {}).get("chain")) or {}).get("certs") or ()
+    return str(certs[0].get("not_after", "")) if certs else ""
