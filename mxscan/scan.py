@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import itertools
 import os
 import signal
 import sys
@@ -95,6 +96,7 @@ class _Run:
         self.progress: Progress | None = None
         self.skipped_done = 0
         self.written = 0
+        self.input_error = ""
         self._invalid_seen: set[str] = set()
 
     def record(self, item: InputItem, **fields: object) -> DomainRecord:
@@ -123,8 +125,14 @@ class _Run:
         if self.progress is not None:
             self.progress.add(str(record.status))
 
-    def targets(self, reader: DomainReader) -> Iterator[InputItem]:
-        for item in reader:
+    def targets(self, items: Iterator[InputItem]) -> Iterator[InputItem]:
+        try:
+            yield from self._valid(items)
+        except InputError as exc:  # the list broke mid-stream (unreadable, ...): stop taking new domains
+            self.input_error = str(exc)
+
+    def _valid(self, items: Iterator[InputItem]) -> Iterator[InputItem]:
+        for item in items:
             key = item.domain or item.raw
             if key in self.done:
                 self.skipped_done += 1
@@ -181,6 +189,10 @@ async def _scan(cfg: ScanConfig, stderr: TextIO) -> int:
     try:
         reader = DomainReader(cfg.domains)
         total = count_names(cfg.domains)
+        items = iter(reader)
+        # Reading the first item sniffs the source (binary? empty?) before any
+        # resolver or server is contacted.
+        first = next(items)
         prober = _smtp_prober(cfg, stderr)
     except (InputError, TrustStoreError, OSError, ValueError) as exc:
         print(f"mxscan: {exc}", file=stderr)
@@ -192,14 +204,16 @@ async def _scan(cfg: ScanConfig, stderr: TextIO) -> int:
         print(f"mxscan: {exc}", file=stderr)
         return EXIT_USAGE
     try:
-        return await _scan_with_store(cfg, reader, total, store, done, prober, stderr)
+        return await _scan_with_store(
+            cfg, itertools.chain([first], items), total, store, done, prober, stderr
+        )
     finally:
         store.close()
 
 
 async def _scan_with_store(
     cfg: ScanConfig,
-    reader: DomainReader,
+    items: Iterator[InputItem],
     total: int | None,
     store: ResultStore,
     done: frozenset[str],
@@ -294,7 +308,7 @@ async def _scan_with_store(
             loop.add_signal_handler(sig, stop.set)
         try:
             stats = await run_targets(
-                run.targets(reader),
+                run.targets(items),
                 handle,
                 lambda _item, record: run.write(record),
                 crash,
@@ -313,6 +327,9 @@ async def _scan_with_store(
     if cfg.summary_json is not None:
         caches: dict[str, HasStatistics] = {"dns": dns_cache, "smtp": smtp_cache}
         _write_summary(cfg.summary_json, run, stats, dns_stats, caches, time.monotonic() - began)
+    if run.input_error:
+        print(f"mxscan: {run.input_error}; stopped taking new domains", file=stderr)
+        return EXIT_USAGE
     if stats.stopped:
         print(
             f"mxscan: stopped; {run.written} records written this run, {stats.abandoned} domains abandoned. "

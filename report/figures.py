@@ -22,21 +22,28 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from probes.mtasts.record import assess_sts_txt
 from probes.tlsrpt.record import assess_tlsrpt_txt
+from report.providers import FOOTNOTES as PROVIDER_FOOTNOTES
+from report.providers import ProviderTally
 
 __all__ = [
+    "FOOTNOTES",
     "NOT_MEASURED",
     "UNKNOWN",
+    "Breakdowns",
+    "Capped",
     "DomainFacts",
     "Headline",
     "domain_facts",
     "headline_figures",
     "percent",
     "preferred_transport",
+    "summarise",
 ]
 
 YES, NO, UNKNOWN, NOT_MEASURED = "yes", "no", "unknown", "not-measured"
@@ -121,7 +128,9 @@ def _tlsa(dns: dict[str, Any] | None) -> tuple[tuple[str, ...], bool]:
     return tuple(sorted(found)), unsettled
 
 
-def _dane(posture: dict[str, Any] | None, dns: dict[str, Any] | None, tlsa: tuple[str, ...], unsettled: bool):
+def _dane(
+    posture: dict[str, Any] | None, dns: dict[str, Any] | None, tlsa: tuple[str, ...], unsettled: bool
+) -> tuple[str, bool]:
     if posture is not None and "dane_published" in posture:
         if posture["dane_published"]:
             return YES, False
@@ -143,7 +152,9 @@ def _sts_from_dns(dns: dict[str, Any] | None) -> tuple[str, bool]:
     return (UNKNOWN if outcome in _DNS_UNSETTLED or outcome is None else NO), False
 
 
-def _sts(mta_sts: dict[str, Any] | None, dns: dict[str, Any] | None):
+def _sts(
+    mta_sts: dict[str, Any] | None, dns: dict[str, Any] | None
+) -> tuple[str, bool, bool, str, str | None, str]:
     """(record, from_dns, delegated, policy, mode, id)."""
     if mta_sts is None:
         record, delegated = _sts_from_dns(dns)
@@ -185,7 +196,8 @@ def preferred_transport(record: dict[str, Any]) -> dict[str, Any] | None:
     transports = record.get("mx_transport") or ()
     if not transports:
         return None
-    return min(transports, key=lambda t: (t.get("preference", 65536), t.get("host", "")))
+    best: dict[str, Any] = min(transports, key=lambda t: (t.get("preference", 65536), t.get("host", "")))
+    return best
 
 
 def domain_facts(record: dict[str, Any]) -> DomainFacts:
@@ -237,7 +249,8 @@ FOOTNOTES: dict[str, str] = {
     'null MX ("0 ."). Domains whose mail would go to their own A/AAAA (implicit MX, RFC 5321 §5.1) and '
     "null-MX domains are not counted. Every figure below uses this count as its base.",
     "starttls": "STARTTLS support: at least one MX host advertised STARTTLS in its EHLO reply "
-    '(posture.starttls all or some; a host counts when any of its addresses did). "All MX": every MX host did.',
+    "(posture.starttls all or some; a host counts when any of its addresses did). "
+    '"All MX": every MX host did.',
     "pkix": "Valid public-CA certificate: at least one MX host presented a chain that verifies to a root of "
     'the trust store for the MX host name (posture.pkix_valid all or some). "All MX": every MX host did.',
     "dnssec": "DNSSEC: the validating resolver set AD on the domain's MX answer (dns.mx.dnssec = secure). "
@@ -252,7 +265,7 @@ FOOTNOTES: dict[str, str] = {
     "tlsrpt": "TLS-RPT (beyond the study): exactly one valid v=TLSRPTv1 record at _smtp._tls.<domain> "
     "with a usable rua URI (RFC 8460 §3).",
     "unknown": '"Unknown" counts domains where a lookup or probe could not tell (timeout, SERVFAIL, refused '
-    "connection, resolver not validating); they are never counted as \"no\". \"Not measured\" counts "
+    'connection, resolver not validating); they are never counted as "no". "Not measured" counts '
     "records that lack the section (older or --dns-only files, or a probe that crashed).",
     "derived": "Derived from DNS: for records without posture or mta_sts sections, DANE and the MTA-STS TXT "
     "record are judged from the DNS answers in the file with the scanner's own rules.",
@@ -463,7 +476,8 @@ class Breakdowns:
                     expired_here.add(host)
                     entry = self.expired.get(host)
                     if entry is None:
-                        self.expired[host] = entry = [str(probe.get("address", "")), _not_after(probe), set(), 0]
+                        entry = [str(probe.get("address", "")), _not_after(probe), set(), 0]
+                        self.expired[host] = entry
                     if len(entry[2]) < 3:
                         entry[2].add(facts.domain)
                     entry[3] += 1
@@ -533,7 +547,8 @@ class Breakdowns:
         if facts.dane == UNKNOWN:
             for host in dns.get("mx_hosts") or ():
                 tlsa = host.get("tlsa")
-                if tlsa is None and host.get("tlsa_skipped") in ("address-unresolved", "resolver-not-validating"):
+                skipped = host.get("tlsa_skipped")
+                if tlsa is None and skipped in ("address-unresolved", "resolver-not-validating"):
                     self._why("dane", f"TLSA not asked: {host['tlsa_skipped']}")
                 elif tlsa is not None and tlsa.get("outcome") in _DNS_UNSETTLED:
                     self._why("dane", f"TLSA lookup {tlsa['outcome']}")
@@ -543,7 +558,8 @@ class Breakdowns:
             self._why("mta_sts", f"TXT lookup {(dns.get('mta_sts') or {}).get('outcome', '?')}")
         if facts.sts_policy == UNKNOWN and facts.sts_record == YES:
             fetch = (record.get("mta_sts") or {}).get("fetch")
-            self._why("mta_sts_policy", "not fetched" if fetch is None else f"fetch {fetch.get('status', '?')}")
+            why = "not fetched" if fetch is None else f"fetch {fetch.get('status', '?')}"
+            self._why("mta_sts_policy", why)
         if facts.tlsrpt == UNKNOWN:
             self._why("tlsrpt", f"TXT lookup {(dns.get('tlsrpt') or {}).get('outcome', '?')}")
 
@@ -592,3 +608,53 @@ class Breakdowns:
 def _not_after(probe: dict[str, Any]) -> str:
     certs = (((probe.get("tls") or {}).get("chain")) or {}).get("certs") or ()
     return str(certs[0].get("not_after", "")) if certs else ""
+
+
+def summarise(records: Iterable[dict[str, Any]], *, top: int = 10, cap: int = 20) -> dict[str, Any]:
+    """Everything a report shows, from a stream of parsed records, in one pass.
+
+    Memory stays bounded by the number of distinct domains, MX hosts and providers,
+    never by the records themselves.  A domain seen twice counts once (its first line).
+    """
+    headline = Headline()
+    providers = ProviderTally()
+    breakdowns = Breakdowns(cap)
+    seen: set[str] = set()
+    duplicates = unreadable = 0
+    started: Counter[str] = Counter()
+    validating: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
+    for record in records:
+        domain = str(record.get("domain", ""))
+        if domain in seen:
+            duplicates += 1
+            continue
+        seen.add(domain)
+        scan = record.get("scan") or {}
+        started[str(scan.get("started", ""))[:10] or "(unknown)"] += 1
+        validating[str(scan.get("dnssec_validating", "unknown")).lower()] += 1
+        writer = f"{scan.get('tool', '?')} {scan.get('version', '?')}"
+        versions[f"{writer} schema {record.get('schema_version')}"] += 1
+        try:
+            facts = domain_facts(record)
+            headline.add(facts)
+            providers.add(record, facts)
+            breakdowns.add(record, facts)
+        except (AttributeError, TypeError, ValueError, KeyError):  # a line of another shape
+            unreadable += 1
+    return {
+        "meta": {
+            "records": headline.lines,
+            "duplicates": duplicates,
+            "unreadable": unreadable,
+            "scan_dates": dict(sorted(started.items())),
+            "dnssec_validating": dict(validating),
+            "writers": dict(versions.most_common(5)),
+            "statuses": dict(headline.statuses.most_common()),
+            "mx_states": dict(headline.mx_states.most_common()),
+        },
+        "headline": headline_figures(headline),
+        "providers": providers.result(top),
+        **breakdowns.result(),
+        "footnotes": {**FOOTNOTES, **{f"provider_{k}": v for k, v in PROVIDER_FOOTNOTES.items()}},
+    }

@@ -113,7 +113,9 @@ class _Exchange:
 
 
 #: The exchange of the fetch running in the current task (the TLS hook has no other way to find it).
-_CURRENT: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar("mxscan_policy_fetch", default=None)
+_CURRENT: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar(
+    "mxscan_policy_fetch", default=None
+)
 
 
 class _CapturingContext(ssl.SSLContext):

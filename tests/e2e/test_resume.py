@@ -1,0 +1,186 @@
+"""End to end: scan, kill -9 at random points, resume, and compare with an
+uninterrupted run of the same list against the same test world."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from testbed.control import WorldSpec
+from testbed.harness import Endpoint, running_dns
+
+ROOT = Path(__file__).resolve().parents[2]
+DOMAINS = 3000
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Endpoint, Path]]:
+    spec = WorldSpec("scale", domains=DOMAINS, seed=7)
+    directory = tmp_path_factory.mktemp("resume")
+    names = directory / "domains.txt"
+    names.write_text("".join(f"{d.name}\n" for d in spec.build().domains))
+    with running_dns(spec) as endpoint:
+        yield endpoint, names
+
+
+def _scan_argv(endpoint: Endpoint, names: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mxscan",
+        "scan",
+        str(names),
+        "--out",
+        str(out),
+        "--resolver",
+        f"{endpoint.host}:{endpoint.port}",
+        "--dns-only",
+        "--preflight-bogus",
+        "bogus.scenario.test",
+        "--dns-timeout",
+        "0.5",
+        "--concurrency",
+        "64",
+        "--progress",
+        "off",
+        *extra,
+    ]
+
+
+def _comparable(path: Path) -> dict[str, dict[str, object]]:
+    """domain -> record without the fields that differ between runs by nature."""
+    records: dict[str, dict[str, object]] = {}
+    for line in path.read_bytes().splitlines():
+        record = orjson.loads(line)
+        for volatile in ("measured_at", "duration_ms", "scan"):
+            record.pop(volatile)
+        assert record["domain"] not in records, f"{record['domain']} written twice"
+        records[record["domain"]] = record
+    return records
+
+
+def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(
+    world: tuple[Endpoint, Path], tmp_path: Path
+) -> None:
+    endpoint, names = world
+    reference = tmp_path / "reference.ndjson"
+    subprocess.run(_scan_argv(endpoint, names, reference), check=True, cwd=ROOT, timeout=300)
+    expected = _comparable(reference)
+    assert len(expected) == DOMAINS
+
+    out = tmp_path / "killed.ndjson"
+    rng = random.Random(20261129)
+    sizes = []
+    for _ in range(4):
+        proc = subprocess.Popen(_scan_argv(endpoint, names, out), cwd=ROOT)
+        time.sleep(rng.uniform(0.8, 2.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        sizes.append(out.stat().st_size if out.exists() else 0)
+    assert sizes[-1] < reference.stat().st_size * 1.5, "a kill must have landed mid-scan"
+    result = subprocess.run(_scan_argv(endpoint, names, out), cwd=ROOT, timeout=300)
+    assert result.returncode == 0
+    assert _comparable(out) == expected
+
+
+def test_sigterm_stops_gracefully_and_says_how_to_resume(
+    world: tuple[Endpoint, Path], tmp_path: Path
+) -> None:
+    endpoint, names = world
+    out = tmp_path / "stopped.ndjson"
+    proc = subprocess.Popen(
+        _scan_argv(endpoint, names, out, "--concurrency", "8"), cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "Re-run the same command to resume" in stderr
+    written = len(out.read_bytes().splitlines())
+    assert 0 < written < DOMAINS
+    finished = subprocess.run(_scan_argv(endpoint, names, out), cwd=ROOT, timeout=300)
+    assert finished.returncode == 0 and len(_comparable(out)) == DOMAINS
+
+
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mxscan", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty"), (b"# only a comment\n\n", "empty"), (b"\x00\x01\x02binary\xff" * 10, "binary")],
+    ids=["empty-file", "comments-only", "binary-file"],
+)
+def test_unusable_domain_list_is_a_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    source = tmp_path / "list.txt"
+    source.write_bytes(content)
+    result = _run("scan", str(source), "--out", str(tmp_path / "r.ndjson"), "--dns-only")
+    assert result.returncode == 2
+    assert message in result.stderr.lower() and "Traceback" not in result.stderr
+
+
+def test_resolver_down_is_a_clear_error_within_seconds(tmp_path: Path) -> None:
+    source = tmp_path / "list.txt"
+    source.write_text("example.test\n")
+    began = time.monotonic()
+    result = _run(
+        "scan", str(source), "--out", str(tmp_path / "r.ndjson"), "--dns-only", "--resolver", "127.0.0.9:9"
+    )
+    assert result.returncode == 2 and "not answering" in result.stderr
+    assert time.monotonic() - began < 15
+
+
+def test_foreign_results_file_is_refused_without_fresh(world: tuple[Endpoint, Path], tmp_path: Path) -> None:
+    endpoint, names = world
+    out = tmp_path / "notes.ndjson"
+    out.write_text("my precious notes\n")
+    result = subprocess.run(
+        _scan_argv(endpoint, names, out), cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "--fresh" in result.stderr
+    assert out.read_text() == "my precious notes\n"
+
+
+def test_invalid_lines_become_records(world: tuple[Endpoint, Path], tmp_path: Path) -> None:
+    endpoint, _ = world
+    source = tmp_path / "mixed.txt"
+    source.write_text(
+        "valid-cert.scenario.test\nnot a domain\n_under.score.test\nVALID-CERT.scenario.test.\n"
+    )
+    out = tmp_path / "mixed.ndjson"
+    result = subprocess.run(_scan_argv(endpoint, source, out), cwd=ROOT, timeout=60)
+    assert result.returncode == 0
+    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    by_status = sorted((r["status"], r["domain"]) for r in records)
+    assert by_status == [
+        ("invalid-input", "_under.score.test"),
+        ("invalid-input", "not a domain"),
+        ("success", "valid-cert.scenario.test"),
+    ]
+    assert all(r["reason"] for r in records if r["status"] == "invalid-input")
+
+
+def test_no_ehlo_name_refuses_smtp_scan(tmp_path: Path) -> None:
+    source = tmp_path / "list.txt"
+    source.write_text("example.test\n")
+    env_free = {k: v for k, v in os.environ.items() if k != "MXSCAN_EHLO_NAME"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mxscan", "scan", str(source), "--out", str(tmp_path / "r.ndjson")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env_free,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "--ehlo-name" in result.stderr
