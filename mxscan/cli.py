@@ -96,6 +96,11 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--summary-json", type=Path, help="write run totals (counts, DNS and cache statistics) to this file"
     )
+    p.add_argument(
+        "--providers",
+        metavar="TOML",
+        help="extra provider attribution overrides ([[override]] suffix = ..., provider = ...)",
+    )
     smtp = p.add_argument_group("SMTP STARTTLS")
     smtp.add_argument(
         "--dns-only", action="store_true", help="measure DNS only: no SMTP or HTTPS connections"
@@ -207,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 ca_files=tuple(args.ca_file),
                 intermediates_file=args.intermediates,
                 keep_certs=args.keep_certs,
+                providers_file=args.providers,
                 summary_json=args.summary_json,
             )
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 import orjson
+import uvloop
 
 from engine.checkpoint import ResultStore, StoreError
 from engine.inputs import DomainReader, InputError, InputItem, count_names
@@ -32,6 +33,7 @@ from probes.dns.preflight import preflight
 from probes.dns.records import Answer
 from probes.dns.resolver import StubResolver
 from probes.domain import SCHEMA_VERSION, DomainRecord, ScanMeta
+from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import TrustStoreError, load_trust_store
@@ -73,6 +75,7 @@ class ScanConfig:
     ca_files: tuple[str, ...] = ()
     intermediates_file: str | None = None
     keep_certs: bool = False
+    providers_file: str | None = None
     summary_json: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -147,7 +150,7 @@ class _Run:
             yield item
 
 
-def _smtp_prober(cfg: ScanConfig, stderr: TextIO) -> SmtpProber | None:
+def _smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
     if cfg.dns_only:
         return None
     store = load_trust_store(cfg.trust_store, cfg.ca_files)
@@ -177,40 +180,6 @@ def _smtp_prober(cfg: ScanConfig, stderr: TextIO) -> SmtpProber | None:
     return SmtpProber(settings)
 
 
-async def _scan(cfg: ScanConfig, stderr: TextIO) -> int:
-    if not cfg.dns_only and not cfg.ehlo_name:
-        print(
-            "mxscan: set --ehlo-name (or MXSCAN_EHLO_NAME) to a name that identifies your scanner, "
-            "e.g. scanner.example.org; mxscan never uses this machine's host name silently. "
-            "Use --dns-only to measure DNS alone.",
-            file=stderr,
-        )
-        return EXIT_USAGE
-    try:
-        reader = DomainReader(cfg.domains)
-        total = count_names(cfg.domains)
-        items = iter(reader)
-        # Reading the first item sniffs the source (binary? empty?) before any
-        # resolver or server is contacted.
-        first = next(items)
-        prober = _smtp_prober(cfg, stderr)
-    except (InputError, TrustStoreError, OSError, ValueError) as exc:
-        print(f"mxscan: {exc}", file=stderr)
-        return EXIT_USAGE
-    store = ResultStore(cfg.out, fresh=cfg.fresh)
-    try:
-        done = store.open()
-    except StoreError as exc:
-        print(f"mxscan: {exc}", file=stderr)
-        return EXIT_USAGE
-    try:
-        return await _scan_with_store(
-            cfg, itertools.chain([first], items), total, store, done, prober, stderr
-        )
-    finally:
-        store.close()
-
-
 async def _scan_with_store(
     cfg: ScanConfig,
     items: Iterator[InputItem],
@@ -218,6 +187,7 @@ async def _scan_with_store(
     store: ResultStore,
     done: frozenset[str],
     prober: SmtpProber | None,
+    providers: ProviderMap,
     stderr: TextIO,
 ) -> int:
     resolver_text = f"{cfg.resolver[0]}:{cfg.resolver[1]}"
@@ -269,7 +239,7 @@ async def _scan_with_store(
             smtp_cache=smtp_cache,
             address_limits=address_limits,
             smtp_stage=asyncio.Semaphore(cfg.smtp_in_flight),
-            provider_of=lambda _host: None,
+            provider_of=providers.provider_of,
             options=PipelineOptions(dns_only=cfg.dns_only, ipv6=cfg.ipv6),
             now=lambda: dt.datetime.now(dt.UTC),
         )
@@ -374,13 +344,42 @@ def _make_progress(cfg: ScanConfig, stderr: TextIO, total: int | None, resumed: 
 
 
 def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
-    """Run one scan to completion (or interruption); returns the exit code."""
-    if cfg.ehlo_name is None and os.environ.get("MXSCAN_EHLO_NAME"):
-        from dataclasses import replace
+    """Run one scan to completion (or interruption); returns the exit code.
 
-        cfg = replace(cfg, ehlo_name=os.environ["MXSCAN_EHLO_NAME"])
+    Everything that can be checked without the network (the list, the trust
+    store, the results file) is checked here, before any resolver or server is
+    contacted, so a usage mistake costs nobody a connection.
+    """
+    if cfg.ehlo_name is None and os.environ.get("MXSCAN_EHLO_NAME"):
+        cfg = dataclasses.replace(cfg, ehlo_name=os.environ["MXSCAN_EHLO_NAME"])
+    if not cfg.dns_only and not cfg.ehlo_name:
+        print(
+            "mxscan: set --ehlo-name (or MXSCAN_EHLO_NAME) to a name that identifies your scanner, "
+            "e.g. scanner.example.org; mxscan never uses this machine's host name silently. "
+            "Use --dns-only to measure DNS alone.",
+            file=stderr,
+        )
+        return EXIT_USAGE
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency, but a scan must not need it
-        return asyncio.run(_scan(cfg, stderr))
-    return uvloop.run(_scan(cfg, stderr))
+        reader = DomainReader(cfg.domains)
+        total = count_names(cfg.domains)
+        items = iter(reader)
+        first = next(items)  # sniffs the source: binary or empty lists fail here
+        prober = _smtp_prober(cfg)
+        providers = load_provider_map(Path(cfg.providers_file).read_text() if cfg.providers_file else None)
+    except (InputError, TrustStoreError, OSError, ValueError) as exc:
+        print(f"mxscan: {exc}", file=stderr)
+        return EXIT_USAGE
+    store = ResultStore(cfg.out, fresh=cfg.fresh)
+    try:
+        done = store.open()
+    except StoreError as exc:
+        print(f"mxscan: {exc}", file=stderr)
+        return EXIT_USAGE
+    scan = _scan_with_store(
+        cfg, itertools.chain([first], items), total, store, done, prober, providers, stderr
+    )
+    try:
+        return uvloop.run(scan)
+    finally:
+        store.close()

@@ -81,7 +81,9 @@ def line_chart(
     def y_at(v: float) -> float:
         return top + plot_h * (1 - v / y_max)
 
-    body = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#f7fafc" stroke="#cbd5e0"/>']
+    body = [
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#f7fafc" stroke="#cbd5e0"/>'
+    ]
     for k in range(5):
         v = y_max * k / 4
         body.append(

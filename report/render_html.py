@@ -55,7 +55,9 @@ def _charts(summary: dict[str, Any]) -> str:
         if f["key"] not in ("scanned", "with_mx") and f["measured"]
     ]
     out = ['<h2 id="adoption">Adoption among domains with MX</h2>']
-    out.append(bar_chart("Adoption among domains with MX", bars) if bars else "<p>not measured in this file</p>")
+    out.append(
+        bar_chart("Adoption among domains with MX", bars) if bars else "<p>not measured in this file</p>"
+    )
     steps = [("Domains with MX", figs["with_mx"]["count"] or 0)]
     for key, label in (
         ("starttls", "STARTTLS"),
@@ -78,7 +80,7 @@ def _charts(summary: dict[str, Any]) -> str:
 def page(title: str, body: str) -> str:
     """A complete HTML document around ``body`` (already escaped), with the CSP and CSS."""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'

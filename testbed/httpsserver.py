@@ -42,7 +42,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["BEHAVIOURS", "OVERSIZED_BYTES", "PolicyServerFleet", "PolicySite", "PolicyServerStats"]
+__all__ = ["BEHAVIOURS", "OVERSIZED_BYTES", "PolicyServerFleet", "PolicyServerStats", "PolicySite"]
 
 BEHAVIOURS = (
     "ok",

@@ -243,7 +243,7 @@ class PolicyFetcher:
         trust_store: TrustStore,
         intermediates: IntermediatePool,
         port: int = 443,
-        timeouts: FetchTimeouts = FetchTimeouts(),  # noqa: B008 (frozen, so sharing is safe)
+        timeouts: FetchTimeouts = FetchTimeouts(),  # frozen, so one shared default is safe
         max_body: int = MAX_POLICY_BYTES,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:

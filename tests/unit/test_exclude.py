@@ -151,11 +151,11 @@ _V6_NETS = st.builds(
 def test_address_excluded_iff_inside_a_listed_network(
     nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network], data: st.DataObject
 ) -> None:
-    if nets and data.draw(st.booleans()):
+    inside: bool = data.draw(st.booleans())
+    if nets and inside:
         net = data.draw(st.sampled_from(nets))  # an address inside one of them, often at an edge
-        offset = data.draw(
-            st.sampled_from([0, net.num_addresses - 1]) | st.integers(0, net.num_addresses - 1)
-        )
+        edge = st.sampled_from([0, net.num_addresses - 1])
+        offset = data.draw(edge | st.integers(0, net.num_addresses - 1))
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = net.network_address + offset
     else:
         address = ipaddress.ip_address(data.draw(st.integers(0, 2**32 - 1) | st.integers(2**32, 2**128 - 1)))

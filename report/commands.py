@@ -1,0 +1,114 @@
+"""The ``report``, ``diff`` and ``trend`` subcommands (wired in by mxscan/cli.py).
+
+Each handler reads results files through ``engine.checkpoint.read_records``
+(streaming, torn last line skipped) and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.checkpoint import StoreError, read_records
+from report.diff import diff_records, render_diff_ndjson, render_diff_text
+from report.figures import summarise
+from report.render_html import render_html
+from report.render_text import render_markdown, render_text
+from report.trend import render_trend_csv, render_trend_html, trend_row
+
+__all__ = ["add_parsers", "run_diff", "run_report", "run_trend"]
+
+EXIT_OK = 0
+EXIT_INPUT = 2
+
+
+def _write(out: Path | None, data: str | bytes) -> None:
+    if out is None:
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
+        sys.stdout.flush()
+        return
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    tmp.replace(out)  # a reader never sees half a report
+
+
+def run_report(args: argparse.Namespace) -> int:
+    try:
+        summary = summarise(read_records(args.results), top=args.top, cap=args.cap)
+    except StoreError as exc:
+        print(f"mxscan: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    title = f"mxscan report: {Path(args.results).name}"
+    rendered: str | bytes
+    if args.format == "json":
+        rendered = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    elif args.format == "markdown":
+        rendered = render_markdown(summary, title)
+    elif args.format == "html":
+        rendered = render_html(summary, title)
+    else:
+        rendered = render_text(summary, title)
+    _write(args.out, rendered)
+    return EXIT_OK
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    try:
+        result = diff_records(read_records(args.old), read_records(args.new))
+    except StoreError as exc:
+        print(f"mxscan: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    if args.format == "ndjson":
+        _write(args.out, b"".join(render_diff_ndjson(result)))
+    else:
+        _write(args.out, render_diff_text(result, old_label=str(args.old), new_label=str(args.new)))
+    return EXIT_OK
+
+
+def run_trend(args: argparse.Namespace) -> int:
+    rows: list[dict[str, Any]] = []
+    for run in args.runs:
+        try:
+            rows.append(trend_row(run, summarise(read_records(run))))
+        except StoreError as exc:
+            print(f"mxscan: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+    csv_text = render_trend_csv(rows)
+    if args.csv is not None:
+        _write(args.csv, csv_text)
+    if args.html is not None:
+        _write(args.html, render_trend_html(rows))
+    if args.csv is None and args.html is None:
+        _write(None, csv_text)
+    return EXIT_OK
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``report``, ``diff`` and ``trend``; each sets ``handler(args) -> int``."""
+    p = sub.add_parser("report", help="the study's figures and tables (and more) from a results file")
+    p.add_argument("results", type=Path, help="results file (NDJSON)")
+    p.add_argument("--format", choices=["text", "markdown", "json", "html"], default="text")
+    p.add_argument("--out", "-o", type=Path, help="write to a file instead of stdout")
+    p.add_argument("--top", type=int, default=10, help="providers shown in the provider tables (default 10)")
+    p.add_argument("--cap", type=int, default=20, help="rows shown per misconfiguration list (default 20)")
+    p.set_defaults(handler=run_report)
+
+    d = sub.add_parser("diff", help="per-domain changes between two results files")
+    d.add_argument("old", type=Path, help="the earlier results file")
+    d.add_argument("new", type=Path, help="the later results file")
+    d.add_argument("--format", choices=["text", "ndjson"], default="text")
+    d.add_argument("--out", "-o", type=Path, help="write to a file instead of stdout")
+    d.set_defaults(handler=run_diff)
+
+    t = sub.add_parser("trend", help="headline figures across dated results files (CSV and HTML chart)")
+    t.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="results files, one per dated scan")
+    t.add_argument("--csv", type=Path, help="write the CSV here (default: stdout when no --html)")
+    t.add_argument("--html", type=Path, help="write an HTML chart here")
+    t.set_defaults(handler=run_trend)

@@ -1,0 +1,201 @@
+"""Per-domain changes between two scans.
+
+OLD is reduced to a compact digest per domain (a tuple of short strings and
+one hash); NEW is streamed against it, so only one file's digests are ever
+held.  A change is claimed only between two settled answers: a domain whose
+STARTTLS went from "all" to "unknown" (a timeout) has not lost STARTTLS.
+
+Change kinds (``CHANGE_KINDS``): starttls-gained / starttls-lost (posture
+starttls none ↔ all|some), cert-became-valid / cert-became-invalid (posture
+pkix_valid none ↔ all|some), mta-sts-mode-changed (effective mode, including
+appearing or disappearing), mta-sts-id-changed (both records valid, ids
+differ), tlsa-appeared / tlsa-disappeared / tlsa-rolled-over (TLSA records in
+DNSSEC-secure answers over all MX hosts; rolled over = present in both and
+different), mx-provider-changed (provider of the most preferred MX host),
+mx-gained / mx-lost (has MX), domain-appeared / domain-disappeared.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from report.figures import NOT_MEASURED, UNKNOWN, domain_facts
+
+__all__ = ["CHANGE_KINDS", "Change", "DiffResult", "Digest", "diff_records", "digest", "render_diff_text"]
+
+CHANGE_KINDS = (
+    "domain-appeared",
+    "domain-disappeared",
+    "mx-gained",
+    "mx-lost",
+    "mx-provider-changed",
+    "starttls-gained",
+    "starttls-lost",
+    "cert-became-valid",
+    "cert-became-invalid",
+    "mta-sts-mode-changed",
+    "mta-sts-id-changed",
+    "tlsa-appeared",
+    "tlsa-disappeared",
+    "tlsa-rolled-over",
+)
+_UNSETTLED = frozenset({UNKNOWN, NOT_MEASURED})
+
+#: (mx state, starttls, pkix, mta-sts mode or "", mta-sts id or "", provider or "", tlsa count, tlsa hash)
+Digest = tuple[str, str, str, str, str, str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of one domain between the scans."""
+
+    domain: str
+    kind: str
+    old: str
+    new: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"domain": self.domain, "change": self.kind, "old": self.old, "new": self.new}
+
+
+@dataclass(slots=True)
+class DiffResult:
+    changes: list[Change]
+    counts: Counter[str]
+    old_domains: int
+    new_domains: int
+    unchanged: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "old_domains": self.old_domains,
+            "new_domains": self.new_domains,
+            "unchanged": self.unchanged,
+            "changes": {kind: self.counts[kind] for kind in CHANGE_KINDS if self.counts[kind]},
+        }
+
+
+_INTERN: dict[str, str] = {}
+
+
+def _i(text: str) -> str:
+    """Share equal small strings between digests (modes, providers, states repeat a lot)."""
+    return _INTERN.setdefault(text, text)
+
+
+def digest(record: dict[str, Any]) -> tuple[str, Digest]:
+    """(domain, its digest) for one parsed record."""
+    f = domain_facts(record)
+    mode = f.sts_mode or ("" if f.sts_policy != NOT_MEASURED else NOT_MEASURED)
+    if f.sts_record == UNKNOWN or f.sts_policy == UNKNOWN:
+        mode = UNKNOWN
+    return f.domain, (
+        _i(f.mx),
+        _i(f.starttls),
+        _i(f.pkix),
+        _i(mode),
+        f.sts_id if f.sts_record == "yes" else "",
+        _i(f.provider or ""),
+        len(f.tlsa),
+        hash(f.tlsa) if f.tlsa else 0,
+    )
+
+
+def _has(coverage: str) -> bool | None:
+    if coverage in ("all", "some"):
+        return True
+    return False if coverage == "none" else None
+
+
+def _compare(domain: str, old: Digest, new: Digest) -> Iterator[Change]:
+    if old[0] != new[0] and {old[0], new[0]} & {"mx"} and not {old[0], new[0]} & _UNSETTLED:
+        yield Change(domain, "mx-gained" if new[0] == "mx" else "mx-lost", old[0], new[0])
+    if old[5] and new[5] and old[5] != new[5]:
+        yield Change(domain, "mx-provider-changed", old[5], new[5])
+    pairs = (
+        ("starttls-gained", "starttls-lost", old[1], new[1]),
+        ("cert-became-valid", "cert-became-invalid", old[2], new[2]),
+    )
+    for gained, lost, was, now in pairs:
+        before, after = _has(was), _has(now)
+        if before is not None and after is not None and before != after:
+            yield Change(domain, gained if after else lost, was, now)
+    if old[3] != new[3] and not {old[3], new[3]} & _UNSETTLED:
+        yield Change(domain, "mta-sts-mode-changed", old[3] or "no policy", new[3] or "no policy")
+    if old[4] and new[4] and old[4] != new[4]:
+        yield Change(domain, "mta-sts-id-changed", old[4], new[4])
+    if (old[6], old[7]) != (new[6], new[7]) and old[0] == new[0] == "mx":
+        if not old[6]:
+            yield Change(domain, "tlsa-appeared", "", f"{new[6]} records")
+        elif not new[6]:
+            yield Change(domain, "tlsa-disappeared", f"{old[6]} records", "")
+        else:
+            yield Change(domain, "tlsa-rolled-over", f"{old[6]} records", f"{new[6]} records")
+
+
+def diff_records(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) -> DiffResult:
+    """Changes from OLD to NEW; invalid-input lines take no part (they are not domains)."""
+    digests: dict[str, Digest] = {}
+    for record in old:
+        if record.get("status") != "invalid-input":
+            domain, d = digest(record)
+            digests.setdefault(domain, d)
+    result = DiffResult([], Counter(), len(digests), 0, 0)
+    seen: set[str] = set()
+    for record in new:
+        if record.get("status") == "invalid-input":
+            continue
+        domain, d = digest(record)
+        if domain in seen:
+            continue
+        seen.add(domain)
+        result.new_domains += 1
+        before = digests.pop(domain, None)
+        found = (
+            [Change(domain, "domain-appeared", "", d[0])]
+            if before is None
+            else list(_compare(domain, before, d))
+        )
+        result.changes += found
+        result.unchanged += not found
+        result.counts.update(c.kind for c in found)
+    for domain, d in digests.items():
+        result.changes.append(Change(domain, "domain-disappeared", d[0], ""))
+        result.counts["domain-disappeared"] += 1
+    result.changes.sort(key=lambda c: (CHANGE_KINDS.index(c.kind), c.domain))
+    return result
+
+
+def render_diff_ndjson(result: DiffResult) -> Iterator[bytes]:
+    """One JSON line per change, then one ``{"summary": ...}`` line."""
+    for change in result.changes:
+        yield orjson.dumps(change.as_dict(), option=orjson.OPT_APPEND_NEWLINE)
+    yield orjson.dumps({"summary": result.summary()}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def render_diff_text(result: DiffResult, *, old_label: str = "OLD", new_label: str = "NEW") -> str:
+    from report.render_text import printable
+
+    s = result.summary()
+    lines = [
+        f"mxscan diff: {printable(old_label)} -> {printable(new_label)}",
+        f"domains: {s['old_domains']:,} before, {s['new_domains']:,} after, {s['unchanged']:,} unchanged",
+        "",
+        "Summary",
+    ]
+    lines += [f"  {kind:<22} {n:>9,}" for kind, n in s["changes"].items()] or ["  no changes"]
+    current = ""
+    for change in result.changes:
+        if change.kind != current:
+            current = change.kind
+            lines += ["", current]
+        arrow = (
+            f"{printable(change.old, 60)} -> {printable(change.new, 60)}" if change.old or change.new else ""
+        )
+        lines.append(f"  {printable(change.domain)}  {arrow}".rstrip())
+    return "\n".join(lines) + "\n"
