@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from mxscan import __version__, defaults
+from report.commands import add_parsers as add_report_parsers
 
 __all__ = ["main"]
 
@@ -173,6 +174,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _scan_parser(sub)
     tb = sub.add_parser("testbed", help="the local test world: up | down | status | truth", add_help=False)
     tb.add_argument("args", nargs=argparse.REMAINDER)
+    add_report_parsers(sub)
     schema = sub.add_parser("schema", help="print the JSON Schema of a results line")
     schema.add_argument("--out", type=Path, help="write to a file instead of stdout")
     return parser
@@ -180,6 +182,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if hasattr(args, "handler"):  # report, diff, trend
+        return int(args.handler(args))
     if args.command == "scan":
         from mxscan.scan import ScanConfig, run_scan
 

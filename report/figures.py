@@ -397,7 +397,12 @@ class Capped:
             rows.pop()
 
     def result(self, columns: tuple[str, ...]) -> dict[str, Any]:
-        return {"total": self.total, "shown": len(self.rows), "columns": list(columns), "rows": self.rows}
+        return {
+            "total": self.total,
+            "shown": len(self.rows),
+            "columns": list(columns),
+            "rows": [list(r) for r in self.rows],
+        }
 
 
 def _code(reason: str) -> str:

@@ -141,7 +141,7 @@ class WorldIndex:
             if d.cname is not None:
                 return {"CNAME": [Rr(name, "CNAME", f"{d.cname}.")]}
             if d.mx is not None:
-                recs["MX"] = [Rr(name, "MX", f"{m.preference} {m.host}.") for m in d.mx]
+                recs["MX"] = [Rr(name, "MX", f"{m.preference} {m.host.rstrip('.')}.") for m in d.mx]
             _addresses(recs, name, d.a)
         if name in self.zones and (d is None or d.exists):
             recs["SOA"] = [Rr(name, "SOA", soa_rdata(name))]
