@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.exclude import ExcludeList
+from engine.limits import Limit
+from engine.limitspec import PER_IP_KEY, default_limits, load_limits_toml, parse_limit_spec
 from mxscan import __version__, defaults
 from report.commands import add_parsers as add_report_parsers
 
@@ -102,6 +105,22 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="TOML",
         help="extra provider attribution overrides ([[override]] suffix = ..., provider = ...)",
     )
+    polite = p.add_argument_group("politeness")
+    polite.add_argument(
+        "--exclude",
+        metavar="FILE",
+        help="opt-out list: domains, MX host names (suffix match), IP addresses or CIDR ranges; never contacted",
+    )
+    polite.add_argument(
+        "--provider-limit",
+        action="append",
+        default=[],
+        metavar="NAME=C[/Ts]",
+        help="per-provider limit, e.g. google.com=8/2s: 8 connections at once and 8 new per 2 s; repeatable",
+    )
+    polite.add_argument(
+        "--limits", metavar="TOML", help='limits file: [limits] "google.com" = "8/2s"; [default] provider/ip'
+    )
     smtp = p.add_argument_group("SMTP STARTTLS")
     smtp.add_argument(
         "--dns-only", action="store_true", help="measure DNS only: no SMTP or HTTPS connections"
@@ -165,6 +184,18 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
 
 
+def _politeness(args: argparse.Namespace) -> tuple[ExcludeList | None, dict[str, Limit]]:
+    """The opt-out list and the limit table: built-in defaults < --limits file < --provider-limit."""
+    exclude = ExcludeList.from_file(args.exclude) if args.exclude else None
+    limits = default_limits()
+    if args.limits:
+        limits.update(load_limits_toml(args.limits))
+    limits.update(parse_limit_spec(spec) for spec in args.provider_limit)
+    if args.per_ip_connections != defaults.PER_IP_CONNECTIONS:
+        limits[PER_IP_KEY] = Limit(concurrency=args.per_ip_connections)
+    return exclude, limits
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mxscan", description="Measure whether email to a list of domains is confidential in transit."
@@ -186,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     if args.command == "scan":
         from mxscan.scan import ScanConfig, run_scan
+
+        try:
+            exclude, limits = _politeness(args)
+        except (OSError, ValueError) as exc:
+            print(f"mxscan: {exc}", file=sys.stderr)
+            return 2
 
         return run_scan(
             ScanConfig(
@@ -217,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 intermediates_file=args.intermediates,
                 keep_certs=args.keep_certs,
                 providers_file=args.providers,
+                exclude=exclude,
+                limits=limits,
                 summary_json=args.summary_json,
             )
         )

@@ -56,9 +56,21 @@ SMTP_TIMEOUT = 20.0
 
 #: Further connections after a 421/450/451 or a timeout, and the first pause
 #: between them (doubled each time): transient refusals are not findings.
-SMTP_RETRIES = 1
+SMTP_RETRIES = 2
 SMTP_RETRY_DELAY = 5.0
 
 #: Probed (host, address) results kept for the run: MX hosts are shared by
 #: thousands of domains, and each is probed once.
 SMTP_CACHE_ENTRIES = 1_000_000
+
+#: Back-off (AIMD): after a throttle signal a provider's rate is halved, never
+#: below this many connections per second ...
+BACKOFF_FLOOR_RATE = 0.2
+#: ... at most once per this many seconds (one burst of 421s is one signal) ...
+BACKOFF_COOLDOWN = 5.0
+#: ... and recovers by this many connections per second per quiet cooldown.
+BACKOFF_INCREASE = 0.5
+
+#: Connections at once for hosts known to be slow (tarpits, greeting delays),
+#: so they never hold the fast lane's slots.
+SLOW_LANE_SLOTS = 16

@@ -13,20 +13,20 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from engine.limits import KeyedLimiter
 from engine.singleflight import SingleFlight
 from engine.status import Status
 from probes.dane.tlsa import DaneResult, DaneStatus, TlsaParseError, TlsaRecord, assess_dane, parse_tlsa
 from probes.dns.probe import probe_dns
 from probes.dns.records import Answer, DnsResult, Dnssec, MxHost, Outcome, TlsaSkip
 from probes.domain import ProbeError
-from probes.smtp.probe import SmtpProbe, SmtpProber
+from probes.smtp.probe import SmtpProbe
 from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_txt
 from probes.transport import MxTransport, Posture, posture
 
 __all__ = ["DomainOutcome", "Pipeline", "PipelineOptions"]
 
 Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
+SmtpProbeFn = Callable[[str, str], Coroutine[Any, Any, SmtpProbe]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +93,8 @@ class Pipeline:
         lookup_own: Lookup,
         lookup_shared: Lookup,
         validating: bool,
-        prober: SmtpProber | None,
+        probe_smtp: SmtpProbeFn | None,
         smtp_cache: SingleFlight[tuple[str, str], SmtpProbe],
-        address_limits: KeyedLimiter,
-        smtp_stage: asyncio.Semaphore,
         provider_of: Callable[[str], str | None],
         options: PipelineOptions,
         now: Callable[[], dt.datetime],
@@ -104,10 +102,8 @@ class Pipeline:
         self.lookup_own = lookup_own
         self.lookup_shared = lookup_shared
         self.validating = validating
-        self.prober = prober
+        self.probe_smtp = probe_smtp
         self.smtp_cache = smtp_cache
-        self.address_limits = address_limits
-        self.smtp_stage = smtp_stage
         self.provider_of = provider_of
         self.options = options
         self.now = now
@@ -127,7 +123,7 @@ class Pipeline:
             outcome.errors = tuple(errors)
             return outcome
         dns = outcome.dns
-        if self.prober is not None and not self.options.dns_only and dns.mx_hosts:
+        if self.probe_smtp is not None and not self.options.dns_only and dns.mx_hosts:
             try:
                 outcome.mx_transport = await self._transport(dns)
             except Exception as exc:
@@ -155,8 +151,10 @@ class Pipeline:
 
         async def one(host: str, address: str) -> None:
             async with gate:
+                assert self.probe_smtp is not None
+                probe = self.probe_smtp
                 results[(host, address)] = await self.smtp_cache.get(
-                    (host, address), lambda: self._probe(host, address)
+                    (host, address), lambda: probe(host, address)
                 )
 
         async with asyncio.TaskGroup() as group:
@@ -177,8 +175,3 @@ class Pipeline:
                 )
             )
         return tuple(transports)
-
-    async def _probe(self, host: str, address: str) -> SmtpProbe:
-        assert self.prober is not None
-        async with self.address_limits.hold(address), self.smtp_stage:
-            return await self.prober.probe(host, address)

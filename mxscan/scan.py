@@ -18,9 +18,12 @@ from typing import Protocol, TextIO
 import orjson
 import uvloop
 
+from engine.backoff import AimdPolicy, SlowLane
 from engine.checkpoint import ResultStore, StoreError
+from engine.exclude import ExcludeList
 from engine.inputs import DomainReader, InputError, InputItem, count_names
 from engine.limits import KeyedLimiter, Limit
+from engine.limitspec import PER_IP_KEY, default_limits, provider_limit
 from engine.progress import Progress
 from engine.records import encode
 from engine.scheduler import RunStats, run_targets
@@ -28,6 +31,7 @@ from engine.singleflight import SingleFlight
 from engine.status import Status
 from mxscan import __version__, defaults
 from mxscan.pipeline import Pipeline, PipelineOptions
+from mxscan.politeness import PoliteProber
 from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import preflight
 from probes.dns.records import Answer
@@ -76,6 +80,8 @@ class ScanConfig:
     intermediates_file: str | None = None
     keep_certs: bool = False
     providers_file: str | None = None
+    exclude: ExcludeList | None = None
+    limits: dict[str, Limit] = field(default_factory=default_limits)
     summary_json: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -172,7 +178,7 @@ def _smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
             command=cfg.smtp_timeout,
             handshake=cfg.smtp_timeout,
         ),
-        retries=cfg.smtp_retries,
+        retries=0,  # retries happen in PoliteProber, under the provider's back-off
         retry_delay=cfg.smtp_retry_delay,
         keep_certs=cfg.keep_certs,
         intermediates=pool,
@@ -230,15 +236,13 @@ async def _scan_with_store(
         async def lookup_own(name: str, rrtype: str) -> Answer:
             return await dns_cache.get((name, rrtype), lambda: resolver.lookup(name, rrtype), retain=False)
 
-        address_limits = KeyedLimiter(lambda _key: Limit(concurrency=cfg.per_ip_connections))
+        polite = _polite(cfg, prober, providers) if prober is not None else None
         pipeline = Pipeline(
             lookup_own=lookup_own,
             lookup_shared=lookup_shared,
             validating=check.validating,
-            prober=prober,
+            probe_smtp=polite.probe if polite is not None else None,
             smtp_cache=smtp_cache,
-            address_limits=address_limits,
-            smtp_stage=asyncio.Semaphore(cfg.smtp_in_flight),
             provider_of=providers.provider_of,
             options=PipelineOptions(dns_only=cfg.dns_only, ipv6=cfg.ipv6),
             now=lambda: dt.datetime.now(dt.UTC),
@@ -246,6 +250,8 @@ async def _scan_with_store(
 
         async def handle(item: InputItem) -> DomainRecord:
             assert item.domain is not None
+            if cfg.exclude is not None and cfg.exclude.excludes_name(item.domain):
+                return run.record(item, status=Status.SKIPPED, reason="excluded")
             started = time.perf_counter()
             outcome = await pipeline.measure(item.domain)
             return run.record(
@@ -312,6 +318,33 @@ async def _scan_with_store(
 
 class HasStatistics(Protocol):
     def statistics(self) -> object: ...
+
+
+def _polite(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -> PoliteProber:
+    table = cfg.limits
+    per_ip = table.get(PER_IP_KEY, Limit(concurrency=cfg.per_ip_connections))
+    address_limits = KeyedLimiter(lambda _key: per_ip)
+    provider_limits = KeyedLimiter(lambda key: provider_limit(table, str(key)))
+    backoff = AimdPolicy(
+        provider_limits,
+        base_rate_for=lambda key: provider_limit(table, str(key)).rate,
+        floor=defaults.BACKOFF_FLOOR_RATE,
+        increase=defaults.BACKOFF_INCREASE,
+        cooldown=defaults.BACKOFF_COOLDOWN,
+    )
+    return PoliteProber(
+        prober=prober,
+        address_limits=address_limits,
+        provider_limits=provider_limits,
+        backoff=backoff,
+        slow_lane=SlowLane(),
+        fast_lane=asyncio.Semaphore(cfg.smtp_in_flight),
+        slow_lane_slots=asyncio.Semaphore(defaults.SLOW_LANE_SLOTS),
+        provider_of=providers.provider_of,
+        exclude=cfg.exclude,
+        throttle_retries=cfg.smtp_retries,
+        throttle_delay=cfg.smtp_retry_delay,
+    )
 
 
 def _write_summary(

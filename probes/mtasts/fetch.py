@@ -19,7 +19,10 @@ RFC 8461 §3.3 rules, and where they are enforced:
 * only 200 is a policy ("HTTP response codes other than 200 are failures");
 * the media type must be ``text/plain`` (parameters such as charset allowed);
 * the body is read in chunks and abandoned past ``max_body`` (64 KiB by default,
-  §3.3's suggested cap): never read in full.
+  §3.3's suggested cap): never read in full.  We ask for ``identity`` encoding; a
+  body compressed anyway is inflated by aiohttp (which bounds each step) and the
+  cap applies to the inflated bytes, what a sender would parse.  Response heads
+  are bounded by aiohttp's parser (8190-byte lines and fields).
 
 Per-phase deadlines (``FetchTimeouts``): one ``asyncio.timeout`` is moved
 forward as the exchange advances: to ``connect`` at the start, to ``tls`` when
@@ -52,7 +55,7 @@ from yarl import URL
 from engine.status import Status
 from probes.mtasts.policy import MAX_POLICY_BYTES
 from probes.mtasts.records import PolicyFetch
-from probes.smtp.session import _presented_chain, client_tls_context
+from probes.smtp.session import _presented_chain
 from probes.tls.certs import chain_facts
 from probes.tls.truststore import TrustStore
 from probes.tls.verify import IntermediatePool, verify_chain
@@ -135,11 +138,12 @@ class _CapturingContext(ssl.SSLContext):
 
 
 def _capturing_context() -> _CapturingContext:
-    template = client_tls_context()  # same settings as SMTP: any version, any cipher, no verification
+    # As probes.smtp.session.client_tls_context: any version, any cipher, no verification, so that
+    # legacy policy hosts are measured rather than failing on our side.
     ctx = _CapturingContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = template.minimum_version
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     ctx.set_ciphers("ALL:@SECLEVEL=0")
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx

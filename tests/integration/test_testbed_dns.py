@@ -25,7 +25,7 @@ import orjson
 import pytest
 
 from testbed.cli import main
-from testbed.control import WorldSpec
+from testbed.control import NetOptions, WorldSpec
 from testbed.harness import Endpoint, running_dns
 from testbed.scenarios import scenario_world
 from testbed.truth import truth
@@ -277,3 +277,11 @@ def test_cli_truth_writes_one_line_per_domain(tmp_path: Path) -> None:
     assert by_name["sts-enforce-bad-cert"]["mta_sts"]["would_bounce"]
     assert by_name["dane-ee-match"]["mx_hosts"][0]["smtp"]["dane"] == "match"
     assert by_name["tlsrpt-malformed"]["tlsrpt_valid"] is False
+
+
+def test_blackhole_drops_replies_and_rtt_still_answers() -> None:
+    with running_dns(WorldSpec("scenarios"), net=NetOptions(blackhole=1.0)) as lossy:
+        with pytest.raises(dns.exception.Timeout):
+            ask(lossy, "signed.scenario.test", "MX", timeout=0.5)
+    with running_dns(WorldSpec("scenarios"), net=NetOptions(rtt=0.05, jitter=0.02)) as slow:
+        assert _records(ask(slow, "signed.scenario.test", "MX"), "MX") == ["10 mx.signed.scenario.test."]
