@@ -62,6 +62,11 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("--fresh", action="store_true", help="discard an existing results file and start over")
     p.add_argument(
+        "--retry-unknown",
+        action="store_true",
+        help="re-probe, in place, the domains whose results were unknown (timeouts, throttling, SERVFAIL)",
+    )
+    p.add_argument(
         "--concurrency", type=_positive_int, default=defaults.CONCURRENCY, help="domains in flight"
     )
     p.add_argument(
@@ -109,7 +114,7 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     polite.add_argument(
         "--exclude",
         metavar="FILE",
-        help="opt-out list: domains, MX host names (suffix match), IP addresses or CIDR ranges; never contacted",
+        help="opt-out list: domains, MX hosts (suffix match), IP addresses or CIDR ranges; never contacted",
     )
     polite.add_argument(
         "--provider-limit",
@@ -218,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "scan":
         from mxscan.scan import ScanConfig, run_scan
 
+        if args.retry_unknown and args.fresh:
+            print("mxscan: --retry-unknown and --fresh contradict each other", file=sys.stderr)
+            return 2
         try:
             exclude, limits = _politeness(args)
         except (OSError, ValueError) as exc:
@@ -254,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                 intermediates_file=args.intermediates,
                 keep_certs=args.keep_certs,
                 providers_file=args.providers,
+                retry_unknown=args.retry_unknown,
                 exclude=exclude,
                 limits=limits,
                 summary_json=args.summary_json,

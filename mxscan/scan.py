@@ -32,6 +32,7 @@ from engine.status import Status
 from mxscan import __version__, defaults
 from mxscan.pipeline import Pipeline, PipelineOptions
 from mxscan.politeness import PoliteProber
+from mxscan.retry import RetryError, drop_unknown
 from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import preflight
 from probes.dns.records import Answer
@@ -80,6 +81,7 @@ class ScanConfig:
     intermediates_file: str | None = None
     keep_certs: bool = False
     providers_file: str | None = None
+    retry_unknown: bool = False
     exclude: ExcludeList | None = None
     limits: dict[str, Limit] = field(default_factory=default_limits)
     summary_json: Path | None = None
@@ -403,6 +405,13 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
     except (InputError, TrustStoreError, OSError, ValueError) as exc:
         print(f"mxscan: {exc}", file=stderr)
         return EXIT_USAGE
+    if cfg.retry_unknown:
+        try:
+            kept, dropped = drop_unknown(cfg.out)
+        except RetryError as exc:
+            print(f"mxscan: {exc}", file=stderr)
+            return EXIT_USAGE
+        print(f"mxscan: retrying {dropped} domains with unknown results ({kept} kept)", file=stderr)
     store = ResultStore(cfg.out, fresh=cfg.fresh)
     try:
         done = store.open()

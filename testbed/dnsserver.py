@@ -47,6 +47,8 @@ TCP_IDLE = 30.0
 TCP_BUFFER_MAX = 65537 * 4
 _OPT, _IN = 41, 1
 _HEADER = struct.Struct("!HHHHHH")
+#: Printable ASCII except "." and space: the bytes a question label may hold here.
+_LABEL_BYTES = bytes(b for b in range(0x21, 0x7F) if b != 0x2E)
 _DNSSEC_FAIL = "DNSSEC Bogus"
 
 
@@ -79,6 +81,8 @@ def parse_query(data: bytes) -> Query | None:
             break
         if n & 0xC0 or i + n + 1 > 12 + 255:
             return None  # compression in the question or an over-long name
+        if data[i + 1 : i + 1 + n].translate(None, _LABEL_BYTES):
+            return None  # bytes no world name has (dots, spaces, non-ASCII): nothing to answer
         i += n + 1
     qend = i + 5
     if qend > len(data):

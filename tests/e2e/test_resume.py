@@ -184,3 +184,27 @@ def test_no_ehlo_name_refuses_smtp_scan(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "--ehlo-name" in result.stderr
+
+
+def test_retry_unknown_reprobes_only_unknown_domains_in_place(tmp_path: Path) -> None:
+    source = tmp_path / "list.txt"
+    source.write_text("timeout.scenario.test\nvalid-cert.scenario.test\nnxdomain.scenario.test\n")
+    out = tmp_path / "r.ndjson"
+    with running_dns(WorldSpec("scenarios")) as endpoint:
+        first = subprocess.run(_scan_argv(endpoint, source, out), cwd=ROOT, timeout=60)
+        assert first.returncode == 0
+        before = {r["domain"]: r for r in map(orjson.loads, out.read_bytes().splitlines())}
+        assert before["timeout.scenario.test"]["dns"]["mx"]["outcome"] == "timeout"
+        again = subprocess.run(
+            _scan_argv(endpoint, source, out, "--retry-unknown"),
+            cwd=ROOT,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        )
+    assert again.returncode == 0 and "retrying 1 domains" in again.stderr
+    after = {r["domain"]: r for r in map(orjson.loads, out.read_bytes().splitlines())}
+    assert sorted(after) == sorted(before)  # each domain exactly once
+    assert after["timeout.scenario.test"]["measured_at"] != before["timeout.scenario.test"]["measured_at"]
+    for settled in ("valid-cert.scenario.test", "nxdomain.scenario.test"):
+        assert after[settled] == before[settled]

@@ -204,3 +204,20 @@ def test_signed_zone_status_reaches_the_reply() -> None:
     reply = dns.message.from_wire(_SERVER.reply(query.to_wire(), tcp=False) or b"")
     assert reply.flags & dns.flags.AD
     assert ZoneStatus.SIGNED.value == "signed"
+
+
+@settings(max_examples=200, deadline=None)
+@given(label=st.binary(min_size=1, max_size=63), rtype=st.sampled_from([1, 15, 16, 28, 52, 255]))
+def test_any_question_label_gets_a_parsable_reply_or_none(label: bytes, rtype: int) -> None:
+    wire = (
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        + bytes((len(label),))
+        + label
+        + b"\x08scenario\x04test\x00"
+        + rtype.to_bytes(2, "big")
+        + b"\x00\x01"
+    )
+    reply = _SERVER.reply(wire, tcp=False)
+    if reply is not None:
+        assert dns.message.from_wire(reply).id == 0x1234
+    assert _SERVER.stats["errors"] == 0
