@@ -172,6 +172,12 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default=defaults.SMTP_RETRY_DELAY,
         help="first retry pause (s)",
     )
+    smtp.add_argument(
+        "--https-port",
+        type=_positive_int,
+        default=defaults.HTTPS_PORT,
+        help="MTA-STS policy port (default 443)",
+    )
     smtp.add_argument("--no-ipv6", action="store_true", help="probe only the IPv4 addresses of MX hosts")
     smtp.add_argument(
         "--trust-store",
@@ -263,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 keep_certs=args.keep_certs,
                 providers_file=args.providers,
                 retry_unknown=args.retry_unknown,
+                https_port=args.https_port,
                 exclude=exclude,
                 limits=limits,
                 summary_json=args.summary_json,

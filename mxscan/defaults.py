@@ -74,3 +74,9 @@ BACKOFF_INCREASE = 0.5
 #: Connections at once for hosts known to be slow (tarpits, greeting delays),
 #: so they never hold the fast lane's slots.
 SLOW_LANE_SLOTS = 16
+
+#: HTTPS port of MTA-STS policy hosts (RFC 8461 §3.3 fixes 443; the test world may differ).
+HTTPS_PORT = 443
+
+#: Deadline for a whole policy fetch (connect, TLS, headers, 64 KiB body).
+HTTPS_TOTAL_TIMEOUT = 60.0

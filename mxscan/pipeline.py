@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.singleflight import SingleFlight
 from engine.status import Status
@@ -19,14 +19,18 @@ from probes.dane.tlsa import DaneResult, DaneStatus, TlsaParseError, TlsaRecord,
 from probes.dns.probe import probe_dns
 from probes.dns.records import Answer, DnsResult, Dnssec, MxHost, Outcome, TlsaSkip
 from probes.domain import ProbeError
+from probes.mtasts.assess import assess_mta_sts
+from probes.mtasts.records import MtaStsResult, PolicyFetch
 from probes.smtp.probe import SmtpProbe
 from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_txt
-from probes.transport import MxTransport, Posture, posture
+from probes.transport import MxTransport, Posture, host_pkix_valid, posture
 
 __all__ = ["DomainOutcome", "Pipeline", "PipelineOptions"]
 
 Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
 SmtpProbeFn = Callable[[str, str], Coroutine[Any, Any, SmtpProbe]]
+PolicyFetchFn = Callable[[str, str], Coroutine[Any, Any, tuple[PolicyFetch, bytes | None]]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,7 @@ class PipelineOptions:
 class DomainOutcome:
     dns: DnsResult | None = None
     mx_transport: tuple[MxTransport, ...] = ()
+    mta_sts: MtaStsResult | None = None
     tlsrpt: TlsRptRecord | None = None
     posture: Posture | None = None
     errors: tuple[ProbeError, ...] = ()
@@ -94,6 +99,7 @@ class Pipeline:
         lookup_shared: Lookup,
         validating: bool,
         probe_smtp: SmtpProbeFn | None,
+        fetch_policy: PolicyFetchFn | None,
         smtp_cache: SingleFlight[tuple[str, str], SmtpProbe],
         provider_of: Callable[[str], str | None],
         options: PipelineOptions,
@@ -103,6 +109,7 @@ class Pipeline:
         self.lookup_shared = lookup_shared
         self.validating = validating
         self.probe_smtp = probe_smtp
+        self.fetch_policy = fetch_policy
         self.smtp_cache = smtp_cache
         self.provider_of = provider_of
         self.options = options
@@ -123,26 +130,67 @@ class Pipeline:
             outcome.errors = tuple(errors)
             return outcome
         dns = outcome.dns
-        if self.probe_smtp is not None and not self.options.dns_only and dns.mx_hosts:
-            try:
-                outcome.mx_transport = await self._transport(dns)
-            except Exception as exc:
-                errors.append(ProbeError(probe="smtp", status=Status.UNKNOWN_ERROR, detail=_detail(exc)))
+        connect = self.probe_smtp is not None and not self.options.dns_only
+        policy: tuple[Answer, PolicyFetch | None, bytes | None] | None = None
+        if connect:
+            async with asyncio.TaskGroup() as group:
+                transport_task = group.create_task(self._guarded("smtp", self._transport(dns), (), errors))
+                policy_task = group.create_task(self._guarded("mta-sts", self._policy(domain), None, errors))
+            outcome.mx_transport, policy = transport_task.result(), policy_task.result()
         outcome.tlsrpt = assess_tlsrpt_txt(dns.tlsrpt.data if dns.tlsrpt.outcome is Outcome.OK else ())
+        dane_published = any(
+            h.tlsa is not None and h.tlsa.outcome is Outcome.OK and h.tlsa.dnssec is Dnssec.SECURE
+            for h in dns.mx_hosts
+        )
+        if policy is not None:
+            policy_a, fetch, body = policy
+            outcome.mta_sts = assess_mta_sts(
+                domain=domain,
+                sts_txt=dns.mta_sts,
+                policy_host_a=policy_a,
+                fetch=fetch,
+                body=body,
+                mx_hosts=[h.host for h in dns.mx_hosts],
+                pkix_by_host={t.host: host_pkix_valid(t.addresses) for t in outcome.mx_transport},
+                dane_by_host={t.host: t.dane for t in outcome.mx_transport},
+                tlsrpt_valid=outcome.tlsrpt.valid,
+                dane_published=dane_published,
+                provider_of=self.provider_of,
+            )
         outcome.posture = posture(
             outcome.mx_transport,
             dnssec_mx=dns.mx.dnssec.value,
-            dane_published=any(
-                h.tlsa is not None and h.tlsa.outcome is Outcome.OK and h.tlsa.dnssec is Dnssec.SECURE
-                for h in dns.mx_hosts
-            ),
-            mta_sts_mode=None,
+            dane_published=dane_published,
+            mta_sts_mode=outcome.mta_sts.mode if outcome.mta_sts is not None else None,
             tlsrpt=outcome.tlsrpt.valid,
         )
         outcome.errors = tuple(errors)
         return outcome
 
+    @staticmethod
+    async def _guarded(probe: str, work: Coroutine[Any, Any, T], fallback: T, errors: list[ProbeError]) -> T:
+        """A crash inside one probe becomes a classified error for that probe only."""
+        try:
+            return await work
+        except Exception as exc:
+            errors.append(ProbeError(probe=probe, status=Status.UNKNOWN_ERROR, detail=_detail(exc)))
+            return fallback
+
+    async def _policy(self, domain: str) -> tuple[Answer, PolicyFetch | None, bytes | None]:
+        """Resolve mta-sts.<domain> and fetch its policy when it has an address.
+
+        Fetched even without a TXT record, to find "policy served but no TXT"
+        (RFC 8461 §3.1 makes the TXT record the switch; a stale policy is a finding).
+        """
+        policy_a = await self.lookup_own(f"mta-sts.{domain}", "A")
+        if self.fetch_policy is None or policy_a.outcome is not Outcome.OK or not policy_a.data:
+            return policy_a, None, None
+        fetch, body = await self.fetch_policy(domain, policy_a.data[0])
+        return policy_a, fetch, body
+
     async def _transport(self, dns: DnsResult) -> tuple[MxTransport, ...]:
+        if not dns.mx_hosts:
+            return ()
         targets = [(h, a) for h in dns.mx_hosts for a in addresses_of(h, ipv6=self.options.ipv6)]
         results: dict[tuple[str, str], SmtpProbe] = {}
         # Bounded fan-out inside one domain: a domain listing 16 MX hosts must not

@@ -9,17 +9,20 @@ outcomes count as "the provider is throttling us" and what happens then.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from engine.backoff import AimdPolicy, SlowLane
 from engine.exclude import ExcludeList
 from engine.limits import KeyedLimiter
 from engine.status import Status
+from probes.mtasts.fetch import policy_url
+from probes.mtasts.records import PolicyFetch
 from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.smtp.records import Phase, SmtpResult, Starttls
 
-__all__ = ["PoliteProber", "excluded_result", "is_throttle"]
+__all__ = ["PoliteProber", "excluded_fetch", "excluded_result", "is_throttle"]
 
 #: Replies that mean "too many connections / come back later" (RFC 5321 §4.2.2, §3.8).
 THROTTLE_CODES = frozenset({421, 450, 451, 452})
@@ -61,6 +64,24 @@ def excluded_result(host: str, address: str, port: int) -> SmtpProbe:
     return SmtpProbe(result, ())
 
 
+def excluded_fetch(domain: str, address: str) -> PolicyFetch:
+    """The record for a policy host on the opt-out list: never contacted."""
+    return PolicyFetch(
+        url=policy_url(domain),
+        address=address,
+        status=Status.SKIPPED,
+        http_status=None,
+        content_type="",
+        location="",
+        body_bytes=0,
+        tls_version="",
+        chain=None,
+        pkix=None,
+        detail="excluded",
+        duration_ms=0.0,
+    )
+
+
 @dataclass
 class PoliteProber:
     prober: SmtpProber
@@ -77,18 +98,30 @@ class PoliteProber:
     throttle_delay: float = 5.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
+    def excluded(self, host: str, address: str) -> bool:
+        return self.exclude is not None and (
+            self.exclude.excludes_name(host) or self.exclude.excludes_address(address)
+        )
+
+    @asynccontextmanager
+    async def slot(self, host: str, address: str) -> AsyncIterator[None]:
+        """The limits one connection to ``host`` at ``address`` waits for (SMTP or HTTPS).
+
+        Address first: waiting for one busy IP must not hold a provider-wide slot.
+        """
+        provider = self.provider_of(host) or host
+        lane = self.slow_lane_slots if self.slow_lane.is_slow(host) else self.fast_lane
+        async with self.address_limits.hold(address), self.provider_limits.hold(provider), lane:
+            yield
+
     async def probe(self, host: str, address: str) -> SmtpProbe:
         port = self.prober.settings.port
-        if self.exclude is not None and (
-            self.exclude.excludes_name(host) or self.exclude.excludes_address(address)
-        ):
+        if self.excluded(host, address):
             return excluded_result(host, address, port)
         provider = self.provider_of(host) or host
         attempts = 0
         while True:
-            lane = self.slow_lane_slots if self.slow_lane.is_slow(host) else self.fast_lane
-            # Address first: waiting for one busy IP must not hold a provider-wide slot.
-            async with self.address_limits.hold(address), self.provider_limits.hold(provider), lane:
+            async with self.slot(host, address):
                 outcome = await self.prober.probe(host, address)
             attempts += outcome.result.attempts
             result = outcome.result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import itertools
@@ -30,14 +31,16 @@ from engine.scheduler import RunStats, run_targets
 from engine.singleflight import SingleFlight
 from engine.status import Status
 from mxscan import __version__, defaults
-from mxscan.pipeline import Pipeline, PipelineOptions
-from mxscan.politeness import PoliteProber
+from mxscan.pipeline import Pipeline, PipelineOptions, PolicyFetchFn
+from mxscan.politeness import PoliteProber, excluded_fetch
 from mxscan.retry import RetryError, drop_unknown
 from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import preflight
 from probes.dns.records import Answer
 from probes.dns.resolver import StubResolver
 from probes.domain import SCHEMA_VERSION, DomainRecord, ScanMeta
+from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
+from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
@@ -82,6 +85,7 @@ class ScanConfig:
     keep_certs: bool = False
     providers_file: str | None = None
     retry_unknown: bool = False
+    https_port: int = defaults.HTTPS_PORT
     exclude: ExcludeList | None = None
     limits: dict[str, Limit] = field(default_factory=default_limits)
     summary_json: Path | None = None
@@ -200,9 +204,15 @@ async def _scan_with_store(
 ) -> int:
     resolver_text = f"{cfg.resolver[0]}:{cfg.resolver[1]}"
     began = time.monotonic()
-    async with DnsClient(
-        cfg.resolver, timeout=cfg.dns_timeout, attempts=cfg.dns_attempts, max_in_flight=cfg.dns_in_flight
-    ) as client:
+    async with contextlib.AsyncExitStack() as services:
+        client = await services.enter_async_context(
+            DnsClient(
+                cfg.resolver,
+                timeout=cfg.dns_timeout,
+                attempts=cfg.dns_attempts,
+                max_in_flight=cfg.dns_in_flight,
+            )
+        )
         check = await preflight(
             client,
             signed_name=cfg.preflight_signed,
@@ -239,11 +249,29 @@ async def _scan_with_store(
             return await dns_cache.get((name, rrtype), lambda: resolver.lookup(name, rrtype), retain=False)
 
         polite = _polite(cfg, prober, providers) if prober is not None else None
+        fetch_policy = None
+        if polite is not None and prober is not None:
+            fetcher = await services.enter_async_context(
+                PolicyFetcher(
+                    trust_store=prober.settings.trust_store,
+                    intermediates=prober.settings.intermediates,
+                    port=cfg.https_port,
+                    timeouts=FetchTimeouts(
+                        connect=cfg.smtp_connect_timeout,
+                        tls=cfg.smtp_timeout,
+                        headers=cfg.smtp_timeout,
+                        body=cfg.smtp_timeout,
+                        total=defaults.HTTPS_TOTAL_TIMEOUT,
+                    ),
+                )
+            )
+            fetch_policy = _polite_fetch(polite, fetcher)
         pipeline = Pipeline(
             lookup_own=lookup_own,
             lookup_shared=lookup_shared,
             validating=check.validating,
             probe_smtp=polite.probe if polite is not None else None,
+            fetch_policy=fetch_policy,
             smtp_cache=smtp_cache,
             provider_of=providers.provider_of,
             options=PipelineOptions(dns_only=cfg.dns_only, ipv6=cfg.ipv6),
@@ -261,6 +289,7 @@ async def _scan_with_store(
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 dns=outcome.dns,
                 mx_transport=outcome.mx_transport,
+                mta_sts=outcome.mta_sts,
                 tlsrpt=outcome.tlsrpt,
                 posture=outcome.posture,
                 errors=outcome.errors,
@@ -347,6 +376,19 @@ def _polite(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -> Poli
         throttle_retries=cfg.smtp_retries,
         throttle_delay=cfg.smtp_retry_delay,
     )
+
+
+def _polite_fetch(polite: PoliteProber, fetcher: PolicyFetcher) -> PolicyFetchFn:
+    """Policy fetches obey the same exclusions and per-address/per-provider limits as SMTP."""
+
+    async def fetch(domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
+        host = f"mta-sts.{domain}"
+        if polite.excluded(host, address):
+            return excluded_fetch(domain, address), None
+        async with polite.slot(host, address):
+            return await fetcher.fetch(domain, address)
+
+    return fetch
 
 
 def _write_summary(

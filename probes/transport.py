@@ -13,7 +13,7 @@ from enum import StrEnum
 from probes.dane.tlsa import DaneResult, DaneStatus
 from probes.smtp.records import SmtpResult, Starttls
 
-__all__ = ["Coverage3", "MxTransport", "Posture", "posture"]
+__all__ = ["Coverage3", "MxTransport", "Posture", "host_pkix_valid", "posture"]
 
 
 class Coverage3(StrEnum):
@@ -96,7 +96,7 @@ def _host_starttls(results: Iterable[SmtpResult]) -> bool | None:
     return None
 
 
-def _host_pkix(results: Sequence[SmtpResult]) -> bool | None:
+def host_pkix_valid(results: Sequence[SmtpResult]) -> bool | None:
     """True if any address presented a valid chain; False once every address settled
     it (an invalid chain, or no STARTTLS at all); else unknown."""
     if any(r.pkix is not None and r.pkix.valid for r in results):
@@ -121,7 +121,7 @@ def posture(
 ) -> Posture:
     return Posture(
         starttls=_roll([_host_starttls(t.addresses) for t in transports]),
-        pkix_valid=_roll([_host_pkix(t.addresses) for t in transports]),
+        pkix_valid=_roll([host_pkix_valid(t.addresses) for t in transports]),
         dane_valid=_roll([_host_dane(t.dane) for t in transports]),
         dane_published=dane_published,
         dnssec_mx=dnssec_mx,

@@ -280,8 +280,10 @@ def test_cli_truth_writes_one_line_per_domain(tmp_path: Path) -> None:
 
 
 def test_blackhole_drops_replies_and_rtt_still_answers() -> None:
-    with running_dns(WorldSpec("scenarios"), net=NetOptions(blackhole=1.0)) as lossy:
-        with pytest.raises(dns.exception.Timeout):
-            ask(lossy, "signed.scenario.test", "MX", timeout=0.5)
+    with (
+        running_dns(WorldSpec("scenarios"), net=NetOptions(blackhole=1.0)) as lossy,
+        pytest.raises(dns.exception.Timeout),
+    ):
+        ask(lossy, "signed.scenario.test", "MX", timeout=0.5)
     with running_dns(WorldSpec("scenarios"), net=NetOptions(rtt=0.05, jitter=0.02)) as slow:
         assert _records(ask(slow, "signed.scenario.test", "MX"), "MX") == ["10 mx.signed.scenario.test."]
