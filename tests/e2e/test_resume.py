@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from testbed.control import WorldSpec
+from testbed.control import NetOptions, WorldSpec
 from testbed.harness import Endpoint, running_dns
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,11 +24,13 @@ DOMAINS = 3000
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Endpoint, Path]]:
+    """A scale world behind an Internet-like resolver (20 ms ± 10 ms per answer), so a
+    scan takes long enough for kills and signals to land in the middle of it."""
     spec = WorldSpec("scale", domains=DOMAINS, seed=7)
     directory = tmp_path_factory.mktemp("resume")
     names = directory / "domains.txt"
     names.write_text("".join(f"{d.name}\n" for d in spec.build().domains))
-    with running_dns(spec) as endpoint:
+    with running_dns(spec, net=NetOptions(rtt=0.02, jitter=0.01)) as endpoint:
         yield endpoint, names
 
 
@@ -49,7 +51,7 @@ def _scan_argv(endpoint: Endpoint, names: Path, out: Path, *extra: str) -> list[
         "--dns-timeout",
         "0.5",
         "--concurrency",
-        "64",
+        "48",
         "--progress",
         "off",
         *extra,
@@ -79,14 +81,13 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(
 
     out = tmp_path / "killed.ndjson"
     rng = random.Random(20261129)
-    sizes = []
     for _ in range(4):
         proc = subprocess.Popen(_scan_argv(endpoint, names, out), cwd=ROOT)
-        time.sleep(rng.uniform(0.8, 2.0))
+        time.sleep(rng.uniform(0.8, 1.6))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        sizes.append(out.stat().st_size if out.exists() else 0)
-    assert sizes[-1] < reference.stat().st_size * 1.5, "a kill must have landed mid-scan"
+        assert proc.wait() == -signal.SIGKILL, "the scan must still have been running when killed"
+    lines = out.read_bytes().count(b"\n")
+    assert 0 < lines < DOMAINS
     result = subprocess.run(_scan_argv(endpoint, names, out), cwd=ROOT, timeout=300)
     assert result.returncode == 0
     assert _comparable(out) == expected
