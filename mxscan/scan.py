@@ -246,7 +246,9 @@ async def _scan_with_store(
             return await dns_cache.get((name, rrtype), lambda: resolver.lookup(name, rrtype))
 
         async def lookup_own(name: str, rrtype: str) -> Answer:
-            return await dns_cache.get((name, rrtype), lambda: resolver.lookup(name, rrtype), retain=False)
+            # Names of one domain are asked once per run (the list is deduplicated),
+            # so they skip the shared cache: no entry, no single-flight bookkeeping.
+            return await resolver.lookup(name, rrtype)
 
         polite = _polite(cfg, prober, providers) if prober is not None else None
         fetch_policy = None

@@ -1,13 +1,14 @@
-"""``mxscan testbed up|down|status|truth`` (and the internal ``serve``).
+"""``mxscan testbed up|down|status|truth`` (and the internal ``serve``, ``serve-mail``).
 
     mxscan testbed up --scenarios
-    mxscan testbed up --domains 100000 --seed 7 [--profile p.toml] [--dns-port 0]
+    mxscan testbed up --domains 100000 --seed 7 [--profile p.toml] [--dns-port 0] [--smtp-port 0]
     mxscan testbed status
     mxscan testbed truth --out truth.ndjson
     mxscan testbed down
 
-Point a scan at the resolver ``up`` prints (``--resolver 127.0.0.53:10053``)
-with the list in ``<state-dir>/domains.txt``.
+``up`` writes ``<state-dir>/endpoints.json`` and prints the scan command that
+measures the world (resolver, ports, the world's CA and intermediates), with
+the list in ``<state-dir>/domains.txt``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import orjson
 
 from testbed import control
 from testbed.truth import truth
+from testbed.worldpki import WorldPki
 
 __all__ = ["main"]
 
@@ -66,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
             _world_args(p, required=True)
             p.add_argument("--dns-addr", default=control.DEFAULT_DNS_ADDR)
             p.add_argument("--dns-port", type=int, default=control.DEFAULT_DNS_PORT, help="0: any free port")
+            p.add_argument("--smtp-port", type=int, help="MX hosts' SMTP port (root: 25, else 10025; 0: any)")
+            p.add_argument("--https-port", type=int, help="policy HTTPS port (root: 443, else 10443; 0: any)")
             _net_args(p)
     p = sub.add_parser("truth", help="write the ground truth as NDJSON")
     _world_args(p, required=False)
@@ -78,7 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dns-addr", default=control.DEFAULT_DNS_ADDR)
     p.add_argument("--dns-port", type=int, default=0)
     p.add_argument("--ready-file", type=Path, help="write the chosen port here once listening")
+    p.add_argument("--pki-dir", type=Path, help="the world's PKI: TLSA data from its certificates")
     _net_args(p)
+    p = sub.add_parser("serve-mail", help="(internal) run one mail process (SMTP + HTTPS) in the foreground")
+    _world_args(p, required=True)
+    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--pki-dir", type=Path, required=True)
+    p.add_argument("--smtp-port", type=int, required=True)
+    p.add_argument("--https-port", type=int, required=True)
+    p.add_argument("--ready-file", type=Path)
     return parser
 
 
@@ -91,9 +104,16 @@ def _spec(args: argparse.Namespace) -> control.WorldSpec:
 
 def _serve(args: argparse.Namespace) -> int:
     from testbed.dnsserver import DnsServer, serve_dns
+    from testbed.zones import placeholder_tlsa_data
 
+    tlsa_data = WorldPki.load(args.pki_dir).tlsa_data if args.pki_dir else placeholder_tlsa_data
     server = DnsServer(
-        _spec(args).build(), rtt=args.rtt, jitter=args.jitter, blackhole=args.blackhole, seed=args.seed
+        _spec(args).build(),
+        rtt=args.rtt,
+        jitter=args.jitter,
+        blackhole=args.blackhole,
+        seed=args.seed,
+        tlsa_data=tlsa_data,
     )
 
     def ready(port: int) -> None:
@@ -133,9 +153,33 @@ def _truth(args: argparse.Namespace) -> int:
             print("no world: pass --scenarios or --domains N, or run `testbed up` first", file=sys.stderr)
             return 2
     out = args.out.open("wb") if args.out else os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
+    # TLSA data from the running world's certificates when there is one (else placeholders).
+    pki_dir = args.state_dir / "pki"
+    tlsa_data = WorldPki.load(pki_dir).tlsa_data if (pki_dir / "pki.json").exists() else None
     with out:
-        for row in truth(spec.build()):
+        for row in truth(spec.build(), tlsa_data) if tlsa_data else truth(spec.build()):
             out.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    net = control.NetOptions(args.rtt, args.jitter, args.blackhole)
+    try:
+        state = control.up(
+            _spec(args), args.state_dir, args.dns_addr, args.dns_port, net, args.smtp_port, args.https_port
+        )
+    except (control.ControlError, OSError) as exc:
+        print(f"testbed up: {exc}", file=sys.stderr)
+        return 1
+    ep = json.loads((args.state_dir / "endpoints.json").read_text())
+    pids = " ".join(f"{s['name']}={s['pid']}" for s in state["servers"])
+    print(f"world up ({pids}); endpoints in {args.state_dir}/endpoints.json; scan it with:")
+    print(
+        f"  mxscan scan {args.state_dir}/domains.txt --out results.ndjson --resolver {ep['dns']} "
+        f"--smtp-port {ep['smtp_port']} --https-port {ep['https_port']} --ca-file {ep['ca_file']} "
+        f"--intermediates {ep['intermediates']} --trust-store none --ehlo-name scanner.mxscan.test "
+        f"--preflight-bogus {ep['preflight_bogus']}"
+    )
     return 0
 
 
@@ -145,17 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "truth":
         return _truth(args)
+    if args.command == "serve-mail":
+        from testbed.serve_mail import serve_mail
+
+        return serve_mail(
+            _spec(args).build(), args.shard, args.shards, args.pki_dir, args.smtp_port, args.https_port,
+            args.ready_file,
+        )  # fmt: skip
     if args.command == "up":
-        net = control.NetOptions(args.rtt, args.jitter, args.blackhole)
-        try:
-            state = control.up(_spec(args), args.state_dir, args.dns_addr, args.dns_port, net)
-        except control.ControlError as exc:
-            print(f"testbed up: {exc}", file=sys.stderr)
-            return 1
-        dns = state["servers"][0]
-        where = f"{dns['addr']}:{dns['port']}"
-        print(f"dns resolver {where} pid {dns['pid']}; domains in {args.state_dir}/domains.txt")
-        return 0
+        return _up(args)
     if args.command == "down":
         stopped = control.down(args.state_dir)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")

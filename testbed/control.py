@@ -1,12 +1,18 @@
 """Start, stop and inspect a running world: detached servers, PIDs recorded in a state dir.
 
-``up`` is idempotent (the same world already running and answering: nothing
-happens); ``down`` stops exactly the PIDs ``up`` recorded, after checking each
-is still the process we started (PID plus its start time from /proc, so a
-recycled PID is never signalled), SIGTERM first, SIGKILL after a grace period.
+``up`` starts the whole tier (a) world: the DNS resolver endpoint, one mail
+process per shard of the world's listeners (SMTP on every MX host's address,
+HTTPS on every policy host's; ``services.py``) and the persistent PKI they
+share (``worldpki.py``).  It is idempotent (the same world already running
+and answering: nothing happens); ``down`` stops exactly the PIDs ``up``
+recorded, after checking each is still the process we started (PID plus its
+start time from /proc, so a recycled PID is never signalled), SIGTERM first,
+SIGKILL after a grace period.
 
-State dir layout: ``state.json`` (servers, endpoints, PIDs), ``world.json``
-(the world spec and counts), ``domains.txt`` (the list to scan), ``dns.log``.
+State dir layout: ``state.json`` (servers, PIDs), ``endpoints.json`` (what a
+scan needs: resolver, ports, CA files, preflight name), ``world.json`` (the
+world spec and counts), ``domains.txt`` (the list to scan), ``pki/``,
+``dns.log``, ``mail-<i>.log``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,9 +34,11 @@ import dns.flags
 import dns.message
 import dns.query
 
+from testbed import services
 from testbed.scale import load_profile, scale_world
-from testbed.scenarios import scenario_world
+from testbed.scenarios import PREFLIGHT_BOGUS, scenario_world
 from testbed.world import World
+from testbed.worldpki import WorldPki
 
 __all__ = [
     "DEFAULT_DNS_ADDR",
@@ -38,10 +47,13 @@ __all__ = [
     "ControlError",
     "NetOptions",
     "WorldSpec",
+    "default_port",
     "dns_answers",
     "down",
+    "mail_argv",
     "serve_argv",
     "status",
+    "tcp_answers",
     "up",
 ]
 
@@ -54,6 +66,30 @@ DEFAULT_DNS_PORT = 10053
 READY_TIMEOUT = 180.0
 #: Seconds between SIGTERM and SIGKILL in ``down``.
 STOP_GRACE = 5.0
+#: SMTP and HTTPS ports without root (with root: 25 and 443, what senders use).
+HIGH_SMTP_PORT = 10025
+HIGH_HTTPS_PORT = 10443
+
+
+def default_port(service: str) -> int:
+    """25/443 as root, else a high port: every host has its own address, so one number serves all."""
+    root = os.geteuid() == 0
+    if service == "smtp":
+        return 25 if root else HIGH_SMTP_PORT
+    return 443 if root else HIGH_HTTPS_PORT
+
+
+def free_port(exclude: tuple[int, ...] = ()) -> int:
+    """A TCP port the kernel considers free now (for port 0: "any").  Every world host has
+    its own address, so a port free on 127.0.0.1 is free on theirs unless another world
+    runs; the kernel hands out ports in sequence, so two worlds rarely collide."""
+    for _ in range(20):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in exclude:
+            return port
+    raise ControlError("no free port")
 
 
 class ControlError(RuntimeError):
@@ -95,12 +131,30 @@ class NetOptions:
 
 
 def serve_argv(
-    spec: WorldSpec, addr: str, port: int, ready_file: Path, net: NetOptions | None = None
+    spec: WorldSpec,
+    addr: str,
+    port: int,
+    ready_file: Path,
+    net: NetOptions | None = None,
+    pki_dir: Path | None = None,
 ) -> list[str]:
-    """The command line of a tier (a) DNS server process."""
+    """The command line of a tier (a) DNS server process (TLSA data from ``pki_dir`` when given)."""
     net = net or NetOptions()
     head = [sys.executable, "-m", "testbed", "serve", *spec.argv()]
-    return [*head, "--dns-addr", addr, "--dns-port", str(port), "--ready-file", str(ready_file), *net.argv()]
+    pki = ["--pki-dir", str(pki_dir)] if pki_dir is not None else []
+    args = ["--dns-addr", addr, "--dns-port", str(port), "--ready-file", str(ready_file)]
+    return [*head, *args, *net.argv(), *pki]
+
+
+def mail_argv(
+    spec: WorldSpec, shard: int, shards: int, pki_dir: Path, smtp_port: int, https_port: int, ready_file: Path
+) -> list[str]:
+    """The command line of one mail process (SMTP + HTTPS of one shard)."""
+    return [
+        *(sys.executable, "-m", "testbed", "serve-mail", *spec.argv()),
+        *("--shard", str(shard), "--shards", str(shards), "--pki-dir", str(pki_dir)),
+        *("--smtp-port", str(smtp_port), "--https-port", str(https_port), "--ready-file", str(ready_file)),
+    ]
 
 
 def child_env() -> dict[str, str]:
@@ -136,6 +190,21 @@ def dns_answers(addr: str, port: int, timeout: float = 2.0) -> bool:
     return True
 
 
+def tcp_answers(addr: str, port: int, timeout: float = 2.0) -> bool:
+    """True when something accepts a TCP connection at addr:port (a mail process's listener)."""
+    try:
+        with socket.create_connection((addr, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _answers(server: dict[str, Any]) -> bool:
+    if server.get("kind", "dns") == "dns":
+        return dns_answers(server["addr"], server["port"])
+    return server.get("addr") is None or tcp_answers(server["addr"], server["port"])
+
+
 def _start_time(pid: int) -> str | None:
     """Field 22 of /proc/<pid>/stat (start time in clock ticks); None if gone or a zombie."""
     try:
@@ -166,33 +235,9 @@ def _write_json(path: Path, data: object) -> None:
     tmp.replace(path)
 
 
-def up(
-    spec: WorldSpec,
-    state_dir: Path = DEFAULT_STATE_DIR,
-    dns_addr: str = DEFAULT_DNS_ADDR,
-    dns_port: int = DEFAULT_DNS_PORT,
-    net: NetOptions | None = None,
-) -> dict[str, Any]:
-    """Start the world's servers (detached) unless the same world already runs; the state."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    state = _read_state(state_dir)
-    if state is not None:
-        running = all(_alive(s) and dns_answers(s["addr"], s["port"]) for s in state["servers"])
-        if running and state["world"] == asdict(spec):
-            return state
-        if running:
-            raise ControlError(f"another world is running from {state_dir}: run `testbed down` first")
-        down(state_dir)  # crashed leftovers: clear them before starting afresh
-    world = spec.build()
-    (state_dir / "domains.txt").write_text("".join(f"{d.name}\n" for d in world.domains))
-    counts = {"domains": len(world.domains), "hosts": len(world.hosts), "zones": len(world.zones)}
-    _write_json(state_dir / "world.json", {"spec": asdict(spec), **counts})
-    del world
-    ready, log = state_dir / "dns.ready", state_dir / "dns.log"
-    ready.unlink(missing_ok=True)
-    argv = serve_argv(spec, dns_addr, dns_port, ready, net)
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -200,26 +245,84 @@ def up(
             env=child_env(),
             start_new_session=True,
         )
+
+
+def _server(name: str, kind: str, proc: subprocess.Popen[bytes], addr: str | None, port: int,
+            log: Path, argv: list[str]) -> dict[str, Any]:  # fmt: skip
+    return {"name": name, "kind": kind, "pid": proc.pid, "start_time": _start_time(proc.pid),
+            "addr": addr, "port": port, "log": str(log), "argv": argv}  # fmt: skip
+
+
+def up(
+    spec: WorldSpec,
+    state_dir: Path = DEFAULT_STATE_DIR,
+    dns_addr: str = DEFAULT_DNS_ADDR,
+    dns_port: int = DEFAULT_DNS_PORT,
+    net: NetOptions | None = None,
+    smtp_port: int | None = None,
+    https_port: int | None = None,
+) -> dict[str, Any]:
+    """Start the world's servers (detached) unless the same world already runs; the state.
+
+    ``smtp_port``/``https_port``: None for the default (``default_port``), 0 for any free port.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state = _read_state(state_dir)
+    if state is not None:
+        running = all(_alive(s) and _answers(s) for s in state["servers"])
+        if running and state["world"] == asdict(spec):
+            return state
+        if running:
+            raise ControlError(f"another world is running from {state_dir}: run `testbed down` first")
+        down(state_dir)  # crashed leftovers: clear them before starting afresh
+    state_dir = state_dir.resolve()
+    world = spec.build()
+    (state_dir / "domains.txt").write_text("".join(f"{d.name}\n" for d in world.domains))
+    shards = services.shard_count(world)
+    counts = {"domains": len(world.domains), "hosts": len(world.hosts), "zones": len(world.zones)}
+    _write_json(state_dir / "world.json", {"spec": asdict(spec), **counts, "mail_processes": shards})
+    pki = WorldPki.load_or_create(state_dir / "pki")
+    pki.prepare(world)
+    probes = [services.probe_address(services.shard(world, i, shards)) for i in range(shards)]
+    del world
+    smtp_port = default_port("smtp") if smtp_port is None else smtp_port or free_port()
+    https_port = default_port("https") if https_port is None else https_port or free_port((smtp_port,))
+    started: list[tuple[dict[str, Any], subprocess.Popen[bytes], Path]] = []
     try:
-        port = wait_ready(proc, ready, READY_TIMEOUT, log)
-        if not dns_answers(dns_addr, port, timeout=5.0):
-            raise ControlError("DNS server reported ready but does not answer")
-    except ControlError:
-        proc.kill()
-        proc.wait()
+        ready, log = state_dir / "dns.ready", state_dir / "dns.log"
+        ready.unlink(missing_ok=True)
+        argv = serve_argv(spec, dns_addr, dns_port, ready, net, pki.directory)
+        proc = _spawn(argv, log)
+        started.append((_server("dns", "dns", proc, dns_addr, dns_port, log, argv), proc, ready))
+        for i, probe in enumerate(probes):
+            ready, log = state_dir / f"mail-{i}.ready", state_dir / f"mail-{i}.log"
+            ready.unlink(missing_ok=True)
+            argv = mail_argv(spec, i, shards, pki.directory, smtp_port, https_port, ready)
+            proc = _spawn(argv, log)
+            addr, port = (probe[1], smtp_port if probe[0] == "smtp" else https_port) if probe else (None, 0)
+            started.append((_server(f"mail-{i}", "mail", proc, addr, port, log, argv), proc, ready))
+        for server, proc, ready in started:  # all start at once; wait for each in turn
+            port = wait_ready(proc, ready, READY_TIMEOUT, Path(server["log"]))
+            if server["kind"] == "dns":
+                server["port"] = port
+            if not _answers(server):
+                raise ControlError(f"{server['name']} reported ready but does not answer")
+    except (ControlError, OSError):
+        for _, proc, _ in started:
+            proc.kill()
+            proc.wait()
         raise
-    server = {
-        "name": "dns",
-        "pid": proc.pid,
-        "start_time": _start_time(proc.pid),
-        "addr": dns_addr,
-        "port": port,
+    servers = [server for server, _, _ in started]
+    state = {"world": asdict(spec), "servers": servers, "started": time.time()}
+    endpoints = {
+        "dns": f"{dns_addr}:{servers[0]['port']}",
+        "smtp_port": smtp_port,
+        "https_port": https_port,
+        "ca_file": str(pki.ca_file),
+        "intermediates": str(pki.intermediates_file),
+        "preflight_bogus": PREFLIGHT_BOGUS[0],
     }
-    state = {
-        "world": asdict(spec),
-        "servers": [{**server, "log": str(log), "argv": argv}],
-        "started": time.time(),
-    }
+    _write_json(state_dir / "endpoints.json", endpoints)
     _write_json(state_dir / "state.json", state)
     return state
 
@@ -240,7 +343,9 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, grace: float = STOP_GRACE) -> list
             while _alive(server):
                 time.sleep(0.02)
         stopped.append(server["name"])
-    for name in ("state.json", "dns.ready"):
+    for server in state["servers"] if state else []:
+        (state_dir / f"{server['name']}.ready").unlink(missing_ok=True)
+    for name in ("state.json", "endpoints.json"):
         (state_dir / name).unlink(missing_ok=True)
     return stopped
 
@@ -252,8 +357,7 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any]:
         return {"state": "stopped", "servers": []}
     servers = []
     for s in state["servers"]:
-        alive = _alive(s)
-        answers = alive and dns_answers(s["addr"], s["port"])
+        answers = _alive(s) and _answers(s)
         servers.append({"name": s["name"], "pid": s["pid"], "addr": s["addr"], "port": s["port"],
                         "state": "running" if answers else "crashed"})  # fmt: skip
     overall = "running" if all(s["state"] == "running" for s in servers) else "crashed"

@@ -34,7 +34,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from testbed.world import World
-from testbed.zones import TTL, Resolution, WorldIndex
+from testbed.zones import TTL, Resolution, TlsaData, WorldIndex, placeholder_tlsa_data
 
 __all__ = ["DnsServer", "Query", "encode_reply", "parse_query", "serve_dns"]
 
@@ -116,8 +116,9 @@ class DnsServer:
         jitter: float = 0.0,
         blackhole: float = 0.0,
         seed: int = 0,
+        tlsa_data: TlsaData = placeholder_tlsa_data,
     ) -> None:
-        self.index = WorldIndex(world)
+        self.index = WorldIndex(world, tlsa_data)
         self.rtt, self.jitter, self.blackhole = rtt, jitter, blackhole
         self._rng = random.Random(seed)  # deterministic loss and delay sequence
         self._memo: dict[tuple[object, ...], bytes | None] = {}

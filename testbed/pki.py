@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
+import json
 import os
 import ssl
 import subprocess
@@ -92,13 +93,15 @@ def _serial(*parts: str) -> int:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "ZZ"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mxscan test world"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
+    attributes = [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "ZZ"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mxscan test world"),
+    ]
+    # RFC 5280 ub-common-name is 64; public CAs leave a longer name out of the
+    # subject (the subjectAltName carries it), as CA/B BR §7.1.4.3 allows.
+    if len(common_name) <= 64:
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attributes)
 
 
 def _general_names(names: Sequence[str]) -> list[x509.GeneralName]:
@@ -250,33 +253,81 @@ class TestPki:
         """Both intermediates in PEM: a "known intermediates" pool (like Firefox's preload)."""
         return self.intermediate.pem() + self.untrusted_intermediate.pem()
 
-    def save(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write the CA certificates (no keys); return ``{role: path}``.
+    def _cas(self) -> dict[str, CertificateAuthority]:
+        return {
+            "ca": self.root,
+            "intermediate": self.intermediate,
+            "untrusted-ca": self.untrusted_root,
+            "untrusted-intermediate": self.untrusted_intermediate,
+        }
+
+    def save(self, directory: str | os.PathLike[str], *, keys: bool = False) -> dict[str, Path]:
+        """Write the CA certificates; return ``{role: path}``.
 
         Files: ``ca.pem`` (trusted root), ``intermediate.pem``,
-        ``untrusted-ca.pem``, ``untrusted-intermediate.pem``.
+        ``untrusted-ca.pem``, ``untrusted-intermediate.pem``.  With ``keys``
+        also ``keys/<role>.key.pem`` (0600) and ``pki.json`` (label, ``now``),
+        so ``load`` can issue more leaves from the same CAs in another process.
         """
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        files = {
-            "ca": (d / "ca.pem", self.root.pem()),
-            "intermediate": (d / "intermediate.pem", self.intermediate.pem()),
-            "untrusted-ca": (d / "untrusted-ca.pem", self.untrusted_root.pem()),
-            "untrusted-intermediate": (d / "untrusted-intermediate.pem", self.untrusted_intermediate.pem()),
-        }
-        for path, data in files.values():
-            path.write_bytes(data)
-        return {role: path for role, (path, _) in files.items()}
+        paths = {}
+        for role, ca in self._cas().items():
+            paths[role] = d / f"{role}.pem"
+            paths[role].write_bytes(ca.pem())
+        if keys:
+            key_dir = d / "keys"
+            key_dir.mkdir(mode=0o700, exist_ok=True)
+            for role, ca in self._cas().items():
+                path = key_dir / f"{role}.key.pem"
+                path.write_bytes(_key_pem(ca.key))
+                path.chmod(0o600)
+            meta = {"label": self.label, "now": self.now.isoformat()}
+            (d / "pki.json").write_text(json.dumps(meta) + "\n")
+        return paths
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> TestPki:
+        """The PKI ``save(directory, keys=True)`` wrote: same CAs, same validity windows."""
+        d = Path(directory)
+        meta = json.loads((d / "pki.json").read_text())
+        pki = cls.__new__(cls)
+        pki.now = dt.datetime.fromisoformat(meta["now"])
+        pki.label = meta["label"]
+
+        def ca(role: str) -> CertificateAuthority:
+            cert = x509.load_pem_x509_certificate((d / f"{role}.pem").read_bytes())
+            key = serialization.load_pem_private_key((d / "keys" / f"{role}.key.pem").read_bytes(), None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError(f"{role}: expected an EC key")
+            cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+            return CertificateAuthority(str(cn), cert, key)
+
+        pki.root, pki.intermediate = ca("ca"), ca("intermediate")
+        pki.untrusted_root, pki.untrusted_intermediate = ca("untrusted-ca"), ca("untrusted-intermediate")
+        pki._rsa_leaf_key = None
+        pki._issued = {}
+        return pki
 
     # -- leaves ----------------------------------------------------------------
 
-    def issue(self, names: Sequence[str], *, kind: str = "valid", key: str = "ec") -> IssuedCert:
+    def issue(
+        self,
+        names: Sequence[str],
+        *,
+        kind: str = "valid",
+        key: str = "ec",
+        private_key: ec.EllipticCurvePrivateKey | None = None,
+    ) -> IssuedCert:
         """A server certificate for ``names`` with the defect ``kind`` (one of ``KINDS``).
 
         "wrong-name" is issued for ``WRONG_NAME`` instead of ``names``;
         "untrusted-ca" chains to ``untrusted_root``; "self-signed" is its own
         issuer (CA:FALSE, like a self-made server certificate); "missing-intermediate"
         is issued by the trusted intermediate but served without it.
+
+        ``private_key``: the leaf's key (e.g. derived deterministically by the
+        caller); such certificates are not memoised (the caller keeps them).
         """
         names = tuple(names)
         if not names:
@@ -285,6 +336,8 @@ class TestPki:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
         if key not in ("ec", "rsa"):
             raise ValueError(f"unknown key type {key!r}; expected 'ec' or 'rsa'")
+        if private_key is not None:
+            return self._issue(names, kind, "ec", private_key)
         memo_key = (names, kind, key)
         if memo_key not in self._issued:
             self._issued[memo_key] = self._issue(names, kind, key)
@@ -297,8 +350,10 @@ class TestPki:
             self._rsa_leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         return self._rsa_leaf_key
 
-    def _issue(self, names: tuple[str, ...], kind: str, key_type: str) -> IssuedCert:
-        leaf_key = self._leaf_key(key_type)
+    def _issue(
+        self, names: tuple[str, ...], kind: str, key_type: str, leaf_key: PrivateKey | None = None
+    ) -> IssuedCert:
+        leaf_key = leaf_key or self._leaf_key(key_type)
         cert_names = (WRONG_NAME,) if kind == "wrong-name" else names
         start, end = self.now - 30 * _DAY, self.now + 60 * _DAY
         if kind == "expired":

@@ -6,9 +6,14 @@ Theory of operation
 Each host listens on its own 127.x.y.z address and a shared port (25 as root,
 any port otherwise: the address tells hosts apart).  A connection gets a
 ``_Session`` protocol that greets, answers EHLO/STARTTLS/QUIT line by line and
-upgrades to TLS with the host's pre-built ``ssl.SSLContext`` (contexts are
-built once per host at start: NOTES.md measured ~0.7 ms each).  Behaviours
-are data: a name chosen per host, switched on in a few small methods.
+upgrades to TLS with the host's ``ssl.SSLContext``: pre-built (``tls``) or
+made on the first STARTTLS by ``tls_factory`` (a 100k-host world cannot build
+27,000 contexts at start: ~1.3 ms and ~30 KB each).  Hosts that share an
+address (several IPv6-only hosts on ::1) share one listener; the first host's
+behaviour answers, and the TLS context is picked by SNI among them.
+Behaviours are data: a name chosen per host, switched on in a few small methods.
+
+The banner is ``220 <banner>``, ``<name> ESMTP`` when the spec has none.
 
 ``stats`` counts connections per host and per provider, including the peak
 number open at once, so politeness tests can assert what the scanner did.
@@ -23,7 +28,7 @@ import os
 import ssl
 import tempfile
 from collections import Counter
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +61,8 @@ class HostSpec:
     behaviour: str
     tls: ssl.SSLContext | None = None
     banner: str = ""
+    #: Builds the TLS context on the first STARTTLS (the fleet keeps it); used when ``tls`` is None.
+    tls_factory: Callable[[], ssl.SSLContext] | None = field(default=None, compare=False)
     provider: str | None = None
     slow_banner_delay: float = 1.0
     tarpit_delay: float = 3600.0
@@ -86,8 +93,8 @@ class _Session(asyncio.Protocol):
 
     # -- connection ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport  # type: ignore[assignment]
         spec = self.spec
         stats = self.fleet.stats
         stats.connections[spec.name] += 1
@@ -121,7 +128,7 @@ class _Session(asyncio.Protocol):
 
     def greet(self) -> None:
         spec = self.spec
-        banner = f"220 {spec.name} ESMTP {spec.banner or 'mxscan testbed'}\r\n".encode()
+        banner = f"220 {spec.banner or spec.name + ' ESMTP'}\r\n".encode()
         behaviour = spec.behaviour
         if behaviour == "blackhole":
             return
@@ -197,7 +204,8 @@ class _Session(asyncio.Protocol):
             self.write(b"550 5.7.1 not talking to you\r\n" if not self.tls else b"554 5.7.0 go away\r\n")
             return
         lines = [self.spec.name, "PIPELINING", "SIZE 10240000", "ENHANCEDSTATUSCODES", "8BITMIME"]
-        offers_tls = self.spec.tls is not None or behaviour in ("starttls-454", "handshake-fail", "tls-alert")
+        tls_behaviour = behaviour in ("starttls-454", "handshake-fail", "tls-alert")
+        offers_tls = self.fleet.has_tls(self.spec) or tls_behaviour
         if offers_tls and behaviour != "no-starttls" and not self.tls:
             lines.insert(3, "STARTTLS")
         reply = "".join(f"250-{text}\r\n" for text in lines[:-1]) + f"250 {lines[-1]}\r\n"
@@ -206,7 +214,7 @@ class _Session(asyncio.Protocol):
     def starttls(self) -> None:
         behaviour = self.spec.behaviour
         if behaviour == "starttls-454" or (
-            self.spec.tls is None and behaviour not in ("handshake-fail", "tls-alert")
+            not self.fleet.has_tls(self.spec) and behaviour not in ("handshake-fail", "tls-alert")
         ):
             self.write(b"454 4.7.0 TLS not available due to temporary reason\r\n")
             return
@@ -223,10 +231,11 @@ class _Session(asyncio.Protocol):
         self.fleet.spawn(self.upgrade())
 
     async def upgrade(self) -> None:
-        assert self.transport is not None and self.spec.tls is not None
+        assert self.transport is not None
         loop = asyncio.get_running_loop()
         try:
-            tls_transport = await loop.start_tls(self.transport, self, self.spec.tls, server_side=True)
+            context = self.fleet.context(self.spec)
+            tls_transport = await loop.start_tls(self.transport, self, context, server_side=True)
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError):
             return
         if tls_transport is None:
@@ -248,6 +257,47 @@ class SmtpFleet:
         self.stats = FleetStats()
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        #: address -> the hosts on it (first one answers); host name -> its context once built.
+        self._by_address: dict[str, list[HostSpec]] = {}
+        for spec in self.specs:
+            self._by_address.setdefault(spec.address, []).append(spec)
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    def has_tls(self, spec: HostSpec) -> bool:
+        return spec.tls is not None or spec.tls_factory is not None
+
+    def _own_context(self, spec: HostSpec) -> ssl.SSLContext:
+        if spec.tls is not None:
+            return spec.tls
+        ctx = self._contexts.get(spec.name)
+        if ctx is None:
+            if spec.tls_factory is None:
+                raise ssl.SSLError(f"{spec.name}: no TLS context")
+            ctx = spec.tls_factory()
+            if spec.tls_factory is not None and len(self._by_address.get(spec.address, ())) > 1:
+                self._contexts[spec.name] = ctx  # factories cache their own; shared addresses need ours
+        return ctx
+
+    def context(self, spec: HostSpec) -> ssl.SSLContext:
+        """The context a STARTTLS on ``spec``'s address uses; SNI picks the host on a shared address."""
+        hosts = self._by_address.get(spec.address, [spec])
+        if len(hosts) == 1:
+            return self._own_context(spec)
+        key = f"sni:{spec.address}"
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            by_name = {h.name.lower(): h for h in hosts if self.has_tls(h)}
+            default = next(iter(by_name.values()), spec)
+
+            def pick(obj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+                chosen = by_name.get((server_name or "").lower().rstrip("."), default)
+                obj.context = self._own_context(chosen)
+
+            ctx.sni_callback = pick
+            self._contexts[key] = ctx
+        return ctx
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         # Owned by the fleet and cancelled by stop(): no task outlives it.
@@ -257,7 +307,8 @@ class SmtpFleet:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for spec in self.specs:
+        for hosts in self._by_address.values():
+            spec = hosts[0]
             server = await loop.create_server(
                 functools.partial(_Session, spec, self),
                 spec.address,

@@ -47,7 +47,7 @@ def _scan_argv(endpoint: Endpoint, names: Path, out: Path, *extra: str) -> list[
         f"{endpoint.host}:{endpoint.port}",
         "--dns-only",
         "--preflight-bogus",
-        "bogus.scenario.test",
+        "dnssec-failed.test",
         "--dns-timeout",
         "0.5",
         "--concurrency",

@@ -1,0 +1,80 @@
+"""Shared helpers for the scan benchmarks: run mxscan as a child process and
+read back what it did (wall time, peak RSS, per-domain latencies, statuses)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class ScanRun:
+    domains: int
+    wall: float
+    peak_rss_mb: float
+    cpu_seconds: float
+    exit_code: int
+    summary: dict[str, object]
+    durations_ms: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    slowest: list[tuple[float, str]] = field(default_factory=list)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.domains / self.wall if self.wall else 0.0
+
+    @property
+    def cpu_us_per_domain(self) -> float:
+        """Scanner CPU (user + system) per domain: the cost that must stay flat with size."""
+        return self.cpu_seconds / self.domains * 1e6 if self.domains else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.durations_ms:
+            return 0.0
+        ordered = sorted(self.durations_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def run_mxscan(args: list[str], out: Path, summary: Path) -> ScanRun:
+    """One ``mxscan scan`` in a child process; wall time and the child's peak RSS via wait4."""
+    argv = [sys.executable, "-m", "mxscan", "scan", *args, "--out", str(out), "--fresh"]
+    argv += ["--progress", "off", "--summary-json", str(summary)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    began = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - began
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    run = ScanRun(
+        domains=0,
+        wall=wall,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        exit_code=proc.returncode,
+        summary=orjson.loads(summary.read_bytes()) if summary.exists() else {},
+    )
+    slow: list[tuple[float, str]] = []
+    for line in out.read_bytes().splitlines():
+        record = orjson.loads(line)
+        run.domains += 1
+        run.statuses[record["status"]] += 1
+        run.durations_ms.append(record["duration_ms"])
+        slow.append((record["duration_ms"], record["domain"]))
+    run.slowest = sorted(slow, reverse=True)[:10]
+    return run
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0

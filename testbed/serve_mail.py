@@ -1,0 +1,99 @@
+"""One mail process: the SMTP hosts and MTA-STS policy sites of one shard of a world.
+
+    python -m testbed serve-mail --scenarios --shard 0 --shards 1 --pki-dir run/testbed/pki \\
+        --smtp-port 10025 --https-port 10443 --ready-file run/testbed/mail-0.ready
+
+The process rebuilds the world from its spec (deterministic, ~0.6 s at 100k
+domains), takes its shard (``services.shard``), loads the PKI ``up`` wrote,
+starts every listener, and then writes the SMTP port to the ready file: ``up``
+waits for that file, so "ready" means every socket of the shard is bound.
+SIGTERM/SIGINT stop the fleets and end the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import signal
+import sys
+from pathlib import Path
+
+from testbed import services
+from testbed.httpsserver import PolicyServerFleet
+from testbed.smtpfleet import SmtpFleet
+from testbed.world import World
+from testbed.worldpki import ContextCache, WorldPki
+
+__all__ = ["serve_mail"]
+
+
+def _raise_open_files_limit() -> None:
+    # Up to the hard limit (20,000 here): one socket per listener plus the open connections.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def _serve(
+    world: World,
+    index: int,
+    count: int,
+    pki_dir: Path,
+    smtp_port: int,
+    https_port: int,
+    ready_file: Path | None,
+) -> None:
+    part = services.shard(world, index, count)
+    contexts = ContextCache(WorldPki.load(pki_dir))
+    specs = [spec for host in part.smtp for spec in services.host_spec(host, contexts)]
+    sites = [services.policy_site(domain, host, contexts) for domain, host in part.policy]
+    smtp = SmtpFleet(specs, smtp_port)
+    https = PolicyServerFleet(sites, https_port)
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        async with smtp, https:
+            print(
+                f"mail shard {index}/{count}: {len(smtp.specs)} SMTP hosts on port {smtp_port}, "
+                f"{len(sites)} policy sites on port {https_port}",
+                flush=True,
+            )
+            if ready_file is not None:
+                tmp = ready_file.with_suffix(".tmp")
+                tmp.write_text(f"{smtp_port}\n")
+                tmp.replace(ready_file)
+            await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        print(f"mail shard {index} stopping: {sum(smtp.stats.connections.values())} SMTP connections, "
+              f"{contexts.built} TLS contexts built", flush=True)  # fmt: skip
+    finally:
+        contexts.close()
+
+
+def serve_mail(
+    world: World,
+    index: int,
+    count: int,
+    pki_dir: Path,
+    smtp_port: int,
+    https_port: int,
+    ready_file: Path | None = None,
+) -> int:
+    """Serve shard ``index`` of ``count`` until SIGTERM; the process exit code."""
+    if not 0 <= index < count:
+        print(f"serve-mail: shard {index} is not in 0..{count - 1}", file=sys.stderr)
+        return 2
+    _raise_open_files_limit()
+    run = _serve(world, index, count, pki_dir, smtp_port, https_port, ready_file)
+    try:
+        import uvloop
+
+        uvloop.run(run)
+    except ImportError:
+        asyncio.run(run)
+    return 0
