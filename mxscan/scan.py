@@ -236,6 +236,7 @@ async def _scan_with_store(
             started=_now(),
             resolver=resolver_text,
             dnssec_validating=check.validating,
+            ehlo_name="" if cfg.dns_only else cfg.ehlo_name or "",
         )
         run = _Run(store, done, meta)
         resolver = StubResolver(client, validating=check.validating)

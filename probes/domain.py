@@ -27,6 +27,8 @@ class ScanMeta:
       resolver: the DNS resolver address used, "host:port".
       dnssec_validating: the resolver passed the DNSSEC pre-flight check; when false every
         dnssec field is "unknown".
+      ehlo_name: the name the scanner gave in EHLO (its identity to mail operators); "" for
+        DNS-only scans.
     """
 
     tool: str
@@ -34,6 +36,7 @@ class ScanMeta:
     started: str
     resolver: str
     dnssec_validating: bool
+    ehlo_name: str
 
 
 @dataclass(frozen=True, slots=True)

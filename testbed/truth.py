@@ -1,18 +1,32 @@
 """Ground truth: what a correct scan of the world must report, per domain.
 
 Derived from the world *definition* (fields of ``Domain`` and ``Host``), not
-from the DNS server's answers, so a test comparing a scan with the truth also
+from the servers' answers, so a test comparing a scan with the truth also
 checks the servers.  Values use the scanner's vocabulary as plain strings
 (``probes/dns/records.py`` Outcome/Dnssec/TlsaSkip, ``engine/status.py``
-Status); this package imports nothing of the scanner.
+Status, ``probes/smtp/records.py`` Phase/Starttls, ``probes/tls/verify.py``
+PkixReason, ``probes/dane/tlsa.py`` DaneStatus, ``probes/mtasts/records.py``
+Finding, ``probes/transport.py`` Coverage3); this package imports nothing of
+the scanner.  The scan is assumed to trust the world's root and to know its
+intermediates (``endpoints.json``: ``--ca-file``, ``--intermediates``).
 
 Interpretations a reader should know:
-- A bogus zone: the scanner's CD=1 retry gets the data, so MX is "ok" with
-  dnssec "bogus" (``Dnssec.BOGUS``: "SERVFAIL that succeeds with CD=1").
-- TLSA is expected (a list) only for MX hosts with addresses in a signed zone
-  (RFC 7672 §2.2); otherwise null with the skip reason.
-- TLSA association data comes from ``zones.placeholder_tlsa_data`` until
-  ``testbed/pki.py`` binds real certificates; "dane" says whether it *should* match.
+- A bogus zone: ``mx_outcome``/``mx_dnssec`` describe the zone's data as a
+  CD=1 query sees it ("ok", "bogus"); a validating resolver answers SERVFAIL
+  and must not hand out the data (RFC 4035 §5.5), and a sender must not use it
+  (RFC 7672 §2.2.1).  So ``mx_validated_outcome`` is "servfail" and nothing
+  behind the MX is measured (no transport, roll-ups not-applicable).
+- TLSA is asked only for MX hosts whose addresses are DNSSEC-secure (RFC 7672
+  §2.2.2); otherwise null with the skip reason.  A host whose address records
+  are bogus has "address-insecure" (they validated, but not as secure).
+- DANE per MX host follows RFC 7672 in the scanner's precedence: bogus MX or
+  TLSA → "bogus"; no TLSA looked up or none published → "none"; TLSA secure
+  but the MX answer not → "insecure"; no handshake → "undetermined"; usages 0/1
+  only → "unusable" (§3.1.3); else "valid" or "mismatch".
+- ``mx_hosts`` lists every MX host; a scan follows the first ``mx_followed``
+  (``MX_HOSTS_FOLLOWED``), and the roll-ups and findings are over those.
+- ``tlsa_data`` gives the association data: ``worldpki.WorldPki.tlsa_data``
+  for a running world (real certificates), placeholders otherwise.
 """
 
 from __future__ import annotations
@@ -20,25 +34,38 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from testbed.world import CertKind, Domain, Host, SmtpBehaviour, TlsaBinds, World, ZoneStatus
+from testbed.world import CertKind, Domain, Host, MtaStsPolicy, SmtpBehaviour, TlsaBinds, World, ZoneStatus
 from testbed.zones import TlsaData, placeholder_tlsa_data
 
 __all__ = ["domain_truth", "smtp_expectation", "truth"]
 
 _S = SmtpBehaviour
-#: SMTP behaviour -> (engine Status value, STARTTLS advertised: yes/no/unknown, TLS established).
-_SMTP: dict[SmtpBehaviour, tuple[str, str, bool]] = {
-    _S.GOOD: ("success", "yes", True),
-    _S.REFUSED: ("connection-refused", "unknown", False),
-    _S.BLACKHOLE: ("io-timeout", "unknown", False),
-    _S.BANNER_554: ("application-error", "unknown", False),
-    _S.CLOSE_421: ("application-error", "unknown", False),
-    _S.NO_STARTTLS: ("success", "no", False),
-    _S.STARTTLS_454: ("application-error", "yes", False),
-    _S.HANDSHAKE_FAIL: ("tls-handshake-error", "yes", False),
-    _S.SLOW_BANNER: ("success", "yes", True),
-    _S.TARPIT: ("io-timeout", "unknown", False),
+#: SMTP behaviour -> (Status, Phase reached, STARTTLS advertised: yes/no/unknown, TLS established).
+_SMTP: dict[SmtpBehaviour, tuple[str, str, str, bool]] = {
+    _S.GOOD: ("success", "done", "yes", True),
+    _S.REFUSED: ("connection-refused", "connect", "unknown", False),
+    _S.BLACKHOLE: ("io-timeout", "banner", "unknown", False),
+    _S.BANNER_554: ("application-error", "banner", "unknown", False),
+    _S.CLOSE_421: ("application-error", "banner", "unknown", False),
+    _S.NO_STARTTLS: ("success", "done", "no", False),
+    _S.STARTTLS_454: ("application-error", "starttls", "yes", False),
+    _S.HANDSHAKE_FAIL: ("tls-handshake-error", "tls", "yes", False),
+    _S.SLOW_BANNER: ("success", "done", "yes", True),
+    _S.TARPIT: ("io-timeout", "ehlo", "unknown", False),
 }
+#: Certificate kind -> PkixReason (with the world's intermediates known to the scanner).
+_PKIX: dict[CertKind, str] = {
+    CertKind.VALID: "ok",
+    CertKind.EXPIRED: "expired",
+    CertKind.NOT_YET_VALID: "not-yet-valid",
+    CertKind.WRONG_NAME: "hostname-mismatch",
+    CertKind.SELF_SIGNED: "self-signed",
+    CertKind.UNTRUSTED_CA: "unknown-issuer",
+    CertKind.MISSING_INTERMEDIATE: "incomplete-chain",
+}
+#: A scan follows at most this many MX hosts, the lowest (preference, name) first
+#: (probes/dns/probe.py MAX_MX_HOSTS: one domain with hundreds of MX must not dominate a scan).
+MX_HOSTS_FOLLOWED = 16
 _DNSSEC = {ZoneStatus.SIGNED: "secure", ZoneStatus.UNSIGNED: "insecure", ZoneStatus.BOGUS: "bogus"}
 
 
@@ -82,16 +109,20 @@ def domain_truth(
                 status = ZoneStatus.UNSIGNED
         outcome = "nodata" if d.mx is None else "ok"
         dnssec = _DNSSEC[status]
+    validated = "servfail" if dnssec == "bogus" else outcome
     usable = outcome == "ok" and d.mx is not None
     null_mx = usable and d.mx is not None and any(m.host == "." for m in d.mx)
     mx = sorted(d.mx or (), key=lambda m: (m.preference, m.host)) if usable and not null_mx else []
+    mx_hosts = [_mx_host(m.preference, m.host, hosts.get(m.host), tlsa_data, dnssec) for m in mx]
     out.update(
         mx_outcome=outcome,
         mx_dnssec=dnssec,
+        mx_validated_outcome=validated,
         mx_cname_chain=chain,
         has_mx=bool(mx),
         null_mx=null_mx,
-        mx_hosts=[_mx_host(m.preference, m.host, hosts.get(m.host), tlsa_data) for m in mx],
+        mx_hosts=mx_hosts,
+        mx_followed=min(len(mx_hosts), MX_HOSTS_FOLLOWED),
         implicit_mx=(
             {"ipv4": [a for a in d.a if ":" not in a], "ipv6": [a for a in d.a if ":" in a]}
             if d.exists and d.fault is None and d.mx is None
@@ -103,25 +134,40 @@ def domain_truth(
     out["mta_sts_txt"] = sts
     out["mta_sts_cname"] = [d.sts_cname] if present and d.sts_cname else []
     out["tlsrpt_txt"] = list(d.tlsrpt_txt) if present else []
-    out["mta_sts"] = _mta_sts(d, sts, out["mx_hosts"])
     out["tlsrpt_valid"] = _tlsrpt_valid(out["tlsrpt_txt"])
+    measured = mx_hosts[:MX_HOSTS_FOLLOWED] if validated == "ok" else []
+    dane_published = any(h["tlsa"] for h in measured)
+    out["mta_sts"] = _mta_sts(d, sts, measured)
+    out["mta_sts_findings"] = _findings(d, present, sts, measured, out["tlsrpt_valid"], dane_published)
+    out["posture"] = {
+        "starttls": _roll([_host_starttls(h["smtp"]) for h in measured]),
+        "pkix_valid": _roll([h["smtp"]["pkix_valid"] for h in measured]),
+        "dane_valid": _roll(
+            [None if h["dane"] == "undetermined" else h["dane"] == "valid" for h in measured]
+        ),
+        "dane_published": dane_published,
+        "dnssec_mx": dnssec,
+        "mta_sts_mode": (out["mta_sts"] or {}).get("mode"),
+        "tlsrpt": out["tlsrpt_valid"],
+    }
     return out
 
 
-def _mx_host(pref: int, name: str, host: Host | None, tlsa_data: TlsaData) -> dict[str, Any]:
+def _mx_host(pref: int, name: str, host: Host | None, tlsa_data: TlsaData, mx_dnssec: str) -> dict[str, Any]:
     ipv4 = [host.ipv4] if host and host.ipv4 else []
     ipv6 = [host.ipv6] if host and host.ipv6 else []
     status = host.dnssec if host else ZoneStatus.UNSIGNED
     tlsa: list[str] | None = None
     skipped: str | None
-    if not (ipv4 or ipv6) or status is ZoneStatus.BOGUS:
+    if not (ipv4 or ipv6):
         skipped = "address-unresolved"
-    elif status is ZoneStatus.UNSIGNED:
+    elif status is not ZoneStatus.SIGNED:
         skipped = "address-insecure"
     else:
         skipped = None
         assert host is not None
         tlsa = [f"{t.usage} {t.selector} {t.mtype} {tlsa_data(host, t)}" for t in host.tlsa]
+    smtp = smtp_expectation(host, tlsa)
     return {
         "preference": pref,
         "host": name,
@@ -130,40 +176,97 @@ def _mx_host(pref: int, name: str, host: Host | None, tlsa_data: TlsaData) -> di
         "address_dnssec": _DNSSEC[status] if (ipv4 or ipv6) else "insecure",
         "tlsa": tlsa,
         "tlsa_skipped": skipped,
-        "smtp": smtp_expectation(host, tlsa),
+        "smtp": smtp,
+        "dane": _dane(host, tlsa, mx_dnssec, smtp),
     }
 
 
-def smtp_expectation(host: Host | None, tlsa: list[str] | None) -> dict[str, Any]:
-    """What an SMTP probe of the host must find (status, STARTTLS, PKIX, DANE)."""
+def smtp_expectation(host: Host | None, tlsa: list[str] | None = None) -> dict[str, Any]:
+    """What an SMTP probe of each address of the host must find (status, phase, STARTTLS, PKIX)."""
     if host is None or not (host.ipv4 or host.ipv6):
         return {
-            "status": "resolve-error",
+            "status": None,
+            "phase": None,
             "starttls": "unknown",
+            "pkix": None,
             "pkix_valid": None,
             "cert": None,
-            "dane": None,
         }
-    status, starttls, tls = _SMTP[host.smtp or SmtpBehaviour.REFUSED]
-    cert = host.cert.value if tls and host.cert else None
-    if tlsa is None:
-        dane = "not-applicable"
-    elif not host.tlsa:
-        dane = "none"
-    elif all(t.usage in (0, 1) for t in host.tlsa):
-        dane = "unusable"  # RFC 7672 §3.1.3: PKIX-TA/PKIX-EE are not for SMTP
-    elif not tls:
-        dane = "unknown"
-    else:
-        ok = any(t.usage in (2, 3) and t.binds is not TlsaBinds.MISMATCH for t in host.tlsa)
-        dane = "match" if ok else "mismatch"
+    status, phase, starttls, tls = _SMTP[host.smtp or SmtpBehaviour.REFUSED]
+    cert = host.cert if tls else None
+    # probes/transport.py host_pkix_valid: "no STARTTLS" settles it (False); no chain otherwise is unknown.
+    pkix_valid = cert is CertKind.VALID if cert else (False if starttls == "no" else None)
     return {
         "status": status,
+        "phase": phase,
         "starttls": starttls,
-        "pkix_valid": cert == CertKind.VALID if cert else None,
-        "cert": cert,
-        "dane": dane,
+        "pkix": _PKIX[cert] if cert else None,
+        "pkix_valid": pkix_valid,
+        "cert": cert.value if cert else None,
     }
+
+
+def _dane(host: Host | None, tlsa: list[str] | None, mx_dnssec: str, smtp: dict[str, Any]) -> str:
+    """The DANE status of one MX host in a domain (see the module docstring)."""
+    if mx_dnssec == "bogus":
+        return "bogus"
+    if host is None or tlsa is None or not host.tlsa:
+        return "none"
+    if mx_dnssec != "secure":
+        return "insecure"
+    if smtp["cert"] is None:
+        return "undetermined"
+    usable = [t for t in host.tlsa if t.usage in (2, 3)]
+    if not usable:
+        return "unusable"
+    return "valid" if any(t.binds is not TlsaBinds.MISMATCH for t in usable) else "mismatch"
+
+
+def _host_starttls(smtp: dict[str, Any]) -> bool | None:
+    return {"yes": True, "no": False}.get(smtp["starttls"])
+
+
+def _host_dane(dane: str) -> bool | None:
+    return None if dane == "undetermined" else dane == "valid"
+
+
+def _roll(values: list[bool | None]) -> str:
+    """probes/transport.py Coverage3 over per-host tri-states."""
+    if not values:
+        return "not-applicable"
+    yes = sum(v is True for v in values)
+    if None not in values:
+        return "all" if yes == len(values) else "some" if yes else "none"
+    return "some" if yes else "unknown"
+
+
+def _policy_mx(body: bytes) -> list[str]:
+    lines = body.decode("utf-8", "replace").splitlines()
+    return [line.split(":", 1)[1].strip().lower() for line in lines if line.startswith("mx:")]
+
+
+def _covers(pattern: str, host: str) -> bool:
+    """RFC 8461 §4.1: exact, or "*." standing for exactly one leftmost label."""
+    if pattern.startswith("*."):
+        head, _, rest = host.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == host
+
+
+#: Failure reasons about the TXT record, not the policy: the policy itself is still usable.
+_TXT_REASONS = frozenset({"multiple-txt"})
+
+
+def _policy_usable(p: MtaStsPolicy) -> bool:
+    """Fetched over a valid certificate, 200 text/plain, valid by RFC 8461 §3.2-3.3."""
+    return p.valid or (bool(p.reasons) and set(p.reasons) <= _TXT_REASONS)
+
+
+def _policy_mode(p: MtaStsPolicy) -> str | None:
+    for line in p.body.decode("utf-8", "replace").splitlines():
+        if line.startswith("mode:"):
+            return line.split(":", 1)[1].strip()
+    return None
 
 
 def _mta_sts(d: Domain, txt: list[str], mx_hosts: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -171,31 +274,65 @@ def _mta_sts(d: Domain, txt: list[str], mx_hosts: list[dict[str, Any]]) -> dict[
         return None
     records = [t for t in txt if t.startswith("v=STSv1")]
     p = d.policy
+    txt_valid = len(records) == 1
     if p is None:
-        return {
-            "txt_valid": len(records) == 1,
-            "http": None,
-            "mode": None,
-            "valid": False,
-            "reasons": ["no-policy"],
-        }
-    smtp = [h["smtp"] for h in mx_hosts]
+        return {"txt_valid": txt_valid, "http": None, "mode": None, "valid": False, "reasons": ["no-policy"]}
+    mode = p.mode if txt_valid and _policy_usable(p) else None
     return {
-        "txt_valid": len(records) == 1,
+        "txt_valid": txt_valid,
         "http": p.http.value,
-        "mode": p.mode,
+        "mode": mode,
         "valid": p.valid,
         "reasons": list(p.reasons),
         "mx_covered": p.mx_covered,
         # RFC 8461 §5: in enforce mode, mail goes only to MX hosts with valid PKIX certificates.
-        "would_bounce": p.valid and p.mode == "enforce" and not any(s["pkix_valid"] for s in smtp),
+        "would_bounce": mode == "enforce" and not any(h["smtp"]["pkix_valid"] for h in mx_hosts),
     }
 
 
-def _tlsrpt_valid(txt: list[str]) -> bool | None:
+def _findings(
+    d: Domain,
+    present: bool,
+    txt: list[str],
+    mx_hosts: list[dict[str, Any]],
+    tlsrpt_valid: bool,
+    dane_published: bool,
+) -> list[str]:
+    """probes/mtasts/records.py Finding values, by the rules of probes/mtasts/assess.py (RFC 8461)."""
+    if not present:
+        return []  # TXT lookups fail (resolver faults): nothing is definite
+    record_valid = len([t for t in txt if t.startswith("v=STSv1")]) == 1
+    p = d.policy
+    usable = p is not None and _policy_usable(p)
+    found: set[str] = set()
+    mode = _policy_mode(p) if p is not None and usable else None
+    if mode in ("enforce", "testing") and p is not None and mx_hosts:
+        patterns = _policy_mx(p.body)
+        covered = {h["host"]: any(_covers(pat, h["host"]) for pat in patterns) for h in mx_hosts}
+        if not all(covered.values()):
+            found.add("mx-not-covered")
+        if any(not any(_covers(pat, h) for h in covered) for pat in patterns):
+            found.add("stale-mx-pattern")
+        if record_valid:
+            pkix = [h["smtp"]["pkix_valid"] for h in mx_hosts if covered[h["host"]]]
+            if not any(v is True for v in pkix) and None not in pkix:
+                found.add("enforce-would-fail" if mode == "enforce" else "testing-would-fail")
+            for h in mx_hosts:
+                accepts = covered[h["host"]] and h["smtp"]["pkix_valid"] is True
+                refuses = not covered[h["host"]] or h["smtp"]["pkix_valid"] is False
+                if (h["dane"] == "valid" and refuses) or (h["dane"] in ("mismatch", "bogus") and accepts):
+                    found.add("dane-mta-sts-disagree")
+    if record_valid and not usable:
+        found.add("txt-without-policy")
+    if usable and not record_valid:
+        found.add("policy-without-txt")
+    if tlsrpt_valid and not record_valid and not dane_published:
+        found.add("tlsrpt-without-mta-sts-or-dane")
+    return sorted(found)
+
+
+def _tlsrpt_valid(txt: list[str]) -> bool:
     """RFC 8460 §3: exactly one record starting v=TLSRPTv1 whose rua URIs are mailto: or https:."""
-    if not txt:
-        return None
     records = [t for t in txt if t.startswith("v=TLSRPTv1")]
     if len(records) != 1:
         return False

@@ -151,7 +151,9 @@ def _daemons_kept_down() -> Iterator[None]:
     """A policy-rc.d that exits 101 for the duration, unless one is already there."""
     created = False
     if not POLICY_RC_D.exists():
-        POLICY_RC_D.write_text("#!/bin/sh\n# mxscan testbed: never start daemons from package scripts\nexit 101\n")
+        POLICY_RC_D.write_text(
+            "#!/bin/sh\n# mxscan testbed: never start daemons from package scripts\nexit 101\n"
+        )
         POLICY_RC_D.chmod(0o755)
         created = True
     try:
@@ -233,9 +235,11 @@ def install_real_mtas(cache_dir: Path | None = None) -> RealMtas:
 
 
 def wait_for_greeting(
-    address: str, port: int, *, timeout: float, alive: Callable[[], bool] | None = None
+    address: str, port: int, *, timeout: float, expect: str = "", alive: Callable[[], bool] | None = None
 ) -> str:
-    """Connect until the server sends its ``220`` greeting line; return that line.
+    """Connect until the server sends a ``220`` greeting line containing ``expect``
+    (its host name: another server on the same address:port does not count);
+    return that line.
 
     ``alive`` (says whether the daemon still runs) lets the
     wait end early when the daemon died instead of answering.
@@ -251,7 +255,7 @@ def wait_for_greeting(
                 sock.settimeout(max(0.1, min(2.0, deadline - time.monotonic())))
                 sock.connect((address, port))
                 line = sock.recv(1024).decode("ascii", "replace").splitlines()[0:1]
-                if line and line[0].startswith("220"):
+                if line and line[0].startswith("220") and expect in line[0]:
                     with contextlib.suppress(OSError):
                         sock.sendall(b"QUIT\r\n")
                         sock.recv(1024)
@@ -264,13 +268,20 @@ def wait_for_greeting(
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs.  A zombie counts as gone: a daemon that detached from
+    us is reaped by PID 1, which here may take a second or two to do it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        # /proc/<pid>/stat: "pid (comm) state ..."; comm may contain spaces.
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def stop_pid(pid: int, *, timeout: float, reap: subprocess.Popen[bytes] | None = None) -> None:

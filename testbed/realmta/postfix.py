@@ -240,14 +240,20 @@ class PostfixInstance:
         self._render()
         code, said = self._postfix_cmd("start", timeout)
         if code != 0:
-            raise RuntimeError(f"postfix -c {self.config_dir} start failed ({code}): {said}")
+            raise RuntimeError(
+                f"postfix -c {self.config_dir} start failed ({code}): {said}; log: {self.log_tail(5)}"
+            )
         self.pid = self._read_pid()
 
         try:
-            self.greeting = wait_for_greeting(self.address, self.port, timeout=timeout, alive=self._alive)
+            self.greeting = wait_for_greeting(
+                self.address, self.port, timeout=timeout, expect=self.hostname, alive=self._alive
+            )
         except (TimeoutError, RuntimeError) as exc:
             self.stop()
-            raise RuntimeError(f"postfix on {self.address}:{self.port}: {exc}; log: {self.log_tail()}") from None
+            raise RuntimeError(
+                f"postfix on {self.address}:{self.port}: {exc}; log: {self.log_tail()}"
+            ) from None
 
     def _alive(self) -> bool:
         self.pid = self.pid or self._read_pid()

@@ -267,6 +267,9 @@ def stop_tier_b(pids: dict[str, int] | Endpoint, grace: float = STOP_GRACE) -> N
         children = _children(pid)  # NSD's xfrd and server processes
         _stop_pid(pid, grace)
         for child in children:
+            with contextlib.suppress(OSError):
+                if not Path(f"/proc/{child}/comm").read_text().startswith("nsd"):
+                    continue  # already gone and its PID reused: not ours to signal
             _stop_pid(child, grace)
 
 

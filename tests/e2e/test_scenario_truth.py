@@ -1,0 +1,193 @@
+"""End to end: start the whole scenario world, scan it with the real ``mxscan scan``
+command, and hold every domain's record to the world's ground truth.
+
+One test per scenario domain (ids are the domain names), each comparing: DNS
+facts (MX outcome, DNSSEC, CNAME chain, hosts and addresses, TLSA data from the
+real certificates), per MX host and address the SMTP status / phase / STARTTLS /
+PKIX reason, DANE per MX host, MTA-STS mode and findings, TLS-RPT validity and
+the posture roll-ups.  A case where the scanner is wrong by the RFCs is marked
+xfail(strict=True) with the reason (``SCANNER_BUGS``), so fixing the scanner
+turns it into a failure that asks for the mark to go.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from testbed.control import WorldSpec
+from testbed.harness import RunningWorld, running_world
+from testbed.scenarios import scenario_world
+from testbed.truth import truth
+from testbed.worldpki import WorldPki
+
+ROOT = Path(__file__).resolve().parents[2]
+WORLD = scenario_world()
+#: Timeouts short enough for blackhole/tarpit/resolver-timeout scenarios, longer than slow-banner's 1 s.
+SCAN_ARGS = (
+    "--ehlo-name", "scanner.mxscan.test", "--trust-store", "none", "--smtp-timeout", "3",
+    "--smtp-connect-timeout", "3", "--smtp-retries", "0", "--dns-timeout", "1", "--dns-attempts", "2",
+    "--progress", "off",
+)  # fmt: skip
+
+_UVLOOP = (
+    "scanner bug: probes/smtp/session.py _Wire.connection_made asserts isinstance(transport, "
+    "asyncio.Transport), which uvloop's TCPTransport is not; `mxscan scan` runs under uvloop, so the "
+    "assertion kills every SMTP connection and the probe ends io-timeout at the banner"
+)
+
+
+def _needs_smtp_conversation(row: dict[str, Any]) -> bool:
+    """The scanner must read a banner from some MX address (refused and blackhole need none)."""
+    if row["mx_validated_outcome"] != "ok":
+        return False
+    return any(
+        h["smtp"]["status"] not in (None, "connection-refused")
+        and (h["smtp"]["status"], h["smtp"]["phase"]) != ("io-timeout", "banner")
+        for h in row["mx_hosts"]
+    )
+
+
+def _bugs(row: dict[str, Any]) -> str | None:
+    return _UVLOOP if _needs_smtp_conversation(row) else None
+
+
+SCANNER_BUGS = {row["domain"]: reason for row in truth(WORLD) if (reason := _bugs(row))}
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[RunningWorld]:
+    with running_world(WorldSpec("scenarios")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def scanned(world: RunningWorld, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    ep = world.endpoints
+    out = tmp_path_factory.mktemp("scan") / "results.ndjson"
+    argv = [
+        *(sys.executable, "-m", "mxscan", "scan", str(world.state_dir / "domains.txt"), "--out", str(out)),
+        *(
+            "--resolver",
+            ep["dns"],
+            "--smtp-port",
+            str(ep["smtp_port"]),
+            "--https-port",
+            str(ep["https_port"]),
+        ),
+        *("--ca-file", ep["ca_file"], "--intermediates", ep["intermediates"]),
+        *("--preflight-bogus", ep["preflight_bogus"], *SCAN_ARGS),
+    ]
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    return {r["domain"]: r for r in records}
+
+
+@pytest.fixture(scope="module")
+def expected(world: RunningWorld) -> dict[str, dict[str, Any]]:
+    tlsa_data = WorldPki.load(world.state_dir / "pki").tlsa_data
+    return {row["domain"]: row for row in truth(WORLD, tlsa_data)}
+
+
+def _dns_diffs(rec: dict[str, Any], exp: dict[str, Any]) -> Iterator[str]:
+    dns = rec["dns"]
+    mx = dns["mx"]
+    yield from _diff("mx.outcome", mx["outcome"], exp["mx_validated_outcome"])
+    if exp["mx_outcome"] in ("ok", "nodata", "nxdomain"):
+        yield from _diff("mx.dnssec", mx["dnssec"], exp["mx_dnssec"])
+        yield from _diff("mx.cname_chain", mx["cname_chain"], exp["mx_cname_chain"])
+    if exp["mx_validated_outcome"] != "ok":
+        return
+    yield from _diff("has_mx", dns["has_mx"], exp["has_mx"])
+    yield from _diff("null_mx", dns["null_mx"], exp["null_mx"])
+    followed = exp["mx_hosts"][: exp["mx_followed"]]
+    got_hosts = [(h["preference"], h["host"]) for h in dns["mx_hosts"]]
+    yield from _diff("mx_hosts", got_hosts, [(h["preference"], h["host"]) for h in followed])
+    for got, want in zip(dns["mx_hosts"], followed, strict=False):
+        where = f"mx_hosts[{want['host']}]"
+        yield from _diff(f"{where}.a", list(got["a"]["data"]), want["ipv4"])
+        yield from _diff(f"{where}.aaaa", list(got["aaaa"]["data"]), want["ipv6"])
+        yield from _diff(f"{where}.tlsa_skipped", got["tlsa_skipped"], want["tlsa_skipped"])
+        tlsa = None if got["tlsa"] is None else sorted(got["tlsa"]["data"])
+        yield from _diff(f"{where}.tlsa", tlsa, None if want["tlsa"] is None else sorted(want["tlsa"]))
+    sts_txt = list(dns["mta_sts"]["data"]) if dns["mta_sts"]["outcome"] == "ok" else []
+    yield from _diff("mta_sts txt", sorted(sts_txt), sorted(exp["mta_sts_txt"]))
+    yield from _diff("mta_sts txt cname", [c for c in dns["mta_sts"]["cname_chain"]], exp["mta_sts_cname"])
+    tlsrpt_txt = list(dns["tlsrpt"]["data"]) if dns["tlsrpt"]["outcome"] == "ok" else []
+    yield from _diff("tlsrpt txt", tlsrpt_txt, exp["tlsrpt_txt"])
+
+
+def _smtp_diffs(rec: dict[str, Any], exp: dict[str, Any]) -> Iterator[str]:
+    if exp["mx_validated_outcome"] != "ok":
+        yield from _diff("mx_transport", rec["mx_transport"], [])
+        return
+    transports = {t["host"]: t for t in rec["mx_transport"]}
+    followed = exp["mx_hosts"][: exp["mx_followed"]]
+    yield from _diff("mx_transport hosts", sorted(transports), sorted(h["host"] for h in followed))
+    for want in followed:
+        got = transports.get(want["host"])
+        if got is None:
+            continue
+        where = f"smtp[{want['host']}]"
+        yield from _diff(f"{where}.dane", (got["dane"] or {}).get("status"), want["dane"])
+        addresses = {a["address"]: a for a in got["addresses"]}
+        yield from _diff(f"{where}.addresses", sorted(addresses), sorted(want["ipv4"] + want["ipv6"]))
+        smtp = want["smtp"]
+        for address, probe in addresses.items():
+            at = f"{where}@{address}"
+            yield from _diff(f"{at}.status", probe["status"], smtp["status"])
+            yield from _diff(f"{at}.phase", probe["phase"], smtp["phase"])
+            yield from _diff(f"{at}.starttls", probe["starttls"], smtp["starttls"])
+            yield from _diff(f"{at}.pkix", (probe["pkix"] or {}).get("reason"), smtp["pkix"])
+
+
+def _policy_diffs(rec: dict[str, Any], exp: dict[str, Any]) -> Iterator[str]:
+    sts = rec["mta_sts"] or {}
+    want_mode = (exp["mta_sts"] or {}).get("mode")
+    yield from _diff("mta_sts.mode", sts.get("mode"), want_mode)
+    yield from _diff("mta_sts.findings", list(sts.get("findings", [])), exp["mta_sts_findings"])
+    if exp["mta_sts"] is not None:
+        yield from _diff("mta_sts.record.valid", sts["record"]["valid"], exp["mta_sts"]["txt_valid"])
+    yield from _diff("tlsrpt.valid", (rec["tlsrpt"] or {}).get("valid"), exp["tlsrpt_valid"])
+    posture = rec["posture"] or {}
+    for key, want in exp["posture"].items():
+        yield from _diff(f"posture.{key}", posture.get(key), want)
+
+
+def _diff(what: str, got: object, want: object) -> Iterator[str]:
+    if got != want:
+        yield f"{what}: scanner {got!r}, truth {want!r}"
+
+
+def differences(rec: dict[str, Any], exp: dict[str, Any]) -> list[str]:
+    """Every way the scanner's record differs from the truth (empty: they agree)."""
+    if rec["dns"] is None:
+        return [f"no DNS result: {rec['status']} {rec['reason']} {rec['errors']}"]
+    return [*_dns_diffs(rec, exp), *_smtp_diffs(rec, exp), *_policy_diffs(rec, exp)]
+
+
+def _param(name: str) -> object:
+    reason = SCANNER_BUGS.get(name)
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("domain", [_param(d.name) for d in WORLD.domains])
+def test_scan_matches_truth(
+    domain: str, scanned: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]
+) -> None:
+    record = scanned.get(domain)
+    assert record is not None, f"{domain}: no record in the results"
+    assert record["status"] == "success", record["reason"]
+    assert differences(record, expected[domain]) == []
+
+
+def test_every_domain_was_scanned_once(scanned: dict[str, dict[str, Any]]) -> None:
+    assert sorted(scanned) == sorted(d.name for d in WORLD.domains)
