@@ -207,6 +207,24 @@ def _politeness(args: argparse.Namespace) -> tuple[ExcludeList | None, dict[str,
     return exclude, limits
 
 
+def _providers(args: argparse.Namespace) -> int:
+    from probes.providers import ProviderMapError, default_psl_path, load_provider_map, update_psl
+
+    try:
+        if args.providers_command == "update":
+            update_psl(args.source)
+            print(f"stored {args.source} as {default_psl_path()}; later scans attribute providers with it")
+            return 0
+        extra = Path(args.providers).read_text() if args.providers else None
+        providers = load_provider_map(extra)
+    except (OSError, ProviderMapError) as exc:
+        print(f"mxscan: {exc}", file=sys.stderr)
+        return 2
+    for host in args.hosts:
+        print(f"{host}\t{providers.provider_of(host) or '-'}")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mxscan", description="Measure whether email to a list of domains is confidential in transit."
@@ -217,6 +235,18 @@ def _build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("testbed", help="the local test world: up | down | status | truth", add_help=False)
     tb.add_argument("args", nargs=argparse.REMAINDER)
     add_report_parsers(sub)
+    prov = sub.add_parser(
+        "providers", help="provider attribution: look up hosts, update the Public Suffix List"
+    )
+    prov_sub = prov.add_subparsers(dest="providers_command", required=True)
+    update = prov_sub.add_parser(
+        "update",
+        help="store a downloaded Public Suffix List (https://publicsuffix.org/list/public_suffix_list.dat)",
+    )
+    update.add_argument("--from", dest="source", required=True, metavar="FILE", help="the downloaded list")
+    lookup = prov_sub.add_parser("lookup", help="print the provider of each host name")
+    lookup.add_argument("hosts", nargs="+")
+    lookup.add_argument("--providers", metavar="TOML", help="extra overrides, as for scan")
     schema = sub.add_parser("schema", help="print the JSON Schema of a results line")
     schema.add_argument("--out", type=Path, help="write to a file instead of stdout")
     return parser
@@ -279,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         from testbed.cli import main as testbed_main
 
         return testbed_main(args.args)
+    if args.command == "providers":
+        return _providers(args)
     if args.command == "schema":
         from mxscan.schema import schema_text
 
