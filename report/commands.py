@@ -15,9 +15,9 @@ import orjson
 
 from engine.checkpoint import StoreError, read_records
 from report.diff import diff_records, render_diff_ndjson, render_diff_text
-from report.figures import summarise
 from report.render_html import render_html
 from report.render_text import render_markdown, render_text
+from report.summary import summarise
 from report.trend import render_trend_csv, render_trend_html, trend_row
 
 __all__ = ["add_parsers", "run_diff", "run_report", "run_trend"]

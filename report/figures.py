@@ -20,34 +20,27 @@ probe's own pure assessor and the footnote says so; otherwise the figure is
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from probes.mtasts.record import assess_sts_txt
 from probes.tlsrpt.record import assess_tlsrpt_txt
-from report.providers import FOOTNOTES as PROVIDER_FOOTNOTES
-from report.providers import ProviderTally
 
 __all__ = [
     "FOOTNOTES",
     "NOT_MEASURED",
     "UNKNOWN",
-    "Breakdowns",
-    "Capped",
     "DomainFacts",
     "Headline",
     "domain_facts",
     "headline_figures",
     "percent",
     "preferred_transport",
-    "summarise",
 ]
 
 YES, NO, UNKNOWN, NOT_MEASURED = "yes", "no", "unknown", "not-measured"
-_DNS_UNSETTLED = frozenset({"servfail", "refused", "timeout", "error"})
+DNS_UNSETTLED = frozenset({"servfail", "refused", "timeout", "error"})
 _ALL_SOME = frozenset({"all", "some"})
 
 
@@ -97,7 +90,7 @@ def _mx_state(dns: dict[str, Any] | None) -> str:
     if dns.get("null_mx"):
         return "null-mx"
     outcome = (dns.get("mx") or {}).get("outcome")
-    if outcome in _DNS_UNSETTLED:
+    if outcome in DNS_UNSETTLED:
         return UNKNOWN
     implicit = dns.get("implicit_mx") or {}
     if any((implicit.get(k) or {}).get("outcome") == "ok" for k in ("a", "aaaa")):
@@ -123,7 +116,7 @@ def _tlsa(dns: dict[str, Any] | None) -> tuple[tuple[str, ...], bool]:
             continue
         if tlsa.get("outcome") == "ok" and tlsa.get("dnssec") == "secure":
             found.extend(f"{host.get('host', '')} {d}" for d in tlsa.get("data") or ())
-        elif tlsa.get("outcome") in _DNS_UNSETTLED or tlsa.get("dnssec") in ("indeterminate", "unknown"):
+        elif tlsa.get("outcome") in DNS_UNSETTLED or tlsa.get("dnssec") in ("indeterminate", "unknown"):
             unsettled = True
     return tuple(sorted(found)), unsettled
 
@@ -149,7 +142,7 @@ def _sts_from_dns(dns: dict[str, Any] | None) -> tuple[str, bool]:
     if outcome == "ok":
         valid = assess_sts_txt(tuple(answer.get("data") or ())).valid
         return (YES if valid else NO), bool(answer.get("cname_chain"))
-    return (UNKNOWN if outcome in _DNS_UNSETTLED or outcome is None else NO), False
+    return (UNKNOWN if outcome in DNS_UNSETTLED or outcome is None else NO), False
 
 
 def _sts(
@@ -162,7 +155,7 @@ def _sts(
     rec = mta_sts.get("record") or {}
     if rec.get("valid"):
         record = YES
-    elif not rec.get("present") and ((dns or {}).get("mta_sts") or {}).get("outcome") in _DNS_UNSETTLED:
+    elif not rec.get("present") and ((dns or {}).get("mta_sts") or {}).get("outcome") in DNS_UNSETTLED:
         record = UNKNOWN
     else:
         record = NO
@@ -188,7 +181,7 @@ def _tlsrpt(tlsrpt: dict[str, Any] | None, dns: dict[str, Any] | None) -> str:
     outcome = answer.get("outcome")
     if outcome == "ok":
         return YES if assess_tlsrpt_txt(tuple(answer.get("data") or ())).valid else NO
-    return UNKNOWN if outcome in _DNS_UNSETTLED or outcome is None else NO
+    return UNKNOWN if outcome in DNS_UNSETTLED or outcome is None else NO
 
 
 def preferred_transport(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -374,292 +367,4 @@ def _figure(
         "study": study,
         "extras": {},
         "footnote": FOOTNOTES.get(key, ""),
-    }
-
-
-class Capped:
-    """The ``cap`` smallest rows (so the list is the same however the file is ordered) and a total."""
-
-    __slots__ = ("cap", "rows", "total")
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.rows: list[tuple[str, ...]] = []
-        self.total = 0
-
-    def add(self, row: tuple[str, ...]) -> None:
-        self.total += 1
-        rows = self.rows
-        if len(rows) >= self.cap and (not rows or row >= rows[-1]):
-            return
-        bisect.insort(rows, row)
-        if len(rows) > self.cap:
-            rows.pop()
-
-    def result(self, columns: tuple[str, ...]) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "shown": len(self.rows),
-            "columns": list(columns),
-            "rows": [list(r) for r in self.rows],
-        }
-
-
-def _code(reason: str) -> str:
-    return reason.partition(":")[0] or "(empty)"
-
-
-class Breakdowns:
-    """Failure breakdowns, misconfiguration lists and the reasons behind unknowns.
-
-    SMTP results are shared by every domain using an MX host, so SMTP and certificate
-    outcomes are counted once per distinct (host, address, port) probe; DANE verdicts
-    depend on the domain's MX answer and are counted per (domain, MX host).
-    """
-
-    def __init__(self, cap: int = 20) -> None:
-        self.cap = cap
-        self.invalid_reasons: Counter[str] = Counter()
-        self.crash_reasons: Counter[str] = Counter()
-        self.probe_errors: Counter[str] = Counter()
-        self.dns_outcomes: Counter[str] = Counter()
-        self.smtp_status: Counter[str] = Counter()
-        self.smtp_starttls: Counter[str] = Counter()
-        self.pkix_reasons: Counter[str] = Counter()
-        self.plaintext_injection = 0
-        self.dane_status: Counter[str] = Counter()
-        self.sts_fetch: Counter[str] = Counter()
-        self.sts_findings: Counter[str] = Counter()
-        self.sts_record_reasons: Counter[str] = Counter()
-        self.sts_policy_reasons: Counter[str] = Counter()
-        self.tlsrpt_reasons: Counter[str] = Counter()
-        self.unknown_why: dict[str, Counter[str]] = {}
-        self.enforce_would_fail = Capped(cap)
-        self.dane_mismatch = Capped(cap)
-        self.smtp_failures = Capped(cap)
-        self.expired: dict[str, list[Any]] = {}
-        self._probes_seen: set[tuple[str, str, int]] = set()
-
-    def _why(self, question: str, reason: str) -> None:
-        self.unknown_why.setdefault(question, Counter())[reason] += 1
-
-    def add(self, record: dict[str, Any], facts: DomainFacts) -> None:
-        if facts.status == "invalid-input":
-            self.invalid_reasons[_code(str(record.get("reason", "")))] += 1
-            return
-        if facts.status == "unknown-error":
-            self.crash_reasons[_code(str(record.get("reason", "")))] += 1
-        for err in record.get("errors") or ():
-            self.probe_errors[f"{err.get('probe', '?')} {err.get('status', '?')}"] += 1
-        dns = record.get("dns")
-        if dns is not None:
-            mx = dns.get("mx") or {}
-            self.dns_outcomes[f"{mx.get('outcome', '?')} / {mx.get('dnssec', '?')}"] += 1
-        self._transports(record, facts)
-        self._mta_sts(record, facts)
-        tlsrpt = record.get("tlsrpt")
-        if tlsrpt is not None and tlsrpt.get("present") and not tlsrpt.get("valid"):
-            for reason in tlsrpt.get("reasons") or ():
-                self.tlsrpt_reasons[_code(reason)] += 1
-        if facts.mx == "mx":
-            self._unknowns(record, facts)
-
-    def _transports(self, record: dict[str, Any], facts: DomainFacts) -> None:
-        seen = self._probes_seen
-        expired_here: set[str] = set()
-        for transport in record.get("mx_transport") or ():
-            host = str(transport.get("host", ""))
-            dane = transport.get("dane")
-            if dane is not None:
-                status = str(dane.get("status", "?"))
-                self.dane_status[status] += 1
-                if status == "mismatch":
-                    self.dane_mismatch.add((facts.domain, host, str(dane.get("detail", ""))))
-            for probe in transport.get("addresses") or ():
-                pkix = probe.get("pkix")
-                if pkix is not None and pkix.get("reason") == "expired" and host not in expired_here:
-                    expired_here.add(host)
-                    entry = self.expired.get(host)
-                    if entry is None:
-                        entry = [str(probe.get("address", "")), _not_after(probe), set(), 0]
-                        self.expired[host] = entry
-                    if len(entry[2]) < 3:
-                        entry[2].add(facts.domain)
-                    entry[3] += 1
-                key = (host, str(probe.get("address", "")), int(probe.get("port", 25) or 25))
-                if key in seen:
-                    continue
-                seen.add(key)
-                status = str(probe.get("status", "?"))
-                self.smtp_status[status] += 1
-                self.smtp_starttls[str(probe.get("starttls", "?"))] += 1
-                if pkix is not None:
-                    self.pkix_reasons[str(pkix.get("reason", "?"))] += 1
-                self.plaintext_injection += bool(probe.get("plaintext_injection"))
-                if status != "success":
-                    self.smtp_failures.add(
-                        (
-                            host,
-                            key[1],
-                            status,
-                            str(probe.get("phase", "")),
-                            str(probe.get("banner", "")),
-                            str((probe.get("ehlo") or {}).get("greeting_name", "")),
-                            str(probe.get("detail") or probe.get("last_text") or ""),
-                        )
-                    )
-
-    def _mta_sts(self, record: dict[str, Any], facts: DomainFacts) -> None:
-        mta_sts = record.get("mta_sts")
-        if mta_sts is None:
-            return
-        rec = mta_sts.get("record") or {}
-        if rec.get("present") and not rec.get("valid"):
-            for reason in rec.get("reasons") or ():
-                self.sts_record_reasons[_code(reason)] += 1
-        fetch = mta_sts.get("fetch")
-        if fetch is not None:
-            self.sts_fetch[str(fetch.get("status", "?"))] += 1
-        policy = mta_sts.get("policy")
-        if policy is not None and not policy.get("valid"):
-            for reason in policy.get("reasons") or ():
-                self.sts_policy_reasons[_code(reason)] += 1
-        findings = mta_sts.get("findings") or ()
-        for finding in findings:
-            self.sts_findings[str(finding)] += 1
-        if "enforce-would-fail" in findings:
-            mx = ", ".join((policy or {}).get("mx") or ())
-            self.enforce_would_fail.add((facts.domain, str(mta_sts.get("mode") or ""), mx))
-
-    def _unknowns(self, record: dict[str, Any], facts: DomainFacts) -> None:
-        dns = record.get("dns") or {}
-        if facts.dnssec == UNKNOWN:
-            validating = (record.get("scan") or {}).get("dnssec_validating", True)
-            mx_dnssec = str((dns.get("mx") or {}).get("dnssec", "?"))
-            self._why("dnssec", mx_dnssec + ("" if validating else " (resolver not validating)"))
-        if facts.starttls == UNKNOWN or facts.pkix == UNKNOWN:
-            reasons = {
-                str(p.get("status", "?"))
-                for t in record.get("mx_transport") or ()
-                for p in t.get("addresses") or ()
-                if p.get("starttls") == "unknown" or p.get("pkix") is None
-            }
-            for reason in reasons or {"no address probed"}:
-                if facts.starttls == UNKNOWN:
-                    self._why("starttls", reason)
-                if facts.pkix == UNKNOWN:
-                    self._why("pkix", reason)
-        if facts.dane == UNKNOWN:
-            for host in dns.get("mx_hosts") or ():
-                tlsa = host.get("tlsa")
-                skipped = host.get("tlsa_skipped")
-                if tlsa is None and skipped in ("address-unresolved", "resolver-not-validating"):
-                    self._why("dane", f"TLSA not asked: {host['tlsa_skipped']}")
-                elif tlsa is not None and tlsa.get("outcome") in _DNS_UNSETTLED:
-                    self._why("dane", f"TLSA lookup {tlsa['outcome']}")
-                elif tlsa is not None and tlsa.get("dnssec") in ("indeterminate", "unknown"):
-                    self._why("dane", f"TLSA dnssec {tlsa['dnssec']}")
-        if facts.sts_record == UNKNOWN:
-            self._why("mta_sts", f"TXT lookup {(dns.get('mta_sts') or {}).get('outcome', '?')}")
-        if facts.sts_policy == UNKNOWN and facts.sts_record == YES:
-            fetch = (record.get("mta_sts") or {}).get("fetch")
-            why = "not fetched" if fetch is None else f"fetch {fetch.get('status', '?')}"
-            self._why("mta_sts_policy", why)
-        if facts.tlsrpt == UNKNOWN:
-            self._why("tlsrpt", f"TXT lookup {(dns.get('tlsrpt') or {}).get('outcome', '?')}")
-
-    def result(self, lists_cap: int | None = None) -> dict[str, Any]:
-        expired = Capped(lists_cap or self.cap)
-        for host, (address, not_after, domains, count) in self.expired.items():
-            expired.add((host, address, not_after, str(count), ", ".join(sorted(domains))))
-        top = self.cap
-        return {
-            "failures": {
-                "records: invalid input (by reason)": dict(self.invalid_reasons.most_common(top)),
-                "records: unknown-error (by reason)": dict(self.crash_reasons.most_common(top)),
-                "probe errors (probe, status)": dict(self.probe_errors.most_common(top)),
-                "DNS: MX lookup (outcome / dnssec), domains": dict(self.dns_outcomes.most_common()),
-                "SMTP: probe status, distinct host addresses": dict(self.smtp_status.most_common()),
-                "SMTP: STARTTLS advertised, distinct host addresses": dict(self.smtp_starttls.most_common()),
-                "Certificates: PKIX verdict by reason, distinct host addresses": dict(
-                    self.pkix_reasons.most_common()
-                ),
-                "DANE: verdict per (domain, MX host)": dict(self.dane_status.most_common()),
-                "MTA-STS: policy fetch status": dict(self.sts_fetch.most_common()),
-                "MTA-STS: findings": dict(self.sts_findings.most_common()),
-                "MTA-STS: invalid TXT record reasons": dict(self.sts_record_reasons.most_common(top)),
-                "MTA-STS: invalid policy reasons": dict(self.sts_policy_reasons.most_common(top)),
-                "TLS-RPT: invalid record reasons": dict(self.tlsrpt_reasons.most_common(top)),
-            },
-            "plaintext_injection": self.plaintext_injection,
-            "misconfigurations": {
-                "MTA-STS enforce that would fail delivery": self.enforce_would_fail.result(
-                    ("domain", "mode", "policy mx patterns")
-                ),
-                "DANE mismatches that would bounce mail": self.dane_mismatch.result(
-                    ("domain", "MX host", "detail")
-                ),
-                "Expired certificates on MX hosts": expired.result(
-                    ("MX host", "address", "not after", "domains", "some domains")
-                ),
-            },
-            "smtp_failures": self.smtp_failures.result(
-                ("MX host", "address", "status", "phase", "banner", "EHLO name", "detail")
-            ),
-            "unknown_why": {k: dict(v.most_common(top)) for k, v in sorted(self.unknown_why.items())},
-        }
-
-
-def _not_after(probe: dict[str, Any]) -> str:
-    certs = (((probe.get("tls") or {}).get("chain")) or {}).get("certs") or ()
-    return str(certs[0].get("not_after", "")) if certs else ""
-
-
-def summarise(records: Iterable[dict[str, Any]], *, top: int = 10, cap: int = 20) -> dict[str, Any]:
-    """Everything a report shows, from a stream of parsed records, in one pass.
-
-    Memory stays bounded by the number of distinct domains, MX hosts and providers,
-    never by the records themselves.  A domain seen twice counts once (its first line).
-    """
-    headline = Headline()
-    providers = ProviderTally()
-    breakdowns = Breakdowns(cap)
-    seen: set[str] = set()
-    duplicates = unreadable = 0
-    started: Counter[str] = Counter()
-    validating: Counter[str] = Counter()
-    versions: Counter[str] = Counter()
-    for record in records:
-        domain = str(record.get("domain", ""))
-        if domain in seen:
-            duplicates += 1
-            continue
-        seen.add(domain)
-        scan = record.get("scan") or {}
-        started[str(scan.get("started", ""))[:10] or "(unknown)"] += 1
-        validating[str(scan.get("dnssec_validating", "unknown")).lower()] += 1
-        writer = f"{scan.get('tool', '?')} {scan.get('version', '?')}"
-        versions[f"{writer} schema {record.get('schema_version')}"] += 1
-        try:
-            facts = domain_facts(record)
-            headline.add(facts)
-            providers.add(record, facts)
-            breakdowns.add(record, facts)
-        except (AttributeError, TypeError, ValueError, KeyError):  # a line of another shape
-            unreadable += 1
-    return {
-        "meta": {
-            "records": headline.lines,
-            "duplicates": duplicates,
-            "unreadable": unreadable,
-            "scan_dates": dict(sorted(started.items())),
-            "dnssec_validating": dict(validating),
-            "writers": dict(versions.most_common(5)),
-            "statuses": dict(headline.statuses.most_common()),
-            "mx_states": dict(headline.mx_states.most_common()),
-        },
-        "headline": headline_figures(headline),
-        "providers": providers.result(top),
-        **breakdowns.result(),
-        "footnotes": {**FOOTNOTES, **{f"provider_{k}": v for k, v in PROVIDER_FOOTNOTES.items()}},
     }

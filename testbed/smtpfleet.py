@@ -182,8 +182,8 @@ class _Session(asyncio.Protocol):
         behaviour = self.spec.behaviour
         if verb in ("EHLO", "HELO"):
             self.ehlo()
-        elif verb == "STARTTLS" and not self.tls:
-            self.starttls()
+        elif verb == "STARTTLS" and not self.tls and behaviour != "no-starttls":
+            self.starttls()  # a server that does not advertise STARTTLS does not know it (502 below)
         elif verb == "QUIT":
             self.write(b"221 2.0.0 bye\r\n")
             assert self.transport is not None

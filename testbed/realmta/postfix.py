@@ -157,16 +157,19 @@ def run_on_pty(argv: list[str], timeout: float) -> tuple[int, str]:
                     data = os.read(leader, 4096)
                 except OSError:  # EIO: every holder of the pty has closed it
                     data = b""
-                chunks.append(data)
                 if data:
+                    chunks.append(data)
                     continue
+                break
             if finished:
                 break
-        else:
-            proc.kill()
     finally:
         os.close(leader)
-    code = proc.wait()
+    try:
+        code = proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
     return code, " ".join(b"".join(chunks).decode("utf-8", "replace").split())[-1000:]
 
 

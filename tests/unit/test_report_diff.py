@@ -126,7 +126,7 @@ def test_summary_and_renderings() -> None:
 
 
 def test_trend_dates_runs_and_charts_them() -> None:
-    from report.figures import summarise
+    from report.summary import summarise
     from report.trend import date_from_name, render_trend_csv, render_trend_html, trend_row
 
     assert date_from_name("/x/results-20250131.ndjson") == "2025-01-31"

@@ -24,7 +24,7 @@ from probes.tls.certs import CertFacts, ChainFacts
 from probes.tls.verify import PkixReason, PkixResult
 from probes.tlsrpt.record import TlsRptRecord
 from probes.transport import MxTransport, posture
-from report.figures import summarise
+from report.summary import summarise
 
 # ---------------------------------------------------------------- factories
 
