@@ -12,9 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import orjson
 import pytest
 
+from mxscan.schema import schema
 from testbed.control import NetOptions, WorldSpec
 from testbed.harness import Endpoint, running_dns
 
@@ -78,6 +80,9 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(
     subprocess.run(_scan_argv(endpoint, names, reference), check=True, cwd=ROOT, timeout=300)
     expected = _comparable(reference)
     assert len(expected) == DOMAINS
+    validator = jsonschema.Draft202012Validator(schema())
+    for line in reference.read_bytes().splitlines():
+        validator.validate(orjson.loads(line))  # every real record fits the published schema
 
     out = tmp_path / "killed.ndjson"
     rng = random.Random(20261129)
