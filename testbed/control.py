@@ -320,7 +320,8 @@ def up(
         "https_port": https_port,
         "ca_file": str(pki.ca_file),
         "intermediates": str(pki.intermediates_file),
-        "preflight_bogus": PREFLIGHT_BOGUS[0],
+        # Both names are bogus in every world; only the scenario world has bogus.scenario.test.
+        "preflight_bogus": PREFLIGHT_BOGUS[0] if spec.kind == "scenarios" else PREFLIGHT_BOGUS[1],
     }
     _write_json(state_dir / "endpoints.json", endpoints)
     _write_json(state_dir / "state.json", state)

@@ -142,9 +142,7 @@ def domain_truth(
     out["posture"] = {
         "starttls": _roll([_host_starttls(h["smtp"]) for h in measured]),
         "pkix_valid": _roll([h["smtp"]["pkix_valid"] for h in measured]),
-        "dane_valid": _roll(
-            [None if h["dane"] == "undetermined" else h["dane"] == "valid" for h in measured]
-        ),
+        "dane_valid": _roll([_host_dane(h["smtp"]["dane"]) for h in measured]),
         "dane_published": dane_published,
         "dnssec_mx": dnssec,
         "mta_sts_mode": (out["mta_sts"] or {}).get("mode"),
@@ -168,6 +166,7 @@ def _mx_host(pref: int, name: str, host: Host | None, tlsa_data: TlsaData, mx_dn
         assert host is not None
         tlsa = [f"{t.usage} {t.selector} {t.mtype} {tlsa_data(host, t)}" for t in host.tlsa]
     smtp = smtp_expectation(host, tlsa)
+    smtp["dane"] = _dane(host, tlsa, mx_dnssec, smtp)
     return {
         "preference": pref,
         "host": name,
@@ -177,7 +176,6 @@ def _mx_host(pref: int, name: str, host: Host | None, tlsa_data: TlsaData, mx_dn
         "tlsa": tlsa,
         "tlsa_skipped": skipped,
         "smtp": smtp,
-        "dane": _dane(host, tlsa, mx_dnssec, smtp),
     }
 
 
@@ -320,7 +318,8 @@ def _findings(
             for h in mx_hosts:
                 accepts = covered[h["host"]] and h["smtp"]["pkix_valid"] is True
                 refuses = not covered[h["host"]] or h["smtp"]["pkix_valid"] is False
-                if (h["dane"] == "valid" and refuses) or (h["dane"] in ("mismatch", "bogus") and accepts):
+                dane = h["smtp"]["dane"]
+                if (dane == "valid" and refuses) or (dane in ("mismatch", "bogus") and accepts):
                     found.add("dane-mta-sts-disagree")
     if record_valid and not usable:
         found.add("txt-without-policy")

@@ -20,6 +20,7 @@ import ssl
 import sys
 from collections import deque
 from dataclasses import dataclass, field
+from typing import cast
 
 from engine.status import Status
 from probes.smtp.ehlo import EhloInfo, parse_ehlo
@@ -81,8 +82,8 @@ class _Wire(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport is a Transport by behaviour, not by class: never isinstance() here.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -10,9 +10,9 @@ an NSEC chain (RFC 4034 §4) and one RRSIG per authoritative RRset:
 
 - names are walked in canonical order (RFC 4034 §6.1); a name with NS below
   the apex is a delegation point: only its DS and NSEC are signed, and names
-  below it (glue) get neither NSEC nor RRSIG (RFC 4035 §2.2–2.3);
+  below it (glue) get neither NSEC nor RRSIG (RFC 4035 §2.2-2.3);
 - the signed data is the RRSIG rdata without the signature followed by the
-  RRset in canonical form (RFC 4034 §3.1.8.1, §6.2–6.3); rdata is made
+  RRset in canonical form (RFC 4034 §3.1.8.1, §6.2-6.3); rdata is made
   canonical by dnspython (memoised: most zones repeat the same NS and SOA).
 
 A *bogus* zone is signed the same way and then every RRSIG except the one
@@ -50,8 +50,8 @@ from testbed.zones import TTL, Rr
 __all__ = [
     "ALGORITHM",
     "SIGNATURE_LIFETIME",
-    "ZoneKey",
     "Validity",
+    "ZoneKey",
     "canonical_key",
     "ds_rdata",
     "make_key",
@@ -154,8 +154,14 @@ def _type_bitmap(types: Iterable[int]) -> bytes:
     return bytes(out)
 
 
+@lru_cache(maxsize=256)
 def _type_code(rtype: str) -> int:
     return int(dns.rdatatype.from_text(rtype))
+
+
+@lru_cache(maxsize=256)
+def _type_text(code: int) -> str:
+    return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(code))
 
 
 def _dt(seconds: int) -> str:
@@ -185,7 +191,7 @@ class _Signer:
         if self.bogus and rtype != _DNSKEY:
             sig = sig[:-1] + bytes((sig[-1] ^ 0xFF,))
         text = (
-            f"{dns.rdatatype.to_text(rtype)} {ALGORITHM} {_labels(owner)} {TTL} {_dt(exp)} {_dt(inc)} "
+            f"{_type_text(rtype)} {ALGORITHM} {_labels(owner)} {TTL} {_dt(exp)} {_dt(inc)} "
             f"{self.key.key_tag} {self.signer_text} {base64.b64encode(sig).decode()}"
         )
         return Rr(owner, "RRSIG", text)
@@ -227,6 +233,6 @@ def sign_zone(
         nxt = secure[(i + 1) % len(secure)]
         types = [_type_code(t) for t in rrsets] + [_RRSIG, _NSEC]
         bitmap = _type_bitmap(types)
-        out.append(Rr(name, "NSEC", f"{nxt}. {' '.join(dns.rdatatype.to_text(t) for t in sorted(set(types)))}"))
+        out.append(Rr(name, "NSEC", f"{nxt}. {' '.join(_type_text(t) for t in sorted(set(types)))}"))
         out.append(signer.sign(name, _NSEC, [name_wire(nxt) + bitmap]))
     return out

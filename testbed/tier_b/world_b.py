@@ -20,13 +20,12 @@ faults, which tier (a) applies to exactly one name and a real resolver to a
 whole subtree:
 
 - ``timeout``: unbound drops the queries (``local-zone deny``); same as tier (a)
-  for the name; names below it are dropped too (tier (a): NXDOMAIN).
-- ``refused``: unbound answers REFUSED (``always_refuse``); same for the name;
-  names below it are REFUSED too (tier (a): NXDOMAIN).
-- ``servfail``: a lame delegation to an address where nothing listens; unbound
-  answers SERVFAIL, also with CD=1, like tier (a), but carries EDE 22 ("No
-  Reachable Authority") or none where tier (a) carries none; names below it
-  SERVFAIL too.
+  over UDP; over TCP unbound closes the connection unanswered (tier (a) keeps
+  it open); names below it are dropped too (tier (a): NXDOMAIN).
+- ``refused``: unbound answers REFUSED (``always_refuse``), with AA set (tier
+  (a): no AA); names below it are REFUSED too (tier (a): NXDOMAIN).
+- ``servfail``: a delegation with no usable server; unbound answers SERVFAIL
+  at once, also with CD=1, no EDE, like tier (a); names below it SERVFAIL too.
 - ``ns1.testbed.test`` / ``ns-lame.testbed.test`` exist in tier (b) (the
   servers' names), and are NXDOMAIN in tier (a).
 """
@@ -55,7 +54,7 @@ import dns.rcode
 from testbed.tier_b.nsd import render_nsd_conf
 from testbed.tier_b.signing import ZoneKey, ds_rdata, make_key, sign_zone, validity_now
 from testbed.tier_b.unbound import fault_local_zones, render_root_hints, render_unbound_conf
-from testbed.tier_b.zonefiles import NAMESERVER, NsLayout, build_zones, write_zone
+from testbed.tier_b.zonefiles import DEFAULT_LAYOUT, NAMESERVER, NsLayout, build_zones, write_zone
 from testbed.world import World, ZoneStatus
 from testbed.zones import TlsaData, WorldIndex, placeholder_tlsa_data
 
@@ -65,6 +64,7 @@ __all__ = [
     "Endpoint",
     "Prepared",
     "TierBError",
+    "descendants",
     "main",
     "prepare",
     "running_tier_b",
@@ -81,9 +81,9 @@ READY_TIMEOUT = 300.0
 STOP_GRACE = 5.0
 #: Scenario key -> how tier (b) answers differently from tier (a) (module docstring).
 TIER_A_DIFFERENCES = {
-    "timeout": "dropped by unbound (local-zone deny): names below the domain are dropped too",
-    "refused": "REFUSED by unbound (always_refuse): names below the domain are REFUSED too",
-    "servfail": "lame delegation: SERVFAIL (also with CD=1) may carry EDE 22; names below SERVFAIL too",
+    "timeout": "dropped by unbound (local-zone deny; TCP closed unanswered): names below dropped too",
+    "refused": "REFUSED by unbound (always_refuse, AA set): names below the domain are REFUSED too",
+    "servfail": "delegation with no usable server: SERVFAIL also with CD=1; names below SERVFAIL too",
 }
 
 
@@ -96,7 +96,8 @@ class Endpoint(NamedTuple):
 
     host: str
     port: int
-    #: "nsd" and "unbound" -> PID (each a session leader; NSD forks its own children).
+    #: "nsd" and "unbound" -> PID, each a session leader.  NSD's PID is its xfrd process, which
+    #: forks NSD's main process, which forks the servers; stop_tier_b stops them all by PID.
     pids: dict[str, int]
     #: Seconds per step and counts: zones, signed, generate_s, nsd_start_s, unbound_start_s.
     stats: dict[str, float]
@@ -122,7 +123,7 @@ def prepare(
     world: World,
     directory: Path,
     resolver: tuple[str, int] = (DEFAULT_RESOLVER_ADDR, 53),
-    layout: NsLayout = NsLayout(),
+    layout: NsLayout = DEFAULT_LAYOUT,
     tlsa_data: TlsaData = placeholder_tlsa_data,
 ) -> Prepared:
     """Write keys, zone files and configs for ``world`` into ``directory`` (emptied first)."""
@@ -136,6 +137,8 @@ def prepare(
     keys: dict[str, ZoneKey] = {
         apex: make_key() for apex, status in index.zones.items() if status is not ZoneStatus.UNSIGNED
     }
+    if "" not in keys:
+        raise TierBError("the world's root zone is unsigned: unbound needs its key as the trust anchor")
     zones = build_zones(index, layout, lambda apex: ds_rdata(apex, keys[apex]) if apex in keys else None)
     t1 = time.perf_counter()
     validity = validity_now()
@@ -200,7 +203,7 @@ def start_tier_b(
     *,
     addr: str = DEFAULT_RESOLVER_ADDR,
     port: int = 53,
-    layout: NsLayout = NsLayout(),
+    layout: NsLayout = DEFAULT_LAYOUT,
     tlsa_data: TlsaData = placeholder_tlsa_data,
     timeout: float = READY_TIMEOUT,
 ) -> Endpoint:
@@ -225,11 +228,13 @@ def start_tier_b(
     return Endpoint(addr, port, pids, {**prep.stats, "nsd_start_s": nsd_s, "unbound_start_s": ub_s})
 
 
-def _children(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """Children, grandchildren, ... of ``pid`` (NSD: xfrd -> main -> server processes)."""
     found: list[int] = []
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
-            found += [int(c) for c in (task / "children").read_text().split()]
+            for child in (int(c) for c in (task / "children").read_text().split()):
+                found += [child, *descendants(child)]
     return found
 
 
@@ -264,7 +269,7 @@ def stop_tier_b(pids: dict[str, int] | Endpoint, grace: float = STOP_GRACE) -> N
         pid = pids.get(name)
         if pid is None:
             continue
-        children = _children(pid)  # NSD's xfrd and server processes
+        children = descendants(pid)  # NSD's main and server processes
         _stop_pid(pid, grace)
         for child in children:
             with contextlib.suppress(OSError):
@@ -280,7 +285,7 @@ def running_tier_b(
     *,
     addr: str = DEFAULT_RESOLVER_ADDR,
     port: int = 53,
-    layout: NsLayout = NsLayout(),
+    layout: NsLayout = DEFAULT_LAYOUT,
     tlsa_data: TlsaData = placeholder_tlsa_data,
 ) -> Iterator[Endpoint]:
     """Tier (b) for the duration of a block; a temporary state dir unless one is given."""
@@ -321,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     except TierBError as exc:
         print(f"tier (b): {exc}", file=sys.stderr)
         return 1
-    stats = " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in endpoint.stats.items())
+    stats = " ".join(
+        f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in endpoint.stats.items()
+    )
     print(f"resolver {endpoint.host}:{endpoint.port} pids {endpoint.pids} {stats}", flush=True)
     try:
         while not stop:

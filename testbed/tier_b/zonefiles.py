@@ -38,6 +38,7 @@ from testbed.world import ResolverFault, ZoneStatus
 from testbed.zones import TTL, Rr, WorldIndex, iter_zones
 
 __all__ = [
+    "DEFAULT_LAYOUT",
     "LAME_NS",
     "NAMESERVER",
     "NsLayout",
@@ -62,6 +63,9 @@ class NsLayout(NamedTuple):
     nsd: str = "127.0.0.60"
     #: Where nothing listens: the lame delegation's target.
     lame: str = "127.0.0.61"
+
+
+DEFAULT_LAYOUT = NsLayout()
 
 
 @dataclass
@@ -95,7 +99,7 @@ def zone_names(index: WorldIndex) -> Iterator[str]:
 
 def build_zones(
     index: WorldIndex,
-    layout: NsLayout = NsLayout(),
+    layout: NsLayout = DEFAULT_LAYOUT,
     ds: Callable[[str], str | None] = lambda apex: None,
 ) -> dict[str, ZoneData]:
     """Every zone tier (b) serves, apex -> ZoneData; ``ds(apex)`` gives a signed child's DS rdata."""

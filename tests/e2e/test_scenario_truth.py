@@ -5,9 +5,7 @@ One test per scenario domain (ids are the domain names), each comparing: DNS
 facts (MX outcome, DNSSEC, CNAME chain, hosts and addresses, TLSA data from the
 real certificates), per MX host and address the SMTP status / phase / STARTTLS /
 PKIX reason, DANE per MX host, MTA-STS mode and findings, TLS-RPT validity and
-the posture roll-ups.  A case where the scanner is wrong by the RFCs is marked
-xfail(strict=True) with the reason (``SCANNER_BUGS``), so fixing the scanner
-turns it into a failure that asks for the mark to go.
+the posture roll-ups.
 """
 
 from __future__ import annotations
@@ -35,31 +33,6 @@ SCAN_ARGS = (
     "--smtp-connect-timeout", "3", "--smtp-retries", "0", "--dns-timeout", "1", "--dns-attempts", "2",
     "--progress", "off",
 )  # fmt: skip
-
-_UVLOOP = (
-    "scanner bug: probes/smtp/session.py _Wire.connection_made asserts isinstance(transport, "
-    "asyncio.Transport), which uvloop's TCPTransport is not; `mxscan scan` runs under uvloop, so the "
-    "assertion kills every SMTP connection and the probe ends io-timeout at the banner"
-)
-
-
-def _needs_smtp_conversation(row: dict[str, Any]) -> bool:
-    """The scanner must read a banner from some MX address (refused and blackhole need none)."""
-    if row["mx_validated_outcome"] != "ok":
-        return False
-    return any(
-        h["smtp"]["status"] not in (None, "connection-refused")
-        and (h["smtp"]["status"], h["smtp"]["phase"]) != ("io-timeout", "banner")
-        for h in row["mx_hosts"]
-    )
-
-
-def _bugs(row: dict[str, Any]) -> str | None:
-    return _UVLOOP if _needs_smtp_conversation(row) else None
-
-
-SCANNER_BUGS = {row["domain"]: reason for row in truth(WORLD) if (reason := _bugs(row))}
-
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[RunningWorld]:
@@ -136,7 +109,7 @@ def _smtp_diffs(rec: dict[str, Any], exp: dict[str, Any]) -> Iterator[str]:
         if got is None:
             continue
         where = f"smtp[{want['host']}]"
-        yield from _diff(f"{where}.dane", (got["dane"] or {}).get("status"), want["dane"])
+        yield from _diff(f"{where}.dane", (got["dane"] or {}).get("status"), want["smtp"]["dane"])
         addresses = {a["address"]: a for a in got["addresses"]}
         yield from _diff(f"{where}.addresses", sorted(addresses), sorted(want["ipv4"] + want["ipv6"]))
         smtp = want["smtp"]
@@ -173,13 +146,7 @@ def differences(rec: dict[str, Any], exp: dict[str, Any]) -> list[str]:
     return [*_dns_diffs(rec, exp), *_smtp_diffs(rec, exp), *_policy_diffs(rec, exp)]
 
 
-def _param(name: str) -> object:
-    reason = SCANNER_BUGS.get(name)
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("domain", [_param(d.name) for d in WORLD.domains])
+@pytest.mark.parametrize("domain", [pytest.param(d.name, id=d.name) for d in WORLD.domains])
 def test_scan_matches_truth(
     domain: str, scanned: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]
 ) -> None:

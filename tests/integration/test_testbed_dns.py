@@ -275,7 +275,7 @@ def test_cli_truth_writes_one_line_per_domain(tmp_path: Path) -> None:
     by_name = {r["scenario"]: r for r in rows}
     assert by_name["null-mx"]["null_mx"] and not by_name["null-mx"]["has_mx"]
     assert by_name["sts-enforce-bad-cert"]["mta_sts"]["would_bounce"]
-    assert by_name["dane-ee-match"]["mx_hosts"][0]["smtp"]["dane"] == "match"
+    assert by_name["dane-ee-match"]["mx_hosts"][0]["smtp"]["dane"] == "valid"
     assert by_name["tlsrpt-malformed"]["tlsrpt_valid"] is False
 
 

@@ -38,7 +38,7 @@ def _rates(world: World) -> dict[str, float]:
     return {
         "mx": len(mx) / len(rows),
         "dnssec": len(secure) / len(mx),
-        "dane": sum(any(h["smtp"]["dane"] == "match" for h in t["mx_hosts"]) for t in secure) / len(mx),
+        "dane": sum(any(h["smtp"]["dane"] == "valid" for h in t["mx_hosts"]) for t in secure) / len(mx),
         "mta_sts": sum(t["mta_sts"] is not None for t in mx) / len(mx),
         "enforce": sum((t["mta_sts"] or {}).get("mode") == "enforce" for t in mx) / len(mx),
         "starttls": sum(all(h["smtp"]["starttls"] == "yes" for h in t["mx_hosts"]) for t in mx) / len(mx),
