@@ -93,7 +93,9 @@ class ScanConfig:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC now as ISO 8601 with milliseconds; once per record, so kept cheap (no datetime)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 def _detail(exc: BaseException) -> str:
