@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--smtp-port", type=int, help="MX hosts' SMTP port (root: 25, else 10025; 0: any)")
             p.add_argument("--https-port", type=int, help="policy HTTPS port (root: 443, else 10443; 0: any)")
             _net_args(p)
+    p = sub.add_parser("stats", help="SMTP connection counts of the running mail processes (JSON)")
+    p.add_argument("--state-dir", type=Path, default=control.DEFAULT_STATE_DIR)
+    p.add_argument("--reset", action="store_true", help="then start counting again from zero")
     p = sub.add_parser("truth", help="write the ground truth as NDJSON")
     _world_args(p, required=False)
     p.add_argument(
@@ -92,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--smtp-port", type=int, required=True)
     p.add_argument("--https-port", type=int, required=True)
     p.add_argument("--ready-file", type=Path)
+    p.add_argument("--stats-file", type=Path, help="SMTP connection counts as JSON on SIGUSR1/SIGUSR2/exit")
     return parser
 
 
@@ -194,10 +198,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_mail(
             _spec(args).build(), args.shard, args.shards, args.pki_dir, args.smtp_port, args.https_port,
-            args.ready_file,
+            args.ready_file, args.stats_file,
         )  # fmt: skip
     if args.command == "up":
         return _up(args)
+    if args.command == "stats":
+        try:
+            print(json.dumps(control.mail_stats(args.state_dir, reset=args.reset), indent=2))
+        except control.ControlError as exc:
+            print(f"testbed stats: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "down":
         stopped = control.down(args.state_dir)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")

@@ -12,7 +12,7 @@ SIGKILL after a grace period.
 State dir layout: ``state.json`` (servers, PIDs), ``endpoints.json`` (what a
 scan needs: resolver, ports, CA files, preflight name), ``world.json`` (the
 world spec and counts), ``domains.txt`` (the list to scan), ``pki/``,
-``dns.log``, ``mail-<i>.log``.
+``dns.log``, ``mail-<i>.log``, ``mail-<i>.stats.json`` (``mail_stats``).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ __all__ = [
     "dns_answers",
     "down",
     "mail_argv",
+    "mail_stats",
     "serve_argv",
     "status",
     "tcp_answers",
@@ -147,13 +148,22 @@ def serve_argv(
 
 
 def mail_argv(
-    spec: WorldSpec, shard: int, shards: int, pki_dir: Path, smtp_port: int, https_port: int, ready_file: Path
+    spec: WorldSpec,
+    shard: int,
+    shards: int,
+    pki_dir: Path,
+    smtp_port: int,
+    https_port: int,
+    ready_file: Path,
+    stats_file: Path | None = None,
 ) -> list[str]:
     """The command line of one mail process (SMTP + HTTPS of one shard)."""
+    stats = ["--stats-file", str(stats_file)] if stats_file is not None else []
     return [
         *(sys.executable, "-m", "testbed", "serve-mail", *spec.argv()),
         *("--shard", str(shard), "--shards", str(shards), "--pki-dir", str(pki_dir)),
         *("--smtp-port", str(smtp_port), "--https-port", str(https_port), "--ready-file", str(ready_file)),
+        *stats,
     ]
 
 
@@ -297,7 +307,8 @@ def up(
         for i, probe in enumerate(probes):
             ready, log = state_dir / f"mail-{i}.ready", state_dir / f"mail-{i}.log"
             ready.unlink(missing_ok=True)
-            argv = mail_argv(spec, i, shards, pki.directory, smtp_port, https_port, ready)
+            stats = state_dir / f"mail-{i}.stats.json"
+            argv = mail_argv(spec, i, shards, pki.directory, smtp_port, https_port, ready, stats)
             proc = _spawn(argv, log)
             addr, port = (probe[1], smtp_port if probe[0] == "smtp" else https_port) if probe else (None, 0)
             started.append((_server(f"mail-{i}", "mail", proc, addr, port, log, argv), proc, ready))
@@ -363,3 +374,34 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any]:
                         "state": "running" if answers else "crashed"})  # fmt: skip
     overall = "running" if all(s["state"] == "running" for s in servers) else "crashed"
     return {"state": overall, "world": state["world"], "servers": servers}
+
+
+def mail_stats(
+    state_dir: Path = DEFAULT_STATE_DIR, *, reset: bool = False, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """Each running mail process's SMTP connection counts (``serve_mail``), one dict per process.
+
+    Asks each process for a fresh snapshot (SIGUSR1; SIGUSR2 with ``reset``: the
+    snapshot, then counts start again from zero) and waits for it.  Peaks are per
+    process: a provider's global peak is one process's only if all its hosts share
+    that process (every world under ``services.MAX_SOCKETS_PER_PROCESS`` listeners).
+    """
+    state = _read_state(state_dir)
+    if state is None:
+        raise ControlError(f"no world is running from {state_dir}")
+    snapshots = []
+    for server in state["servers"]:
+        if server.get("kind") != "mail":
+            continue
+        if not _alive(server):
+            raise ControlError(f"{server['name']} is not running")
+        path = state_dir / f"{server['name']}.stats.json"
+        path.unlink(missing_ok=True)
+        os.kill(server["pid"], signal.SIGUSR2 if reset else signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise ControlError(f"{server['name']} wrote no statistics within {timeout:.0f}s")
+            time.sleep(0.02)
+        snapshots.append({"name": server["name"], **json.loads(path.read_text())})
+    return snapshots

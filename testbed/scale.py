@@ -15,6 +15,13 @@ overrides any rate or provider count:
     dnssec = 0.2
     [providers]
     google = 30000
+
+Politeness tests add a provider the study does not have: ``throttled`` (a
+share of domains with MX, default 0) are hosted by ``THROTTLE_ZONE``, each on
+its own per-customer MX host (as outlook.com does), and that provider accepts
+at most ``throttle_limit`` SMTP connections at once over all its hosts,
+greeting the next ones with 421 (``Host.connection_limit``).  With the default
+0 the world is exactly what it was without the option (no random draws).
 """
 
 from __future__ import annotations
@@ -45,7 +52,15 @@ from testbed.world import (
     ZoneStatus,
 )
 
-__all__ = ["PROVIDERS", "Profile", "load_profile", "provider_mx", "scale_world"]
+__all__ = [
+    "PROVIDERS",
+    "THROTTLE_PROVIDER",
+    "THROTTLE_ZONE",
+    "Profile",
+    "load_profile",
+    "provider_mx",
+    "scale_world",
+]
 
 #: The study's top-10 table: key, real name, zone signed, DANE column, domains.
 PROVIDERS: tuple[Provider, ...] = (
@@ -65,6 +80,9 @@ _BY_KEY = {p.key: p for p in PROVIDERS}
 _SIGNED_PROVIDERS = frozenset({"outlook", "cloudflare"})
 _EE311 = (Tlsa(3, 1, 1, TlsaBinds.EE),)
 STUDY_MX_DOMAINS = 65244
+#: The throttling provider of politeness tests (not one of the study's): key and zone.
+THROTTLE_PROVIDER = "throttle"
+THROTTLE_ZONE = "throttle.prov.test"
 
 #: Shared MX sets per provider (variant 0 first): (preference, host label) pairs.
 _SHARED_MX: dict[str, tuple[tuple[tuple[int, str], ...], ...]] = {
@@ -165,6 +183,10 @@ class Profile:
     sts_cname: float = 0.06
     #: Share of domains that are copies of a scenario (round-robin over the catalogue).
     sprinkle: float = 0.002
+    #: Share of domains with MX hosted by the throttling provider (politeness tests; 0: none).
+    throttled: float = 0.0
+    #: SMTP connections the throttling provider accepts at once before answering 421.
+    throttle_limit: float = 4
     #: Domains with MX per provider; the long tail gets the rest of STUDY_MX_DOMAINS.
     providers: dict[str, int] = field(default_factory=lambda: {p.key: p.study_domains for p in PROVIDERS})
 
@@ -251,6 +273,8 @@ def _mx_domain(
     bodies: dict[tuple[int, str], bytes],
     sts_zone: str,
 ) -> Domain:
+    if p.throttled > 0 and rng.random() < p.throttled:
+        return _throttled_domain(name, b, p)
     key = plan.keys[min(bisect(plan.cum, rng.random()), len(plan.keys) - 1)]
     signed = rng.random() < (plan.cf_signed if key == "cloudflare" else plan.signed)
     status = ZoneStatus.SIGNED if signed else ZoneStatus.UNSIGNED
@@ -281,6 +305,15 @@ def _mx_domain(
     elif rng.random() < p.tlsrpt:
         kw["tlsrpt_txt"] = (tlsrpt_txt(name),)
     return Domain(name, dnssec=status, mx=mx, **kw)  # type: ignore[arg-type]
+
+
+def _throttled_domain(name: str, b: Builder, p: Profile) -> Domain:
+    """A customer of the throttling provider: its own MX host in the provider's zone."""
+    b.zone(Zone(THROTTLE_ZONE))
+    host = f"{name.replace('.', '-')}.mx.{THROTTLE_ZONE}"
+    limit = max(int(p.throttle_limit), 1)
+    b.host(host, provider=THROTTLE_PROVIDER, connection_limit=limit, banner=f"{host} ESMTP busy provider")
+    return Domain(name, mx=(Mx(10, host),))
 
 
 _BAD_CUM = tuple(zip((k for k, _ in _BAD_CERTS), accumulate(w for _, w in _BAD_CERTS), strict=True))

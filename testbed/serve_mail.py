@@ -8,12 +8,22 @@ domains), takes its shard (``services.shard``), loads the PKI ``up`` wrote,
 starts every listener, and then writes the SMTP port to the ready file: ``up``
 waits for that file, so "ready" means every socket of the shard is bound.
 SIGTERM/SIGINT stop the fleets and end the process.
+
+Statistics (``--stats-file``): the SMTP fleet's connection counts
+(``smtpfleet.FleetStats``: per host, per provider, peak open at once per
+provider, 421 refusals) are written there as JSON on SIGUSR1, on SIGUSR2
+(which then starts a new measurement: counts cleared, peaks down to what is
+open now) and on exit.  Writes are atomic (temp file, rename), so a reader
+that removed the file, sent the signal and waits for the file to reappear
+reads one complete snapshot taken after the signal (``control.mail_stats``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import resource
 import signal
 import sys
@@ -21,11 +31,11 @@ from pathlib import Path
 
 from testbed import services
 from testbed.httpsserver import PolicyServerFleet
-from testbed.smtpfleet import SmtpFleet
+from testbed.smtpfleet import FleetStats, SmtpFleet
 from testbed.world import World
 from testbed.worldpki import ContextCache, WorldPki
 
-__all__ = ["serve_mail"]
+__all__ = ["serve_mail", "write_stats"]
 
 
 def _raise_open_files_limit() -> None:
@@ -36,6 +46,14 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def write_stats(path: Path, stats: FleetStats, shard: int, seq: int, reason: str) -> None:
+    """One snapshot of ``stats`` as JSON at ``path``, atomically."""
+    data = {"pid": os.getpid(), "shard": shard, "seq": seq, "reason": reason, **stats.as_dict()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
 async def _serve(
     world: World,
     index: int,
@@ -44,6 +62,7 @@ async def _serve(
     smtp_port: int,
     https_port: int,
     ready_file: Path | None,
+    stats_file: Path | None,
 ) -> None:
     part = services.shard(world, index, count)
     contexts = ContextCache(WorldPki.load(pki_dir))
@@ -56,6 +75,19 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
+    seq = 0
+
+    def dump(reset: bool) -> None:
+        nonlocal seq
+        seq += 1
+        if stats_file is not None:
+            with contextlib.suppress(OSError):  # a full disk must not stop the mail service
+                write_stats(stats_file, smtp.stats, index, seq, "reset" if reset else "request")
+        if reset:
+            smtp.stats.reset()
+
+    loop.add_signal_handler(signal.SIGUSR1, dump, False)
+    loop.add_signal_handler(signal.SIGUSR2, dump, True)
     try:
         async with smtp, https:
             print(
@@ -72,6 +104,9 @@ async def _serve(
         print(f"mail shard {index} stopping: {sum(smtp.stats.connections.values())} SMTP connections, "
               f"{contexts.built} TLS contexts built", flush=True)  # fmt: skip
     finally:
+        if stats_file is not None:
+            with contextlib.suppress(OSError):
+                write_stats(stats_file, smtp.stats, index, seq + 1, "exit")
         contexts.close()
 
 
@@ -83,13 +118,14 @@ def serve_mail(
     smtp_port: int,
     https_port: int,
     ready_file: Path | None = None,
+    stats_file: Path | None = None,
 ) -> int:
     """Serve shard ``index`` of ``count`` until SIGTERM; the process exit code."""
     if not 0 <= index < count:
         print(f"serve-mail: shard {index} is not in 0..{count - 1}", file=sys.stderr)
         return 2
     _raise_open_files_limit()
-    run = _serve(world, index, count, pki_dir, smtp_port, https_port, ready_file)
+    run = _serve(world, index, count, pki_dir, smtp_port, https_port, ready_file, stats_file)
     try:
         import uvloop
 

@@ -146,6 +146,7 @@ def host_spec(host: Host, contexts: ContextCache) -> list[HostSpec]:
             banner=host.banner,
             provider=host.provider,
             tls_factory=factory,
+            provider_limit=host.connection_limit,
         )
         for address in (host.ipv4, host.ipv6)
         if address

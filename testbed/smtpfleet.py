@@ -72,10 +72,30 @@ class HostSpec:
 
 @dataclass
 class FleetStats:
+    """Connection counts; a host without a provider counts as its own provider (its name)."""
+
     connections: Counter[str] = field(default_factory=Counter)
     open_per_provider: Counter[str] = field(default_factory=Counter)
     peak_per_provider: Counter[str] = field(default_factory=Counter)
     refused_421: Counter[str] = field(default_factory=Counter)
+    connections_per_provider: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        """Plain JSON-ready counters (zero entries dropped)."""
+        return {
+            "connections": dict(+self.connections),
+            "connections_per_provider": dict(+self.connections_per_provider),
+            "open_per_provider": dict(+self.open_per_provider),
+            "peak_per_provider": dict(+self.peak_per_provider),
+            "refused_421": dict(+self.refused_421),
+        }
+
+    def reset(self) -> None:
+        """Start a new measurement: counts cleared, peaks down to what is open now."""
+        self.connections.clear()
+        self.connections_per_provider.clear()
+        self.refused_421.clear()
+        self.peak_per_provider = Counter(+self.open_per_provider)
 
 
 class _Session(asyncio.Protocol):
@@ -99,6 +119,7 @@ class _Session(asyncio.Protocol):
         stats = self.fleet.stats
         stats.connections[spec.name] += 1
         provider = spec.provider or spec.name
+        stats.connections_per_provider[provider] += 1
         stats.open_per_provider[provider] += 1
         self.counted = True
         stats.peak_per_provider[provider] = max(

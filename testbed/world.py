@@ -190,6 +190,9 @@ class Host:
     tlsa: tuple[Tlsa, ...] = ()
     #: Status of the zone the host's name lives in (kept equal to that zone's status).
     dnssec: ZoneStatus = ZoneStatus.UNSIGNED
+    #: Connections the host's *provider* accepts at once (over all its hosts) before it
+    #: greets with 421; 0: no limit.  A property of the provider, repeated on each of its hosts.
+    connection_limit: int = 0
 
 
 @dataclass(frozen=True, slots=True)
