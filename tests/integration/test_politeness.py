@@ -116,3 +116,18 @@ def test_excluded_hosts_and_ranges_are_never_contacted(tls_and_trust) -> None:
     assert skipped == ["mx0.busy.prov.test", "mx3.busy.prov.test", "mx4.busy.prov.test"]
     assert all(r.detail == "excluded" for r in results if r.status is Status.SKIPPED)
     assert sum(stats.connections[h] for h in skipped) == 0
+
+
+def test_one_connection_at_a_time_per_address(tls_and_trust) -> None:
+    tls, trust = tls_and_trust
+    spec = HostSpec(name="mx.single.prov.test", address="127.66.1.1", behaviour="good", tls=tls)
+    polite = _polite(trust, Limit(concurrency=50))
+
+    async def main():
+        async with SmtpFleet([spec], PORT) as fleet:
+            found = await asyncio.gather(*(polite.probe(spec.name, spec.address) for _ in range(10)))
+            return [f.result for f in found], fleet.stats
+
+    results, stats = asyncio.run(main())
+    assert all(r.status is Status.SUCCESS for r in results)
+    assert stats.connections[spec.name] == 10 and stats.peak_per_provider[spec.name] == 1

@@ -245,3 +245,34 @@ def test_keep_certs_stores_pem(pki: TestPki, trust) -> None:
     result = asyncio.run(main())
     assert result.tls is not None and len(result.tls.chain_pem) == 2
     assert result.tls.chain_pem[0].startswith("-----BEGIN CERTIFICATE-----")
+
+
+@pytest.mark.parametrize("certificates", [20, 100], ids=["20-cert-chain", "100-cert-chain"])
+def test_long_chains_are_capped_or_classified(pki: TestPki, trust, certificates: int) -> None:
+    """A chain longer than we keep facts for is truncated to 16; one beyond OpenSSL's
+    100 KiB certificate-message cap fails the handshake, as it does for every
+    OpenSSL-based sender: a classified result either way, with bounded memory."""
+    issued = pki.issue([f"mx.chain-{certificates}.smtp.test"], kind="valid")
+    padding = pki.intermediate.pem() * (certificates - 2)  # the intermediate again and again
+    spec = HostSpec(
+        name=f"mx.chain-{certificates}.smtp.test",
+        address=f"127.77.9.{certificates % 250}",
+        behaviour="good",
+        tls=server_context(issued.chain_pem + padding, issued.key_pem),
+    )
+    settings = SmtpSettings(ehlo_name="scanner.mxscan.test", trust_store=trust, port=PORT, timeouts=TIMEOUTS)
+
+    async def main() -> SmtpResult:
+        async with SmtpFleet([spec], PORT):
+            return (await SmtpProber(settings).probe(spec.name, spec.address)).result
+
+    result = uvloop.run(main())
+    assert result.starttls is Starttls.YES
+    if certificates == 20:
+        assert result.status is Status.SUCCESS and result.tls is not None
+        assert result.tls.chain.presented == 20 and result.tls.chain.truncated
+        assert len(result.tls.chain.certs) == 16
+        assert result.pkix is not None and result.pkix.valid
+    else:
+        assert result.status is Status.TLS_HANDSHAKE_ERROR and result.phase is Phase.TLS
+        assert "excessive message size" in result.detail.lower()
