@@ -17,6 +17,12 @@ The banner is ``220 <banner>``, ``<name> ESMTP`` when the spec has none.
 
 ``stats`` counts connections per host and per provider, including the peak
 number open at once, so politeness tests can assert what the scanner did.
+A connection is open from accept until the server has answered QUIT or the
+connection is lost, whichever comes first: after "221" the session is over for
+the server (an MTA's connection counter, e.g. Postfix's anvil, drops then),
+while the TCP and TLS teardown may still take a round trip the client does not
+wait for.  Counting until ``connection_lost`` would charge a client that
+opens its next session right after "221" with one connection too many.
 """
 
 from __future__ import annotations
@@ -135,6 +141,10 @@ class _Session(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in self.timers:
             timer.cancel()
+        self.uncount()
+
+    def uncount(self) -> None:
+        """The session no longer occupies a slot of its provider (once per connection)."""
         if self.counted:
             self.fleet.stats.open_per_provider[self.spec.provider or self.spec.name] -= 1
             self.counted = False
@@ -206,6 +216,7 @@ class _Session(asyncio.Protocol):
         elif verb == "STARTTLS" and not self.tls and behaviour != "no-starttls":
             self.starttls()  # a server that does not advertise STARTTLS does not know it (502 below)
         elif verb == "QUIT":
+            self.uncount()  # before "221": the client may connect again as soon as it reads it
             self.write(b"221 2.0.0 bye\r\n")
             assert self.transport is not None
             self.transport.close()
