@@ -237,7 +237,9 @@ def sequential_smtplib(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pki-dir", type=Path)
     parser.add_argument("--name", default="aspmx.l.google.prov.test")
     parser.add_argument("--handshakes", type=int, default=3000)
@@ -255,7 +257,9 @@ def main() -> None:
     else:
         if args.pki_dir is None:
             parser.error("--pki-dir is required (a running world's <state>/pki)")
-        print(json.dumps({**asdict(measure_pair(args.pki_dir, args.name, args.handshakes, args.concurrency))}))
+        print(
+            json.dumps({**asdict(measure_pair(args.pki_dir, args.name, args.handshakes, args.concurrency))})
+        )
 
 
 if __name__ == "__main__":

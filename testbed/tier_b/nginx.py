@@ -198,7 +198,9 @@ def _policy_location(layout: NginxLayout, site: NginxSite) -> list[str]:
     elif behaviour == "hang":
         body = [f"echo_sleep {HANG_SECONDS};"]
     else:
-        raise NginxError(f"{site.host_name}: nginx cannot do {behaviour!r}: {UNSUPPORTED.get(behaviour, '?')}")
+        raise NginxError(
+            f"{site.host_name}: nginx cannot do {behaviour!r}: {UNSUPPORTED.get(behaviour, '?')}"
+        )
     lines = [head, *(f"\t\t\t{line}" for line in body), "\t\t}"]
     if behaviour == "redirect":
         lines += [

@@ -82,7 +82,9 @@ class TierBFiles(NamedTuple):
     stats: dict[str, float]
 
 
-def write_postfix(world: World, directory: Path, world_pki: WorldPki, port: int = POSTFIX_PORT) -> Path | None:
+def write_postfix(
+    world: World, directory: Path, world_pki: WorldPki, port: int = POSTFIX_PORT
+) -> Path | None:
     """A Postfix instance for POSTFIX_HOST under ``directory``; its config dir, or None.
 
     The data directory must belong to the ``postfix`` user, which exists only where Postfix
@@ -191,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolver-addr", default=DEFAULT_RESOLVER_ADDR)
     parser.add_argument("--resolver-port", type=int, default=53)
     parser.add_argument("--smtp-port", type=int, default=SMTP_PORT, help="the MX hosts' SMTP port")
-    parser.add_argument("--https-port", type=int, default=HTTPS_PORT, help="nginx's port on every policy host")
+    parser.add_argument(
+        "--https-port", type=int, default=HTTPS_PORT, help="nginx's port on every policy host"
+    )
     parser.add_argument("--postfix-port", type=int, default=POSTFIX_PORT)
     args = parser.parse_args(argv)
     if args.scenarios:
