@@ -112,7 +112,14 @@ def _tlsa(dns: dict[str, Any] | None) -> tuple[tuple[str, ...], bool]:
     for host in (dns or {}).get("mx_hosts") or ():
         tlsa = host.get("tlsa")
         if tlsa is None:
-            unsettled |= host.get("tlsa_skipped") in ("address-unresolved", "resolver-not-validating")
+            skipped = host.get("tlsa_skipped")
+            if skipped == "resolver-not-validating":
+                unsettled = True
+            elif skipped == "address-unresolved":
+                # Unsettled only when an address lookup itself failed; an MX name that
+                # definitely does not exist (NXDOMAIN/NODATA) has no TLSA: a definite no.
+                answers = [host.get("a"), host.get("aaaa")]
+                unsettled |= any(a is None or a.get("outcome") in DNS_UNSETTLED for a in answers)
             continue
         if tlsa.get("outcome") == "ok" and tlsa.get("dnssec") == "secure":
             found.extend(f"{host.get('host', '')} {d}" for d in tlsa.get("data") or ())
@@ -164,7 +171,11 @@ def _sts(
         policy = YES
     elif record == YES:
         fetch = mta_sts.get("fetch")
-        fetched = fetch is not None and fetch.get("status") == "success"
+        # The server answered (any HTTP status): "no usable policy" is then definite;
+        # only a fetch that got no HTTP answer at all leaves the policy unknown.
+        fetched = fetch is not None and (
+            fetch.get("status") == "success" or fetch.get("http_status") is not None
+        )
         policy = NO if fetched or mta_sts.get("policy") is not None else UNKNOWN
     else:
         policy = NO if record == NO else record

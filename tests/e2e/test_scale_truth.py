@@ -169,13 +169,6 @@ def truth_figures(rows: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
 
 
 FIGURES = ("scanned", "with_mx", "starttls", "pkix", "dnssec", "dane", "mta_sts", "mta_sts_enforce", "tlsrpt")
-#: Where the report's "unknown" disagrees with the footnote's definition (see the reasons).
-_KNOWN_UNKNOWN_BUGS = {
-    "dane": "report/figures.py _tlsa: an MX host whose name is NXDOMAIN (tlsa_skipped "
-    "address-unresolved, a.outcome nxdomain) makes DANE 'unknown'; NXDOMAIN is a definite answer",
-    "mta_sts_enforce": "report/figures.py _sts: a policy fetch answered by the server (404, redirect, "
-    "wrong Content-Type, oversized body) is counted 'unknown'; it is a definite 'no usable policy'",
-}
 
 
 def _figure(report: dict[str, Any], key: str) -> dict[str, Any]:
@@ -196,15 +189,7 @@ def test_headline_count_matches_truth(
     assert figure["not_measured"] == 0
 
 
-@pytest.mark.parametrize(
-    "key",
-    [
-        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=_KNOWN_UNKNOWN_BUGS[k]))
-        if k in _KNOWN_UNKNOWN_BUGS
-        else k
-        for k in FIGURES
-    ],
-)
+@pytest.mark.parametrize("key", FIGURES)
 def test_headline_unknown_matches_truth(
     key: str, report: dict[str, Any], truth_rows: list[dict[str, Any]]
 ) -> None:

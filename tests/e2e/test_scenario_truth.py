@@ -34,6 +34,7 @@ SCAN_ARGS = (
     "--progress", "off",
 )  # fmt: skip
 
+
 @pytest.fixture(scope="module")
 def world() -> Iterator[RunningWorld]:
     with running_world(WorldSpec("scenarios")) as running:
