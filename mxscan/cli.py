@@ -232,7 +232,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mxscan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _scan_parser(sub)
-    tb = sub.add_parser("testbed", help="the local test world: up | down | status | stats | truth", add_help=False)
+    tb = sub.add_parser(
+        "testbed", help="the local test world: up | down | status | stats | truth", add_help=False
+    )
     tb.add_argument("args", nargs=argparse.REMAINDER)
     add_report_parsers(sub)
     prov = sub.add_parser(

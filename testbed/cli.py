@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--dns-port", type=int, default=control.DEFAULT_DNS_PORT, help="0: any free port")
             p.add_argument("--smtp-port", type=int, help="MX hosts' SMTP port (root: 25, else 10025; 0: any)")
             p.add_argument("--https-port", type=int, help="policy HTTPS port (root: 443, else 10443; 0: any)")
+            p.add_argument(
+                "--tier",
+                choices=["a", "b"],
+                default="a",
+                help="a: built-in servers (default); b: NSD + validating unbound (real DNSSEC) + nginx "
+                "from Debian, resolver 127.0.0.54:53 (root)",
+            )
             _net_args(p)
     p = sub.add_parser("stats", help="SMTP connection counts of the running mail processes (JSON)")
     p.add_argument("--state-dir", type=Path, default=control.DEFAULT_STATE_DIR)
@@ -170,8 +177,9 @@ def _up(args: argparse.Namespace) -> int:
     net = control.NetOptions(args.rtt, args.jitter, args.blackhole)
     try:
         state = control.up(
-            _spec(args), args.state_dir, args.dns_addr, args.dns_port, net, args.smtp_port, args.https_port
-        )
+            _spec(args), args.state_dir, args.dns_addr, args.dns_port, net, args.smtp_port, args.https_port,
+            tier=args.tier,
+        )  # fmt: skip
     except (control.ControlError, OSError) as exc:
         print(f"testbed up: {exc}", file=sys.stderr)
         return 1

@@ -271,21 +271,25 @@ def up(
     net: NetOptions | None = None,
     smtp_port: int | None = None,
     https_port: int | None = None,
+    tier: str = "a",
 ) -> dict[str, Any]:
     """Start the world's servers (detached) unless the same world already runs; the state.
 
     ``smtp_port``/``https_port``: None for the default (``default_port``), 0 for any free port.
+    ``tier``: "a" (built-in servers) or "b" (NSD + unbound + nginx from Debian; root, port 53).
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     state = _read_state(state_dir)
     if state is not None:
         running = all(_alive(s) and _answers(s) for s in state["servers"])
-        if running and state["world"] == asdict(spec):
+        if running and state["world"] == asdict(spec) and state.get("tier", "a") == tier:
             return state
         if running:
             raise ControlError(f"another world is running from {state_dir}: run `testbed down` first")
         down(state_dir)  # crashed leftovers: clear them before starting afresh
     state_dir = state_dir.resolve()
+    if tier == "b":
+        return _up_tier_b(spec, state_dir, smtp_port)
     world = spec.build()
     (state_dir / "domains.txt").write_text("".join(f"{d.name}\n" for d in world.domains))
     shards = services.shard_count(world)
@@ -339,13 +343,57 @@ def up(
     return state
 
 
+def _up_tier_b(spec: WorldSpec, state_dir: Path, smtp_port: int | None) -> dict[str, Any]:
+    from testbed.tier_b.up_b import start_tier_b_world
+
+    world = spec.build()
+    shards = services.shard_count(world)
+    probes = [services.probe_address(services.shard(world, i, shards)) for i in range(shards)]
+    smtp_port = default_port("smtp") if smtp_port is None else smtp_port or free_port()
+
+    def start_mail(smtp: int, https: int) -> list[dict[str, Any]]:
+        started: list[tuple[dict[str, Any], subprocess.Popen[bytes], Path]] = []
+        try:
+            for i, probe in enumerate(probes):
+                ready, log = state_dir / f"mail-{i}.ready", state_dir / f"mail-{i}.log"
+                ready.unlink(missing_ok=True)
+                stats = state_dir / f"mail-{i}.stats.json"
+                argv = mail_argv(spec, i, shards, state_dir / "pki", smtp, https, ready, stats)
+                proc = _spawn(argv, log)
+                addr, port = (probe[1], smtp if probe[0] == "smtp" else https) if probe else (None, 0)
+                started.append((_server(f"mail-{i}", "mail", proc, addr, port, log, argv), proc, ready))
+            for server, proc, ready in started:
+                wait_ready(proc, ready, READY_TIMEOUT, Path(server["log"]))
+        except (ControlError, OSError):
+            for _, proc, _ in started:
+                proc.kill()
+                proc.wait()
+            raise
+        return [server for server, _, _ in started]
+
+    servers, _ = start_tier_b_world(
+        world, state_dir, scenarios=spec.kind == "scenarios", spec=asdict(spec), smtp_port=smtp_port,
+        start_mail=start_mail,
+    )  # fmt: skip
+    state = {"world": asdict(spec), "tier": "b", "servers": servers, "started": time.time()}
+    _write_json(state_dir / "state.json", state)
+    return state
+
+
 def down(state_dir: Path = DEFAULT_STATE_DIR, grace: float = STOP_GRACE) -> list[str]:
     """Stop the recorded servers; the names of those that were stopped.  Idempotent."""
     state = _read_state(state_dir)
     stopped: list[str] = []
+    tier = state.get("tier", "a") if state else "a"
     for server in state["servers"] if state else []:
         if not _alive(server):
             continue
+        if tier == "b":
+            from testbed.tier_b.up_b import stop_server
+
+            if stop_server(server):  # NSD forks and nginx has workers: stop the whole tree
+                stopped.append(server["name"])
+                continue
         os.kill(server["pid"], signal.SIGTERM)
         deadline = time.monotonic() + grace
         while _alive(server) and time.monotonic() < deadline:

@@ -208,24 +208,38 @@ def start_tier_b(
     timeout: float = READY_TIMEOUT,
 ) -> Endpoint:
     """Prepare ``<state_dir>/tier-b`` and start NSD and unbound; stop both if either fails."""
+    prep = prepare(world, state_dir / "tier-b", (addr, port), layout, tlsa_data)
+    endpoint = start_dns(prep.nsd_conf, prep.unbound_conf, prep.directory, addr, port, layout, timeout)
+    return endpoint._replace(stats={**prep.stats, **endpoint.stats})
+
+
+def start_dns(
+    nsd_conf: Path,
+    unbound_conf: Path,
+    directory: Path,
+    addr: str = DEFAULT_RESOLVER_ADDR,
+    port: int = 53,
+    layout: NsLayout = DEFAULT_LAYOUT,
+    timeout: float = READY_TIMEOUT,
+) -> Endpoint:
+    """Start NSD and unbound from prepared configs; stop both if either fails."""
     missing = tools_missing()
     if missing:
         raise TierBError(f"not installed: {', '.join(missing)} (apt-get install nsd unbound)")
-    prep = prepare(world, state_dir / "tier-b", (addr, port), layout, tlsa_data)
-    directory, pids = prep.directory, {}
+    pids: dict[str, int] = {}
     try:
         nsd_log = directory / "nsd.out"
-        nsd = _spawn([str(_which("nsd")), "-d", "-c", str(prep.nsd_conf)], nsd_log)
+        nsd = _spawn([str(_which("nsd")), "-d", "-c", str(nsd_conf)], nsd_log)
         pids["nsd"] = nsd.pid
         nsd_s = _wait(nsd, _poll(layout.nsd, 53, ".", False), nsd_log, timeout)
         ub_log = directory / "unbound.log"
-        unbound = _spawn([str(_which("unbound")), "-d", "-c", str(prep.unbound_conf)], ub_log)
+        unbound = _spawn([str(_which("unbound")), "-d", "-c", str(unbound_conf)], ub_log)
         pids["unbound"] = unbound.pid
         ub_s = _wait(unbound, _poll(addr, port, ".", True), ub_log, timeout)
     except BaseException:
         stop_tier_b(pids)
         raise
-    return Endpoint(addr, port, pids, {**prep.stats, "nsd_start_s": nsd_s, "unbound_start_s": ub_s})
+    return Endpoint(addr, port, pids, {"nsd_start_s": nsd_s, "unbound_start_s": ub_s})
 
 
 def descendants(pid: int) -> list[int]:
