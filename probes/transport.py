@@ -128,4 +128,3 @@ def posture(
         mta_sts_mode=mta_sts_mode,
         tlsrpt=tlsrpt,
     )
-
