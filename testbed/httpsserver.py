@@ -42,6 +42,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from testbed.serverset import ServerSet
+
 __all__ = ["BEHAVIOURS", "OVERSIZED_BYTES", "PolicyServerFleet", "PolicyServerStats", "PolicySite"]
 
 BEHAVIOURS = (
@@ -128,7 +130,7 @@ def _host_header(head: bytes) -> str:
     return ""
 
 
-class PolicyServerFleet:
+class PolicyServerFleet(ServerSet):
     """Start and stop every site's listener inside the running event loop."""
 
     def __init__(self, sites: Iterable[PolicySite], port: int | None = None) -> None:
@@ -140,8 +142,7 @@ class PolicyServerFleet:
                 raise ValueError(f"{site.host_name}: a TLS context is needed for {site.behaviour!r}")
         self.port = port if port is not None else (443 if os.geteuid() == 0 else 8443)
         self.stats = PolicyServerStats()
-        self._servers: list[asyncio.Server] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__()
 
     async def start(self) -> None:
         by_address: dict[str, list[PolicySite]] = {}
@@ -160,26 +161,6 @@ class PolicyServerFleet:
                 handle, address, self.port, ssl=listener.context, reuse_address=True, backlog=512
             )
             self._servers.append(server)
-
-    async def stop(self) -> None:
-        for server in self._servers:
-            server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1)
-        self._servers.clear()
-
-    async def __aenter__(self) -> PolicyServerFleet:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def _serve(
         self, listener: _Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

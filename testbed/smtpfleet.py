@@ -28,7 +28,6 @@ opens its next session right after "221" with one connection too many.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import ssl
@@ -37,6 +36,8 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from testbed.serverset import ServerSet
 
 __all__ = ["HOSTILE_BEHAVIOURS", "FleetStats", "HostSpec", "SmtpFleet"]
 
@@ -280,15 +281,14 @@ class _Session(asyncio.Protocol):
             self.data_received(held)
 
 
-class SmtpFleet:
+class SmtpFleet(ServerSet):
     """Start and stop every host's listener inside the running event loop."""
 
     def __init__(self, specs: Iterable[HostSpec], port: int) -> None:
         self.specs = [s for s in specs if s.behaviour != "refused"]
         self.port = port
         self.stats = FleetStats()
-        self._servers: list[asyncio.base_events.Server] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__()
         #: address -> the hosts on it (first one answers); host name -> its context once built.
         self._by_address: dict[str, list[HostSpec]] = {}
         for spec in self.specs:
@@ -349,26 +349,6 @@ class SmtpFleet:
                 backlog=512,
             )
             self._servers.append(server)
-
-    async def stop(self) -> None:
-        for server in self._servers:
-            server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1)
-        self._servers.clear()
-
-    async def __aenter__(self) -> SmtpFleet:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
 
 def server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:

@@ -31,7 +31,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["StsRecord", "assess_sts_txt", "bound_reasons", "is_sts_candidate", "reason_code", "reason_detail"]
+__all__ = [
+    "StsRecord",
+    "assess_sts_txt",
+    "bound_reasons",
+    "is_sts_candidate",
+    "near_misses",
+    "reason_code",
+    "reason_detail",
+]
 
 #: RFC 8461 §3.1: the version field, case-sensitive (%s, RFC 7405).
 VERSION = "v=STSv1"
@@ -110,7 +118,7 @@ def assess_sts_txt(txt_records: Sequence[str]) -> StsRecord:
     """Judge the TXT records found at ``_mta-sts.<domain>`` (RFC 8461 §3.1)."""
     candidates = [txt for txt in txt_records if is_sts_candidate(txt)]
     if not candidates:
-        return StsRecord(False, False, "", ("no-sts-record", *_near_misses(txt_records)), (), ())
+        return StsRecord(False, False, "", ("no-sts-record", *near_misses(txt_records, VERSION)), (), ())
     if len(candidates) > 1:
         # §3.1: "If the number of resulting records is not one ... senders MUST
         # assume the recipient domain does not have an available MTA-STS Policy".
@@ -118,14 +126,16 @@ def assess_sts_txt(txt_records: Sequence[str]) -> StsRecord:
     return _assess_one(candidates[0])
 
 
-def _near_misses(txt_records: Sequence[str]) -> tuple[str, ...]:
-    """Why records that look like MTA-STS were discarded (only said when none is kept)."""
+def near_misses(txt_records: Sequence[str], version: str) -> tuple[str, ...]:
+    """Why records that look like ``version`` records were discarded (said only when none
+    is kept): the version field is there but not first, or in the wrong case.  Shared by
+    the MTA-STS (RFC 8461 §3.1) and TLS-RPT (RFC 8460 §3) record judges."""
     found: list[str] = []
     for txt in txt_records:
         fields = [f.strip(" \t") for f in txt.split(";")]
-        if VERSION in fields:
+        if version in fields:
             found.append("version-not-first")
-        elif any(f.lower() == VERSION.lower() for f in fields):
+        elif any(f.lower() == version.lower() for f in fields):
             found.append("version-wrong-case")
     return tuple(dict.fromkeys(found))
 

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from probes.mtasts.record import bound_reasons, reason_code, reason_detail
+from probes.mtasts.record import bound_reasons, near_misses, reason_code, reason_detail
 
 __all__ = ["SUPPORTED_SCHEMES", "TlsRptRecord", "assess_tlsrpt_txt", "rua_problem"]
 
@@ -97,21 +97,12 @@ def assess_tlsrpt_txt(txt_records: Sequence[str]) -> TlsRptRecord:
     """Judge the TXT records found at ``_smtp._tls.<domain>`` (RFC 8460 §3)."""
     candidates = [txt for txt in txt_records if _is_candidate(txt)]
     if not candidates:
-        return TlsRptRecord(False, False, (), ("no-tlsrpt-record", *_near_misses(txt_records)), (), ())
+        return TlsRptRecord(
+            False, False, (), ("no-tlsrpt-record", *near_misses(txt_records, VERSION)), (), ()
+        )
     if len(candidates) > 1:
         return TlsRptRecord(True, False, (), (f"multiple-tlsrpt-records:{len(candidates)}",), (), ())
     return _assess_one(candidates[0])
-
-
-def _near_misses(txt_records: Sequence[str]) -> tuple[str, ...]:
-    found: list[str] = []
-    for txt in txt_records:
-        fields = [f.strip(" \t") for f in txt.split(";")]
-        if VERSION in fields:
-            found.append("version-not-first")
-        elif any(f.lower() == VERSION.lower() for f in fields):
-            found.append("version-wrong-case")
-    return tuple(dict.fromkeys(found))
 
 
 def _assess_one(txt: str) -> TlsRptRecord:
