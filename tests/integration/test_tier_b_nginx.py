@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -215,3 +218,20 @@ def test_stop_leaves_no_nginx_process(world_pki: WorldPki, tmp_path: Path) -> No
         assert workers  # master_process on: one worker
     for gone in (pid, *workers):
         assert not Path(f"/proc/{gone}").exists() or "Z" in Path(f"/proc/{gone}/stat").read_text().split()[2]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_confirms_what_nginx_serves(world_pki: WorldPki, tmp_path: Path) -> None:
+    """An independent client (curl, verifying against the world CA) sees the same policies."""
+    expected = {"ok": (0, "200"), "404": (0, "404"), "redirect": (0, "301"), "wrong-cert": (60, "000")}
+    chosen = {b: next(s for s in SITES.values() if s.behaviour == b) for b in expected}
+    with _nginx(list(chosen.values()), tmp_path, world_pki):
+        for behaviour, site in chosen.items():
+            url = f"https://{site.host_name}:{NGINX_PORT}/.well-known/mta-sts.txt"
+            result = subprocess.run(
+                ["curl", "-sS", "-o", os.devnull, "-w", "%{http_code}", "--max-time", "5",
+                 "--cacert", str(world_pki.ca_file),
+                 "--resolve", f"{site.host_name}:{NGINX_PORT}:{site.address}", url],
+                capture_output=True, text=True, timeout=15,
+            )  # fmt: skip
+            assert (result.returncode, result.stdout) == expected[behaviour], (behaviour, result.stderr)
