@@ -30,8 +30,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common import median, run_mxscan
-from scan_full import FullRun, analyse, lifted_limits_args, pct, scan_args
+from common import median
+from scan_full import FullRun, analyse, isolated_scan, lifted_limits_args, pct, scan_args
 
 from engine.limits import Limit
 from engine.limitspec import BIG_PROVIDER_LIMIT, DEFAULT_PROVIDER_LIMIT, STUDY_TOP_PROVIDERS
@@ -89,7 +89,7 @@ def scan_and_count(spec: WorldSpec, folder: Path, extra: list[str], tag: str) ->
     began = time.perf_counter()
     with running_world(spec, state_dir=state) as world:
         print(f"  world up in {time.perf_counter() - began:.1f}s", flush=True)
-        run = run_mxscan(scan_args(world, extra), out, summary)
+        run = isolated_scan(scan_args(world, extra), out, summary)
     peaks, refused = fleet_peaks(state)
     full = analyse(run, out)
     out.unlink(missing_ok=True)

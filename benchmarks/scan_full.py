@@ -39,8 +39,11 @@ shortened by default so the world's deliberate blackhole and timeout scenarios
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -53,14 +56,22 @@ import dns.message
 import dns.query
 import dns.rdatatype
 import orjson
-from common import ScanRun, median, run_mxscan
+from common import ScanRun, median
 from tls_pair import PairResult, SequentialResult, measure_pair, sequential_smtplib
 
 from engine.limitspec import STUDY_TOP_PROVIDERS
 from testbed.control import NetOptions, WorldSpec
 from testbed.harness import RunningWorld, running_world
 
-__all__ = ["FullRun", "analyse", "lifted_limits_args", "parse_seconds", "scan_args", "world_scan"]
+__all__ = [
+    "FullRun",
+    "analyse",
+    "isolated_scan",
+    "lifted_limits_args",
+    "parse_seconds",
+    "scan_args",
+    "world_scan",
+]
 
 EHLO_NAME = "scanner.mxscan.test"
 #: Domains of the sequential (study) baseline: at 80 ms RTT each costs ~0.3 s of lookups.
@@ -119,6 +130,34 @@ class FullRun:
     @property
     def handshake_rate(self) -> float:
         return self.tls_sessions / self.scan.wall if self.scan.wall else 0.0
+
+
+_LAUNCHER = """
+import json, sys, pathlib
+sys.path.insert(0, sys.argv[1])
+from common import run_mxscan
+run = run_mxscan(json.loads(sys.argv[2]), pathlib.Path(sys.argv[3]), pathlib.Path(sys.argv[4]))
+# not dataclasses.asdict: it rebuilds the Counter from (key, value) pairs, counting the pairs
+fields = {k: getattr(run, k) for k in ("domains", "wall", "peak_rss_mb", "cpu_seconds", "exit_code",
+                                       "summary", "durations_ms", "slowest", "extra")}
+print("\\n" + json.dumps({**fields, "statuses": dict(run.statuses)}))
+"""
+
+
+def isolated_scan(args: list[str], out: Path, summary: Path) -> ScanRun:
+    """``common.run_mxscan`` from a small launcher process.  Linux carries ru_maxrss across
+    fork and exec (the exec'ing process keeps the old image's peak), so a scan spawned by
+    this process, which grows to >1 GB holding 100k-domain worlds and results, would report
+    this process's size as its own peak RSS."""
+    here = str(Path(__file__).resolve().parent)
+    argv = [sys.executable, "-c", _LAUNCHER, here, orjson.dumps(args).decode(), str(out), str(summary)]
+    stdout = subprocess.run(argv, check=True, stdout=subprocess.PIPE).stdout
+    data = orjson.loads(stdout.strip().rsplit(b"\n", 1)[-1])
+    fields = {f.name for f in dataclasses.fields(ScanRun)}
+    run = ScanRun(**{k: v for k, v in data.items() if k in fields})
+    run.statuses = Counter(run.statuses)
+    run.slowest = [(float(ms), str(name)) for ms, name in run.slowest]
+    return run
 
 
 def pct(values: list[float], p: float) -> float:
@@ -217,7 +256,7 @@ def one_scan(
     tag = f"{spec.domains}-{spec.profile and 'p'}-{net and net.rtt}"
     out, summary = folder / f"out-{tag}.ndjson", folder / f"summary-{tag}.json"
     with world_scan(spec, net) as world:
-        run = run_mxscan(scan_args(world, extra), out, summary)
+        run = isolated_scan(scan_args(world, extra), out, summary)
         full = analyse(run, out)
         print(
             f"  scan {spec.domains}: {run.wall:.1f}s, {run.rate:.0f} dom/s, 99% done at {full.done99:.1f}s, "

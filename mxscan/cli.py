@@ -70,6 +70,12 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--concurrency", type=_positive_int, default=defaults.CONCURRENCY, help="domains in flight"
     )
     p.add_argument(
+        "--max-parked",
+        type=int,
+        default=defaults.MAX_PARKED,
+        help="domains waiting on connection limits that do not count against --concurrency",
+    )
+    p.add_argument(
         "--dns-in-flight", type=_positive_int, default=defaults.DNS_IN_FLIGHT, help="DNS queries in flight"
     )
     p.add_argument(
@@ -277,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 resolver=args.resolver,
                 fresh=args.fresh,
                 concurrency=args.concurrency,
+                max_parked=max(args.max_parked, 0),
                 dns_in_flight=args.dns_in_flight,
                 dns_timeout=args.dns_timeout,
                 dns_attempts=args.dns_attempts,

@@ -8,6 +8,12 @@ from __future__ import annotations
 #: single burst of 5,000 queries once timed out wholesale).
 CONCURRENCY = 256
 
+#: Domains waiting on connections (provider limits, probes other domains started)
+#: that do not count against CONCURRENCY: a provider throttled to a few connections
+#: per second can queue this many domains while the long tail keeps its pace.
+#: Each waiting domain holds its DNS results (a few KB), so ~100 MB at most.
+MAX_PARKED = 20_000
+
 #: Queries in flight to the resolver at once, across all domains.
 DNS_IN_FLIGHT = 1024
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from engine.scheduler import parked
 from engine.singleflight import SingleFlight
 from engine.status import Status
 from probes.dane.tlsa import DaneResult, DaneStatus, TlsaParseError, TlsaRecord, assess_dane, parse_tlsa
@@ -133,7 +134,10 @@ class Pipeline:
         connect = self.probe_smtp is not None and not self.options.dns_only
         policy: tuple[Answer, PolicyFetch | None, bytes | None] | None = None
         if connect:
-            async with asyncio.TaskGroup() as group:
+            # Parked: connections wait on per-address and per-provider limits and on probes
+            # other domains started; none of that is this domain's own work, so it must not
+            # hold a scheduler slot the long tail needs (issue: scheduler fairness).
+            async with parked(), asyncio.TaskGroup() as group:
                 transport_task = group.create_task(self._guarded("smtp", self._transport(dns), (), errors))
                 policy_task = group.create_task(self._guarded("mta-sts", self._policy(domain), None, errors))
             outcome.mx_transport, policy = transport_task.result(), policy_task.result()

@@ -61,6 +61,7 @@ class ScanConfig:
     resolver: tuple[str, int]
     fresh: bool = False
     concurrency: int = defaults.CONCURRENCY
+    max_parked: int = defaults.MAX_PARKED
     dns_in_flight: int = defaults.DNS_IN_FLIGHT
     dns_timeout: float = defaults.DNS_TIMEOUT
     dns_attempts: int = defaults.DNS_ATTEMPTS
@@ -306,12 +307,19 @@ async def _scan_with_store(
         progress = _make_progress(cfg, stderr, total, len(done))
         run.progress = progress
 
+        live: RunStats[InputItem] = RunStats()
+
         def tick() -> None:
             # The store flushes on append; an idle scan (slow domains) still needs its lines written.
             store.flush()
             if progress is not None:
-                stats = client.statistics()
-                progress.set_extra("dns", f"{stats.sent} q")
+                progress.set_extra("dns", f"{client.statistics().sent} q")
+                if polite is not None:
+                    progress.set_extra("parked", str(live.parked))
+                    progress.set_extra(
+                        "throttled", str(sum(b.throttles for b in polite.backoff.statistics()))
+                    )
+                    progress.set_extra("slow", str(len(polite.slow_lane)))
                 progress.tick()
 
         stop = asyncio.Event()
@@ -325,9 +333,11 @@ async def _scan_with_store(
                 lambda _item, record: run.write(record),
                 crash,
                 concurrency=cfg.concurrency,
+                max_parked=cfg.max_parked,
                 stop=stop,
                 grace=cfg.grace,
                 tick=tick,
+                stats=live,
             )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -338,7 +348,7 @@ async def _scan_with_store(
         progress.finish()
     if cfg.summary_json is not None:
         caches: dict[str, HasStatistics] = {"dns": dns_cache, "smtp": smtp_cache}
-        _write_summary(cfg.summary_json, run, stats, dns_stats, caches, time.monotonic() - began)
+        _write_summary(cfg.summary_json, run, stats, dns_stats, caches, time.monotonic() - began, polite)
     if run.input_error:
         print(f"mxscan: {run.input_error}; stopped taking new domains", file=stderr)
         return EXIT_USAGE
@@ -403,8 +413,16 @@ def _write_summary(
     dns_stats: ClientStatistics,
     caches: Mapping[str, HasStatistics],
     seconds: float,
+    polite: PoliteProber | None,
 ) -> None:
     """Machine-readable totals for benchmarks and scheduled jobs."""
+    politeness: dict[str, object] = {}
+    if polite is not None:
+        politeness = {
+            "providers": [dataclasses.asdict(s) for s in polite.provider_limits.statistics()],
+            "backoff": [dataclasses.asdict(b) for b in polite.backoff.statistics()],
+            "slow_hosts": len(polite.slow_lane),
+        }
     summary = {
         "records_written": run.written,
         "resumed_skipped": run.skipped_done,
@@ -412,6 +430,7 @@ def _write_summary(
         "scheduler": dataclasses.asdict(stats),
         "dns": dataclasses.asdict(dns_stats),
         "caches": {name: dataclasses.asdict(cache.statistics()) for name, cache in caches.items()},  # type: ignore[call-overload]
+        "politeness": politeness,
     }
     path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
 
