@@ -167,6 +167,12 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="seconds per SMTP phase (banner, each command, TLS handshake)",
     )
     smtp.add_argument(
+        "--smtp-host-timeout",
+        type=_positive_float,
+        default=defaults.SMTP_HOST_TIMEOUT,
+        help="seconds for the whole exchange with one address (default 90)",
+    )
+    smtp.add_argument(
         "--smtp-retries",
         type=int,
         default=defaults.SMTP_RETRIES,
@@ -299,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 per_ip_connections=args.per_ip_connections,
                 smtp_connect_timeout=args.smtp_connect_timeout,
                 smtp_timeout=args.smtp_timeout,
+                smtp_host_timeout=args.smtp_host_timeout,
                 smtp_retries=max(args.smtp_retries, 0),
                 smtp_retry_delay=args.smtp_retry_delay,
                 ipv6=not args.no_ipv6,

@@ -60,6 +60,10 @@ PER_IP_CONNECTIONS = 1
 SMTP_CONNECT_TIMEOUT = 10.0
 SMTP_TIMEOUT = 20.0
 
+#: The whole exchange with one address (connect to QUIT): bounds a server that answers
+#: each phase just inside its own deadline.
+SMTP_HOST_TIMEOUT = 90.0
+
 #: Further connections after a 421/450/451 or a timeout, and the first pause
 #: between them (doubled each time): transient refusals are not findings.
 SMTP_RETRIES = 2

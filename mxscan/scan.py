@@ -77,6 +77,7 @@ class ScanConfig:
     per_ip_connections: int = defaults.PER_IP_CONNECTIONS
     smtp_connect_timeout: float = defaults.SMTP_CONNECT_TIMEOUT
     smtp_timeout: float = defaults.SMTP_TIMEOUT
+    smtp_host_timeout: float = defaults.SMTP_HOST_TIMEOUT
     smtp_retries: int = defaults.SMTP_RETRIES
     smtp_retry_delay: float = defaults.SMTP_RETRY_DELAY
     ipv6: bool = True
@@ -186,6 +187,7 @@ def _smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
             banner=cfg.smtp_timeout,
             command=cfg.smtp_timeout,
             handshake=cfg.smtp_timeout,
+            total=cfg.smtp_host_timeout,
         ),
         retries=0,  # retries happen in PoliteProber, under the provider's back-off
         retry_delay=cfg.smtp_retry_delay,

@@ -42,6 +42,9 @@ class SmtpTimeouts:
     command: float = 20.0
     handshake: float = 20.0
     quit: float = 2.0
+    #: The whole exchange with one host, all phases together: a server that answers
+    #: every phase just inside its deadline (a slow drip) still ends here.
+    total: float = 90.0
 
 
 @dataclass(slots=True)
@@ -197,9 +200,10 @@ async def converse(
     loop = asyncio.get_running_loop()
     wire: _Wire | None = None
     try:
-        async with asyncio.timeout(timeouts.connect):
-            _, wire = await loop.create_connection(_Wire, address, port)
-        await _walk(obs, wire, host, ehlo_name, tls_context, timeouts)
+        async with asyncio.timeout(timeouts.total):
+            async with asyncio.timeout(timeouts.connect):
+                _, wire = await loop.create_connection(_Wire, address, port)
+            await _walk(obs, wire, host, ehlo_name, tls_context, timeouts)
     except Exception as exc:
         _classify(obs, exc)
     finally:

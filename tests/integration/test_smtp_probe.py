@@ -278,3 +278,23 @@ def test_long_chains_are_capped_or_classified(pki: TestPki, trust, certificates:
     else:
         assert result.status is Status.TLS_HANDSHAKE_ERROR and result.phase is Phase.TLS
         assert "excessive message size" in result.detail.lower()
+
+
+def test_whole_host_deadline_ends_a_slow_drip(trust) -> None:
+    """Each phase may be generous; the whole exchange with one host still has a deadline."""
+    spec = HostSpec(name="mx.drip.smtp.test", address="127.77.9.5", behaviour="slow-drip")
+    settings = SmtpSettings(
+        ehlo_name="scanner.mxscan.test",
+        trust_store=trust,
+        port=PORT,
+        timeouts=SmtpTimeouts(connect=2, banner=30, command=30, handshake=30, quit=0.5, total=1.0),
+        retries=0,
+    )
+
+    async def main() -> SmtpResult:
+        async with SmtpFleet([spec], PORT):
+            return (await SmtpProber(settings).probe(spec.name, spec.address)).result
+
+    result = uvloop.run(main())
+    assert result.status is Status.IO_TIMEOUT and result.phase is Phase.BANNER
+    assert result.starttls is Starttls.UNKNOWN and result.duration_ms < 5_000
