@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 keep_certs=args.keep_certs,
                 providers_file=args.providers,
                 retry_unknown=args.retry_unknown,
+                contact=args.contact,
                 https_port=args.https_port,
                 exclude=exclude,
                 limits=limits,

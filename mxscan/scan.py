@@ -87,6 +87,7 @@ class ScanConfig:
     keep_certs: bool = False
     providers_file: str | None = None
     retry_unknown: bool = False
+    contact: str = ""
     https_port: int = defaults.HTTPS_PORT
     exclude: ExcludeList | None = None
     limits: dict[str, Limit] = field(default_factory=default_limits)
@@ -242,6 +243,7 @@ async def _scan_with_store(
             resolver=resolver_text,
             dnssec_validating=check.validating,
             ehlo_name="" if cfg.dns_only else cfg.ehlo_name or "",
+            contact=cfg.contact,
         )
         run = _Run(store, done, meta)
         resolver = StubResolver(client, validating=check.validating)

@@ -29,6 +29,7 @@ class ScanMeta:
         dnssec field is "unknown".
       ehlo_name: the name the scanner gave in EHLO (its identity to mail operators); "" for
         DNS-only scans.
+      contact: where operators learn about the scan and opt out (--contact), "" if not given.
     """
 
     tool: str
@@ -37,6 +38,7 @@ class ScanMeta:
     resolver: str
     dnssec_validating: bool
     ehlo_name: str
+    contact: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ def domain_records(draw: st.DrawFn) -> DomainRecord:
             resolver="x",
             dnssec_validating=True,
             ehlo_name="scanner.mxscan.test",
+            contact="https://scanner.mxscan.test/",
         ),
         measured_at="2026-11-29T00:00:01.000Z",
         duration_ms=draw(st.floats(0, 1e6, allow_nan=False)),

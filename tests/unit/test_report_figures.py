@@ -191,7 +191,7 @@ def record(
     started: str = "2024-11-04T00:00:00.000Z",
 ) -> DomainRecord:
     """A DomainRecord; ``mx`` is (preference, host, provider, SMTP probes) per MX host."""
-    meta = ScanMeta("mxscan", "0.1.0", started, "127.0.0.1:53", True, "scanner.mxscan.test")
+    meta = ScanMeta("mxscan", "0.1.0", started, "127.0.0.1:53", True, "scanner.mxscan.test", "")
     base: dict[str, Any] = dict(
         schema_version=SCHEMA_VERSION,
         domain=domain,
