@@ -143,6 +143,12 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "identifies your scanner and leads to a contact page",
     )
     smtp.add_argument(
+        "--contact",
+        default="",
+        metavar="URL",
+        help="where operators learn about the scan and opt out; logged in every record",
+    )
+    smtp.add_argument(
         "--smtp-port", type=_positive_int, default=defaults.SMTP_PORT, help="SMTP port (default 25)"
     )
     smtp.add_argument(
@@ -271,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "handler"):  # report, diff, trend
         return int(args.handler(args))
     if args.command == "scan":
-        from mxscan.scan import ScanConfig, run_scan
+        from mxscan.config import ScanConfig
+        from mxscan.scan import run_scan
 
         if args.retry_unknown and args.fresh:
             print("mxscan: --retry-unknown and --fresh contradict each other", file=sys.stderr)

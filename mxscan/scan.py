@@ -12,87 +12,40 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
 import orjson
 import uvloop
 
-from engine.backoff import AimdPolicy, SlowLane
 from engine.checkpoint import ResultStore, StoreError
-from engine.exclude import ExcludeList
 from engine.inputs import DomainReader, InputError, InputItem, count_names
-from engine.limits import KeyedLimiter, Limit
-from engine.limitspec import PER_IP_KEY, default_limits, provider_limit
 from engine.progress import Progress
 from engine.records import encode
 from engine.scheduler import RunStats, run_targets
 from engine.singleflight import SingleFlight
 from engine.status import Status
 from mxscan import __version__, defaults
-from mxscan.pipeline import Pipeline, PipelineOptions, PolicyFetchFn
-from mxscan.politeness import PoliteProber, excluded_fetch
+from mxscan.config import ScanConfig
+from mxscan.pipeline import Pipeline, PipelineOptions
+from mxscan.politeness import PoliteProber
 from mxscan.retry import RetryError, drop_unknown
+from mxscan.wiring import polite_fetch, polite_prober, smtp_prober
 from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import preflight
 from probes.dns.records import Answer
 from probes.dns.resolver import StubResolver
 from probes.domain import SCHEMA_VERSION, DomainRecord, ScanMeta
 from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
-from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap, load_provider_map
-from probes.smtp.probe import SmtpProbe, SmtpProber, SmtpSettings
-from probes.smtp.session import SmtpTimeouts
-from probes.tls.truststore import TrustStoreError, load_trust_store
-from probes.tls.verify import IntermediatePool
+from probes.smtp.probe import SmtpProbe, SmtpProber
+from probes.tls.truststore import TrustStoreError
 
-__all__ = ["ScanConfig", "run_scan"]
+__all__ = ["run_scan"]
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-@dataclass(frozen=True, slots=True)
-class ScanConfig:
-    domains: str
-    out: Path
-    resolver: tuple[str, int]
-    fresh: bool = False
-    concurrency: int = defaults.CONCURRENCY
-    max_parked: int = defaults.MAX_PARKED
-    dns_in_flight: int = defaults.DNS_IN_FLIGHT
-    dns_timeout: float = defaults.DNS_TIMEOUT
-    dns_attempts: int = defaults.DNS_ATTEMPTS
-    preflight_signed: str = defaults.PREFLIGHT_SIGNED_NAME
-    preflight_bogus: str = defaults.PREFLIGHT_BOGUS_NAME
-    require_validation: bool = False
-    grace: float = defaults.SHUTDOWN_GRACE
-    progress: str = "auto"  # auto | tty | plain | off
-    dns_only: bool = False
-    ehlo_name: str | None = None
-    smtp_port: int = defaults.SMTP_PORT
-    smtp_in_flight: int = defaults.SMTP_IN_FLIGHT
-    per_ip_connections: int = defaults.PER_IP_CONNECTIONS
-    smtp_connect_timeout: float = defaults.SMTP_CONNECT_TIMEOUT
-    smtp_timeout: float = defaults.SMTP_TIMEOUT
-    smtp_host_timeout: float = defaults.SMTP_HOST_TIMEOUT
-    smtp_retries: int = defaults.SMTP_RETRIES
-    smtp_retry_delay: float = defaults.SMTP_RETRY_DELAY
-    ipv6: bool = True
-    trust_store: str = "mozilla"
-    ca_files: tuple[str, ...] = ()
-    intermediates_file: str | None = None
-    keep_certs: bool = False
-    providers_file: str | None = None
-    retry_unknown: bool = False
-    contact: str = ""
-    https_port: int = defaults.HTTPS_PORT
-    exclude: ExcludeList | None = None
-    limits: dict[str, Limit] = field(default_factory=default_limits)
-    summary_json: Path | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _now() -> str:
@@ -167,37 +120,6 @@ class _Run:
             yield item
 
 
-def _smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
-    if cfg.dns_only:
-        return None
-    store = load_trust_store(cfg.trust_store, cfg.ca_files)
-    pool = IntermediatePool()
-    if cfg.intermediates_file:
-        from cryptography.hazmat.primitives.serialization import Encoding
-        from cryptography.x509 import load_pem_x509_certificates
-
-        certs = load_pem_x509_certificates(Path(cfg.intermediates_file).read_bytes())
-        pool = IntermediatePool.from_der([c.public_bytes(Encoding.DER) for c in certs])
-    assert cfg.ehlo_name is not None
-    settings = SmtpSettings(
-        ehlo_name=cfg.ehlo_name,
-        trust_store=store,
-        port=cfg.smtp_port,
-        timeouts=SmtpTimeouts(
-            connect=cfg.smtp_connect_timeout,
-            banner=cfg.smtp_timeout,
-            command=cfg.smtp_timeout,
-            handshake=cfg.smtp_timeout,
-            total=cfg.smtp_host_timeout,
-        ),
-        retries=0,  # retries happen in PoliteProber, under the provider's back-off
-        retry_delay=cfg.smtp_retry_delay,
-        keep_certs=cfg.keep_certs,
-        intermediates=pool,
-    )
-    return SmtpProber(settings)
-
-
 async def _scan_with_store(
     cfg: ScanConfig,
     items: Iterator[InputItem],
@@ -258,7 +180,7 @@ async def _scan_with_store(
             # so they skip the shared cache: no entry, no single-flight bookkeeping.
             return await resolver.lookup(name, rrtype)
 
-        polite = _polite(cfg, prober, providers) if prober is not None else None
+        polite = polite_prober(cfg, prober, providers) if prober is not None else None
         fetch_policy = None
         if polite is not None and prober is not None:
             fetcher = await services.enter_async_context(
@@ -275,7 +197,7 @@ async def _scan_with_store(
                     ),
                 )
             )
-            fetch_policy = _polite_fetch(polite, fetcher)
+            fetch_policy = polite_fetch(polite, fetcher)
         pipeline = Pipeline(
             lookup_own=lookup_own,
             lookup_shared=lookup_shared,
@@ -370,46 +292,6 @@ class HasStatistics(Protocol):
     def statistics(self) -> object: ...
 
 
-def _polite(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -> PoliteProber:
-    table = cfg.limits
-    per_ip = table.get(PER_IP_KEY, Limit(concurrency=cfg.per_ip_connections))
-    address_limits = KeyedLimiter(lambda _key: per_ip)
-    provider_limits = KeyedLimiter(lambda key: provider_limit(table, str(key)))
-    backoff = AimdPolicy(
-        provider_limits,
-        base_rate_for=lambda key: provider_limit(table, str(key)).rate,
-        floor=defaults.BACKOFF_FLOOR_RATE,
-        increase=defaults.BACKOFF_INCREASE,
-        cooldown=defaults.BACKOFF_COOLDOWN,
-    )
-    return PoliteProber(
-        prober=prober,
-        address_limits=address_limits,
-        provider_limits=provider_limits,
-        backoff=backoff,
-        slow_lane=SlowLane(),
-        fast_lane=asyncio.Semaphore(cfg.smtp_in_flight),
-        slow_lane_slots=asyncio.Semaphore(defaults.SLOW_LANE_SLOTS),
-        provider_of=providers.provider_of,
-        exclude=cfg.exclude,
-        throttle_retries=cfg.smtp_retries,
-        throttle_delay=cfg.smtp_retry_delay,
-    )
-
-
-def _polite_fetch(polite: PoliteProber, fetcher: PolicyFetcher) -> PolicyFetchFn:
-    """Policy fetches obey the same exclusions and per-address/per-provider limits as SMTP."""
-
-    async def fetch(domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
-        host = f"mta-sts.{domain}"
-        if polite.excluded(host, address):
-            return excluded_fetch(domain, address), None
-        async with polite.slot(host, address):
-            return await fetcher.fetch(domain, address)
-
-    return fetch
-
-
 def _write_summary(
     path: Path,
     run: _Run,
@@ -470,7 +352,7 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
         total = count_names(cfg.domains)
         items = iter(reader)
         first = next(items)  # sniffs the source: binary or empty lists fail here
-        prober = _smtp_prober(cfg)
+        prober = smtp_prober(cfg)
         providers = load_provider_map(Path(cfg.providers_file).read_text() if cfg.providers_file else None)
     except (InputError, TrustStoreError, OSError, ValueError) as exc:
         print(f"mxscan: {exc}", file=stderr)

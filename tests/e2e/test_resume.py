@@ -165,9 +165,11 @@ def test_invalid_lines_become_records(world: tuple[Endpoint, Path], tmp_path: Pa
         "valid-cert.scenario.test\nnot a domain\n_under.score.test\nVALID-CERT.scenario.test.\n"
     )
     out = tmp_path / "mixed.ndjson"
-    result = subprocess.run(_scan_argv(endpoint, source, out), cwd=ROOT, timeout=60)
+    contact = "https://scanner.mxscan.test/opt-out"
+    result = subprocess.run(_scan_argv(endpoint, source, out, "--contact", contact), cwd=ROOT, timeout=60)
     assert result.returncode == 0
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert {r["scan"]["contact"] for r in records} == {contact}
     by_status = sorted((r["status"], r["domain"]) for r in records)
     assert by_status == [
         ("invalid-input", "_under.score.test"),
