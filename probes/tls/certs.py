@@ -14,6 +14,7 @@ only a DER blob that is not a certificate at all raises ``CertParseError``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import warnings
 from collections.abc import Sequence
@@ -111,6 +112,14 @@ class ChainFacts:
     errors: tuple[str, ...]
 
 
+#: Parsed certificates and their facts are kept by DER: the intermediates of big CAs and
+#: the certificates of shared MX hosts recur across thousands of probes and policy hosts.
+#: Both results are immutable, so sharing them is safe; a few thousand entries cover the
+#: recurring ones while one-off leaves age out.
+CACHED_CERTIFICATES = 4096
+
+
+@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
 def load_der(der: bytes) -> x509.Certificate:
     """Parse one DER certificate under the size cap, or raise ``CertParseError``."""
     if len(der) > MAX_CERT_BYTES:
@@ -186,6 +195,7 @@ def _signature_algorithm(cert: x509.Certificate) -> str:
     return name if name and name != "Unknown OID" else oid.dotted_string
 
 
+@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
 def cert_facts(der: bytes) -> CertFacts:
     """The facts of one DER certificate; ``CertParseError`` if it is not one."""
     cert = load_der(der)
