@@ -26,6 +26,7 @@ once, at the boundary, through ``_ERRNO_DETAILS``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import os
@@ -226,7 +227,7 @@ class DnsClient:
         self.attempts = attempts
         self._socket_count = sockets
         self._max_in_flight = max_in_flight
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._channels: list[_UdpChannel] = []
         self._next_channel = 0
         self._sweeper: asyncio.TimerHandle | None = None
@@ -301,16 +302,44 @@ class DnsClient:
             raise RuntimeError("DnsClient used outside 'async with'")
         query = build_query(0, name, rrtype, cd=cd)
         expected = _question_text(name)
-        async with self._slots:
+        await self._enter()
+        try:
+            reply = await self._udp(query, expected, rrtype)
+            if reply.tc:
+                self._tcp_fallbacks += 1
+                reply = await self._tcp(query, expected, rrtype)
+            return reply
+        finally:
+            self._leave()
+
+    async def _enter(self) -> None:
+        """Take an in-flight slot (NOTES.md: an unbounded burst once timed out wholesale).
+
+        A counter and a FIFO of waiters instead of asyncio.Semaphore, whose acquire()
+        scans its waiters on every call: measurable at tens of thousands of queries/s.
+        """
+        if self._in_flight < self._max_in_flight and not self._waiting:
             self._in_flight += 1
-            try:
-                reply = await self._udp(query, expected, rrtype)
-                if reply.tc:
-                    self._tcp_fallbacks += 1
-                    reply = await self._tcp(query, expected, rrtype)
-                return reply
-            finally:
-                self._in_flight -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await waiter  # _leave() counts the slot for us before waking us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._leave()  # granted, then cancelled: hand the slot on
+            else:
+                self._waiting.remove(waiter)
+            raise
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                self._in_flight += 1
+                waiter.set_result(None)
+                return
 
     async def _udp(self, query: bytes, name: str, rrtype: int) -> Message:
         loop = asyncio.get_running_loop()

@@ -362,3 +362,20 @@ def test_preflight_unreachable(dead: str) -> None:
     result = run(main)
     assert (result.reachable, result.validating) == (False, False)
     assert result.detail in ("timeout", "connection-refused")
+
+
+def test_cancelled_waiters_never_leak_in_flight_slots() -> None:
+    """Queries waiting for a slot and cancelled (a scan stopping) hand nothing back twice."""
+
+    async def main() -> tuple[int, int]:
+        async with DnsClient(("127.0.0.9", 9), timeout=0.3, attempts=1, max_in_flight=2) as client:
+            tasks = [asyncio.create_task(client.query(f"n{i}.test", 1)) for i in range(10)]
+            await asyncio.sleep(0.05)
+            for task in tasks[::2]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            peak = client.statistics().in_flight
+            return peak, len(client._waiting)
+
+    in_flight, waiting = asyncio.run(main())
+    assert in_flight == 0 and waiting == 0
