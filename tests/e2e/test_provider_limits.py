@@ -20,7 +20,6 @@ In both runs the world's peak never exceeds the configured limit.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,6 +31,7 @@ from testbed import control
 from testbed.control import WorldSpec
 from testbed.harness import RunningWorld, running_world
 from testbed.scale import THROTTLE_PROVIDER, THROTTLE_ZONE
+from tests.e2e.worldscan import world_scan_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAINS = 300
@@ -40,12 +40,8 @@ SERVER_LIMIT = 4
 PROFILE = f"sprinkle = 0.0\nthrottled = 0.5\nthrottle_limit = {SERVER_LIMIT}\n"
 #: The provider as the scanner attributes it (``prov.test`` is a public suffix in the world).
 PROVIDER = THROTTLE_ZONE
-SCAN_ARGS = (
-    "--ehlo-name", "scanner.mxscan.test", "--trust-store", "none", "--smtp-timeout", "3",
-    "--smtp-connect-timeout", "3", "--smtp-retries", "8", "--smtp-retry-delay", "0.05",
-    "--dns-timeout", "1", "--dns-attempts", "2", "--progress", "off",
-    "--provider-limit", "outlook.com=32",
-)  # fmt: skip
+#: Enough quick retries to outlast the throttling provider's 421s.
+RETRIES = ("--smtp-retries", "8", "--smtp-retry-delay", "0.05", "--provider-limit", "outlook.com=32")
 
 
 class Run(NamedTuple):
@@ -78,22 +74,15 @@ def customers(world: RunningWorld) -> dict[str, str]:
 
 
 def _scan(world: RunningWorld, limit: int, out: Path) -> Run:
-    ep = world.endpoints
     control.mail_stats(world.state_dir, reset=True)
-    argv = [
-        *(sys.executable, "-m", "mxscan", "scan", str(world.state_dir / "domains.txt"), "--out", str(out)),
-        *(
-            "--resolver",
-            ep["dns"],
-            "--smtp-port",
-            str(ep["smtp_port"]),
-            "--https-port",
-            str(ep["https_port"]),
-        ),
-        *("--ca-file", ep["ca_file"], "--intermediates", ep["intermediates"]),
-        *("--preflight-bogus", ep["preflight_bogus"], *SCAN_ARGS),
-        *("--provider-limit", f"{PROVIDER}={limit}"),
-    ]
+    argv = world_scan_argv(
+        world.endpoints,
+        world.state_dir / "domains.txt",
+        out,
+        *RETRIES,
+        "--provider-limit",
+        f"{PROVIDER}={limit}",
+    )
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr.decode()[-2000:]
     (stats,) = control.mail_stats(world.state_dir)

@@ -35,20 +35,16 @@ import pytest
 
 from testbed.control import WorldSpec
 from testbed.harness import RunningWorld, running_world
+from tests.e2e.worldscan import world_scan_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAINS = 2000
 SEED = 7
 #: The study's rates, plus one scenario copy per 25 domains: all 67 scenarios appear.
 PROFILE = "sprinkle = 0.04\n"
-SCAN_ARGS = (
-    "--ehlo-name", "scanner.mxscan.test", "--trust-store", "none", "--smtp-timeout", "3",
-    "--smtp-connect-timeout", "3", "--smtp-retries", "0", "--dns-timeout", "1", "--dns-attempts", "2",
-    "--progress", "off",
-    # outlook.com stand-in hosts every customer on its own MX host (~200 here): the default
-    # 8/2s limit alone would take ~50 s; concurrency without a rate keeps the test short.
-    "--provider-limit", "outlook.com=32",
-)  # fmt: skip
+#: The outlook.com stand-in hosts every customer on its own MX host (~200 here):
+#: concurrency without a rate keeps the test short.
+LIMITS = ("--provider-limit", "outlook.com=32")
 UNSETTLED_DNS = frozenset({"servfail", "refused", "timeout"})
 YES, NO, UNKNOWN = "yes", "no", "unknown"
 
@@ -71,14 +67,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
 
 @pytest.fixture(scope="module")
 def results(world: RunningWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ep = world.endpoints
     out = tmp_path_factory.mktemp("scan") / "results.ndjson"
-    _mxscan(
-        *("scan", str(world.state_dir / "domains.txt"), "--out", str(out), "--resolver", ep["dns"]),
-        *("--smtp-port", str(ep["smtp_port"]), "--https-port", str(ep["https_port"])),
-        *("--ca-file", ep["ca_file"], "--intermediates", ep["intermediates"]),
-        *("--preflight-bogus", ep["preflight_bogus"], *SCAN_ARGS),
-    )
+    argv = world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out, *LIMITS)
+    _mxscan(*argv[3:])  # without "python -m mxscan"
     return out
 
 

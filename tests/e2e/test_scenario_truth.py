@@ -11,7 +11,6 @@ the posture roll-ups.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,11 @@ from testbed.harness import RunningWorld, running_world
 from testbed.scenarios import scenario_world
 from testbed.truth import truth
 from testbed.worldpki import WorldPki
+from tests.e2e.worldscan import world_scan_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = scenario_world()
 #: Timeouts short enough for blackhole/tarpit/resolver-timeout scenarios, longer than slow-banner's 1 s.
-SCAN_ARGS = (
-    "--ehlo-name", "scanner.mxscan.test", "--trust-store", "none", "--smtp-timeout", "3",
-    "--smtp-connect-timeout", "3", "--smtp-retries", "0", "--dns-timeout", "1", "--dns-attempts", "2",
-    "--progress", "off",
-)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -43,21 +38,8 @@ def world() -> Iterator[RunningWorld]:
 
 @pytest.fixture(scope="module")
 def scanned(world: RunningWorld, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    ep = world.endpoints
     out = tmp_path_factory.mktemp("scan") / "results.ndjson"
-    argv = [
-        *(sys.executable, "-m", "mxscan", "scan", str(world.state_dir / "domains.txt"), "--out", str(out)),
-        *(
-            "--resolver",
-            ep["dns"],
-            "--smtp-port",
-            str(ep["smtp_port"]),
-            "--https-port",
-            str(ep["https_port"]),
-        ),
-        *("--ca-file", ep["ca_file"], "--intermediates", ep["intermediates"]),
-        *("--preflight-bogus", ep["preflight_bogus"], *SCAN_ARGS),
-    ]
+    argv = world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out)
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr.decode()[-2000:]
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from testbed.tier_b.nginx import nginx_binary
 from testbed.tier_b.world_b import tools_missing
 from testbed.truth import truth
 from testbed.worldpki import WorldPki
-from tests.e2e.test_scenario_truth import SCAN_ARGS, differences
+from tests.e2e.test_scenario_truth import differences
+from tests.e2e.worldscan import world_scan_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = scenario_world()
@@ -39,13 +39,7 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str
     try:
         ep = json.loads((state_dir / "endpoints.json").read_text())
         out = state_dir / "results.ndjson"
-        argv = [
-            sys.executable, "-m", "mxscan", "scan", str(state_dir / "domains.txt"), "--out", str(out),
-            "--resolver", ep["dns"],
-            "--smtp-port", str(ep["smtp_port"]), "--https-port", str(ep["https_port"]),
-            "--ca-file", ep["ca_file"], "--intermediates", ep["intermediates"],
-            "--preflight-bogus", ep["preflight_bogus"], "--require-validation", *SCAN_ARGS,
-        ]  # fmt: skip
+        argv = world_scan_argv(ep, state_dir / "domains.txt", out, "--require-validation")
         subprocess.run(argv, cwd=ROOT, check=True, timeout=300)
         records = {r["domain"]: r for r in map(orjson.loads, out.read_bytes().splitlines())}
         expected = {r["domain"]: r for r in truth(WORLD, WorldPki.load(state_dir / "pki").tlsa_data)}

@@ -1,0 +1,32 @@
+"""The ``mxscan scan`` command line that measures a running test world, shared by
+the end-to-end tests (each adds only what its own case needs)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: Timeouts short enough for the blackhole/tarpit/resolver-timeout scenarios and longer
+#: than slow-banner's 1 s; DNS gets 3 attempts of 2 s so a loaded machine (CI, two test
+#: worlds at once) does not turn a slow answer into an "unknown"; no SMTP retries unless a
+#: test asks for them.
+FAST_SCAN_ARGS = (
+    "--ehlo-name", "scanner.mxscan.test", "--trust-store", "none", "--smtp-timeout", "3",
+    "--smtp-connect-timeout", "3", "--smtp-retries", "0", "--dns-timeout", "2", "--dns-attempts", "3",
+    "--progress", "off",
+)  # fmt: skip
+
+
+def world_scan_argv(endpoints: Mapping[str, Any], domains: Path, out: Path, *extra: str) -> list[str]:
+    """Every endpoint of the world (resolver, ports, CA, intermediates, bogus name) as options."""
+    return [
+        *(sys.executable, "-m", "mxscan", "scan", str(domains), "--out", str(out)),
+        *("--resolver", str(endpoints["dns"])),
+        *("--smtp-port", str(endpoints["smtp_port"]), "--https-port", str(endpoints["https_port"])),
+        *("--ca-file", str(endpoints["ca_file"]), "--intermediates", str(endpoints["intermediates"])),
+        *("--preflight-bogus", str(endpoints["preflight_bogus"])),
+        *FAST_SCAN_ARGS,
+        *extra,
+    ]
