@@ -21,6 +21,7 @@ the client retries over TCP (2-byte length framing, RFC 1035 §4.2.2).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import struct
@@ -371,6 +372,11 @@ async def serve_dns(
     loop = asyncio.get_running_loop()
     for _attempt in range(20):
         udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(server), local_addr=(host, port))
+        # A scanner keeps ~1,000 queries in flight: with the default 208 KiB receive buffer
+        # a burst overflows it and the kernel drops queries (RcvbufErrors), which the
+        # scanner then sees as timeouts that no real resolver would cause.
+        with contextlib.suppress(OSError):
+            udp.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         chosen = udp.get_extra_info("sockname")[1]
         try:
             tcp = await loop.create_server(lambda: _Tcp(server), host, chosen, reuse_address=True)
