@@ -26,7 +26,7 @@ from probes.smtp.probe import SmtpProbe
 from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_txt
 from probes.transport import MxTransport, Posture, host_pkix_valid, posture
 
-__all__ = ["DomainOutcome", "Pipeline", "PipelineOptions"]
+__all__ = ["DomainOutcome", "Pipeline", "PipelineOptions", "failure_detail"]
 
 Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
 SmtpProbeFn = Callable[[str, str], Coroutine[Any, Any, SmtpProbe]]
@@ -52,7 +52,8 @@ class DomainOutcome:
     errors: tuple[ProbeError, ...] = ()
 
 
-def _detail(exc: BaseException) -> str:
+def failure_detail(exc: BaseException) -> str:
+    """An exception as bounded record text: its type and the start of its message."""
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= 300 else text[:297] + "..."
 
@@ -127,7 +128,7 @@ class Pipeline:
                 validating=self.validating,
             )
         except Exception as exc:  # a probe bug becomes a classified record, never a lost domain
-            errors.append(ProbeError(probe="dns", status=Status.UNKNOWN_ERROR, detail=_detail(exc)))
+            errors.append(ProbeError(probe="dns", status=Status.UNKNOWN_ERROR, detail=failure_detail(exc)))
             outcome.errors = tuple(errors)
             return outcome
         dns = outcome.dns
@@ -177,7 +178,7 @@ class Pipeline:
         try:
             return await work
         except Exception as exc:
-            errors.append(ProbeError(probe=probe, status=Status.UNKNOWN_ERROR, detail=_detail(exc)))
+            errors.append(ProbeError(probe=probe, status=Status.UNKNOWN_ERROR, detail=failure_detail(exc)))
             return fallback
 
     async def _policy(self, domain: str) -> tuple[Answer, PolicyFetch | None, bytes | None]:

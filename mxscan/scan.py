@@ -27,7 +27,7 @@ from engine.singleflight import SingleFlight
 from engine.status import Status
 from mxscan import __version__, defaults
 from mxscan.config import ScanConfig
-from mxscan.pipeline import Pipeline, PipelineOptions
+from mxscan.pipeline import Pipeline, PipelineOptions, failure_detail
 from mxscan.politeness import PoliteProber
 from mxscan.retry import RetryError, drop_unknown
 from mxscan.wiring import polite_fetch, polite_prober, smtp_prober
@@ -52,11 +52,6 @@ def _now() -> str:
     """UTC now as ISO 8601 with milliseconds; once per record, so kept cheap (no datetime)."""
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-
-
-def _detail(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class _Run:
@@ -228,7 +223,7 @@ async def _scan_with_store(
             )
 
         def crash(item: InputItem, exc: Exception) -> DomainRecord:
-            return run.record(item, status=Status.UNKNOWN_ERROR, reason=_detail(exc))
+            return run.record(item, status=Status.UNKNOWN_ERROR, reason=failure_detail(exc))
 
         progress = _make_progress(cfg, stderr, total, len(done))
         run.progress = progress
