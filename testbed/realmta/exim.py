@@ -23,7 +23,6 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 from testbed.realmta.install import (
     DEFAULT_CACHE_DIR,
@@ -31,8 +30,8 @@ from testbed.realmta.install import (
     EXIM_USER,
     pid_alive,
     stop_pid,
-    wait_for_greeting,
 )
+from testbed.realmta.instance import MtaInstance
 
 __all__ = ["DEFAULT_EXIM_BINARY", "EximInstance", "render_exim_conf"]
 
@@ -86,13 +85,14 @@ def render_exim_conf(
     return text
 
 
-class EximInstance:
+class EximInstance(MtaInstance):
     """One Exim daemon (``-bdf``) with its own config, spool and logs, bound to ``address:port``.
 
-    ``cert_chain_pem`` is what the server presents (leaf first); without it
-    (or without ``key_pem``) STARTTLS is not advertised.  Use as a context
-    manager, or call ``start()`` / ``stop()``.
+    Without a certificate STARTTLS is not advertised.  Use as a context manager, or
+    call ``start()`` / ``stop()``.
     """
+
+    server = "exim"
 
     def __init__(
         self,
@@ -105,18 +105,11 @@ class EximInstance:
         *,
         exim_binary: Path = DEFAULT_EXIM_BINARY,
     ) -> None:
-        self.address = address
-        self.port = port
-        self.hostname = hostname
-        self.state_dir = Path(state_dir)
+        super().__init__(address, port, hostname, cert_chain_pem, key_pem, state_dir)
         self.config_file = self.state_dir / "exim.conf"
         self.log_file = self.state_dir / "log" / "mainlog"
-        self.tls = cert_chain_pem is not None and key_pem is not None
-        self._chain_pem = cert_chain_pem
-        self._key_pem = key_pem
         self._exim = exim_binary
         self._process: subprocess.Popen[bytes] | None = None
-        self.greeting = ""
 
     @property
     def pid(self) -> int | None:
@@ -126,12 +119,8 @@ class EximInstance:
         for sub in ("spool", "log", "tls"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o755)  # the exim user must reach spool, logs and key
-        cert_file = key_file = None
-        if self._chain_pem is not None and self._key_pem is not None:
-            cert_file, key_file = self.state_dir / "tls" / "chain.pem", self.state_dir / "tls" / "key.pem"
-            cert_file.write_bytes(self._chain_pem)
-            key_file.write_bytes(self._key_pem)
-            key_file.chmod(0o600)
+        cert_file, key_file = self._write_tls()
+        if key_file is not None:
             shutil.chown(key_file, EXIM_USER, EXIM_GROUP)
         for owned in (self.state_dir / "spool", self.state_dir / "log"):
             shutil.chown(owned, EXIM_USER, EXIM_GROUP)
@@ -172,13 +161,7 @@ class EximInstance:
             )
         finally:
             console.close()
-        try:
-            self.greeting = wait_for_greeting(
-                self.address, self.port, timeout=timeout, expect=self.hostname, alive=self._alive
-            )
-        except (TimeoutError, RuntimeError) as exc:
-            self.stop()
-            raise RuntimeError(f"exim on {self.address}:{self.port}: {exc}; log: {self.log_tail()}") from None
+        self._await_greeting(timeout)
 
     def _alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -197,12 +180,3 @@ class EximInstance:
             except OSError:
                 continue
         return "\n".join(out) or "(no log)"
-
-    def __enter__(self) -> EximInstance:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -37,9 +37,9 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
-from testbed.realmta.install import POSTFIX_BINARY, pid_alive, stop_pid, wait_for_greeting
+from testbed.realmta.install import POSTFIX_BINARY, pid_alive, stop_pid
+from testbed.realmta.instance import MtaInstance
 
 __all__ = ["PostfixInstance", "render_main_cf", "render_master_cf", "run_on_pty"]
 
@@ -173,13 +173,14 @@ def run_on_pty(argv: list[str], timeout: float) -> tuple[int, str]:
     return code, " ".join(b"".join(chunks).decode("utf-8", "replace").split())[-1000:]
 
 
-class PostfixInstance:
+class PostfixInstance(MtaInstance):
     """One Postfix master with its own config, queue and log, bound to ``address:port``.
 
-    ``cert_chain_pem`` is what the server presents (leaf first); without it
-    (or without ``key_pem``) STARTTLS is not offered.  Use as a context
-    manager, or call ``start()`` / ``stop()``.
+    Without a certificate STARTTLS is not offered.  Use as a context manager, or
+    call ``start()`` / ``stop()``.
     """
+
+    server = "postfix"
 
     def __init__(
         self,
@@ -192,30 +193,18 @@ class PostfixInstance:
         *,
         postfix_binary: Path = POSTFIX_BINARY,
     ) -> None:
-        self.address = address
-        self.port = port
-        self.hostname = hostname
-        self.state_dir = Path(state_dir)
+        super().__init__(address, port, hostname, cert_chain_pem, key_pem, state_dir)
         self.config_dir = self.state_dir / "config"
         self.log_file = self.state_dir / "log" / "maillog"
-        self.tls = cert_chain_pem is not None and key_pem is not None
-        self._chain_pem = cert_chain_pem
-        self._key_pem = key_pem
         self._postfix = postfix_binary
         self.pid: int | None = None
-        self.greeting = ""
 
     def _render(self) -> None:
         for sub in ("config", "queue", "data", "log", "tls"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         # postfix(1) insists on root-owned config and queue directories.
         self.state_dir.chmod(0o755)
-        cert_file = key_file = None
-        if self._chain_pem is not None and self._key_pem is not None:
-            cert_file, key_file = self.state_dir / "tls" / "chain.pem", self.state_dir / "tls" / "key.pem"
-            cert_file.write_bytes(self._chain_pem)
-            key_file.write_bytes(self._key_pem)
-            key_file.chmod(0o600)  # smtpd reads it as root, before dropping privileges
+        cert_file, key_file = self._write_tls()  # smtpd reads the key as root, before dropping privileges
         main_cf = render_main_cf(
             address=self.address,
             hostname=self.hostname,
@@ -247,16 +236,7 @@ class PostfixInstance:
                 f"postfix -c {self.config_dir} start failed ({code}): {said}; log: {self.log_tail(5)}"
             )
         self.pid = self._read_pid()
-
-        try:
-            self.greeting = wait_for_greeting(
-                self.address, self.port, timeout=timeout, expect=self.hostname, alive=self._alive
-            )
-        except (TimeoutError, RuntimeError) as exc:
-            self.stop()
-            raise RuntimeError(
-                f"postfix on {self.address}:{self.port}: {exc}; log: {self.log_tail()}"
-            ) from None
+        self._await_greeting(timeout)
 
     def _alive(self) -> bool:
         self.pid = self.pid or self._read_pid()
@@ -281,12 +261,3 @@ class PostfixInstance:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
-
-    def __enter__(self) -> PostfixInstance:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

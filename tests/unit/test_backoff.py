@@ -11,21 +11,7 @@ from hypothesis import strategies as st
 
 from engine.backoff import AimdPolicy, SlowLane
 from engine.limits import KeyedLimiter, Limit
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
+from tests.unit.fakeclock import FakeClock
 
 BASE = {"google.com": 4.0, "tail.example": None}
 

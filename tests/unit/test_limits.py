@@ -7,20 +7,7 @@ import asyncio
 import pytest
 
 from engine.limits import KeyedLimiter, Limit, TokenBucket
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
+from tests.unit.fakeclock import FakeClock
 
 
 def test_token_bucket_spends_burst_then_paces() -> None:
