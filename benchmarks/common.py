@@ -17,6 +17,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from probes.results import read_domain_records  # noqa: E402 - after the path setup
+
 
 @dataclass
 class ScanRun:
@@ -74,8 +76,7 @@ def run_mxscan(args: list[str], out: Path, summary: Path) -> ScanRun:
         summary=orjson.loads(summary.read_bytes()) if summary.exists() else {},
     )
     slow: list[tuple[float, str]] = []
-    for line in out.read_bytes().splitlines():
-        record = orjson.loads(line)
+    for record in read_domain_records(out):
         run.domains += 1
         run.statuses[record["status"]] += 1
         run.durations_ms.append(record["duration_ms"])

@@ -60,6 +60,7 @@ from common import ScanRun, median
 from tls_pair import PairResult, SequentialResult, measure_pair, sequential_smtplib
 
 from engine.limitspec import STUDY_TOP_PROVIDERS
+from probes.results import read_domain_records
 from testbed.control import NetOptions, WorldSpec
 from testbed.harness import RunningWorld, running_world
 
@@ -177,25 +178,23 @@ def analyse(run: ScanRun, out: Path) -> FullRun:
     seen: set[tuple[str, str]] = set()
     ends: list[float] = []
     started = None
-    with out.open("rb") as lines:
-        for line in lines:
-            record = orjson.loads(line)
-            if started is None:
-                started = _instant(record["scan"]["started"])
-            ends.append(_instant(record["measured_at"]))
-            for mx in record.get("mx_transport") or ():
-                for probe in mx["addresses"]:
-                    key = (probe["host"], probe["address"])
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    full.smtp_ms.append(probe["duration_ms"])
-                    full.smtp_status[probe["status"]] += 1
-                    full.tls_sessions += probe.get("tls") is not None
-            fetch = (record.get("mta_sts") or {}).get("fetch")
-            if fetch is not None:
-                full.fetch_ms.append(fetch["duration_ms"])
-                full.fetch_status[fetch["status"]] += 1
+    for record in read_domain_records(out):
+        if started is None:
+            started = _instant(record["scan"]["started"])
+        ends.append(_instant(record["measured_at"]))
+        for mx in record.get("mx_transport") or ():
+            for probe in mx["addresses"]:
+                key = (probe["host"], probe["address"])
+                if key in seen:
+                    continue
+                seen.add(key)
+                full.smtp_ms.append(probe["duration_ms"])
+                full.smtp_status[probe["status"]] += 1
+                full.tls_sessions += probe.get("tls") is not None
+        fetch = (record.get("mta_sts") or {}).get("fetch")
+        if fetch is not None:
+            full.fetch_ms.append(fetch["duration_ms"])
+            full.fetch_status[fetch["status"]] += 1
     if ends and started is not None:
         ends.sort()
         full.done99 = ends[min(len(ends) - 1, int(0.99 * len(ends)))] - started

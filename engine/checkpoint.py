@@ -111,6 +111,7 @@ class ResultStore:
         *,
         fresh: bool = False,
         key_field: str = "domain",
+        side_field: str = "ref",
         flush_interval: float = 0.5,
         flush_lines: int = 512,
         clock: Callable[[], float] = time.monotonic,
@@ -118,6 +119,9 @@ class ResultStore:
         self.path = os.fspath(path)
         self.fresh = fresh
         self.key_field = key_field
+        #: Lines with this field (and no key) are side records: results several targets
+        #: reference (written before the first of them); they complete no target.
+        self.side_field = side_field
         self.flush_interval = flush_interval
         self.flush_lines = max(1, flush_lines)
         self._clock = clock
@@ -127,6 +131,8 @@ class ResultStore:
         self._last_flush = 0.0
         #: Records found in the file on open (duplicates included).
         self.resumed = 0
+        #: Side records found in the file on open.
+        self.side_records = 0
         #: Records on open whose key had already appeared earlier in the file.
         self.duplicate_keys = 0
         #: A torn last line was cut off on open.
@@ -180,7 +186,13 @@ class ResultStore:
                         "(fix or remove that line, or use --fresh to start over)"
                     )
                 key = record.get(self.key_field) if isinstance(record, dict) else None
-                if not isinstance(key, str) or "schema_version" not in record:
+                if not isinstance(record, dict) or "schema_version" not in record:
+                    raise StoreError(f"{self.path}: line {lineno}: {_NOT_OURS}")
+                if key is None and isinstance(record.get(self.side_field), str):
+                    self.side_records += 1
+                    good_end = offset + len(line)
+                    continue
+                if not isinstance(key, str):
                     raise StoreError(f"{self.path}: line {lineno}: {_NOT_OURS}")
                 if key in keys:
                     self.duplicate_keys += 1

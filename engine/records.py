@@ -138,13 +138,14 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def json_schema(cls: type, *, title: str | None = None) -> dict[str, Any]:
-    """A JSON Schema (draft 2020-12) describing ``cls`` and every nested record."""
+def json_schema(cls: Any, *, title: str | None = None) -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) describing ``cls`` (a record class, or a union of
+    them for a file holding several kinds of line) and every nested record."""
     defs: dict[str, Any] = {}
     root = _schema(cls, defs)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": title or cls.__name__,
+        "title": title or getattr(cls, "__name__", "record"),
         **root,
         "$defs": dict(sorted(defs.items())),
     }

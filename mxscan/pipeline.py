@@ -23,8 +23,9 @@ from probes.domain import ProbeError
 from probes.mtasts.assess import assess_mta_sts
 from probes.mtasts.records import MtaStsResult, PolicyFetch
 from probes.smtp.probe import SmtpProbe
+from probes.smtp.records import SmtpResult
 from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_txt
-from probes.transport import MxTransport, Posture, host_pkix_valid, posture
+from probes.transport import MxTransport, Posture, host_pkix_valid, posture, smtp_ref
 
 __all__ = ["DomainOutcome", "Pipeline", "PipelineOptions", "failure_detail"]
 
@@ -46,6 +47,8 @@ class PipelineOptions:
 class DomainOutcome:
     dns: DnsResult | None = None
     mx_transport: tuple[MxTransport, ...] = ()
+    #: The SMTP results ``mx_transport`` references, per MX host in the same order.
+    smtp_results: tuple[tuple[SmtpResult, ...], ...] = ()
     mta_sts: MtaStsResult | None = None
     tlsrpt: TlsRptRecord | None = None
     posture: Posture | None = None
@@ -139,9 +142,14 @@ class Pipeline:
             # other domains started; none of that is this domain's own work, so it must not
             # hold a scheduler slot the long tail needs (issue: scheduler fairness).
             async with parked(), asyncio.TaskGroup() as group:
-                transport_task = group.create_task(self._guarded("smtp", self._transport(dns), (), errors))
+                transport_task = group.create_task(
+                    self._guarded("smtp", self._transport(dns), ((), ()), errors)
+                )
                 policy_task = group.create_task(self._guarded("mta-sts", self._policy(domain), None, errors))
-            outcome.mx_transport, policy = transport_task.result(), policy_task.result()
+            (outcome.mx_transport, outcome.smtp_results), policy = (
+                transport_task.result(),
+                policy_task.result(),
+            )
         outcome.tlsrpt = assess_tlsrpt_txt(dns.tlsrpt.data if dns.tlsrpt.outcome is Outcome.OK else ())
         dane_published = any(
             h.tlsa is not None and h.tlsa.outcome is Outcome.OK and h.tlsa.dnssec is Dnssec.SECURE
@@ -156,14 +164,17 @@ class Pipeline:
                 fetch=fetch,
                 body=body,
                 mx_hosts=[h.host for h in dns.mx_hosts],
-                pkix_by_host={t.host: host_pkix_valid(t.addresses) for t in outcome.mx_transport},
+                pkix_by_host={
+                    t.host: host_pkix_valid(r)
+                    for t, r in zip(outcome.mx_transport, outcome.smtp_results, strict=True)
+                },
                 dane_by_host={t.host: t.dane for t in outcome.mx_transport},
                 tlsrpt_valid=outcome.tlsrpt.valid,
                 dane_published=dane_published,
                 provider_of=self.provider_of,
             )
         outcome.posture = posture(
-            outcome.mx_transport,
+            [(r, t.dane) for t, r in zip(outcome.mx_transport, outcome.smtp_results, strict=True)],
             dnssec_mx=dns.mx.dnssec.value,
             dane_published=dane_published,
             mta_sts_mode=outcome.mta_sts.mode if outcome.mta_sts is not None else None,
@@ -193,9 +204,11 @@ class Pipeline:
         fetch, body = await self.fetch_policy(domain, policy_a.data[0])
         return policy_a, fetch, body
 
-    async def _transport(self, dns: DnsResult) -> tuple[MxTransport, ...]:
+    async def _transport(
+        self, dns: DnsResult
+    ) -> tuple[tuple[MxTransport, ...], tuple[tuple[SmtpResult, ...], ...]]:
         if not dns.mx_hosts:
-            return ()
+            return (), ()
         targets = [(h, a) for h in dns.mx_hosts for a in addresses_of(h, ipv6=self.options.ipv6)]
         results: dict[tuple[str, str], SmtpProbe] = {}
         # Bounded fan-out inside one domain: a domain listing 16 MX hosts must not
@@ -215,16 +228,18 @@ class Pipeline:
                 group.create_task(one(host.host, address))
         at = self.now()
         transports = []
+        smtp_results = []
         for host in dns.mx_hosts:
             probes = tuple(results[(host.host, a)] for a in addresses_of(host, ipv6=self.options.ipv6))
             chain = next((r.chain_der for r in probes if r.chain_der), None) if probes else None
+            smtp_results.append(tuple(r.result for r in probes))
             transports.append(
                 MxTransport(
                     host=host.host,
                     preference=host.preference,
                     provider=self.provider_of(host.host),
-                    addresses=tuple(r.result for r in probes),
+                    smtp_refs=tuple(smtp_ref(r.result) for r in probes),
                     dane=dane_for(host, dns.mx, list(chain) if chain else None, at),
                 )
             )
-        return tuple(transports)
+        return tuple(transports), tuple(smtp_results)

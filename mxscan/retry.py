@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from probes.results import is_host_line
 from report.figures import domain_facts
 
 __all__ = ["drop_unknown", "needs_retry"]
@@ -58,7 +59,7 @@ def drop_unknown(path: Path) -> tuple[int, int]:
                 except orjson.JSONDecodeError:
                     temporary.unlink()
                     raise RetryError(f"{path}: corrupt line {number}; not an mxscan results file?") from None
-                if needs_retry(record):
+                if not is_host_line(record) and needs_retry(record):
                     dropped += 1
                 else:
                     target.write(line)

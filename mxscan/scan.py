@@ -35,11 +35,13 @@ from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import preflight
 from probes.dns.records import Answer
 from probes.dns.resolver import StubResolver
-from probes.domain import SCHEMA_VERSION, DomainRecord, ScanMeta
+from probes.domain import SCHEMA_VERSION, DomainRecord, HostRecord, ScanMeta
 from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
 from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber
+from probes.smtp.records import SmtpResult
 from probes.tls.truststore import TrustStoreError
+from probes.transport import smtp_ref
 
 __all__ = ["run_scan"]
 
@@ -54,6 +56,10 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
+#: A finished domain: its record and the SMTP results it references (per MX host).
+Finished = tuple[DomainRecord, tuple[tuple[SmtpResult, ...], ...]]
+
+
 class _Run:
     """The per-run state the scheduler's callbacks close over."""
 
@@ -66,6 +72,9 @@ class _Run:
         self.written = 0
         self.input_error = ""
         self._invalid_seen: set[str] = set()
+        #: ref -> the result its latest host line holds (bounded: an evicted entry only
+        #: costs a repeated, identical line).
+        self._host_lines: dict[str, SmtpResult] = {}
 
     def record(self, item: InputItem, **fields: object) -> DomainRecord:
         base: dict[str, object] = {
@@ -87,7 +96,18 @@ class _Run:
         base.update(fields)
         return DomainRecord(**base)  # type: ignore[arg-type]
 
-    def write(self, record: DomainRecord) -> None:
+    def write(self, record: DomainRecord, hosts: tuple[tuple[SmtpResult, ...], ...] = ()) -> None:
+        """The host lines the record references that this run has not written yet, then the record
+        (same buffer, in order: a reference never points past a torn tail)."""
+        lines = self._host_lines
+        for results in hosts:
+            for result in results:
+                ref = smtp_ref(result)
+                if lines.get(ref) is not result:
+                    self.store.append(encode(HostRecord(schema_version=SCHEMA_VERSION, ref=ref, smtp=result)))
+                    lines[ref] = result
+                    if len(lines) > defaults.SMTP_CACHE_ENTRIES:
+                        del lines[next(iter(lines))]
         self.store.append(encode(record))
         self.written += 1
         if self.progress is not None:
@@ -205,13 +225,13 @@ async def _scan_with_store(
             now=lambda: dt.datetime.now(dt.UTC),
         )
 
-        async def handle(item: InputItem) -> DomainRecord:
+        async def handle(item: InputItem) -> Finished:
             assert item.domain is not None
             if cfg.exclude is not None and cfg.exclude.excludes_name(item.domain):
-                return run.record(item, status=Status.SKIPPED, reason="excluded")
+                return run.record(item, status=Status.SKIPPED, reason="excluded"), ()
             started = time.perf_counter()
             outcome = await pipeline.measure(item.domain)
-            return run.record(
+            record = run.record(
                 item,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 dns=outcome.dns,
@@ -221,9 +241,10 @@ async def _scan_with_store(
                 posture=outcome.posture,
                 errors=outcome.errors,
             )
+            return record, outcome.smtp_results
 
-        def crash(item: InputItem, exc: Exception) -> DomainRecord:
-            return run.record(item, status=Status.UNKNOWN_ERROR, reason=failure_detail(exc))
+        def crash(item: InputItem, exc: Exception) -> Finished:
+            return run.record(item, status=Status.UNKNOWN_ERROR, reason=failure_detail(exc)), ()
 
         progress = _make_progress(cfg, stderr, total, len(done))
         run.progress = progress
@@ -251,7 +272,7 @@ async def _scan_with_store(
             stats = await run_targets(
                 run.targets(items),
                 handle,
-                lambda _item, record: run.write(record),
+                lambda _item, finished: run.write(*finished),
                 crash,
                 concurrency=cfg.concurrency,
                 max_parked=cfg.max_parked,

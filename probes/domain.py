@@ -1,4 +1,15 @@
-"""The per-domain record: one line of the results file."""
+"""The lines of a results file: one per domain, plus one per probed mail server address.
+
+A results file is a stream of two kinds of line.  A *domain line* (a
+``DomainRecord``, it has a ``domain`` field) holds everything measured about one
+domain; its MX hosts point at their SMTP results by reference.  A *host line*
+(a ``HostRecord``, it has a ``ref`` field) holds one (MX host, address) probe,
+written once, just before the first domain line that references it: a host shared
+by 10,000 domains is stored once, not 10,000 times.  A reference resolves to the
+latest host line with that ``ref`` before the domain line (a resumed or retried
+run may probe a host again).  ``probes.results`` reads a file back with the
+references resolved.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +18,15 @@ from dataclasses import dataclass
 from engine.status import Status
 from probes.dns.records import DnsResult
 from probes.mtasts.records import MtaStsResult
+from probes.smtp.records import SmtpResult
 from probes.tlsrpt.record import TlsRptRecord
 from probes.transport import MxTransport, Posture
 
-__all__ = ["SCHEMA_VERSION", "DomainRecord", "ProbeError", "ScanMeta"]
+__all__ = ["SCHEMA_VERSION", "DomainRecord", "HostRecord", "ProbeError", "ScanMeta"]
 
 #: Bumped whenever a field changes meaning or shape; readers check it.
-SCHEMA_VERSION = 1
+#: 2: SMTP results moved out of domain lines into host lines (``MxTransport.smtp_refs``).
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +83,9 @@ class DomainRecord:
       measured_at: when this domain's measurement finished, ISO 8601 UTC.
       duration_ms: wall-clock time spent on this domain, in milliseconds.
       dns: the DNS measurements; null when not measured (invalid input) or the DNS probe crashed.
-      mx_transport: per MX host: provider, one SMTP STARTTLS probe per address, DANE verdict;
-        empty when SMTP was not probed (--dns-only, no MX, or the probe failed).
+      mx_transport: per MX host: provider, a reference to the SMTP STARTTLS probe of each address
+        (a host line earlier in the file), DANE verdict; empty when SMTP was not probed
+        (--dns-only, no MX, or the probe failed).
       mta_sts: the MTA-STS record, policy fetch, policy, coverage and findings; null when not probed.
       tlsrpt: the TLS-RPT record as RFC 8460 judges it; null when DNS failed.
       posture: the study's domain-level roll-ups; null when DNS failed.
@@ -92,3 +106,18 @@ class DomainRecord:
     tlsrpt: TlsRptRecord | None
     posture: Posture | None
     errors: tuple[ProbeError, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    """One SMTP STARTTLS probe of one (MX host, address), shared by every domain using it.
+
+    Fields:
+      schema_version: the record schema version (see SCHEMA_VERSION).
+      ref: how domain lines reference this probe (MxTransport.smtp_refs): "smtp:host@address:port".
+      smtp: the probe's result.
+    """
+
+    schema_version: int
+    ref: str
+    smtp: SmtpResult

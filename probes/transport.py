@@ -13,7 +13,7 @@ from enum import StrEnum
 from probes.dane.tlsa import DaneResult, DaneStatus
 from probes.smtp.records import SmtpResult, Starttls
 
-__all__ = ["Coverage3", "MxTransport", "Posture", "host_pkix_valid", "posture"]
+__all__ = ["Coverage3", "MxTransport", "Posture", "host_pkix_valid", "posture", "smtp_ref"]
 
 
 class Coverage3(StrEnum):
@@ -36,8 +36,9 @@ class MxTransport:
       host: the MX host name.
       preference: its MX preference.
       provider: the provider operating it (registrable domain or override), null if unknown.
-      addresses: one SMTP probe per address of the host (IPv4 and IPv6), shared with every
-        domain using the host.
+      smtp_refs: one reference per address of the host probed (IPv4 and IPv6): the ``ref`` of
+        the smtp-host line, earlier in the same results file, holding that address's SMTP
+        probe (shared with every domain using the host; see smtp_ref).
       dane: the DANE verdict for this host in this domain's context (needs the domain's MX
         RRset DNSSEC status); null when not assessed.
     """
@@ -45,8 +46,15 @@ class MxTransport:
     host: str
     preference: int
     provider: str | None
-    addresses: tuple[SmtpResult, ...]
+    smtp_refs: tuple[str, ...]
     dane: DaneResult | None
+
+
+def smtp_ref(result: SmtpResult) -> str:
+    """The reference of one (host, address, port) probe: ``smtp:host@address:port``
+    (IPv6 in brackets), readable and unique within a results file."""
+    address = f"[{result.address}]" if ":" in result.address else result.address
+    return f"smtp:{result.host}@{address}:{result.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,17 +120,18 @@ def _host_dane(dane: DaneResult | None) -> bool | None:
 
 
 def posture(
-    transports: Sequence[MxTransport],
+    hosts: Sequence[tuple[Sequence[SmtpResult], DaneResult | None]],
     *,
     dnssec_mx: str,
     dane_published: bool,
     mta_sts_mode: str | None,
     tlsrpt: bool,
 ) -> Posture:
+    """Roll-ups over the MX hosts: each given as (its SMTP results, its DANE verdict)."""
     return Posture(
-        starttls=_roll([_host_starttls(t.addresses) for t in transports]),
-        pkix_valid=_roll([host_pkix_valid(t.addresses) for t in transports]),
-        dane_valid=_roll([_host_dane(t.dane) for t in transports]),
+        starttls=_roll([_host_starttls(results) for results, _ in hosts]),
+        pkix_valid=_roll([host_pkix_valid(results) for results, _ in hosts]),
+        dane_valid=_roll([_host_dane(dane) for _, dane in hosts]),
         dane_published=dane_published,
         dnssec_mx=dnssec_mx,
         mta_sts_mode=mta_sts_mode,

@@ -12,7 +12,7 @@ from typing import Any
 
 from report.figures import DNS_UNSETTLED, UNKNOWN, YES, DomainFacts
 
-__all__ = ["Breakdowns", "Capped"]
+__all__ = ["Breakdowns", "Capped", "report_view_of_smtp"]
 
 
 class Capped:
@@ -246,6 +246,31 @@ class Breakdowns:
             ),
             "unknown_why": {k: dict(v.most_common(top)) for k, v in sorted(self.unknown_why.items())},
         }
+
+
+_SMTP_FIELDS_USED = (
+    "host",
+    "address",
+    "port",
+    "status",
+    "phase",
+    "starttls",
+    "banner",
+    "detail",
+    "last_text",
+    "pkix",
+    "plaintext_injection",
+)
+
+
+def report_view_of_smtp(smtp: dict[str, Any]) -> dict[str, Any]:
+    """What reports read of one SMTP result (memory grows with distinct hosts, so the
+    certificate facts shrink to the leaf's expiry)."""
+    view = {key: smtp.get(key) for key in _SMTP_FIELDS_USED}
+    view["ehlo"] = {"greeting_name": (smtp.get("ehlo") or {}).get("greeting_name", "")}
+    not_after = _not_after(smtp)
+    view["tls"] = {"chain": {"certs": [{"not_after": not_after}]}} if not_after else None
+    return view
 
 
 def _not_after(probe: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """The ``report``, ``diff`` and ``trend`` subcommands (wired in by mxscan/cli.py).
 
-Each handler reads results files through ``engine.checkpoint.read_records``
-(streaming, torn last line skipped) and returns an exit code.
+Each handler reads results files through ``probes.results.read_domain_records``
+(streaming, torn last line skipped, SMTP references resolved to what the report
+uses of them) and returns an exit code.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import orjson
 
-from engine.checkpoint import StoreError, read_records
+from engine.checkpoint import StoreError
+from probes.results import read_domain_records
+from report.breakdowns import report_view_of_smtp
 from report.diff import diff_records, render_diff_ndjson, render_diff_text
 from report.render_html import render_html
 from report.render_text import render_markdown, render_text
@@ -39,9 +42,16 @@ def _write(out: Path | None, data: str | bytes) -> None:
     tmp.replace(out)  # a reader never sees half a report
 
 
+def _nothing(_smtp: dict[str, Any]) -> dict[str, Any]:
+    """diff compares domain-level facts only: no SMTP result needs keeping."""
+    return {}
+
+
 def run_report(args: argparse.Namespace) -> int:
     try:
-        summary = summarise(read_records(args.results), top=args.top, cap=args.cap)
+        summary = summarise(
+            read_domain_records(args.results, report_view_of_smtp), top=args.top, cap=args.cap
+        )
     except StoreError as exc:
         print(f"mxscan: {exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -61,7 +71,9 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_diff(args: argparse.Namespace) -> int:
     try:
-        result = diff_records(read_records(args.old), read_records(args.new))
+        result = diff_records(
+            read_domain_records(args.old, _nothing), read_domain_records(args.new, _nothing)
+        )
     except StoreError as exc:
         print(f"mxscan: {exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -76,7 +88,7 @@ def run_trend(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for run in args.runs:
         try:
-            rows.append(trend_row(run, summarise(read_records(run))))
+            rows.append(trend_row(run, summarise(read_domain_records(run, report_view_of_smtp))))
         except StoreError as exc:
             print(f"mxscan: {exc}", file=sys.stderr)
             return EXIT_INPUT

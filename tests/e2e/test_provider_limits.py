@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import orjson
 import pytest
 
+from probes.results import read_domain_records
 from testbed import control
 from testbed.control import WorldSpec
 from testbed.harness import RunningWorld, running_world
@@ -86,7 +87,7 @@ def _scan(world: RunningWorld, limit: int, out: Path) -> Run:
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr.decode()[-2000:]
     (stats,) = control.mail_stats(world.state_dir)
-    records = {r["domain"]: r for r in map(orjson.loads, out.read_bytes().splitlines())}
+    records = {r["domain"]: r for r in read_domain_records(out)}
     return Run(
         limit,
         records,

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from mxscan.schema import schema
+from probes.results import read_domain_records
 from testbed.control import NetOptions, WorldSpec
 from testbed.harness import Endpoint, running_dns
 
@@ -63,8 +64,7 @@ def _scan_argv(endpoint: Endpoint, names: Path, out: Path, *extra: str) -> list[
 def _comparable(path: Path) -> dict[str, dict[str, object]]:
     """domain -> record without the fields that differ between runs by nature."""
     records: dict[str, dict[str, object]] = {}
-    for line in path.read_bytes().splitlines():
-        record = orjson.loads(line)
+    for record in read_domain_records(path):
         for volatile in ("measured_at", "duration_ms", "scan"):
             record.pop(volatile)
         assert record["domain"] not in records, f"{record['domain']} written twice"
@@ -111,7 +111,7 @@ def test_sigterm_stops_gracefully_and_says_how_to_resume(
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert "Re-run the same command to resume" in stderr
-    written = len(out.read_bytes().splitlines())
+    written = sum(1 for _ in read_domain_records(out))
     assert 0 < written < DOMAINS
     finished = subprocess.run(_scan_argv(endpoint, names, out), cwd=ROOT, timeout=300)
     assert finished.returncode == 0 and len(_comparable(out)) == DOMAINS
@@ -168,7 +168,7 @@ def test_invalid_lines_become_records(world: tuple[Endpoint, Path], tmp_path: Pa
     contact = "https://scanner.mxscan.test/opt-out"
     result = subprocess.run(_scan_argv(endpoint, source, out, "--contact", contact), cwd=ROOT, timeout=60)
     assert result.returncode == 0
-    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    records = list(read_domain_records(out))
     assert {r["scan"]["contact"] for r in records} == {contact}
     by_status = sorted((r["status"], r["domain"]) for r in records)
     assert by_status == [
@@ -201,7 +201,7 @@ def test_retry_unknown_reprobes_only_unknown_domains_in_place(tmp_path: Path) ->
     with running_dns(WorldSpec("scenarios")) as endpoint:
         first = subprocess.run(_scan_argv(endpoint, source, out), cwd=ROOT, timeout=60)
         assert first.returncode == 0
-        before = {r["domain"]: r for r in map(orjson.loads, out.read_bytes().splitlines())}
+        before = {r["domain"]: r for r in read_domain_records(out)}
         assert before["timeout.scenario.test"]["dns"]["mx"]["outcome"] == "timeout"
         again = subprocess.run(
             _scan_argv(endpoint, source, out, "--retry-unknown"),
@@ -211,7 +211,7 @@ def test_retry_unknown_reprobes_only_unknown_domains_in_place(tmp_path: Path) ->
             text=True,
         )
     assert again.returncode == 0 and "retrying 1 domains" in again.stderr
-    after = {r["domain"]: r for r in map(orjson.loads, out.read_bytes().splitlines())}
+    after = {r["domain"]: r for r in read_domain_records(out)}
     assert sorted(after) == sorted(before)  # each domain exactly once
     assert after["timeout.scenario.test"]["measured_at"] != before["timeout.scenario.test"]["measured_at"]
     for settled in ("valid-cert.scenario.test", "nxdomain.scenario.test"):

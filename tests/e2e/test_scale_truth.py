@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 import pytest
 
+from probes.results import read_domain_records
 from testbed.control import WorldSpec
 from testbed.harness import RunningWorld, running_world
 from tests.e2e.worldscan import world_scan_argv
@@ -197,7 +198,7 @@ def test_world_has_the_cases_the_figures_need(truth_rows: list[dict[str, Any]]) 
 
 
 def test_every_domain_scanned_once(results: Path, truth_rows: list[dict[str, Any]]) -> None:
-    records = [orjson.loads(line) for line in results.read_bytes().splitlines()]
+    records = list(read_domain_records(results))
     assert sorted(r["domain"] for r in records) == sorted(row["domain"] for row in truth_rows)
     assert Counter(r["status"] for r in records) == {"success": DOMAINS}
 

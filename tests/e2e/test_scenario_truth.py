@@ -11,6 +11,7 @@ the posture roll-ups.
 from __future__ import annotations
 
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
+from probes.results import read_domain_records
 from testbed.control import WorldSpec
 from testbed.harness import RunningWorld, running_world
 from testbed.scenarios import scenario_world
@@ -37,13 +39,40 @@ def world() -> Iterator[RunningWorld]:
 
 
 @pytest.fixture(scope="module")
-def scanned(world: RunningWorld, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+def results_file(world: RunningWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("scan") / "results.ndjson"
     argv = world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out)
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr.decode()[-2000:]
-    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-    return {r["domain"]: r for r in records}
+    return out
+
+
+@pytest.fixture(scope="module")
+def scanned(results_file: Path) -> dict[str, dict[str, Any]]:
+    return {r["domain"]: r for r in read_domain_records(results_file)}
+
+
+def test_each_probed_address_is_one_host_line_before_its_first_reference(results_file: Path) -> None:
+    """Issue 4: one probe per (host, address) per run, stored once and referenced by domains."""
+    defined: Counter[str] = Counter()
+    referenced: Counter[str] = Counter()
+    for line in results_file.read_bytes().splitlines():
+        record = orjson.loads(line)
+        if "ref" in record:
+            defined[record["ref"]] += 1
+            assert record["ref"] == smtp_ref_of(record["smtp"])
+            continue
+        for transport in record["mx_transport"]:
+            for ref in transport["smtp_refs"]:
+                assert ref in defined, f"{record['domain']}: {ref} referenced before it is written"
+                referenced[ref] += 1
+    assert set(defined) == set(referenced) and set(defined.values()) == {1}
+    assert max(referenced.values()) > 1  # the providers' hosts serve several scenario domains
+
+
+def smtp_ref_of(smtp: dict[str, Any]) -> str:
+    address = f"[{smtp['address']}]" if ":" in smtp["address"] else smtp["address"]
+    return f"smtp:{smtp['host']}@{address}:{smtp['port']}"
 
 
 @pytest.fixture(scope="module")

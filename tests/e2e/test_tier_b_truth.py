@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
+from probes.results import read_domain_records
 from testbed import control
 from testbed.scenarios import scenario_world
 from testbed.tier_b.nginx import nginx_binary
@@ -41,7 +41,7 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str
         out = state_dir / "results.ndjson"
         argv = world_scan_argv(ep, state_dir / "domains.txt", out, "--require-validation")
         subprocess.run(argv, cwd=ROOT, check=True, timeout=300)
-        records = {r["domain"]: r for r in map(orjson.loads, out.read_bytes().splitlines())}
+        records = {r["domain"]: r for r in read_domain_records(out)}
         expected = {r["domain"]: r for r in truth(WORLD, WorldPki.load(state_dir / "pki").tlsa_data)}
         yield records, expected
     finally:

@@ -13,17 +13,18 @@ from engine.records import encode
 from engine.status import Status
 from probes.dane.tlsa import DaneResult, DaneStatus
 from probes.dns.records import Answer, DnsResult, Dnssec, ImplicitMx, MxHost, Outcome, TlsaSkip
-from probes.domain import SCHEMA_VERSION, DomainRecord, ScanMeta
+from probes.domain import SCHEMA_VERSION, DomainRecord, HostRecord, ScanMeta
 from probes.mtasts.match import Coverage
 from probes.mtasts.policy import LineEndings, Mode, StsPolicy
 from probes.mtasts.record import StsRecord
 from probes.mtasts.records import Finding, MtaStsResult, PolicyFetch
+from probes.results import domain_records
 from probes.smtp.ehlo import EhloInfo
 from probes.smtp.records import Phase, SmtpResult, Starttls, TlsSession
 from probes.tls.certs import CertFacts, ChainFacts
 from probes.tls.verify import PkixReason, PkixResult
 from probes.tlsrpt.record import TlsRptRecord
-from probes.transport import MxTransport, posture
+from probes.transport import MxTransport, posture, smtp_ref
 from report.summary import summarise
 
 # ---------------------------------------------------------------- factories
@@ -239,9 +240,17 @@ def record(
         return DomainRecord(**base)
     dane = dane or {}
     transports = tuple(
-        MxTransport(h, p, prov, probes, DaneResult(dane[h], None, 1, "d") if h in dane else None)
+        MxTransport(
+            h,
+            p,
+            prov,
+            tuple(smtp_ref(r) for r in probes),
+            DaneResult(dane[h], None, 1, "d") if h in dane else None,
+        )
         for p, h, prov, probes in mx
     )
+    for _, _, _, probes in mx:
+        _SMTP_RESULTS.update((smtp_ref(r), r) for r in probes)
     published = any(v for v in tlsa.values())
     rpt = TlsRptRecord(
         tlsrpt,
@@ -256,7 +265,7 @@ def record(
         mta_sts=mta_sts,
         tlsrpt=rpt,
         posture=posture(
-            transports,
+            [(probes, t.dane) for t, (_, _, _, probes) in zip(transports, mx, strict=True)],
             dnssec_mx=dnssec,
             dane_published=published and dnssec == "secure",
             mta_sts_mode=mta_sts.mode if mta_sts else None,
@@ -266,8 +275,19 @@ def record(
     return DomainRecord(**base)
 
 
+#: Every SMTP result a test record referenced, by ref: ``as_dicts`` writes their host lines.
+_SMTP_RESULTS: dict[str, SmtpResult] = {}
+
+
 def as_dicts(*records: DomainRecord) -> list[dict[str, Any]]:
-    return [orjson.loads(encode(r)) for r in records]
+    """The records as a results file holds them (each referenced host line first), read back
+    with the references resolved, as the report commands read them."""
+    lines: list[bytes] = []
+    for r in records:
+        for t in r.mx_transport:
+            lines += [encode(HostRecord(SCHEMA_VERSION, ref, _SMTP_RESULTS[ref])) for ref in t.smtp_refs]
+        lines.append(encode(r))
+    return list(domain_records(orjson.loads(line) for line in lines))
 
 
 def figures_of(*records: DomainRecord) -> dict[str, dict[str, Any]]:
