@@ -152,6 +152,12 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--smtp-port", type=_positive_int, default=defaults.SMTP_PORT, help="SMTP port (default 25)"
     )
     smtp.add_argument(
+        "--inline-probes",
+        action="store_true",
+        help="make SMTP and policy connections in the scan process itself (default: a second "
+        "process makes them, so the scan uses two cores)",
+    )
+    smtp.add_argument(
         "--smtp-in-flight",
         type=_positive_int,
         default=defaults.SMTP_IN_FLIGHT,
@@ -309,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 ehlo_name=args.ehlo_name,
                 smtp_port=args.smtp_port,
                 smtp_in_flight=args.smtp_in_flight,
+                inline_probes=args.inline_probes,
                 per_ip_connections=args.per_ip_connections,
                 smtp_connect_timeout=args.smtp_connect_timeout,
                 smtp_timeout=args.smtp_timeout,

@@ -33,6 +33,8 @@ class ScanConfig:
     ehlo_name: str | None = None
     smtp_port: int = defaults.SMTP_PORT
     smtp_in_flight: int = defaults.SMTP_IN_FLIGHT
+    #: SMTP and policy connections in the scan's own process instead of a probe process.
+    inline_probes: bool = False
     per_ip_connections: int = defaults.PER_IP_CONNECTIONS
     smtp_connect_timeout: float = defaults.SMTP_CONNECT_TIMEOUT
     smtp_timeout: float = defaults.SMTP_TIMEOUT

@@ -20,6 +20,7 @@ import uvloop
 
 from engine.checkpoint import ResultStore, StoreError
 from engine.inputs import DomainReader, InputError, InputItem, count_names
+from engine.offload import Offload, OffloadError
 from engine.progress import Progress
 from engine.records import encode
 from engine.scheduler import RunStats, run_targets
@@ -28,15 +29,14 @@ from engine.status import Status
 from mxscan import __version__, defaults
 from mxscan.config import ScanConfig
 from mxscan.pipeline import Pipeline, PipelineOptions, failure_detail
-from mxscan.politeness import PoliteProber
+from mxscan.probeservice import Politeness, ProbeServices, inline_services, probe_process, remote_services
 from mxscan.retry import RetryError, drop_unknown
-from mxscan.wiring import polite_fetch, polite_prober, smtp_prober
+from mxscan.wiring import smtp_prober
 from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import preflight
 from probes.dns.records import Answer
 from probes.dns.resolver import StubResolver
 from probes.domain import SCHEMA_VERSION, DomainRecord, HostRecord, ScanMeta
-from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
 from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.smtp.records import SmtpResult
@@ -144,11 +144,12 @@ async def _scan_with_store(
     prober: SmtpProber | None,
     providers: ProviderMap,
     stderr: TextIO,
+    offload: Offload | None,
 ) -> int:
     resolver_text = f"{cfg.resolver[0]}:{cfg.resolver[1]}"
     began = time.monotonic()
-    async with contextlib.AsyncExitStack() as services:
-        client = await services.enter_async_context(
+    async with contextlib.AsyncExitStack() as probe_stack:
+        client = await probe_stack.enter_async_context(
             DnsClient(
                 cfg.resolver,
                 timeout=cfg.dns_timeout,
@@ -195,30 +196,22 @@ async def _scan_with_store(
             # so they skip the shared cache: no entry, no single-flight bookkeeping.
             return await resolver.lookup(name, rrtype)
 
-        polite = polite_prober(cfg, prober, providers) if prober is not None else None
-        fetch_policy = None
-        if polite is not None and prober is not None:
-            fetcher = await services.enter_async_context(
-                PolicyFetcher(
-                    trust_store=prober.settings.trust_store,
-                    intermediates=prober.settings.intermediates,
-                    port=cfg.https_port,
-                    timeouts=FetchTimeouts(
-                        connect=cfg.smtp_connect_timeout,
-                        tls=cfg.smtp_timeout,
-                        headers=cfg.smtp_timeout,
-                        body=cfg.smtp_timeout,
-                        total=defaults.HTTPS_TOTAL_TIMEOUT,
-                    ),
-                )
-            )
-            fetch_policy = polite_fetch(polite, fetcher)
+        services: ProbeServices | None = None
+        if offload is not None:
+            try:
+                await offload.start()
+                services = await remote_services(offload)
+            except OffloadError as exc:
+                print(f"mxscan: the probe process failed to start ({exc}); try --inline-probes", file=stderr)
+                return EXIT_USAGE
+        elif prober is not None:
+            services = await inline_services(cfg, prober, providers, probe_stack)
         pipeline = Pipeline(
             lookup_own=lookup_own,
             lookup_shared=lookup_shared,
             validating=check.validating,
-            probe_smtp=polite.probe if polite is not None else None,
-            fetch_policy=fetch_policy,
+            probe_smtp=services.probe_smtp if services is not None else None,
+            fetch_policy=services.fetch_policy if services is not None else None,
             smtp_cache=smtp_cache,
             provider_of=providers.provider_of,
             options=PipelineOptions(dns_only=cfg.dns_only, ipv6=cfg.ipv6),
@@ -256,18 +249,18 @@ async def _scan_with_store(
             store.flush()
             if progress is not None:
                 progress.set_extra("dns", f"{client.statistics().sent} q")
-                if polite is not None:
+                if services is not None:
+                    politeness = services.politeness()
                     progress.set_extra("parked", str(live.parked))
-                    progress.set_extra(
-                        "throttled", str(sum(b.throttles for b in polite.backoff.statistics()))
-                    )
-                    progress.set_extra("slow", str(len(polite.slow_lane)))
+                    progress.set_extra("throttled", str(politeness.get("throttled", 0)))
+                    progress.set_extra("slow", str(politeness.get("slow_hosts", 0)))
                 progress.tick()
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        refresher = asyncio.create_task(_refresh_politeness(services)) if services is not None else None
         try:
             stats = await run_targets(
                 run.targets(items),
@@ -284,13 +277,19 @@ async def _scan_with_store(
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            if refresher is not None:
+                refresher.cancel()
+        if services is not None:
+            with contextlib.suppress(OffloadError):
+                await services.refresh()
         dns_stats = client.statistics()
     store.flush()
     if progress is not None:
         progress.finish()
     if cfg.summary_json is not None:
         caches: dict[str, HasStatistics] = {"dns": dns_cache, "smtp": smtp_cache}
-        _write_summary(cfg.summary_json, run, stats, dns_stats, caches, time.monotonic() - began, polite)
+        politeness = services.politeness() if services is not None else None
+        _write_summary(cfg.summary_json, run, stats, dns_stats, caches, time.monotonic() - began, politeness)
     if run.input_error:
         print(f"mxscan: {run.input_error}; stopped taking new domains", file=stderr)
         return EXIT_USAGE
@@ -304,6 +303,14 @@ async def _scan_with_store(
     return EXIT_OK
 
 
+async def _refresh_politeness(services: ProbeServices) -> None:
+    """Keeps the progress line's politeness figures current (they live in the probe process)."""
+    while True:
+        await asyncio.sleep(1.0)
+        with contextlib.suppress(OffloadError):
+            await services.refresh()
+
+
 class HasStatistics(Protocol):
     def statistics(self) -> object: ...
 
@@ -315,16 +322,9 @@ def _write_summary(
     dns_stats: ClientStatistics,
     caches: Mapping[str, HasStatistics],
     seconds: float,
-    polite: PoliteProber | None,
+    politeness: Politeness | None,
 ) -> None:
     """Machine-readable totals for benchmarks and scheduled jobs."""
-    politeness: dict[str, object] = {}
-    if polite is not None:
-        politeness = {
-            "providers": [dataclasses.asdict(s) for s in polite.provider_limits.statistics()],
-            "backoff": [dataclasses.asdict(b) for b in polite.backoff.statistics()],
-            "slow_hosts": len(polite.slow_lane),
-        }
     summary = {
         "records_written": run.written,
         "resumed_skipped": run.skipped_done,
@@ -332,7 +332,7 @@ def _write_summary(
         "scheduler": dataclasses.asdict(stats),
         "dns": dataclasses.asdict(dns_stats),
         "caches": {name: dataclasses.asdict(cache.statistics()) for name, cache in caches.items()},  # type: ignore[call-overload]
-        "politeness": politeness,
+        "politeness": {k: v for k, v in (politeness or {}).items() if k != "throttled"},
     }
     path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
 
@@ -381,15 +381,22 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
             return EXIT_USAGE
         print(f"mxscan: retrying {dropped} domains with unknown results ({kept} kept)", file=stderr)
     store = ResultStore(cfg.out, fresh=cfg.fresh)
+    offload = None
+    if prober is not None and not cfg.inline_probes:
+        # Forked before the store is opened (the child must not hold its lock) and before
+        # the event loop starts (a fork must not copy a running loop).
+        offload = probe_process(cfg, prober, providers)
     try:
-        done = store.open()
-    except StoreError as exc:
-        print(f"mxscan: {exc}", file=stderr)
-        return EXIT_USAGE
-    scan = _scan_with_store(
-        cfg, itertools.chain([first], items), total, store, done, prober, providers, stderr
-    )
-    try:
+        try:
+            done = store.open()
+        except StoreError as exc:
+            print(f"mxscan: {exc}", file=stderr)
+            return EXIT_USAGE
+        scan = _scan_with_store(
+            cfg, itertools.chain([first], items), total, store, done, prober, providers, stderr, offload
+        )
         return uvloop.run(scan)
     finally:
         store.close()
+        if offload is not None:
+            offload.kill()

@@ -1,0 +1,118 @@
+"""The connection-making probes of a scan (SMTP STARTTLS, MTA-STS policy fetch) with
+their politeness, either in the scan's own event loop or in a probe process.
+
+In a probe process (the default; ``--inline-probes`` keeps them in-process) the
+scan process keeps DNS, assembly and the results file and the probe process
+makes every connection, so the two use two cores.  Everything global about
+connections lives on one side: the per-address and per-provider limits, the
+back-off and the slow lane all live with the probes.  The scan's single-flight
+cache sits in front of the calls, so each (host, address) still crosses over
+once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvloop
+
+from engine.offload import Handler, Offload, Setup, fork_offload
+from mxscan import defaults
+from mxscan.config import ScanConfig
+from mxscan.pipeline import PolicyFetchFn, SmtpProbeFn
+from mxscan.politeness import PoliteProber
+from mxscan.wiring import polite_fetch, polite_prober
+from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
+from probes.mtasts.records import PolicyFetch
+from probes.providers import ProviderMap
+from probes.smtp.probe import SmtpProbe, SmtpProber
+
+__all__ = ["ProbeServices", "inline_services", "probe_process", "remote_services"]
+
+#: Politeness statistics as the summary and the progress line show them.
+Politeness = dict[str, Any]
+
+
+@dataclass
+class ProbeServices:
+    probe_smtp: SmtpProbeFn
+    fetch_policy: PolicyFetchFn
+    #: Latest politeness statistics (``refresh`` updates them from a probe process).
+    politeness: Callable[[], Politeness]
+    refresh: Callable[[], Any] = field(default=lambda: _nothing())
+    #: The probe process, when there is one.
+    offload: Offload | None = None
+
+
+async def _nothing() -> None:
+    return None
+
+
+def politeness_of(polite: PoliteProber) -> Politeness:
+    backoff = polite.backoff.statistics()
+    return {
+        "providers": [dataclasses.asdict(s) for s in polite.provider_limits.statistics()],
+        "backoff": [dataclasses.asdict(b) for b in backoff],
+        "slow_hosts": len(polite.slow_lane),
+        "throttled": sum(b.throttles for b in backoff),
+    }
+
+
+async def inline_services(
+    cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap, stack: contextlib.AsyncExitStack
+) -> ProbeServices:
+    """The probes in the running event loop; ``stack`` closes the policy fetcher."""
+    polite = polite_prober(cfg, prober, providers)
+    fetcher = await stack.enter_async_context(
+        PolicyFetcher(
+            trust_store=prober.settings.trust_store,
+            intermediates=prober.settings.intermediates,
+            port=cfg.https_port,
+            timeouts=FetchTimeouts(
+                connect=cfg.smtp_connect_timeout,
+                tls=cfg.smtp_timeout,
+                headers=cfg.smtp_timeout,
+                body=cfg.smtp_timeout,
+                total=defaults.HTTPS_TOTAL_TIMEOUT,
+            ),
+        )
+    )
+    return ProbeServices(polite.probe, polite_fetch(polite, fetcher), lambda: politeness_of(polite))
+
+
+def probe_process(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -> Offload:
+    """Fork the probe process (before the scan's event loop starts)."""
+
+    async def setup(stack: contextlib.AsyncExitStack) -> Mapping[str, Handler]:
+        services = await inline_services(cfg, prober, providers, stack)
+
+        async def politeness() -> Politeness:
+            return services.politeness()
+
+        return {"smtp": services.probe_smtp, "policy": services.fetch_policy, "politeness": politeness}
+
+    handlers: Setup = setup
+    return fork_offload(handlers, uvloop.run)
+
+
+async def remote_services(offload: Offload) -> ProbeServices:
+    """Calls into a started probe process."""
+    latest: Politeness = {}
+
+    async def probe_smtp(host: str, address: str) -> SmtpProbe:
+        result: SmtpProbe = await offload.call("smtp", host, address)
+        return result
+
+    async def fetch_policy(domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
+        result: tuple[PolicyFetch, bytes | None] = await offload.call("policy", domain, address)
+        return result
+
+    async def refresh() -> None:
+        latest.update(await offload.call("politeness"))
+
+    await refresh()
+    return ProbeServices(probe_smtp, fetch_policy, lambda: latest, refresh, offload)
