@@ -23,7 +23,6 @@ from probes.domain import ProbeError
 from probes.mtasts.assess import assess_mta_sts
 from probes.mtasts.records import MtaStsResult, PolicyFetch
 from probes.smtp.probe import SmtpProbe
-from probes.smtp.records import SmtpResult
 from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_txt
 from probes.transport import MxTransport, Posture, host_pkix_valid, posture, smtp_ref
 
@@ -47,8 +46,8 @@ class PipelineOptions:
 class DomainOutcome:
     dns: DnsResult | None = None
     mx_transport: tuple[MxTransport, ...] = ()
-    #: The SMTP results ``mx_transport`` references, per MX host in the same order.
-    smtp_results: tuple[tuple[SmtpResult, ...], ...] = ()
+    #: The SMTP probes ``mx_transport`` references, per MX host in the same order.
+    smtp_probes: tuple[tuple[SmtpProbe, ...], ...] = ()
     mta_sts: MtaStsResult | None = None
     tlsrpt: TlsRptRecord | None = None
     posture: Posture | None = None
@@ -146,7 +145,7 @@ class Pipeline:
                     self._guarded("smtp", self._transport(dns), ((), ()), errors)
                 )
                 policy_task = group.create_task(self._guarded("mta-sts", self._policy(domain), None, errors))
-            (outcome.mx_transport, outcome.smtp_results), policy = (
+            (outcome.mx_transport, outcome.smtp_probes), policy = (
                 transport_task.result(),
                 policy_task.result(),
             )
@@ -165,8 +164,8 @@ class Pipeline:
                 body=body,
                 mx_hosts=[h.host for h in dns.mx_hosts],
                 pkix_by_host={
-                    t.host: host_pkix_valid(r)
-                    for t, r in zip(outcome.mx_transport, outcome.smtp_results, strict=True)
+                    t.host: host_pkix_valid([p.result for p in probes])
+                    for t, probes in zip(outcome.mx_transport, outcome.smtp_probes, strict=True)
                 },
                 dane_by_host={t.host: t.dane for t in outcome.mx_transport},
                 tlsrpt_valid=outcome.tlsrpt.valid,
@@ -174,7 +173,10 @@ class Pipeline:
                 provider_of=self.provider_of,
             )
         outcome.posture = posture(
-            [(r, t.dane) for t, r in zip(outcome.mx_transport, outcome.smtp_results, strict=True)],
+            [
+                ([p.result for p in probes], t.dane)
+                for t, probes in zip(outcome.mx_transport, outcome.smtp_probes, strict=True)
+            ],
             dnssec_mx=dns.mx.dnssec.value,
             dane_published=dane_published,
             mta_sts_mode=outcome.mta_sts.mode if outcome.mta_sts is not None else None,
@@ -206,7 +208,7 @@ class Pipeline:
 
     async def _transport(
         self, dns: DnsResult
-    ) -> tuple[tuple[MxTransport, ...], tuple[tuple[SmtpResult, ...], ...]]:
+    ) -> tuple[tuple[MxTransport, ...], tuple[tuple[SmtpProbe, ...], ...]]:
         if not dns.mx_hosts:
             return (), ()
         targets = [(h, a) for h in dns.mx_hosts for a in addresses_of(h, ipv6=self.options.ipv6)]
@@ -228,11 +230,11 @@ class Pipeline:
                 group.create_task(one(host.host, address))
         at = self.now()
         transports = []
-        smtp_results = []
+        smtp_probes = []
         for host in dns.mx_hosts:
             probes = tuple(results[(host.host, a)] for a in addresses_of(host, ipv6=self.options.ipv6))
             chain = next((r.chain_der for r in probes if r.chain_der), None) if probes else None
-            smtp_results.append(tuple(r.result for r in probes))
+            smtp_probes.append(probes)
             transports.append(
                 MxTransport(
                     host=host.host,
@@ -242,4 +244,4 @@ class Pipeline:
                     dane=dane_for(host, dns.mx, list(chain) if chain else None, at),
                 )
             )
-        return tuple(transports), tuple(smtp_results)
+        return tuple(transports), tuple(smtp_probes)

@@ -26,6 +26,7 @@ from mxscan.config import ScanConfig
 from mxscan.pipeline import PolicyFetchFn, SmtpProbeFn
 from mxscan.politeness import PoliteProber
 from mxscan.wiring import polite_fetch, polite_prober
+from probes.domain import host_line
 from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
 from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap
@@ -43,7 +44,8 @@ class ProbeServices:
     fetch_policy: PolicyFetchFn
     #: Latest politeness statistics (``refresh`` updates them from a probe process).
     politeness: Callable[[], Politeness]
-    refresh: Callable[[], Any] = field(default=lambda: _nothing())
+    #: ``refresh(full)``: update from a probe process (full: with per-provider lists).
+    refresh: Callable[..., Any] = field(default=lambda full=False: _nothing())
     #: The probe process, when there is one.
     offload: Offload | None = None
 
@@ -90,10 +92,14 @@ def probe_process(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -
     async def setup(stack: contextlib.AsyncExitStack) -> Mapping[str, Handler]:
         services = await inline_services(cfg, prober, providers, stack)
 
-        async def politeness() -> Politeness:
-            return services.politeness()
+        async def politeness(full: bool) -> Politeness:
+            found = services.politeness()
+            return found if full else {k: found[k] for k in _BRIEF}
 
-        return {"smtp": services.probe_smtp, "policy": services.fetch_policy, "politeness": politeness}
+        async def probe_smtp(host: str, address: str) -> SmtpProbe:
+            return _for_the_wire(await services.probe_smtp(host, address))
+
+        return {"smtp": probe_smtp, "policy": services.fetch_policy, "politeness": politeness}
 
     handlers: Setup = setup
     return fork_offload(handlers, uvloop.run)
@@ -111,8 +117,20 @@ async def remote_services(offload: Offload) -> ProbeServices:
         result: tuple[PolicyFetch, bytes | None] = await offload.call("policy", domain, address)
         return result
 
-    async def refresh() -> None:
-        latest.update(await offload.call("politeness"))
+    async def refresh(full: bool = False) -> None:
+        latest.update(await offload.call("politeness", full))
 
     await refresh()
     return ProbeServices(probe_smtp, fetch_policy, lambda: latest, refresh, offload)
+
+
+#: What the progress line shows; the per-provider lists (thousands of keys) only at the end.
+_BRIEF = ("slow_hosts", "throttled")
+
+
+def _for_the_wire(probe: SmtpProbe) -> SmtpProbe:
+    """The full result travels as its encoded host line; the object keeps only what the scan
+    process reads (status, STARTTLS, PKIX, the host and address for the reference): unpickling
+    a chain's certificate facts would cost the scan process more than the probe saved it."""
+    slim = dataclasses.replace(probe.result, tls=None, ehlo=None, ehlo_tls=None)
+    return SmtpProbe(slim, probe.chain_der, host_line(probe.result))

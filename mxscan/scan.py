@@ -36,7 +36,7 @@ from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import preflight
 from probes.dns.records import Answer
 from probes.dns.resolver import StubResolver
-from probes.domain import SCHEMA_VERSION, DomainRecord, HostRecord, ScanMeta
+from probes.domain import SCHEMA_VERSION, DomainRecord, ScanMeta, host_line
 from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.smtp.records import SmtpResult
@@ -57,7 +57,7 @@ def _now() -> str:
 
 
 #: A finished domain: its record and the SMTP results it references (per MX host).
-Finished = tuple[DomainRecord, tuple[tuple[SmtpResult, ...], ...]]
+Finished = tuple[DomainRecord, tuple[tuple[SmtpProbe, ...], ...]]
 
 
 class _Run:
@@ -96,16 +96,16 @@ class _Run:
         base.update(fields)
         return DomainRecord(**base)  # type: ignore[arg-type]
 
-    def write(self, record: DomainRecord, hosts: tuple[tuple[SmtpResult, ...], ...] = ()) -> None:
+    def write(self, record: DomainRecord, hosts: tuple[tuple[SmtpProbe, ...], ...] = ()) -> None:
         """The host lines the record references that this run has not written yet, then the record
         (same buffer, in order: a reference never points past a torn tail)."""
         lines = self._host_lines
-        for results in hosts:
-            for result in results:
-                ref = smtp_ref(result)
-                if lines.get(ref) is not result:
-                    self.store.append(encode(HostRecord(schema_version=SCHEMA_VERSION, ref=ref, smtp=result)))
-                    lines[ref] = result
+        for probes in hosts:
+            for probe in probes:
+                ref = smtp_ref(probe.result)
+                if lines.get(ref) is not probe.result:
+                    self.store.append(probe.host_line or host_line(probe.result))
+                    lines[ref] = probe.result
                     if len(lines) > defaults.SMTP_CACHE_ENTRIES:
                         del lines[next(iter(lines))]
         self.store.append(encode(record))
@@ -234,7 +234,7 @@ async def _scan_with_store(
                 posture=outcome.posture,
                 errors=outcome.errors,
             )
-            return record, outcome.smtp_results
+            return record, outcome.smtp_probes
 
         def crash(item: InputItem, exc: Exception) -> Finished:
             return run.record(item, status=Status.UNKNOWN_ERROR, reason=failure_detail(exc)), ()
@@ -281,7 +281,7 @@ async def _scan_with_store(
                 refresher.cancel()
         if services is not None:
             with contextlib.suppress(OffloadError):
-                await services.refresh()
+                await services.refresh(True)
         dns_stats = client.statistics()
     store.flush()
     if progress is not None:

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.records import encode
 from engine.status import Status
 from probes.dns.records import DnsResult
 from probes.mtasts.records import MtaStsResult
 from probes.smtp.records import SmtpResult
 from probes.tlsrpt.record import TlsRptRecord
-from probes.transport import MxTransport, Posture
+from probes.transport import MxTransport, Posture, smtp_ref
 
-__all__ = ["SCHEMA_VERSION", "DomainRecord", "HostRecord", "ProbeError", "ScanMeta"]
+__all__ = ["SCHEMA_VERSION", "DomainRecord", "HostRecord", "ProbeError", "ScanMeta", "host_line"]
 
 #: Bumped whenever a field changes meaning or shape; readers check it.
 #: 2: SMTP results moved out of domain lines into host lines (``MxTransport.smtp_refs``).
@@ -121,3 +122,8 @@ class HostRecord:
     schema_version: int
     ref: str
     smtp: SmtpResult
+
+
+def host_line(result: SmtpResult) -> bytes:
+    """The results-file line holding ``result`` (with its newline)."""
+    return encode(HostRecord(schema_version=SCHEMA_VERSION, ref=smtp_ref(result), smtp=result))

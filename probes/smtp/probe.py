@@ -42,10 +42,16 @@ class SmtpSettings:
 @dataclass(frozen=True, slots=True)
 class SmtpProbe:
     """The recorded result plus the raw presented chain (DER, leaf first), which
-    DANE needs per domain but the results file keeps only as facts."""
+    DANE needs per domain but the results file keeps only as facts.
+
+    ``host_line``: the result's results-file line, when a probe process encoded it
+    (then ``result`` is slimmed to what the scan process reads; see
+    mxscan/probeservice.py); empty when the writer encodes ``result`` itself.
+    """
 
     result: SmtpResult
     chain_der: tuple[bytes, ...]
+    host_line: bytes = b""
 
 
 def should_retry(obs: Observation) -> bool:
