@@ -55,8 +55,14 @@ class DomainOutcome:
 
 
 def failure_detail(exc: BaseException) -> str:
-    """An exception as bounded record text: its type and the start of its message."""
-    text = f"{type(exc).__name__}: {exc}"
+    """An exception as bounded record text: its type and the start of its message.  A
+    TaskGroup's ExceptionGroup is described by its first underlying error (the group's own
+    text, "unhandled errors in a TaskGroup", says nothing about what failed)."""
+    more = 0
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        more += len(exc.exceptions) - 1
+        exc = exc.exceptions[0]
+    text = f"{type(exc).__name__}: {exc}" + (f" (and {more} more)" if more else "")
     return text if len(text) <= 300 else text[:297] + "..."
 
 
