@@ -22,6 +22,13 @@ its own per-customer MX host (as outlook.com does), and that provider accepts
 at most ``throttle_limit`` SMTP connections at once over all its hosts,
 greeting the next ones with 421 (``Host.connection_limit``).  With the default
 0 the world is exactly what it was without the option (no random draws).
+
+Certificates: a provider's hosts whose certificate is valid all present one
+certificate, as real providers do (``_provider_cert_names``: outlook's
+``*.mail.protection.outlook.com``, pphosted's pool wildcard, Google's one
+multi-SAN certificate for aspmx and alt*.aspmx); ``Host.cert_names`` names it.
+Self-hosted MTAs and defective certificates (qq's wrong-name mxdomain) stay
+per host.
 """
 
 from __future__ import annotations
@@ -114,6 +121,29 @@ _SHARED_MX: dict[str, tuple[tuple[tuple[int, str], ...], ...]] = {
     "yandex": (((10, "mx"),),),
 }
 _PPHOSTED_POOL = 32
+
+
+def _provider_cert_names(key: str, zone: str) -> tuple[str, ...]:
+    """The names of the one certificate every VALID host of provider ``key`` presents.
+
+    As real providers do: outlook's per-customer hosts and pphosted's pools present a
+    wildcard (RFC 6125 §6.4.3: "*" is the whole left-most label and stands for exactly
+    one label, which each host name has there); the fixed MX sets share one SAN list.
+    """
+    if key == "outlook":
+        return (f"*.mail.protection.{zone}",)
+    if key == "pphosted":
+        return (f"*.{zone}",)
+    # Not qq's mxdomain: its certificate names another host (a WRONG_NAME of its own).
+    labels = dict.fromkeys(
+        label for pattern in _SHARED_MX[key] for _, label in pattern if label != "mxdomain"
+    )
+    return tuple(f"{label}.{zone}" for label in labels)
+
+
+#: Provider key -> the names of the certificate its VALID hosts share (one tuple per provider).
+_CERT_NAMES = {p.key: _provider_cert_names(p.key, p.zone) for p in PROVIDERS}
+_THROTTLE_CERT_NAMES = (f"*.mx.{THROTTLE_ZONE}",)
 _BAD_CERTS = (
     (CertKind.SELF_SIGNED, 0.5),
     (CertKind.EXPIRED, 0.2),
@@ -138,6 +168,7 @@ def provider_mx(b: Builder, key: str, domain: str, *, dane: bool = False, varian
             tlsa=_EE311 if dane else (),
             dnssec=status,
             banner=f"{name} Outlook-like ESMTP",
+            cert_names=_CERT_NAMES[key],
         )
         return (Mx(0, name),)
     if key == "pphosted":
@@ -153,7 +184,16 @@ def provider_mx(b: Builder, key: str, domain: str, *, dane: bool = False, varian
             name = f"{label}.{prov.zone}"
             cert = CertKind.WRONG_NAME if label == "mxdomain" else CertKind.VALID
             tlsa = _EE311 if key == "cloudflare" else ()
-            b.host(name, provider=key, cert=cert, tlsa=tlsa, dnssec=status, banner=f"{name} ESMTP ready")
+            shared = _CERT_NAMES[key] if cert is CertKind.VALID else ()
+            b.host(
+                name,
+                provider=key,
+                cert=cert,
+                tlsa=tlsa,
+                dnssec=status,
+                banner=f"{name} ESMTP ready",
+                cert_names=shared,
+            )
             mx.append(Mx(pref, name))
         return tuple(mx)
 
@@ -312,7 +352,13 @@ def _throttled_domain(name: str, b: Builder, p: Profile) -> Domain:
     b.zone(Zone(THROTTLE_ZONE))
     host = f"{name.replace('.', '-')}.mx.{THROTTLE_ZONE}"
     limit = max(int(p.throttle_limit), 1)
-    b.host(host, provider=THROTTLE_PROVIDER, connection_limit=limit, banner=f"{host} ESMTP busy provider")
+    b.host(
+        host,
+        provider=THROTTLE_PROVIDER,
+        connection_limit=limit,
+        banner=f"{host} ESMTP busy provider",
+        cert_names=_THROTTLE_CERT_NAMES,
+    )
     return Domain(name, mx=(Mx(10, host),))
 
 

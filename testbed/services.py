@@ -13,12 +13,14 @@ process (which serves its shard) compute the same one independently.
 Hosts without a listener: an SMTP behaviour "refused" (nothing listens, so the
 connection is refused), a policy "no-server", hosts without an address.
 
-TLS: SMTP contexts are built on the first STARTTLS (``ContextCache``);
+TLS: SMTP contexts are built on the first STARTTLS (``ContextCache``), one
+per certificate, so a provider's hosts that share one share the context;
 policy sites, a few hundred even at 100k domains, get theirs at start.
 """
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
@@ -26,7 +28,7 @@ from typing import NamedTuple
 from testbed.httpsserver import PolicySite
 from testbed.smtpfleet import HostSpec
 from testbed.world import CertKind, Domain, Host, HostRole, PolicyHttp, SmtpBehaviour, World
-from testbed.worldpki import ContextCache
+from testbed.worldpki import ContextCache, cert_spec
 
 __all__ = [
     "MAX_SOCKETS_PER_PROCESS",
@@ -131,13 +133,10 @@ def probe_address(part: Shard) -> tuple[str, str] | None:
 def host_spec(host: Host, contexts: ContextCache) -> list[HostSpec]:
     """The SMTP fleet's spec(s) for ``host``: one per address it listens on."""
     assert host.smtp is not None
+    spec = cert_spec(host)
     factory: Callable[[], ssl.SSLContext] | None = None
-    if host.cert is not None:
-        name, kind = host.name, host.cert.value
-
-        def factory() -> ssl.SSLContext:
-            return contexts.get(name, kind)
-
+    if spec is not None:  # hosts sharing a certificate share its context (``ContextCache``)
+        factory = functools.partial(contexts.for_cert, spec)
     return [
         HostSpec(
             name=host.name,

@@ -7,8 +7,8 @@ Each host listens on its own 127.x.y.z address and a shared port (25 as root,
 any port otherwise: the address tells hosts apart).  A connection gets a
 ``_Session`` protocol that greets, answers EHLO/STARTTLS/QUIT line by line and
 upgrades to TLS with the host's ``ssl.SSLContext``: pre-built (``tls``) or
-made on the first STARTTLS by ``tls_factory`` (a 100k-host world cannot build
-27,000 contexts at start: ~1.3 ms and ~30 KB each).  Hosts that share an
+made on the first STARTTLS by ``tls_factory`` (a 100k-domain world cannot build
+its ~16,000 distinct contexts at start: ~1 ms and ~30 KB each).  Hosts that share an
 address (several IPv6-only hosts on ::1) share one listener; the first host's
 behaviour answers, and the TLS context is picked by SNI among them.
 Behaviours are data: a name chosen per host, switched on in a few small methods.

@@ -193,6 +193,10 @@ class Host:
     #: Connections the host's *provider* accepts at once (over all its hosts) before it
     #: greets with 421; 0: no limit.  A property of the provider, repeated on each of its hosts.
     connection_limit: int = 0
+    #: The names the certificate is issued for when the host presents one it shares with
+    #: other hosts (a provider's wildcard or SAN list, RFC 6125 §6.4.3); () means its own
+    #: name only.  Hosts with equal (cert, cert_names) present the very same certificate.
+    cert_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
