@@ -147,14 +147,11 @@ class Pipeline:
             # other domains started; none of that is this domain's own work, so it must not
             # hold a scheduler slot the long tail needs (issue: scheduler fairness).
             async with parked(), asyncio.TaskGroup() as group:
-                transport_task = group.create_task(
-                    self._guarded("smtp", self._transport(dns), ((), ()), errors)
-                )
                 policy_task = group.create_task(self._guarded("mta-sts", self._policy(domain), None, errors))
-            (outcome.mx_transport, outcome.smtp_probes), policy = (
-                transport_task.result(),
-                policy_task.result(),
-            )
+                outcome.mx_transport, outcome.smtp_probes = await self._guarded(
+                    "smtp", self._transport(dns), ((), ()), errors
+                )
+            policy = policy_task.result()
         outcome.tlsrpt = assess_tlsrpt_txt(dns.tlsrpt.data if dns.tlsrpt.outcome is Outcome.OK else ())
         dane_published = any(
             h.tlsa is not None and h.tlsa.outcome is Outcome.OK and h.tlsa.dnssec is Dnssec.SECURE
@@ -231,9 +228,12 @@ class Pipeline:
                     (host, address), lambda: probe(host, address)
                 )
 
-        async with asyncio.TaskGroup() as group:
-            for host, address in targets:
-                group.create_task(one(host.host, address))
+        if len(targets) == 1:  # the common case: no task of its own
+            await one(targets[0][0].host, targets[0][1])
+        else:
+            async with asyncio.TaskGroup() as group:
+                for host, address in targets:
+                    group.create_task(one(host.host, address))
         at = self.now()
         transports = []
         smtp_probes = []

@@ -42,8 +42,9 @@ Politeness = dict[str, Any]
 class ProbeServices:
     probe_smtp: SmtpProbeFn
     fetch_policy: PolicyFetchFn
-    #: Latest politeness statistics (``refresh`` updates them from a probe process).
-    politeness: Callable[[], Politeness]
+    #: Politeness statistics: ``politeness(full)`` (from a probe process: the latest
+    #: ``refresh`` brought, whatever ``full`` says).
+    politeness: Callable[..., Politeness]
     #: ``refresh(full)``: update from a probe process (full: with per-provider lists).
     refresh: Callable[..., Any] = field(default=lambda full=False: _nothing())
     #: The probe process, when there is one.
@@ -54,13 +55,17 @@ async def _nothing() -> None:
     return None
 
 
-def politeness_of(polite: PoliteProber) -> Politeness:
+def politeness_of(polite: PoliteProber, *, full: bool = True) -> Politeness:
+    """The progress line's figures; ``full`` adds the per-key lists (one entry per provider
+    ever seen: thousands in a big scan, so only for the summary at the end)."""
     backoff = polite.backoff.statistics()
+    brief: Politeness = {"slow_hosts": len(polite.slow_lane), "throttled": sum(b.throttles for b in backoff)}
+    if not full:
+        return brief
     return {
         "providers": [dataclasses.asdict(s) for s in polite.provider_limits.statistics()],
         "backoff": [dataclasses.asdict(b) for b in backoff],
-        "slow_hosts": len(polite.slow_lane),
-        "throttled": sum(b.throttles for b in backoff),
+        **brief,
     }
 
 
@@ -83,7 +88,9 @@ async def inline_services(
             ),
         )
     )
-    return ProbeServices(polite.probe, polite_fetch(polite, fetcher), lambda: politeness_of(polite))
+    return ProbeServices(
+        polite.probe, polite_fetch(polite, fetcher), lambda full=True: politeness_of(polite, full=full)
+    )
 
 
 def probe_process(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -> Offload:
@@ -93,8 +100,7 @@ def probe_process(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -
         services = await inline_services(cfg, prober, providers, stack)
 
         async def politeness(full: bool) -> Politeness:
-            found = services.politeness()
-            return found if full else {k: found[k] for k in _BRIEF}
+            return services.politeness(full)
 
         async def probe_smtp(host: str, address: str) -> SmtpProbe:
             return _for_the_wire(await services.probe_smtp(host, address))
@@ -121,11 +127,7 @@ async def remote_services(offload: Offload) -> ProbeServices:
         latest.update(await offload.call("politeness", full))
 
     await refresh()
-    return ProbeServices(probe_smtp, fetch_policy, lambda: latest, refresh, offload)
-
-
-#: What the progress line shows; the per-provider lists (thousands of keys) only at the end.
-_BRIEF = ("slow_hosts", "throttled")
+    return ProbeServices(probe_smtp, fetch_policy, lambda full=True: latest, refresh, offload)
 
 
 def _for_the_wire(probe: SmtpProbe) -> SmtpProbe:

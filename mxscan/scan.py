@@ -250,7 +250,7 @@ async def _scan_with_store(
             if progress is not None:
                 progress.set_extra("dns", f"{client.statistics().sent} q")
                 if services is not None:
-                    politeness = services.politeness()
+                    politeness = services.politeness(False)
                     progress.set_extra("parked", str(live.parked))
                     progress.set_extra("throttled", str(politeness.get("throttled", 0)))
                     progress.set_extra("slow", str(politeness.get("slow_hosts", 0)))
