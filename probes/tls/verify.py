@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -59,9 +60,11 @@ from cryptography.x509.verification import (
 )
 
 from probes.tls.certs import EXTENSION_ERRORS, MAX_CHAIN_CERTS, CertParseError, is_issued_by, load_der
+from probes.tls.pathcache import PathCache
 from probes.tls.truststore import TrustStore
 
 __all__ = [
+    "VERIFIED_PATHS",
     "IntermediatePool",
     "PkixReason",
     "PkixResult",
@@ -72,6 +75,11 @@ __all__ = [
 ]
 
 _DETAIL_LIMIT = 300
+
+#: Chains cryptography's verifier accepted, shared by every host presenting them.
+VERIFIED_PATHS = PathCache()
+#: A host name label the verifier surely takes: letters, digits, inner hyphens.
+_LDH = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class PkixReason(StrEnum):
@@ -207,6 +215,31 @@ def _require_server_auth(_policy: Policy, _cert: x509.Certificate, eku: x509.Ext
         ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
     } & set(eku):
         raise ValueError("extendedKeyUsage does not allow serverAuth")
+
+
+def _surely_matches(name: str, leaf: x509.Certificate) -> bool:
+    """Whether cryptography's server verifier certainly accepts ``name`` for ``leaf``'s SANs:
+    an exact dNSName, or a whole-left-label wildcard over at least two labels for a label
+    that is not an A-label.  Anything else (no match, IDN, odd patterns) goes to the verifier,
+    so a cached path can only ever repeat a verdict the verifier would give."""
+    if not all(_LDH.fullmatch(label) for label in name.split(".")):
+        return False
+    san_dns, _ = _leaf_names(leaf)
+    head, _, tail = name.partition(".")
+    for pattern in san_dns:
+        pattern = pattern.lower()
+        if pattern == name:
+            return True
+        wild_tail = pattern[2:] if pattern.startswith("*.") else ""
+        if (
+            wild_tail
+            and wild_tail == tail
+            and "*" not in tail
+            and "." in tail
+            and not head.startswith("xn--")
+        ):
+            return True
+    return False
 
 
 def _cn_fallback_applies(leaf: x509.Certificate, host: str) -> bool:
@@ -351,7 +384,16 @@ def verify_chain(
     except ValueError:
         subject = DNSName(name)
     at = _utc(at)
-    verifier = PolicyBuilder().store(store.store).time(at).build_server_verifier(subject)
+    key = PathCache.key(store.fingerprints, considered)
+    known = VERIFIED_PATHS.get(key, at)
+    if known is not None and isinstance(subject, DNSName) and _surely_matches(name, certs[0]):
+        return PkixResult(True, PkixReason.OK, "chain verifies to a trusted root", known.anchor)
+    try:
+        verifier = PolicyBuilder().store(store.store).time(at).build_server_verifier(subject)
+    except ValueError as exc:  # "*.example.com" or "a_b.example.com" from a hostile MX record
+        return PkixResult(
+            False, PkixReason.OTHER, _bounded(f"host name the verifier refuses: {name!r} ({exc})"), ""
+        )
     try:
         path = verifier.verify(certs[0], certs[1:])
     except VerificationError as exc:
@@ -360,6 +402,7 @@ def verify_chain(
         message = f"malformed certificate: {exc}"
     else:
         anchor = path[-1].subject.rfc4514_string() if path else ""
+        VERIFIED_PATHS.put(key, path, anchor)
         return PkixResult(True, PkixReason.OK, "chain verifies to a trusted root", anchor)
     try:
         if _cn_fallback_applies(certs[0], name):

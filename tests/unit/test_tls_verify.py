@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from engine import records
 from probes.tls.truststore import TrustStore, TrustStoreError, load_trust_store
 from probes.tls.verify import (
+    VERIFIED_PATHS,
     IntermediatePool,
     PkixReason,
     PkixResult,
@@ -170,8 +171,9 @@ def test_chain_complete_but_refused_is_other() -> None:
         ((b"x" * 70_000,), HOST, "unparsable certificate"),
         (None, "", "not a host name"),
         (None, "a..b", "not a host name"),
+        (None, "*.verify.example.test", "host name the verifier refuses"),
     ],
-    ids=["empty-chain", "garbage-der", "oversized-der", "empty-host", "empty-label"],
+    ids=["empty-chain", "garbage-der", "oversized-der", "empty-host", "empty-label", "wildcard-mx-host"],
 )
 def test_unusable_inputs_are_other(chain: tuple[bytes, ...] | None, host: str, detail: str) -> None:
     p = pki()
@@ -291,3 +293,71 @@ def test_bad_ca_files_are_clear_errors(tmp_path: Path, content: bytes | None, me
 def test_bad_store_choices_are_clear_errors(kind: str, files: tuple[str, ...]) -> None:
     with pytest.raises(TrustStoreError):
         load_trust_store(kind, files)
+
+
+# ---------------------------------------------------------------- the verified-path cache
+
+#: SAN sets a provider might present on many hosts, and names hosts might ask for.
+SHARED_SANS = [
+    ["*.mail.verify.example.test"],
+    ["mx.verify.example.test", "*.mx.verify.example.test", "alt1.verify.example.test"],
+    ["*.verify.example.test", "MX2.Verify.Example.Test"],
+    ["xn--bcher-kva.verify.example.test", "*.idn.verify.example.test"],
+]
+ASKED = st.sampled_from(
+    ["a", "b", "mx", "alt1", "mx2", "xn--bcher-kva", "xn--x", "a.b", "*", "a-b", "UPPER"]
+).flatmap(
+    lambda label: st.sampled_from(
+        ["mail.verify.example.test", "mx.verify.example.test", "verify.example.test",
+         "idn.verify.example.test", "example.test"]
+    ).map(lambda tail: f"{label}.{tail}")
+)  # fmt: skip
+
+
+@functools.cache
+def _shared(index: int) -> IssuedCert:
+    return pki().issue(SHARED_SANS[index], kind="valid")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(SHARED_SANS) - 1), st.lists(ASKED, min_size=1, max_size=6))
+def test_a_cached_path_gives_the_verdict_the_verifier_gives(index: int, names: list[str]) -> None:
+    """Whatever was verified before (warming the cache for this chain), each name's verdict
+    equals a cold verification's."""
+    issued, at = _shared(index), pki().now
+    VERIFIED_PATHS.clear()
+    cold = [verify_chain(issued.chain_der, n, store=store(), at=at) for n in names]
+    VERIFIED_PATHS.clear()
+    warm_up = SHARED_SANS[index][0].replace("*", "warm").lower()
+    assert verify_chain(issued.chain_der, warm_up, store=store(), at=at).valid
+    warm = [verify_chain(issued.chain_der, n, store=store(), at=at) for n in names]
+    assert [(r.valid, r.reason, r.anchor) for r in warm] == [(r.valid, r.reason, r.anchor) for r in cold]
+
+
+def test_hosts_sharing_a_chain_verify_its_path_once() -> None:
+    issued, at = _shared(0), pki().now
+    VERIFIED_PATHS.clear()
+    for customer in ("a", "b", "c"):
+        assert verify_chain(
+            issued.chain_der, f"{customer}.mail.verify.example.test", store=store(), at=at
+        ).valid
+    assert (VERIFIED_PATHS.hits, VERIFIED_PATHS.misses) == (2, 1)
+
+
+def test_a_cached_path_never_outlives_its_certificates() -> None:
+    issued, p = _shared(0), pki()
+    VERIFIED_PATHS.clear()
+    assert verify_chain(issued.chain_der, "a.mail.verify.example.test", store=store(), at=p.now).valid
+    later = verify_chain(issued.chain_der, "b.mail.verify.example.test", store=store(), at=p.now + 100 * DAY)
+    assert later.reason is R.EXPIRED
+
+
+def test_a_cached_path_belongs_to_its_trust_store(tmp_path: Path) -> None:
+    issued, p = _shared(0), pki()
+    VERIFIED_PATHS.clear()
+    assert verify_chain(issued.chain_der, "a.mail.verify.example.test", store=store(), at=p.now).valid
+    other_root = TestPki(label="other-root")
+    (tmp_path / "other.pem").write_bytes(other_root.root_pem())
+    other = load_trust_store("none", [str(tmp_path / "other.pem")])
+    refused = verify_chain(issued.chain_der, "b.mail.verify.example.test", store=other, at=p.now)
+    assert refused.reason is R.UNKNOWN_ISSUER
