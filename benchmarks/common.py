@@ -57,13 +57,16 @@ def run_mxscan(args: list[str], out: Path, summary: Path) -> ScanRun:
     began = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env)
     # Peak RSS from the child's own VmHWM, polled: ru_maxrss would also count the copy
-    # of this (large) benchmark process that existed between fork and exec.
-    peak_kb = 0
+    # of this (large) benchmark process that existed between fork and exec.  The scan's
+    # probe process (a fork of it) counts too: the figure is the sum of both peaks.
+    peaks: dict[int, int] = {}
     while True:
-        peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+        for pid in (proc.pid, *_children(proc.pid)):
+            peaks[pid] = max(peaks.get(pid, 0), _vm_hwm_kb(pid))
         if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
             break
         time.sleep(0.1)
+    peak_kb = sum(peaks.values())
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - began
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -83,6 +86,13 @@ def run_mxscan(args: list[str], out: Path, summary: Path) -> ScanRun:
         slow.append((record["duration_ms"], record["domain"]))
     run.slowest = sorted(slow, reverse=True)[:10]
     return run
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def _vm_hwm_kb(pid: int) -> int:
