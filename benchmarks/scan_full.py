@@ -119,6 +119,8 @@ class FullRun:
 
     scan: ScanRun
     smtp_ms: list[float] = field(default_factory=list)
+    #: SMTP phase -> milliseconds per probe that reached it (the last attempt's).
+    phase_ms: dict[str, list[float]] = field(default_factory=dict)
     fetch_ms: list[float] = field(default_factory=list)
     tls_sessions: int = 0
     smtp_status: Counter[str] = field(default_factory=Counter)
@@ -189,6 +191,8 @@ def analyse(run: ScanRun, out: Path) -> FullRun:
                     continue
                 seen.add(key)
                 full.smtp_ms.append(probe["duration_ms"])
+                for phase, ms in (probe.get("phase_ms") or {}).items():
+                    full.phase_ms.setdefault(phase, []).append(ms)
                 full.smtp_status[probe["status"]] += 1
                 full.tls_sessions += probe.get("tls") is not None
         fetch = (record.get("mta_sts") or {}).get("fetch")
@@ -304,6 +308,8 @@ def print_table(title: str, rows: list[tuple[str, list[FullRun]]]) -> None:
             f"\n[{label}] median run: wall {r.scan.wall:.1f}s, {r.scan.domains} domains, "
             f"{r.tls_sessions} TLS sessions over {len(r.smtp_ms)} (host, address) probes"
         )
+        phases = ", ".join(f"{phase} {pct(ms, 50):.1f}/{pct(ms, 99):.1f}" for phase, ms in r.phase_ms.items())
+        print(f"  SMTP phases p50/p99 ms: {phases}")
         print(f"  domain status: {dict(r.scan.statuses)}")
         print(f"  smtp status:   {dict(r.smtp_status)}")
         print(f"  fetch status:  {dict(r.fetch_status)}")

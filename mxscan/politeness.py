@@ -60,6 +60,7 @@ def excluded_result(host: str, address: str, port: int) -> SmtpProbe:
         attempts=0,
         detail="excluded",
         duration_ms=0.0,
+        phase_ms={},
     )
     return SmtpProbe(result, ())
 

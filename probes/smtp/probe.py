@@ -130,6 +130,7 @@ class SmtpProber:
             attempts=attempts,
             detail=obs.detail,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            phase_ms=obs.phase_ms,
         )
 
 

@@ -78,6 +78,8 @@ class SmtpResult:
       attempts: connections made (retries after 421/450/timeouts included).
       detail: why the status is not success (bounded text), else "".
       duration_ms: wall-clock time of the probe including retries, in milliseconds.
+      phase_ms: milliseconds spent in each phase the last attempt reached (connect, banner, ehlo,
+        starttls, tls, ehlo-tls, quit), the one it stopped in included.
     """
 
     host: str
@@ -98,3 +100,4 @@ class SmtpResult:
     attempts: int
     detail: str
     duration_ms: float
+    phase_ms: dict[str, float]

@@ -183,6 +183,25 @@ def test_success_keeps_banner_ehlo_and_chain(results: dict[str, SmtpResult]) -> 
     assert got.tls.chain_pem == ()
 
 
+@pytest.mark.parametrize(
+    ("name", "phases"),
+    [
+        ("valid-cert", ["connect", "banner", "ehlo", "starttls", "tls", "ehlo-tls", "quit"]),
+        ("no-starttls", ["connect", "banner", "ehlo", "quit"]),
+        ("tarpit", ["connect", "banner", "ehlo"]),
+    ],
+)
+def test_time_is_recorded_per_phase_reached(
+    name: str, phases: list[str], results: dict[str, SmtpResult]
+) -> None:
+    got = results[name]
+    assert list(got.phase_ms) == phases
+    assert all(ms >= 0 for ms in got.phase_ms.values())
+    assert sum(got.phase_ms.values()) <= got.duration_ms + 1
+    if name == "tarpit":  # the phase it stopped in holds the wait: the command deadline
+        assert got.phase_ms["ehlo"] >= TIMEOUTS.command * 1000 * 0.9
+
+
 def test_failures_keep_partial_results(results: dict[str, SmtpResult]) -> None:
     assert results["banner-554"].banner_code == 554 and results["banner-554"].last_code == 554
     assert results["starttls-454"].ehlo is not None and results["starttls-454"].last_code == 454

@@ -109,6 +109,7 @@ def smtp(
         attempts=1,
         detail=detail,
         duration_ms=1.0,
+        phase_ms={"connect": 0.2, "banner": 0.8},
     )
 
 

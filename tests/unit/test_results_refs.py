@@ -117,7 +117,7 @@ def test_any_ordered_file_resolves_each_reference_to_the_latest_definition(
 def _smtp(host: str, address: str, port: int = 25) -> SmtpResult:
     return SmtpResult(
         host, address, port, Status.SUCCESS, Phase.DONE, Starttls.NO, 220, "", None, None, None, "", None,
-        None, False, 1, "", 1.0,
+        None, False, 1, "", 1.0, {},
     )  # fmt: skip
 
 
