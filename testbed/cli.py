@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from testbed import control
+from testbed.heap import settle_heap
 from testbed.truth import truth
 from testbed.worldpki import WorldPki
 
@@ -126,6 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
         seed=args.seed,
         tlsa_data=tlsa_data,
     )
+    settle_heap()
 
     def ready(port: int) -> None:
         print(f"dns listening on {args.dns_addr}:{port} (udp+tcp)", flush=True)

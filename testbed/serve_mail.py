@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from testbed import services
+from testbed.heap import settle_heap
 from testbed.httpsserver import PolicyServerFleet
 from testbed.smtpfleet import FleetStats, SmtpFleet
 from testbed.world import World
@@ -125,6 +126,7 @@ def serve_mail(
         print(f"serve-mail: shard {index} is not in 0..{count - 1}", file=sys.stderr)
         return 2
     _raise_open_files_limit()
+    settle_heap()
     run = _serve(world, index, count, pki_dir, smtp_port, https_port, ready_file, stats_file)
     try:
         import uvloop
