@@ -28,8 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from engine.records import encode  # noqa: E402
 from probes.dane.tlsa import DaneStatus  # noqa: E402
+from probes.domain import DomainRecord  # noqa: E402
 from probes.mtasts.records import Finding  # noqa: E402
-from tests.unit.test_report_figures import record, smtp, sts_result  # noqa: E402
+from probes.smtp.records import SmtpResult  # noqa: E402
+from tests.unit.test_report_figures import host_lines, record, smtp, sts_result  # noqa: E402
 
 #: (provider, MX hosts, weight) roughly as the study's top-10 table, plus a long tail.
 PROVIDERS = [
@@ -58,7 +60,7 @@ def _templates(rng: random.Random) -> list[tuple[str, object]]:
     return out
 
 
-def _make(domain: str, kind: str, arg: object, rng: random.Random):  # type: ignore[no-untyped-def]
+def _make(domain: str, kind: str, arg: object, rng: random.Random) -> DomainRecord:
     if kind == "invalid":
         return record(f"bad..{domain}", status="invalid-input", reason="empty-label")
     if kind == "crash":
@@ -119,7 +121,8 @@ def _make(domain: str, kind: str, arg: object, rng: random.Random):  # type: ign
 def write_results(path: Path, domains: int, seed: int = 1) -> None:
     rng = random.Random(seed)
     templates = _templates(rng)
-    cache: dict[int, object] = {}
+    cache: dict[int, DomainRecord] = {}
+    written: dict[str, SmtpResult] = {}
     with path.open("wb") as out:
         for i in range(domains):
             t = rng.randrange(len(templates))
@@ -130,7 +133,8 @@ def write_results(path: Path, domains: int, seed: int = 1) -> None:
             if base is None or (kind in ("provider",) and "{d}" in str(arg)):
                 base = _make(domain, kind, arg, rng)
                 cache[key] = base
-            out.write(encode(dataclasses.replace(base, domain=domain)))  # type: ignore[type-var]
+            out.writelines(host_lines(base, written))
+            out.write(encode(dataclasses.replace(base, domain=domain)))
 
 
 _CHILD = """

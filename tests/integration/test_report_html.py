@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.records import encode
 from probes.dane.tlsa import DaneStatus
 from probes.mtasts.records import Finding
 from report.commands import run_report
-from tests.unit.test_report_figures import record, smtp, sts_result
+from tests.unit.test_report_figures import as_lines, record, smtp, sts_result
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
@@ -56,7 +55,7 @@ def hostile_results(path: Path) -> None:
                 tlsrpt=i % 3 == 0,
             )
         )
-    path.write_bytes(b"".join(encode(r) for r in records))
+    path.write_bytes(b"".join(as_lines(*records)))
 
 
 class Args:

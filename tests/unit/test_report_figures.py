@@ -280,15 +280,31 @@ def record(
 _SMTP_RESULTS: dict[str, SmtpResult] = {}
 
 
-def as_dicts(*records: DomainRecord) -> list[dict[str, Any]]:
-    """The records as a results file holds them (each referenced host line first), read back
-    with the references resolved, as the report commands read them."""
+def host_lines(r: DomainRecord, written: dict[str, SmtpResult]) -> list[bytes]:
+    """The host lines ``r`` references that ``written`` (ref -> result written) lacks; updates it."""
+    lines = []
+    for t in r.mx_transport:
+        for ref in t.smtp_refs:
+            result = _SMTP_RESULTS[ref]
+            if written.get(ref) is not result:
+                written[ref] = result
+                lines.append(encode(HostRecord(SCHEMA_VERSION, ref, result)))
+    return lines
+
+
+def as_lines(*records: DomainRecord) -> list[bytes]:
+    """The records as a results file holds them: each referenced host line before its first use."""
     lines: list[bytes] = []
+    written: dict[str, SmtpResult] = {}
     for r in records:
-        for t in r.mx_transport:
-            lines += [encode(HostRecord(SCHEMA_VERSION, ref, _SMTP_RESULTS[ref])) for ref in t.smtp_refs]
+        lines += host_lines(r, written)
         lines.append(encode(r))
-    return list(domain_records(orjson.loads(line) for line in lines))
+    return lines
+
+
+def as_dicts(*records: DomainRecord) -> list[dict[str, Any]]:
+    """The records read back with the references resolved, as the report commands read them."""
+    return list(domain_records(orjson.loads(line) for line in as_lines(*records)))
 
 
 def figures_of(*records: DomainRecord) -> dict[str, dict[str, Any]]:
