@@ -30,6 +30,7 @@ import uvloop
 from common import ROOT  # noqa: F401  (puts the repository on sys.path)
 from tls_pair import measure_pair
 
+from engine.heap import settle_heap
 from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.certs import cert_facts, load_der
@@ -90,6 +91,7 @@ def main() -> None:
             intermediates=IntermediatePool.from_der([]),
         )
         prober = SmtpProber(settings)
+        settle_heap()  # as mxscan scan does before probing
         uvloop.run(_probe_all(prober, targets, args.concurrency))  # warm the world's contexts
         VERIFIED_PATHS.clear()
         load_der.cache_clear()

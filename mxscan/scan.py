@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import gc
 import itertools
 import os
 import signal
@@ -20,6 +19,7 @@ import orjson
 import uvloop
 
 from engine.checkpoint import ResultStore, StoreError
+from engine.heap import settle_heap
 from engine.inputs import DomainReader, InputError, InputItem, count_names
 from engine.offload import Offload, OffloadError
 from engine.progress import Progress
@@ -45,9 +45,6 @@ from probes.tls.truststore import TrustStoreError
 from probes.transport import smtp_ref
 
 __all__ = ["run_scan"]
-
-#: gen0 allocations, gen0 passes per gen1, gen1 passes per gen2 (CPython default: 700, 10, 10).
-GC_THRESHOLDS = (100_000, 50, 50)
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -307,21 +304,6 @@ async def _scan_with_store(
     return EXIT_OK
 
 
-def _tune_gc() -> None:
-    """Fewer collector passes for a long, allocation-heavy run (~5% of a 100k scan's CPU).
-
-    A scan makes millions of short-lived objects and keeps large caches (single-flight
-    answers and probes).  With CPython's default gen0 threshold (700) the collector runs
-    every few hundred allocations and its older generations re-walk those caches again and
-    again.  ``freeze`` takes the start-up heap (modules, trust store, provider table) out of
-    its view for good, and, done before the probe process forks, keeps those pages shared;
-    the higher threshold trades some memory (~10%) for far fewer passes.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 async def _refresh_politeness(services: ProbeServices) -> None:
     """Keeps the progress line's politeness figures current (they live in the probe process)."""
     while True:
@@ -400,7 +382,7 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
             return EXIT_USAGE
         print(f"mxscan: retrying {dropped} domains with unknown results ({kept} kept)", file=stderr)
     store = ResultStore(cfg.out, fresh=cfg.fresh)
-    _tune_gc()
+    settle_heap()
     offload = None
     if prober is not None and not cfg.inline_probes:
         # Forked before the store is opened (the child must not hold its lock) and before
