@@ -61,6 +61,7 @@ from tls_pair import PairResult, SequentialResult, measure_pair, sequential_smtp
 
 from engine.limitspec import STUDY_TOP_PROVIDERS
 from probes.results import read_domain_records
+from probes.smtp.records import Phase
 from testbed.control import NetOptions, WorldSpec
 from testbed.harness import RunningWorld, running_world
 
