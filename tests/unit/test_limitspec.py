@@ -62,7 +62,7 @@ def test_bad_specs_say_what_is_wrong(spec: str, message: str) -> None:
 def test_defaults_and_lookup() -> None:
     table = default_limits()
     assert all(table[p] == BIG_PROVIDER_LIMIT for p in STUDY_TOP_PROVIDERS)
-    assert parse_limit_spec("x=20/125ms")[1] == BIG_PROVIDER_LIMIT
+    assert parse_limit_spec("x=32/125ms")[1] == BIG_PROVIDER_LIMIT
     assert provider_limit(table, "GOOGLE.com.") == BIG_PROVIDER_LIMIT
     assert provider_limit(table, "tail.example") == DEFAULT_PROVIDER_LIMIT
     assert provider_limit(table, None) == DEFAULT_PROVIDER_LIMIT
