@@ -309,7 +309,11 @@ def print_table(title: str, rows: list[tuple[str, list[FullRun]]]) -> None:
             f"\n[{label}] median run: wall {r.scan.wall:.1f}s, {r.scan.domains} domains, "
             f"{r.tls_sessions} TLS sessions over {len(r.smtp_ms)} (host, address) probes"
         )
-        phases = ", ".join(f"{phase} {pct(ms, 50):.1f}/{pct(ms, 99):.1f}" for phase, ms in r.phase_ms.items())
+        phases = ", ".join(
+            f"{phase} {pct(r.phase_ms[phase], 50):.1f}/{pct(r.phase_ms[phase], 99):.1f}"
+            for phase in (p.value for p in Phase)
+            if phase in r.phase_ms
+        )
         print(f"  SMTP phases p50/p99 ms: {phases}")
         print(f"  domain status: {dict(r.scan.statuses)}")
         print(f"  smtp status:   {dict(r.smtp_status)}")

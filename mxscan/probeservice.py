@@ -21,13 +21,11 @@ from typing import Any
 import uvloop
 
 from engine.offload import Handler, Offload, Setup, fork_offload
-from mxscan import defaults
 from mxscan.config import ScanConfig
 from mxscan.pipeline import PolicyFetchFn, SmtpProbeFn
 from mxscan.politeness import PoliteProber
-from mxscan.wiring import polite_fetch, polite_prober
+from mxscan.wiring import policy_fetcher, polite_fetch, polite_prober
 from probes.domain import host_line
-from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
 from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap
 from probes.smtp.probe import SmtpProbe, SmtpProber
@@ -74,20 +72,7 @@ async def inline_services(
 ) -> ProbeServices:
     """The probes in the running event loop; ``stack`` closes the policy fetcher."""
     polite = polite_prober(cfg, prober, providers)
-    fetcher = await stack.enter_async_context(
-        PolicyFetcher(
-            trust_store=prober.settings.trust_store,
-            intermediates=prober.settings.intermediates,
-            port=cfg.https_port,
-            timeouts=FetchTimeouts(
-                connect=cfg.smtp_connect_timeout,
-                tls=cfg.smtp_timeout,
-                headers=cfg.smtp_timeout,
-                body=cfg.smtp_timeout,
-                total=defaults.HTTPS_TOTAL_TIMEOUT,
-            ),
-        )
-    )
+    fetcher = await stack.enter_async_context(policy_fetcher(cfg, prober))
     return ProbeServices(
         polite.probe, polite_fetch(polite, fetcher), lambda full=True: politeness_of(polite, full=full)
     )

@@ -13,7 +13,7 @@ from mxscan import defaults
 from mxscan.config import ScanConfig
 from mxscan.pipeline import PolicyFetchFn
 from mxscan.politeness import PoliteProber, excluded_fetch
-from probes.mtasts.fetch import PolicyFetcher
+from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
 from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap
 from probes.smtp.probe import SmtpProber, SmtpSettings
@@ -21,7 +21,7 @@ from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
 from probes.tls.verify import IntermediatePool
 
-__all__ = ["polite_fetch", "polite_prober", "smtp_prober"]
+__all__ = ["policy_fetcher", "polite_fetch", "polite_prober", "smtp_prober"]
 
 
 def smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
@@ -53,6 +53,23 @@ def smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
         intermediates=pool,
     )
     return SmtpProber(settings)
+
+
+def policy_fetcher(cfg: ScanConfig, prober: SmtpProber) -> PolicyFetcher:
+    """The MTA-STS policy fetcher: the SMTP probe's trust store, the scan's HTTPS port,
+    per-phase deadlines from the SMTP ones (the same servers' patience)."""
+    return PolicyFetcher(
+        trust_store=prober.settings.trust_store,
+        intermediates=prober.settings.intermediates,
+        port=cfg.https_port,
+        timeouts=FetchTimeouts(
+            connect=cfg.smtp_connect_timeout,
+            tls=cfg.smtp_timeout,
+            headers=cfg.smtp_timeout,
+            body=cfg.smtp_timeout,
+            total=defaults.HTTPS_TOTAL_TIMEOUT,
+        ),
+    )
 
 
 def polite_prober(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -> PoliteProber:
