@@ -12,6 +12,7 @@ once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ from typing import Any
 
 import uvloop
 
-from engine.offload import Handler, Offload, Setup, fork_offload
+from engine.offload import Handler, Offload, OffloadError, Setup, fork_offload
 from mxscan.config import ScanConfig
 from mxscan.pipeline import PolicyFetchFn, SmtpProbeFn
 from mxscan.politeness import PoliteProber
@@ -30,7 +31,7 @@ from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap
 from probes.smtp.probe import SmtpProbe, SmtpProber
 
-__all__ = ["ProbeServices", "inline_services", "probe_process", "remote_services"]
+__all__ = ["ProbeServices", "inline_services", "keep_politeness_current", "probe_process", "remote_services"]
 
 #: Politeness statistics as the summary and the progress line show them.
 Politeness = dict[str, Any]
@@ -121,3 +122,12 @@ def _for_the_wire(probe: SmtpProbe) -> SmtpProbe:
     a chain's certificate facts would cost the scan process more than the probe saved it."""
     slim = dataclasses.replace(probe.result, tls=None, ehlo=None, ehlo_tls=None)
     return SmtpProbe(slim, probe.chain_der, host_line(probe.result))
+
+
+async def keep_politeness_current(services: ProbeServices) -> None:
+    """Refreshes the progress line's politeness figures every second (from a probe process,
+    where they live) until cancelled."""
+    while True:
+        await asyncio.sleep(1.0)
+        with contextlib.suppress(OffloadError):
+            await services.refresh()

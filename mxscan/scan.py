@@ -30,7 +30,14 @@ from engine.status import Status
 from mxscan import __version__, defaults
 from mxscan.config import ScanConfig
 from mxscan.pipeline import Pipeline, PipelineOptions, failure_detail
-from mxscan.probeservice import Politeness, ProbeServices, inline_services, probe_process, remote_services
+from mxscan.probeservice import (
+    Politeness,
+    ProbeServices,
+    inline_services,
+    keep_politeness_current,
+    probe_process,
+    remote_services,
+)
 from mxscan.retry import RetryError, drop_unknown
 from mxscan.wiring import smtp_prober
 from probes.dns.client import ClientStatistics, DnsClient
@@ -261,7 +268,7 @@ async def _scan_with_store(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        refresher = asyncio.create_task(_refresh_politeness(services)) if services is not None else None
+        refresher = asyncio.create_task(keep_politeness_current(services)) if services is not None else None
         try:
             stats = await run_targets(
                 run.targets(items),
@@ -302,14 +309,6 @@ async def _scan_with_store(
         )
         return EXIT_INTERRUPTED
     return EXIT_OK
-
-
-async def _refresh_politeness(services: ProbeServices) -> None:
-    """Keeps the progress line's politeness figures current (they live in the probe process)."""
-    while True:
-        await asyncio.sleep(1.0)
-        with contextlib.suppress(OffloadError):
-            await services.refresh()
 
 
 class HasStatistics(Protocol):

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 
-__all__ = ["PathCache", "VerifiedPath"]
+__all__ = ["PathCache", "VerifiedPath", "surely_matches"]
+
+#: A host name label the verifier surely takes: letters, digits, inner hyphens.
+_LDH = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +76,22 @@ class PathCache:
     def clear(self) -> None:
         self._paths.clear()
         self.hits = self.misses = 0
+
+
+def surely_matches(name: str, san_dns: Sequence[str]) -> bool:
+    """Whether cryptography's server verifier certainly accepts ``name`` (normalised) for a
+    leaf with these dNSName SANs: an exact match, or a whole-left-label wildcard over at
+    least two labels for a label that is not an A-label.  Anything else (no match, IDN, odd
+    patterns) goes to the verifier, so a cached path only ever repeats a verdict it would give."""
+    if not all(_LDH.fullmatch(label) for label in name.split(".")):
+        return False
+    head, _, tail = name.partition(".")
+    for pattern in san_dns:
+        pattern = pattern.lower()
+        if pattern == name:
+            return True
+        wild_tail = pattern[2:] if pattern.startswith("*.") else ""
+        plain_label = bool(head) and not head.startswith("xn--")
+        if wild_tail and wild_tail == tail and "*" not in tail and "." in tail and plain_label:
+            return True
+    return False

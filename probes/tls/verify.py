@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -60,7 +59,7 @@ from cryptography.x509.verification import (
 )
 
 from probes.tls.certs import EXTENSION_ERRORS, MAX_CHAIN_CERTS, CertParseError, is_issued_by, load_der
-from probes.tls.pathcache import PathCache
+from probes.tls.pathcache import PathCache, surely_matches
 from probes.tls.truststore import TrustStore
 
 __all__ = [
@@ -78,8 +77,6 @@ _DETAIL_LIMIT = 300
 
 #: Chains cryptography's verifier accepted, shared by every host presenting them.
 VERIFIED_PATHS = PathCache()
-#: A host name label the verifier surely takes: letters, digits, inner hyphens.
-_LDH = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class PkixReason(StrEnum):
@@ -215,31 +212,6 @@ def _require_server_auth(_policy: Policy, _cert: x509.Certificate, eku: x509.Ext
         ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
     } & set(eku):
         raise ValueError("extendedKeyUsage does not allow serverAuth")
-
-
-def _surely_matches(name: str, leaf: x509.Certificate) -> bool:
-    """Whether cryptography's server verifier certainly accepts ``name`` for ``leaf``'s SANs:
-    an exact dNSName, or a whole-left-label wildcard over at least two labels for a label
-    that is not an A-label.  Anything else (no match, IDN, odd patterns) goes to the verifier,
-    so a cached path can only ever repeat a verdict the verifier would give."""
-    if not all(_LDH.fullmatch(label) for label in name.split(".")):
-        return False
-    san_dns, _ = _leaf_names(leaf)
-    head, _, tail = name.partition(".")
-    for pattern in san_dns:
-        pattern = pattern.lower()
-        if pattern == name:
-            return True
-        wild_tail = pattern[2:] if pattern.startswith("*.") else ""
-        if (
-            wild_tail
-            and wild_tail == tail
-            and "*" not in tail
-            and "." in tail
-            and not head.startswith("xn--")
-        ):
-            return True
-    return False
 
 
 def _cn_fallback_applies(leaf: x509.Certificate, host: str) -> bool:
@@ -386,7 +358,7 @@ def verify_chain(
     at = _utc(at)
     key = PathCache.key(store.fingerprints, considered)
     known = VERIFIED_PATHS.get(key, at)
-    if known is not None and isinstance(subject, DNSName) and _surely_matches(name, certs[0]):
+    if known is not None and isinstance(subject, DNSName) and surely_matches(name, _leaf_names(certs[0])[0]):
         return PkixResult(True, PkixReason.OK, "chain verifies to a trusted root", known.anchor)
     try:
         verifier = PolicyBuilder().store(store.store).time(at).build_server_verifier(subject)
