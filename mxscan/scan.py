@@ -49,7 +49,6 @@ from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.smtp.records import SmtpResult
 from probes.tls.truststore import TrustStoreError
-from probes.transport import smtp_ref
 
 __all__ = ["run_scan"]
 
@@ -108,9 +107,9 @@ class _Run:
         """The host lines the record references that this run has not written yet, then the record
         (same buffer, in order: a reference never points past a torn tail)."""
         lines = self._host_lines
-        for probes in hosts:
-            for probe in probes:
-                ref = smtp_ref(probe.result)
+        for transport, probes in zip(record.mx_transport, hosts, strict=True):
+            # the refs the pipeline already made for the record, one per probe, in order
+            for ref, probe in zip(transport.smtp_refs, probes, strict=True):
                 if lines.get(ref) is not probe.result:
                     self.store.append(probe.host_line or host_line(probe.result))
                     lines[ref] = probe.result
