@@ -35,7 +35,7 @@ from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.certs import cert_facts, load_der
 from probes.tls.truststore import load_trust_store
-from probes.tls.verify import VERIFIED_PATHS, IntermediatePool
+from probes.tls.verify import VERIFIED_ISSUERS, VERIFIED_PATHS, IntermediatePool
 from testbed.control import WorldSpec
 from testbed.harness import running_world
 from testbed.world import CertKind, HostRole, SmtpBehaviour
@@ -94,6 +94,7 @@ def main() -> None:
         settle_heap()  # as mxscan scan does before probing
         uvloop.run(_probe_all(prober, targets, args.concurrency))  # warm the world's contexts
         VERIFIED_PATHS.clear()
+        VERIFIED_ISSUERS.clear()
         load_der.cache_clear()
         cert_facts.cache_clear()
         cpu0, t0 = _cpu(), time.perf_counter()
@@ -102,7 +103,8 @@ def main() -> None:
         pair = measure_pair(pki, hosts[0][0], handshakes=args.probes, concurrency=args.concurrency)
     rate = sessions / seconds
     print(f"\nSMTP STARTTLS probes: {len(hosts)} distinct hosts once each, concurrency {args.concurrency}")
-    print(f"verified-path cache: {VERIFIED_PATHS.hits} hits, {VERIFIED_PATHS.misses} misses\n")
+    print(f"verified-path cache: {VERIFIED_PATHS.hits} hits, {VERIFIED_PATHS.misses} misses")
+    print(f"verified-issuer cache: {VERIFIED_ISSUERS.hits} hits, {VERIFIED_ISSUERS.misses} misses\n")
     print(f"{'':28} {'sessions/s':>10} {'client CPU ms':>14}")
     print(f"{'mxscan SmtpProber':28} {rate:>10.0f} {cpu / max(sessions, 1) * 1000:>14.2f}")
     print(f"{'bare TLS pair (uvloop)':28} {pair.rate:>10.0f} {pair.client_cpu_ms:>14.2f}")

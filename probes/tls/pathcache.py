@@ -1,4 +1,4 @@
-"""Chains already verified, so a chain many hosts present is path-checked once.
+"""Chains and issuers already verified, so what many hosts share is checked once.
 
 Providers present one certificate on thousands of MX hosts (a wildcard or a SAN
 list); building and checking its path (signatures, validity, EKU, name
@@ -10,20 +10,34 @@ What is remembered: for a chain that cryptography's server verifier accepted
 certificate of the verified path is valid.  A later lookup at a time outside
 that window misses, so expiry is never served from the cache.  Refusals are not
 remembered: they are rare and need their reason classified anyway.
+
+``IssuerCache``: hosts of one CA customer present *different* leaves under the
+same intermediates, and cryptography's verifier re-checks the intermediate's own
+signature (and every check above it) for each new leaf.  After a chain verified,
+its leaf's issuer is remembered as a stand-in trust anchor, so a later leaf under
+the same presented intermediates costs one signature check.  That gives exactly
+the verifier's verdict only under conditions ``IssuerCache.put`` checks (see its
+docstring for why each is needed); the caller still falls back to the full
+verification for anything the stand-in refuses.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import re
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.verification import Store
 
-__all__ = ["PathCache", "VerifiedPath", "surely_matches"]
+from probes.tls.certs import EXTENSION_ERRORS
+
+__all__ = ["IssuerCache", "PathCache", "VerifiedIssuer", "VerifiedPath", "chain_digest", "surely_matches"]
 
 #: A host name label the verifier surely takes: letters, digits, inner hyphens.
 _LDH = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -49,11 +63,7 @@ class PathCache:
     def key(store: Hashable, chain: Sequence[bytes]) -> tuple[Hashable, bytes]:
         """``store`` identifies the trust store by value (its roots' fingerprints): an id()
         could be reused by another store once the first is gone."""
-        digest = hashlib.sha256()
-        for der in chain:
-            digest.update(len(der).to_bytes(4, "big"))
-            digest.update(der)
-        return store, digest.digest()
+        return store, chain_digest(chain)
 
     def get(self, key: tuple[Hashable, bytes], at: dt.datetime) -> VerifiedPath | None:
         path = self._paths.get(key)
@@ -76,6 +86,122 @@ class PathCache:
     def clear(self) -> None:
         self._paths.clear()
         self.hits = self.misses = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedIssuer:
+    #: The leaf's issuer alone, as the only trust anchor.
+    store: Store
+    #: The verified path above the leaf: the issuer first, the root last.
+    above: tuple[x509.Certificate, ...]
+    anchor: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+
+
+def chain_digest(chain: Sequence[bytes]) -> bytes:
+    """SHA-256 over a list of DER certificates, length-prefixed so no two lists collide."""
+    digest = hashlib.sha256()
+    for der in chain:
+        digest.update(len(der).to_bytes(4, "big"))
+        digest.update(der)
+    return digest.digest()
+
+
+class IssuerCache:
+    """Bounded map: (trust store, presented intermediates, leaf's issuer name) -> that issuer."""
+
+    def __init__(self, size: int = 16_384) -> None:
+        self.size = size
+        self._issuers: OrderedDict[tuple[Hashable, bytes, bytes], VerifiedIssuer] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(store: Hashable, rest: Sequence[bytes], issuer_name: bytes) -> tuple[Hashable, bytes, bytes]:
+        """``rest``: the presented certificates after the leaf, in order, as DER."""
+        return store, chain_digest(rest), issuer_name
+
+    def get(self, key: tuple[Hashable, bytes, bytes], at: dt.datetime) -> VerifiedIssuer | None:
+        issuer = self._issuers.get(key)
+        if issuer is None or not issuer.valid_from <= at <= issuer.valid_until:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return issuer
+
+    def put(
+        self,
+        key: tuple[Hashable, bytes, bytes],
+        path: Sequence[x509.Certificate],
+        rest: Sequence[x509.Certificate],
+        roots: Sequence[x509.Certificate],
+        anchor: str,
+    ) -> bool:
+        """Remember ``path[1]`` (the issuer of the leaf of a ``path`` cryptography's verifier
+        just accepted, ``rest`` presented after that leaf, ``roots`` trusted); True if taken.
+
+        A later leaf L with the same issuer name, the same ``rest`` and trust store is then
+        verified with ``path[1]`` as its only anchor.  The verifier's search from L visits,
+        at each step, the certificates (roots first, then ``rest``) whose subject is the
+        working certificate's issuer, and applies to each step's issuer its CA checks,
+        signature and path-length limit, and to the working certificate the name
+        constraints of every certificate above it.  The stand-in runs exactly L's own
+        checks and the L -> path[1] step.  The rest of the full search is the same for
+        any leaf, and already passed for this one, provided that:
+
+        * every step of ``path`` had exactly one candidate issuer (distinct DER), so the
+          search is one line and cannot branch differently for another leaf (a leaf's
+          authorityKeyIdentifier reorders candidates, and a branch taken first could end
+          at another anchor);
+        * no certificate above the leaf carries name constraints: they are the only check
+          above the first step that reads the leaf (its names);
+        * the time lies inside the validity of every certificate above the leaf (the
+          window kept here; ``get`` misses outside it);
+        * the path has an intermediate: a leaf issued straight by a root gains nothing.
+        """
+        if len(path) < 3 or not _single_line(path, rest, roots) or _constrained(path[1:]):
+            return False
+        above = tuple(path[1:])
+        self._issuers[key] = VerifiedIssuer(
+            store=Store([path[1]]),
+            above=above,
+            anchor=anchor,
+            valid_from=max(c.not_valid_before_utc for c in above),
+            valid_until=min(c.not_valid_after_utc for c in above),
+        )
+        self._issuers.move_to_end(key)
+        if len(self._issuers) > self.size:
+            self._issuers.popitem(last=False)
+        return True
+
+    def clear(self) -> None:
+        self._issuers.clear()
+        self.hits = self.misses = 0
+
+
+def _single_line(
+    path: Sequence[x509.Certificate], rest: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]
+) -> bool:
+    """Whether each step of ``path`` had exactly one candidate issuer, by distinct DER."""
+    for child, issuer in itertools.pairwise(path):
+        candidates = {c.public_bytes(Encoding.DER) for c in (*roots, *rest) if c.subject == child.issuer}
+        if candidates != {issuer.public_bytes(Encoding.DER)}:
+            return False
+    return True
+
+
+def _constrained(certs: Sequence[x509.Certificate]) -> bool:
+    """Whether any of ``certs`` has (or may have: unreadable extensions) name constraints."""
+    for cert in certs:
+        try:
+            cert.extensions.get_extension_for_class(x509.NameConstraints)
+        except x509.ExtensionNotFound:
+            continue
+        except EXTENSION_ERRORS:  # unreadable: not provably unconstrained
+            return True
+        return True
+    return False
 
 
 def surely_matches(name: str, san_dns: Sequence[str]) -> bool:

@@ -41,8 +41,9 @@ check replaced by ours (a client verifier whose EKU rules demand serverAuth);
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -59,10 +60,12 @@ from cryptography.x509.verification import (
 )
 
 from probes.tls.certs import EXTENSION_ERRORS, MAX_CHAIN_CERTS, CertParseError, is_issued_by, load_der
-from probes.tls.pathcache import PathCache, surely_matches
+from probes.tls.names import match_hostname, normalise_host
+from probes.tls.pathcache import IssuerCache, PathCache, VerifiedIssuer, surely_matches
 from probes.tls.truststore import TrustStore
 
 __all__ = [
+    "VERIFIED_ISSUERS",
     "VERIFIED_PATHS",
     "IntermediatePool",
     "PkixReason",
@@ -77,6 +80,8 @@ _DETAIL_LIMIT = 300
 
 #: Chains cryptography's verifier accepted, shared by every host presenting them.
 VERIFIED_PATHS = PathCache()
+#: Issuers of leaves it accepted, standing in as anchors for new leaves under them.
+VERIFIED_ISSUERS = IssuerCache()
 
 
 class PkixReason(StrEnum):
@@ -147,62 +152,6 @@ class IntermediatePool:
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_subject.values())
-
-
-def normalise_host(host: str) -> str | None:
-    """``host`` lowercased, without a trailing dot, as A-labels; None if not a name or address."""
-    host = host.strip().rstrip(".").lower()
-    if not host:
-        return None
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    labels = host.split(".")
-    if any(not label or len(label) > 63 for label in labels) or len(host) > 253:
-        return None
-    return host
-
-
-def _pattern_matches(pattern: str, host: str) -> bool:
-    pattern = pattern.rstrip(".").lower()
-    if not pattern.isascii() or not pattern:
-        return False  # dNSName is IA5String; a U-label here is malformed
-    if pattern == host:
-        return True
-    if not pattern.startswith("*."):
-        return False
-    # RFC 6125 §6.4.3: the wildcard is the whole left-most label and stands
-    # for exactly one label; require two labels after it (no "*.com").
-    rest = pattern[2:]
-    if "*" in rest or rest.count(".") < 1:
-        return False
-    head, dot, tail = host.partition(".")
-    return bool(head) and bool(dot) and tail == rest
-
-
-def match_hostname(host: str, san_dns: Sequence[str], san_ip: Sequence[str] = ()) -> bool:
-    """RFC 6125 matching of ``host`` against a leaf's SAN entries (no CN fallback)."""
-    name = normalise_host(host)
-    if name is None:
-        return False
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return any(_pattern_matches(p, name) for p in san_dns)
-    return any(_same_ip(address, ip) for ip in san_ip)
-
-
-def _same_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address, text: str) -> bool:
-    try:
-        return ipaddress.ip_address(text) == address
-    except ValueError:
-        return False
 
 
 def _require_server_auth(_policy: Policy, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
@@ -326,6 +275,35 @@ def classify(
     return PkixReason.UNKNOWN_ISSUER, f"no path to a trusted root from {leaf.issuer.rfc4514_string()}{said}"
 
 
+_VERIFIED = "chain verifies to a trusted root"
+
+
+@functools.lru_cache(maxsize=1024)
+def _subject_text(anchor: x509.Certificate) -> str:
+    """A root's subject as text; a scan meets a few hundred roots, each thousands of times."""
+    return anchor.subject.rfc4514_string()
+
+
+def _known_issuer_accepts(
+    key: tuple[Hashable, bytes, bytes],
+    store: TrustStore,
+    leaf_der: bytes,
+    leaf: x509.Certificate,
+    subject: DNSName | IPAddress,
+    at: dt.datetime,
+) -> VerifiedIssuer | None:
+    """The remembered issuer of this leaf, if the verifier accepts the leaf with that issuer
+    as its anchor (see ``IssuerCache.put`` for why that equals the full verification)."""
+    issuer = VERIFIED_ISSUERS.get(key, at)
+    if issuer is None or store.contains(leaf_der):  # a leaf that is itself a root ends its own path
+        return None
+    try:
+        PolicyBuilder().store(issuer.store).time(at).build_server_verifier(subject).verify(leaf, [])
+    except (VerificationError, ValueError, *EXTENSION_ERRORS):
+        return None  # the full verification decides, and says why
+    return issuer
+
+
 def verify_chain(
     chain: Sequence[bytes],
     host: str,
@@ -359,7 +337,11 @@ def verify_chain(
     key = PathCache.key(store.fingerprints, considered)
     known = VERIFIED_PATHS.get(key, at)
     if known is not None and isinstance(subject, DNSName) and surely_matches(name, _leaf_names(certs[0])[0]):
-        return PkixResult(True, PkixReason.OK, "chain verifies to a trusted root", known.anchor)
+        return PkixResult(True, PkixReason.OK, _VERIFIED, known.anchor)
+    issuer_key = IssuerCache.key(store.fingerprints, considered[1:], certs[0].issuer.public_bytes())
+    if (issuer := _known_issuer_accepts(issuer_key, store, considered[0], certs[0], subject, at)) is not None:
+        VERIFIED_PATHS.put(key, (certs[0], *issuer.above), issuer.anchor)
+        return PkixResult(True, PkixReason.OK, _VERIFIED, issuer.anchor)
     try:
         verifier = PolicyBuilder().store(store.store).time(at).build_server_verifier(subject)
     except ValueError as exc:  # "*.example.com" or "a_b.example.com" from a hostile MX record
@@ -373,13 +355,14 @@ def verify_chain(
     except EXTENSION_ERRORS as exc:  # a malformed extension met while verifying
         message = f"malformed certificate: {exc}"
     else:
-        anchor = path[-1].subject.rfc4514_string() if path else ""
+        anchor = _subject_text(path[-1]) if path else ""
         VERIFIED_PATHS.put(key, path, anchor)
-        return PkixResult(True, PkixReason.OK, "chain verifies to a trusted root", anchor)
+        VERIFIED_ISSUERS.put(issuer_key, path, certs[1:], store.roots, anchor)
+        return PkixResult(True, PkixReason.OK, _VERIFIED, anchor)
     try:
         if _cn_fallback_applies(certs[0], name):
             path = _verify_path_only(store, at, certs[0], certs[1:])
-            anchor = path[-1].subject.rfc4514_string() if path else ""
+            anchor = _subject_text(path[-1]) if path else ""
             detail = "chain verifies to a trusted root; name matched by CN fallback (no subjectAltName)"
             return PkixResult(True, PkixReason.OK, detail, anchor)
     except (VerificationError, *EXTENSION_ERRORS):
