@@ -123,7 +123,8 @@ class PoliteProber:
         attempts = 0
         while True:
             async with self.slot(host, address):
-                outcome = await self.prober.probe(host, address)
+                exchanged = await self.prober.exchange(host, address)
+            outcome = await self.prober.analyse(exchanged)  # with the connection slot already free
             attempts += outcome.result.attempts
             result = outcome.result
             timed_out = result.status in (Status.IO_TIMEOUT, Status.CONNECTION_TIMEOUT)

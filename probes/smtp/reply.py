@@ -60,7 +60,8 @@ def sanitise(text: str | bytes, limit: int = 512) -> str:
     escaped, at most ``limit`` characters (an ellipsis marks a cut)."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    text = _CONTROL.sub(_escape, text)
+    if not text.isprintable():  # every character _CONTROL matches is unprintable (Cc)
+        text = _CONTROL.sub(_escape, text)
     if len(text) > limit:
         return text[: max(limit - 1, 0)] + "…"
     return text

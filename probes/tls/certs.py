@@ -24,7 +24,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.utils import CryptographyDeprecationWarning
 
 __all__ = [
     "EXTENSION_ERRORS",
@@ -149,16 +148,34 @@ def is_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``moment`` (already UTC: cryptography's ``*_utc`` properties) as ISO 8601 with a Z
+    ("2025-01-31T00:00:00Z"); isoformat is several times cheaper than strftime."""
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def _name(name: x509.Name) -> str:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return name.rfc4514_string()
+        return name.rfc4514_string()
     except ValueError:  # an attribute value that cannot be rendered
         return "<unrenderable name>"
+
+
+#: Issuer names as text by their DER: thousands of leaves share a few issuers, and
+#: encoding a name costs a third of rendering it.
+_ISSUER_TEXT: dict[bytes, str] = {}
+
+
+def _issuer_text(issuer: x509.Name) -> str:
+    try:
+        key = issuer.public_bytes()
+    except ValueError:
+        return _name(issuer)
+    text = _ISSUER_TEXT.get(key)
+    if text is None:
+        if len(_ISSUER_TEXT) >= CACHED_CERTIFICATES:
+            _ISSUER_TEXT.clear()
+        text = _ISSUER_TEXT[key] = _name(issuer)
+    return text
 
 
 def _key_facts(cert: x509.Certificate) -> tuple[str, int, str, str]:
@@ -183,9 +200,7 @@ def _key_facts(cert: x509.Certificate) -> tuple[str, int, str, str]:
 
 
 def _serial_hex(cert: x509.Certificate) -> str:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # non-positive serials are facts
-        serial = cert.serial_number
+    serial = cert.serial_number
     return format(serial, "x") if serial >= 0 else f"-{-serial:x}"
 
 
@@ -198,7 +213,14 @@ def _signature_algorithm(cert: x509.Certificate) -> str:
 @functools.lru_cache(maxsize=CACHED_CERTIFICATES)
 def cert_facts(der: bytes) -> CertFacts:
     """The facts of one DER certificate; ``CertParseError`` if it is not one."""
-    cert = load_der(der)
+    with warnings.catch_warnings():
+        # A non-positive serial or an odd name attribute is a fact about the peer, not
+        # a warning for the operator; one context per certificate (each costs ~2 µs).
+        warnings.simplefilter("ignore")
+        return _facts(der, load_der(der))
+
+
+def _facts(der: bytes, cert: x509.Certificate) -> CertFacts:
     issues: list[str] = []
     san_dns: tuple[str, ...] = ()
     san_ip: tuple[str, ...] = ()
@@ -224,7 +246,7 @@ def cert_facts(der: bytes) -> CertFacts:
     not_before, not_after = _iso(cert.not_valid_before_utc), _iso(cert.not_valid_after_utc)
     return CertFacts(
         subject=_name(cert.subject),
-        issuer=_name(cert.issuer),
+        issuer=_issuer_text(cert.issuer),
         serial=_serial_hex(cert),
         not_before=not_before,
         not_after=not_after,

@@ -11,7 +11,16 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-__all__ = ["match_hostname", "normalise_host"]
+__all__ = ["is_address_literal", "match_hostname", "normalise_host"]
+
+_IPV4_CHARS = frozenset("0123456789.")
+
+
+def is_address_literal(host: str) -> bool:
+    """Whether ``host`` could be an IP address (IPv6 has a colon, IPv4 only digits and
+    dots); checked before parsing it as one, because a failed parse costs an exception
+    for every ordinary name."""
+    return ":" in host or _IPV4_CHARS.issuperset(host)
 
 
 def normalise_host(host: str) -> str | None:
@@ -19,10 +28,11 @@ def normalise_host(host: str) -> str | None:
     host = host.strip().rstrip(".").lower()
     if not host:
         return None
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
+    if is_address_literal(host):
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
@@ -57,8 +67,10 @@ def match_hostname(host: str, san_dns: Sequence[str], san_ip: Sequence[str] = ()
     if name is None:
         return False
     try:
-        address = ipaddress.ip_address(name)
+        address = ipaddress.ip_address(name) if is_address_literal(name) else None
     except ValueError:
+        address = None
+    if address is None:
         return any(_pattern_matches(p, name) for p in san_dns)
     return any(_same_ip(address, ip) for ip in san_ip)
 

@@ -60,7 +60,7 @@ from cryptography.x509.verification import (
 )
 
 from probes.tls.certs import EXTENSION_ERRORS, MAX_CHAIN_CERTS, CertParseError, is_issued_by, load_der
-from probes.tls.names import match_hostname, normalise_host
+from probes.tls.names import is_address_literal, match_hostname, normalise_host
 from probes.tls.pathcache import IssuerCache, PathCache, VerifiedIssuer, surely_matches
 from probes.tls.truststore import TrustStore
 
@@ -329,10 +329,12 @@ def verify_chain(
     name = normalise_host(host)
     if name is None:
         return PkixResult(False, PkixReason.OTHER, _bounded(f"not a host name: {host!r}"), "")
-    try:
-        subject: DNSName | IPAddress = IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        subject = DNSName(name)
+    subject: DNSName | IPAddress = DNSName(name)
+    if is_address_literal(name):
+        try:
+            subject = IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            pass
     at = _utc(at)
     key = PathCache.key(store.fingerprints, considered)
     known = VERIFIED_PATHS.get(key, at)

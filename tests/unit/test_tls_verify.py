@@ -361,3 +361,19 @@ def test_a_cached_path_belongs_to_its_trust_store(tmp_path: Path) -> None:
     other = load_trust_store("none", [str(tmp_path / "other.pem")])
     refused = verify_chain(issued.chain_der, "b.mail.verify.example.test", store=other, at=p.now)
     assert refused.reason is R.UNKNOWN_ISSUER
+
+
+@given(
+    st.one_of(st.ip_addresses().map(str), st.text(alphabet="0123456789abcdef.:%x-", max_size=40), st.text())
+)
+def test_anything_that_parses_as_an_address_is_seen_as_a_literal(text: str) -> None:
+    """The cheap pre-check never hides an address from the parser."""
+    import ipaddress
+
+    from probes.tls.names import is_address_literal
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return
+    assert is_address_literal(text)
