@@ -20,7 +20,13 @@ from probes.tls.certs import chain_facts
 from probes.tls.truststore import TrustStore
 from probes.tls.verify import IntermediatePool, PkixResult, verify_chain
 
-__all__ = ["Exchange", "SmtpProbe", "SmtpProber", "SmtpSettings", "should_retry"]
+__all__ = ["ANALYSIS_BATCH", "Exchange", "SmtpProbe", "SmtpProber", "SmtpSettings", "should_retry"]
+
+#: Certificate work of up to this many finished exchanges runs back to back, waiting at most
+#: ANALYSIS_WAIT seconds for company (engine/batching.py says why; benchmarks/README.md
+#: has the measurements: 32 gave ~7% less CPU per probe, 64 ~15%).
+ANALYSIS_BATCH = 64
+ANALYSIS_WAIT = 0.02
 
 #: Reply codes that mean "come back later" (RFC 5321 §4.2.2): retried, never "no STARTTLS".
 RETRY_CODES = frozenset({421, 450, 451})
@@ -76,15 +82,15 @@ class Exchange:
 
 class SmtpProber:
     """Probes (host, address) pairs; certificate work of exchanges that finish close
-    together runs back to back (``engine.batching``: ~10% less CPU per probe measured)."""
+    together runs back to back (``engine.batching``)."""
 
     def __init__(
         self,
         settings: SmtpSettings,
         *,
         now: Callable[[], dt.datetime] | None = None,
-        batch: int = 32,
-        batch_wait: float = 0.02,
+        batch: int = ANALYSIS_BATCH,
+        batch_wait: float = ANALYSIS_WAIT,
     ) -> None:
         self.settings = settings
         self._tls = client_tls_context()
