@@ -30,6 +30,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -43,6 +44,45 @@ __all__ = ["IssuerCache", "PathCache", "VerifiedIssuer", "VerifiedPath", "chain_
 _LDH = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
+class _Windowed(Protocol):
+    @property
+    def valid_from(self) -> dt.datetime: ...
+    @property
+    def valid_until(self) -> dt.datetime: ...
+
+
+V = TypeVar("V", bound=_Windowed)
+
+
+class _WindowCache(Generic[V]):
+    """Bounded map of things verified, each true only inside its validity window; a lookup
+    at a time outside the window misses, so expiry is never served from the cache."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[Hashable, V] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, at: dt.datetime) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None or not entry.valid_from <= at <= entry.valid_until:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry
+
+    def _remember(self, key: Hashable, entry: V) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.hits = self.misses = 0
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedPath:
     anchor: str
@@ -50,14 +90,11 @@ class VerifiedPath:
     valid_until: dt.datetime
 
 
-class PathCache:
+class PathCache(_WindowCache[VerifiedPath]):
     """Bounded map: (trust store, presented chain) -> the path that verified."""
 
     def __init__(self, size: int = 65_536) -> None:
-        self.size = size
-        self._paths: OrderedDict[tuple[Hashable, bytes], VerifiedPath] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
+        super().__init__(size)
 
     @staticmethod
     def key(store: Hashable, chain: Sequence[bytes]) -> tuple[Hashable, bytes]:
@@ -65,27 +102,12 @@ class PathCache:
         could be reused by another store once the first is gone."""
         return store, chain_digest(chain)
 
-    def get(self, key: tuple[Hashable, bytes], at: dt.datetime) -> VerifiedPath | None:
-        path = self._paths.get(key)
-        if path is None or not path.valid_from <= at <= path.valid_until:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return path
-
     def put(self, key: tuple[Hashable, bytes], path: Sequence[x509.Certificate], anchor: str) -> None:
         if not path:
             return
         valid_from = max(c.not_valid_before_utc for c in path)
         valid_until = min(c.not_valid_after_utc for c in path)
-        self._paths[key] = VerifiedPath(anchor, valid_from, valid_until)
-        self._paths.move_to_end(key)
-        if len(self._paths) > self.size:
-            self._paths.popitem(last=False)
-
-    def clear(self) -> None:
-        self._paths.clear()
-        self.hits = self.misses = 0
+        self._remember(key, VerifiedPath(anchor, valid_from, valid_until))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,27 +130,16 @@ def chain_digest(chain: Sequence[bytes]) -> bytes:
     return digest.digest()
 
 
-class IssuerCache:
+class IssuerCache(_WindowCache[VerifiedIssuer]):
     """Bounded map: (trust store, presented intermediates, leaf's issuer name) -> that issuer."""
 
     def __init__(self, size: int = 16_384) -> None:
-        self.size = size
-        self._issuers: OrderedDict[tuple[Hashable, bytes, bytes], VerifiedIssuer] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
+        super().__init__(size)
 
     @staticmethod
     def key(store: Hashable, rest: Sequence[bytes], issuer_name: bytes) -> tuple[Hashable, bytes, bytes]:
         """``rest``: the presented certificates after the leaf, in order, as DER."""
         return store, chain_digest(rest), issuer_name
-
-    def get(self, key: tuple[Hashable, bytes, bytes], at: dt.datetime) -> VerifiedIssuer | None:
-        issuer = self._issuers.get(key)
-        if issuer is None or not issuer.valid_from <= at <= issuer.valid_until:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return issuer
 
     def put(
         self,
@@ -163,21 +174,17 @@ class IssuerCache:
         if len(path) < 3 or not _single_line(path, rest, roots) or _constrained(path[1:]):
             return False
         above = tuple(path[1:])
-        self._issuers[key] = VerifiedIssuer(
-            store=Store([path[1]]),
-            above=above,
-            anchor=anchor,
-            valid_from=max(c.not_valid_before_utc for c in above),
-            valid_until=min(c.not_valid_after_utc for c in above),
+        self._remember(
+            key,
+            VerifiedIssuer(
+                store=Store([path[1]]),
+                above=above,
+                anchor=anchor,
+                valid_from=max(c.not_valid_before_utc for c in above),
+                valid_until=min(c.not_valid_after_utc for c in above),
+            ),
         )
-        self._issuers.move_to_end(key)
-        if len(self._issuers) > self.size:
-            self._issuers.popitem(last=False)
         return True
-
-    def clear(self) -> None:
-        self._issuers.clear()
-        self.hits = self.misses = 0
 
 
 def _single_line(
