@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -23,8 +24,8 @@ from probes.tls.verify import IntermediatePool, PkixResult, verify_chain
 __all__ = ["ANALYSIS_BATCH", "Exchange", "SmtpProbe", "SmtpProber", "SmtpSettings", "should_retry"]
 
 #: Certificate work of up to this many finished exchanges runs back to back, waiting at most
-#: ANALYSIS_WAIT seconds for company (engine/batching.py says why; benchmarks/README.md
-#: has the measurements: 32 gave ~7% less CPU per probe, 64 ~15%).
+#: ANALYSIS_WAIT seconds for company (engine/batching.py says why; benchmarks/README.md has the
+#: measurements: 64 at once used ~17% less CPU per probe than none, 16 and 32 less than 64).
 ANALYSIS_BATCH = 64
 ANALYSIS_WAIT = 0.02
 
@@ -95,7 +96,10 @@ class SmtpProber:
         self.settings = settings
         self._tls = client_tls_context()
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
-        self.analysis: Batcher[Exchange, SmtpProbe] = Batcher(self._analyse, size=batch, wait=batch_wait)
+        #: None (``batch=0``): each probe's certificate work runs as soon as its exchange ends.
+        self.analysis: Batcher[Exchange, SmtpProbe] | None = (
+            Batcher(self._analyse, size=batch, wait=batch_wait) if batch > 0 else None
+        )
 
     async def probe(self, host: str, address: str) -> SmtpProbe:
         return await self.analyse(await self.exchange(host, address))
@@ -103,6 +107,8 @@ class SmtpProber:
     async def analyse(self, done: Exchange) -> SmtpProbe:
         """Certificate facts and verdicts of a finished exchange, batched with others'
         (callers holding a connection slot release it before awaiting this)."""
+        if self.analysis is None:
+            return self._analyse(done)
         return await self.analysis.run(done)
 
     async def exchange(self, host: str, address: str) -> Exchange:
@@ -113,7 +119,7 @@ class SmtpProber:
         delay = settings.retry_delay
         while True:
             attempts += 1
-            with self.analysis.upcoming():
+            with self.analysis.upcoming() if self.analysis is not None else nullcontext():
                 obs = await converse(
                     address,
                     settings.port,

@@ -317,3 +317,33 @@ def test_whole_host_deadline_ends_a_slow_drip(trust) -> None:
     result = uvloop.run(main())
     assert result.status is Status.IO_TIMEOUT and result.phase is Phase.BANNER
     assert result.starttls is Starttls.UNKNOWN and result.duration_ms < 5_000
+
+
+def test_batched_certificate_work_records_what_unbatched_work_records(pki: TestPki, trust) -> None:
+    """Batching only moves when certificate work runs, never what a probe records."""
+    import dataclasses
+
+    from probes.tls.verify import VERIFIED_ISSUERS, VERIFIED_PATHS
+
+    specs = _specs(pki)
+    settings = SmtpSettings(
+        ehlo_name="scanner.mxscan.test", trust_store=trust, port=PORT, timeouts=TIMEOUTS, retries=0
+    )
+    untimed = {"duration_ms": 0.0, "phase_ms": {}}
+
+    async def probe_all(batch: int) -> dict[str, SmtpResult]:
+        VERIFIED_PATHS.clear()
+        VERIFIED_ISSUERS.clear()
+        prober = SmtpProber(settings, batch=batch)
+        names = sorted(specs)
+        found = await asyncio.gather(*(prober.probe(specs[n].name, specs[n].address) for n in names))
+        if prober.analysis is not None:
+            assert prober.analysis.items == len(names)
+        return {n: dataclasses.replace(f.result, **untimed) for n, f in zip(names, found, strict=True)}
+
+    async def main() -> tuple[dict[str, SmtpResult], dict[str, SmtpResult]]:
+        async with SmtpFleet(specs.values(), PORT):
+            return await probe_all(0), await probe_all(3)
+
+    inline, batched = asyncio.run(main())
+    assert batched == inline
