@@ -36,7 +36,8 @@ import dns.message
 import dns.rcode
 
 from probes.dns.client import DnsClient, DnsError
-from probes.dns.wire import WireError, build_query, rrtype_code
+from probes.dns.message import WireError, rrtype_code
+from probes.dns.wire import build_query
 
 HOST = "127.0.0.1"
 #: Queries in flight for every concurrent client: the same window for all.

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from probes.dns.records import Answer, Dnssec, Ede, Outcome
-from probes.dns.wire import (
+from probes.dns.message import (
     RCODE,
     Message,
     MxData,
@@ -36,6 +35,7 @@ from probes.dns.wire import (
     rcode_name,
     rrtype_code,
 )
+from probes.dns.records import Answer, Dnssec, Ede, Outcome
 
 __all__ = ["MAX_CNAME_CHAIN", "classify", "format_rdata"]
 

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import cast
 
-from probes.dns.wire import Message, WireError, build_query, parse_response
+from probes.dns.message import Message, WireError
+from probes.dns.wire import build_query, parse_response
 
 __all__ = ["ClientStatistics", "DnsClient", "DnsError", "DnsTimeout", "DnsTransportError"]
 

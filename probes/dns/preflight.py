@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 
 from probes.dns.client import DnsClient, DnsError, DnsTimeout
-from probes.dns.wire import RCODE, Message, WireError, rcode_name, rrtype_code
+from probes.dns.message import RCODE, Message, WireError, rcode_name, rrtype_code
 
 __all__ = ["PreflightResult", "preflight"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from probes.dns.classify import classify
 from probes.dns.client import DnsClient, DnsError, DnsTimeout
+from probes.dns.message import RCODE, Message, WireError, rrtype_code
 from probes.dns.records import Answer
-from probes.dns.wire import RCODE, Message, WireError, rrtype_code
 
 __all__ = ["StubResolver"]
 

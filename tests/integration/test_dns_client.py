@@ -22,10 +22,10 @@ import dns.rrset
 import pytest
 
 from probes.dns.client import DnsClient, DnsTimeout, DnsTransportError
+from probes.dns.message import RRType, WireError
 from probes.dns.preflight import PreflightResult, preflight
 from probes.dns.records import Answer, Dnssec, Ede, Outcome
 from probes.dns.resolver import StubResolver
-from probes.dns.wire import RRType, WireError
 
 T = TypeVar("T")
 HOST = "127.0.0.1"

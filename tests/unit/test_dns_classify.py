@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from engine.records import decode, encode
 from probes.dns.classify import MAX_CNAME_CHAIN, classify
+from probes.dns.message import Message, MxData, Question, RData, Record, SoaData, TlsaData
 from probes.dns.records import Answer, Dnssec, Ede, Outcome
-from probes.dns.wire import Message, MxData, Question, RData, Record, SoaData, TlsaData
 
 
 def rec(name: str, rrtype: int, data: RData, ttl: int = 300) -> Record:

@@ -32,8 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probes.dns.wire import (
-    EDE_TEXT_LIMIT,
+from probes.dns.message import (
     Message,
     MxData,
     Record,
@@ -41,14 +40,11 @@ from probes.dns.wire import (
     SoaData,
     TlsaData,
     WireError,
-    build_query,
-    encode_name,
-    name_text,
-    parse_response,
     rcode_name,
     rrtype_code,
     rrtype_name,
 )
+from probes.dns.wire import EDE_TEXT_LIMIT, build_query, encode_name, name_text, parse_response
 
 IN = dns.rdataclass.IN
 T = dns.rdatatype.RdataType
