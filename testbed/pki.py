@@ -27,13 +27,8 @@ scanner.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import ipaddress
 import json
 import os
-import ssl
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,14 +38,23 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from testbed.pkiprofile import (
+    PrivateKey,
+    ca_key_usage,
+    general_names,
+    key_pem_of,
+    leaf_key_usage,
+    pem_of,
+    serial_of,
+    subject_name,
+)
+
 __all__ = [
     "KINDS",
     "WRONG_NAME",
     "CertificateAuthority",
     "IssuedCert",
     "TestPki",
-    "openssl_verify",
-    "ssl_handshake",
 ]
 
 #: The certificate kinds ``TestPki.issue`` makes, each named for its defect.
@@ -73,46 +77,6 @@ WRONG_NAME = "wrong-name.invalid"
 
 _DAY = dt.timedelta(days=1)
 
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _serial(*parts: str) -> int:
-    # Deterministic for the same inputs, positive, at most 20 octets (RFC 5280 §4.1.2.2).
-    digest = hashlib.sha256("\x00".join(parts).encode()).digest()[:16]
-    return int.from_bytes(digest, "big") >> 1 or 1
-
-
-def _name(common_name: str) -> x509.Name:
-    attributes = [
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "ZZ"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mxscan test world"),
-    ]
-    # RFC 5280 ub-common-name is 64; public CAs leave a longer name out of the
-    # subject (the subjectAltName carries it), as CA/B BR §7.1.4.3 allows.
-    if len(common_name) <= 64:
-        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    return x509.Name(attributes)
-
-
-def _general_names(names: Sequence[str]) -> list[x509.GeneralName]:
-    out: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            out.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            out.append(x509.DNSName(name))
-    return out
-
 
 @dataclass(frozen=True, slots=True)
 class CertificateAuthority:
@@ -127,7 +91,7 @@ class CertificateAuthority:
         return self.cert.public_bytes(serialization.Encoding.DER)
 
     def pem(self) -> bytes:
-        return _pem(self.cert)
+        return pem_of(self.cert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,11 +119,11 @@ class IssuedCert:
 
     @property
     def leaf_pem(self) -> bytes:
-        return _pem(self.leaf)
+        return pem_of(self.leaf)
 
     @property
     def chain_pem(self) -> bytes:
-        return b"".join(_pem(c) for c in self.chain)
+        return b"".join(pem_of(c) for c in self.chain)
 
     def save(self, directory: str | os.PathLike[str], stem: str) -> tuple[Path, Path]:
         """Write ``<stem>.chain.pem`` and ``<stem>.key.pem`` (0600); return both paths."""
@@ -209,14 +173,14 @@ class TestPki:
         start, end = self._ca_window()
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name(cn))
-            .issuer_name(_name(cn))
+            .subject_name(subject_name(cn))
+            .issuer_name(subject_name(cn))
             .public_key(key.public_key())
-            .serial_number(_serial(self.label, cn, "root"))
+            .serial_number(serial_of(self.label, cn, "root"))
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(ca_key_usage(), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
@@ -227,14 +191,14 @@ class TestPki:
         start, end = self._ca_window()
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name(cn))
+            .subject_name(subject_name(cn))
             .issuer_name(issuer.cert.subject)
             .public_key(key.public_key())
-            .serial_number(_serial(self.label, cn, "intermediate"))
+            .serial_number(serial_of(self.label, cn, "intermediate"))
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_ca_key_usage(digital_signature=True), critical=True)
+            .add_extension(ca_key_usage(digital_signature=True), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                 critical=False,
@@ -280,7 +244,7 @@ class TestPki:
             key_dir.mkdir(mode=0o700, exist_ok=True)
             for role, ca in self._cas().items():
                 path = key_dir / f"{role}.key.pem"
-                path.write_bytes(_key_pem(ca.key))
+                path.write_bytes(key_pem_of(ca.key))
                 path.chmod(0o600)
             meta = {"label": self.label, "now": self.now.isoformat()}
             (d / "pki.json").write_text(json.dumps(meta) + "\n")
@@ -365,24 +329,24 @@ class TestPki:
             issuer = self.untrusted_intermediate
         elif kind == "self-signed":
             issuer = None
-        subject = _name(cert_names[0])
+        subject = subject_name(cert_names[0])
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(subject if issuer is None else issuer.cert.subject)
             .public_key(leaf_key.public_key())
-            .serial_number(_serial(self.label, kind, key_type, *names))
+            .serial_number(serial_of(self.label, kind, key_type, *names))
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_leaf_key_usage(key_type), critical=True)
+            .add_extension(leaf_key_usage(key_type), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
         )
         if kind != "cn-only":
             # Non-critical: the subject is not empty (RFC 5280 §4.2.1.6).
             builder = builder.add_extension(
-                x509.SubjectAlternativeName(_general_names(cert_names)), critical=False
+                x509.SubjectAlternativeName(general_names(cert_names)), critical=False
             )
         if issuer is not None:
             builder = builder.add_extension(_aki(issuer), critical=False)
@@ -396,111 +360,9 @@ class TestPki:
         else:
             assert issuer is not None
             chain = (leaf, issuer.cert)
-        return IssuedCert(names, kind, key_type, leaf, chain, _key_pem(leaf_key))
-
-
-def _ca_key_usage(*, digital_signature: bool = False) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _leaf_key_usage(key_type: str) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        # RSA key transport (TLS 1.2 RSA kx) needs keyEncipherment; EC keys never do.
-        key_encipherment=key_type == "rsa",
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+        return IssuedCert(names, kind, key_type, leaf, chain, key_pem_of(leaf_key))
 
 
 def _aki(issuer: CertificateAuthority) -> x509.AuthorityKeyIdentifier:
     ski = issuer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-
-
-# -- How OpenSSL sees a chain (oracles for tests) --------------------------------------------------------
-
-
-def ssl_handshake(issued: IssuedCert, root_pem: bytes, host: str) -> tuple[bool, str]:
-    """Whether Python's ssl module (OpenSSL, verification on, check_hostname) accepts
-    ``issued`` for ``host`` with ``root_pem`` trusted, at the current time.
-
-    A full in-memory handshake: a server SSLObject presenting ``issued.chain_pem``
-    and a client SSLObject, joined by MemoryBIOs (no sockets).  Returns
-    (accepted, OpenSSL's verify message or "").
-    """
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.TemporaryDirectory() as tmp:
-        chain_path, key_path = issued.save(tmp, "server")
-        server_ctx.load_cert_chain(chain_path, key_path)
-    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
-    client_ctx.load_verify_locations(cadata=root_pem.decode("ascii"))
-    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = client_ctx.wrap_bio(c_in, c_out, server_hostname=host)
-    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
-    done = {"client": False, "server": False}
-    for _ in range(20):  # a TLS 1.3 handshake needs ~3 flights
-        for side, obj in (("client", client), ("server", server)):
-            if done[side]:
-                continue
-            try:
-                obj.do_handshake()
-                done[side] = True
-            except ssl.SSLWantReadError:
-                pass
-            except ssl.SSLCertVerificationError as exc:
-                return False, exc.verify_message or str(exc)
-            except ssl.SSLError as exc:
-                if side == "client":
-                    return False, str(exc)
-                done[side] = True  # the server saw the client's alert; the client decides
-        s_in.write(c_out.read())
-        c_in.write(s_out.read())
-        if done["client"] and done["server"]:
-            return True, ""
-    return done["client"], "handshake did not finish"
-
-
-def openssl_verify(issued: IssuedCert, root_pem: bytes, host: str, at: dt.datetime) -> tuple[bool, str]:
-    """Whether `openssl verify -CAfile root -untrusted chain -verify_hostname host -attime T leaf`
-    accepts ``issued``.  Returns (accepted, OpenSSL's output)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp)
-        (d / "root.pem").write_bytes(root_pem)
-        (d / "chain.pem").write_bytes(issued.chain_pem)
-        (d / "leaf.pem").write_bytes(issued.leaf_pem)
-        run = subprocess.run(
-            [
-                "openssl",
-                "verify",
-                "-CAfile",
-                str(d / "root.pem"),
-                "-untrusted",
-                str(d / "chain.pem"),
-                "-verify_hostname",
-                host,
-                "-attime",
-                str(int(at.timestamp())),
-                str(d / "leaf.pem"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    return run.returncode == 0, " ".join((run.stdout + run.stderr).split())

@@ -11,7 +11,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from testbed.pki import KINDS, WRONG_NAME, TestPki, openssl_verify, ssl_handshake
+from testbed.pki import KINDS, WRONG_NAME, TestPki
+from testbed.pkicheck import openssl_verify, ssl_handshake
 
 HOST = "mx1.pki.example.test"
 

@@ -21,7 +21,8 @@ from probes.tls.verify import (
     normalise_host,
     verify_chain,
 )
-from testbed.pki import IssuedCert, TestPki, openssl_verify, ssl_handshake
+from testbed.pki import IssuedCert, TestPki
+from testbed.pkicheck import openssl_verify, ssl_handshake
 
 HOST = "mx1.verify.example.test"
 DAY = dt.timedelta(days=1)

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from testbed import services, worldpki
-from testbed.pki import IssuedCert, ssl_handshake
+from testbed.pki import IssuedCert
+from testbed.pkicheck import ssl_handshake
 from testbed.scale import THROTTLE_PROVIDER, Profile, provider_mx, scale_world
 from testbed.scenarios import Builder, scenario_world
 from testbed.world import CertKind, Host, Tlsa, TlsaBinds, World
