@@ -171,7 +171,10 @@ class IssuerCache(_WindowCache[VerifiedIssuer]):
           window kept here; ``get`` misses outside it);
         * the path has an intermediate: a leaf issued straight by a root gains nothing.
         """
-        if len(path) < 3 or not _single_line(path, rest, roots) or _constrained(path[1:]):
+        try:
+            if len(path) < 3 or not _single_line(path, rest, roots) or _constrained(path[1:]):
+                return False
+        except (ValueError, TypeError):  # a name or extension that cannot be read: not provable
             return False
         above = tuple(path[1:])
         self._remember(

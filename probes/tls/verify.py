@@ -340,8 +340,14 @@ def verify_chain(
     known = VERIFIED_PATHS.get(key, at)
     if known is not None and isinstance(subject, DNSName) and surely_matches(name, _leaf_names(certs[0])[0]):
         return PkixResult(True, PkixReason.OK, _VERIFIED, known.anchor)
-    issuer_key = IssuerCache.key(store.fingerprints, considered[1:], certs[0].issuer.public_bytes())
-    if (issuer := _known_issuer_accepts(issuer_key, store, considered[0], certs[0], subject, at)) is not None:
+    try:
+        issuer_name = certs[0].issuer.public_bytes()
+    except ValueError:  # a parsed name that does not encode again: no stand-in anchor for it
+        issuer_name = None
+    issuer_key = IssuerCache.key(store.fingerprints, considered[1:], issuer_name or b"")
+    if issuer_name is not None and (
+        issuer := _known_issuer_accepts(issuer_key, store, considered[0], certs[0], subject, at)
+    ):
         VERIFIED_PATHS.put(key, (certs[0], *issuer.above), issuer.anchor)
         return PkixResult(True, PkixReason.OK, _VERIFIED, issuer.anchor)
     try:
@@ -359,7 +365,8 @@ def verify_chain(
     else:
         anchor = _subject_text(path[-1]) if path else ""
         VERIFIED_PATHS.put(key, path, anchor)
-        VERIFIED_ISSUERS.put(issuer_key, path, certs[1:], store.roots, anchor)
+        if issuer_name is not None:
+            VERIFIED_ISSUERS.put(issuer_key, path, certs[1:], store.roots, anchor)
         return PkixResult(True, PkixReason.OK, _VERIFIED, anchor)
     try:
         if _cn_fallback_applies(certs[0], name):
