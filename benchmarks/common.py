@@ -32,6 +32,9 @@ class ScanRun:
     statuses: Counter[str] = field(default_factory=Counter)
     slowest: list[tuple[float, str]] = field(default_factory=list)
     extra: dict[str, object] = field(default_factory=dict)
+    #: Peak of the summed proportional set size of the scan's processes, sampled once a second:
+    #: pages the probe process shares with the scan process after the fork count once.
+    peak_pss_mb: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -59,10 +62,18 @@ def run_mxscan(args: list[str], out: Path, summary: Path) -> ScanRun:
     # Peak RSS from the child's own VmHWM, polled: ru_maxrss would also count the copy
     # of this (large) benchmark process that existed between fork and exec.  The scan's
     # probe process (a fork of it) counts too: the figure is the sum of both peaks.
+    # The sum of peaks counts the pages the two share after the fork twice, so the PSS sum is
+    # sampled too (less often: the kernel walks every page table to report it).
     peaks: dict[int, int] = {}
+    peak_pss_kb = 0
+    polls = 0
     while True:
-        for pid in (proc.pid, *_children(proc.pid)):
+        pids = (proc.pid, *_children(proc.pid))
+        for pid in pids:
             peaks[pid] = max(peaks.get(pid, 0), _vm_hwm_kb(pid))
+        if polls % 10 == 0:
+            peak_pss_kb = max(peak_pss_kb, sum(_pss_kb(pid) for pid in pids))
+        polls += 1
         if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
             break
         time.sleep(0.1)
@@ -74,6 +85,7 @@ def run_mxscan(args: list[str], out: Path, summary: Path) -> ScanRun:
         domains=0,
         wall=wall,
         peak_rss_mb=peak_kb / 1024,
+        peak_pss_mb=peak_pss_kb / 1024,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         exit_code=proc.returncode,
         summary=orjson.loads(summary.read_bytes()) if summary.exists() else {},
@@ -99,6 +111,16 @@ def _vm_hwm_kb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass

@@ -143,7 +143,7 @@ from common import run_mxscan
 run = run_mxscan(json.loads(sys.argv[2]), pathlib.Path(sys.argv[3]), pathlib.Path(sys.argv[4]))
 # not dataclasses.asdict: it rebuilds the Counter from (key, value) pairs, counting the pairs
 fields = {k: getattr(run, k) for k in ("domains", "wall", "peak_rss_mb", "cpu_seconds", "exit_code",
-                                       "summary", "durations_ms", "slowest", "extra")}
+                                       "summary", "durations_ms", "slowest", "extra", "peak_pss_mb")}
 print("\\n" + json.dumps({**fields, "statuses": dict(run.statuses)}))
 """
 
@@ -264,7 +264,8 @@ def one_scan(
         full = analyse(run, out)
         print(
             f"  scan {spec.domains}: {run.wall:.1f}s, {run.rate:.0f} dom/s, 99% done at {full.done99:.1f}s, "
-            f"{full.tls_sessions} TLS sessions, RSS {run.peak_rss_mb:.0f} MB, exit {run.exit_code}",
+            f"{full.tls_sessions} TLS sessions, RSS {run.peak_rss_mb:.0f} MB (PSS {run.peak_pss_mb:.0f} MB), "
+            f"exit {run.exit_code}",
             flush=True,
         )
         if references:
@@ -284,7 +285,7 @@ def print_table(title: str, rows: list[tuple[str, list[FullRun]]]) -> None:
     print(f"\n{title}\n")
     head = (
         f"{'world':>16} {'runs':>4} {'dom/s':>6} {'dom/s@99%':>9} {'hs/s':>6} {'pair hs/s':>9} "
-        f"{'of pair':>7} {'seq dom/s':>9} {'x seq':>6} {'CPU µs/dom':>10} {'RSS MB':>6} "
+        f"{'of pair':>7} {'seq dom/s':>9} {'x seq':>6} {'CPU µs/dom':>10} {'RSS MB':>6} {'PSS MB':>6} "
         f"{'dom p50/p99 ms':>15} {'smtp p50/p99 ms':>16} {'fetch p50/p99 ms':>16}"
     )
     print(head)
@@ -297,7 +298,7 @@ def print_table(title: str, rows: list[tuple[str, list[FullRun]]]) -> None:
             f"{label:>16} {len(runs):>4} {s.rate:>6.0f} {0.99 * s.domains / max(r.done99, 1e-9):>9.0f} "
             f"{r.handshake_rate:>6.0f} {pair:>9.0f} {r.handshake_rate / pair if pair else 0:>7.0%} "
             f"{seq:>9.1f} {s.rate / seq if seq else 0:>6.1f} {s.cpu_us_per_domain:>10.0f} "
-            f"{s.peak_rss_mb:>6.0f} {s.percentile(50):>7.0f}/{s.percentile(99):<7.0f} "
+            f"{s.peak_rss_mb:>6.0f} {s.peak_pss_mb:>6.0f} {s.percentile(50):>7.0f}/{s.percentile(99):<7.0f} "
             f"{pct(r.smtp_ms, 50):>8.0f}/{pct(r.smtp_ms, 99):<7.0f} "
             f"{pct(r.fetch_ms, 50):>8.0f}/{pct(r.fetch_ms, 99):<7.0f}"
         )
