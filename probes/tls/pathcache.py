@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 import re
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
@@ -135,6 +134,15 @@ class IssuerCache(_WindowCache[VerifiedIssuer]):
 
     def __init__(self, size: int = 16_384) -> None:
         super().__init__(size)
+        #: Keys whose issuer cannot stand in, not checked again: the conditions depend on the
+        #: key (the leaf's issuer name picks the one candidate), and a refusal is always safe
+        #: (the full verification runs), so a leaf that refused for its own reasons costs at
+        #: most later leaves' shortcut.
+        self._refused: OrderedDict[Hashable, None] = OrderedDict()
+
+    def clear(self) -> None:
+        super().clear()
+        self._refused.clear()
 
     @staticmethod
     def key(store: Hashable, rest: Sequence[bytes], issuer_name: bytes) -> tuple[Hashable, bytes, bytes]:
@@ -148,57 +156,110 @@ class IssuerCache(_WindowCache[VerifiedIssuer]):
         rest: Sequence[x509.Certificate],
         roots: Sequence[x509.Certificate],
         anchor: str,
+        at: dt.datetime,
     ) -> bool:
         """Remember ``path[1]`` (the issuer of the leaf of a ``path`` cryptography's verifier
-        just accepted, ``rest`` presented after that leaf, ``roots`` trusted); True if taken.
+        just accepted at ``at``, ``rest`` presented after that leaf, ``roots`` trusted);
+        True if taken.
 
         A later leaf L with the same issuer name, the same ``rest`` and trust store is then
-        verified with ``path[1]`` as its only anchor.  The verifier's search from L visits,
-        at each step, the certificates (roots first, then ``rest``) whose subject is the
-        working certificate's issuer, and applies to each step's issuer its CA checks,
-        signature and path-length limit, and to the working certificate the name
-        constraints of every certificate above it.  The stand-in runs exactly L's own
-        checks and the L -> path[1] step.  The rest of the full search is the same for
-        any leaf, and already passed for this one, provided that:
+        verified with ``path[1]`` as its only anchor.  The verifier searches from L: at each
+        step it tries, in an order of its own, the certificates (roots, then ``rest``) whose
+        subject is the working certificate's issuer, applies to each its CA checks,
+        signature, validity and path-length limit, and to the working certificate the name
+        constraints of every certificate above it; the first branch that reaches a root
+        wins.  The stand-in runs exactly L's own checks and the L -> path[1] step.  The rest
+        of the full search is then the same for every leaf, and already succeeded with this
+        path, provided that:
 
-        * every step of ``path`` had exactly one candidate issuer (distinct DER), so the
-          search is one line and cannot branch differently for another leaf (a leaf's
-          authorityKeyIdentifier reorders candidates, and a branch taken first could end
-          at another anchor);
-        * no certificate above the leaf carries name constraints: they are the only check
-          above the first step that reads the leaf (its names);
-        * the time lies inside the validity of every certificate above the leaf (the
-          window kept here; ``get`` misses outside it);
+        * L's step has exactly one candidate, path[1] (distinct DER): a leaf's
+          authorityKeyIdentifier orders the candidates of its own step, so with two, a new
+          leaf could take another branch;
+        * no certificate the search can reach from path[1] carries name constraints: they
+          are the only check above L's step that reads L (its names).  Everything else the
+          search does above path[1] (candidates, their order, checks, budget) does not
+          depend on the leaf;
+        * the time lies between the same validity boundaries of every reachable certificate
+          as ``at`` does: each is then valid, or not, as it was, and the same branch wins
+          (``get`` misses outside that window; for a search with one line this is the
+          intersection of the path's validity);
         * the path has an intermediate: a leaf issued straight by a root gains nothing.
         """
-        try:
-            if len(path) < 3 or not _single_line(path, rest, roots) or _constrained(path[1:]):
-                return False
-        except (ValueError, TypeError):  # a name or extension that cannot be read: not provable
+        if key in self._refused:
             return False
-        above = tuple(path[1:])
+        try:
+            provable = len(path) >= 3 and _sole_candidate(path[0], path[1], rest, roots)
+            reachable = _reachable(path[1], rest, roots) if provable else []
+            provable = provable and not _constrained(reachable)
+        except (ValueError, TypeError):  # a name or extension that cannot be read: not provable
+            provable = False
+        if not provable:
+            self._refused[key] = None
+            if len(self._refused) > self.size:
+                self._refused.popitem(last=False)
+            return False
+        valid_from, valid_until = _steady_window(reachable, at)
         self._remember(
             key,
             VerifiedIssuer(
                 store=Store([path[1]]),
-                above=above,
+                above=tuple(path[1:]),
                 anchor=anchor,
-                valid_from=max(c.not_valid_before_utc for c in above),
-                valid_until=min(c.not_valid_after_utc for c in above),
+                valid_from=valid_from,
+                valid_until=valid_until,
             ),
         )
         return True
 
 
-def _single_line(
-    path: Sequence[x509.Certificate], rest: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+def _sole_candidate(
+    leaf: x509.Certificate,
+    issuer: x509.Certificate,
+    rest: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
 ) -> bool:
-    """Whether each step of ``path`` had exactly one candidate issuer, by distinct DER."""
-    for child, issuer in itertools.pairwise(path):
-        candidates = {c.public_bytes(Encoding.DER) for c in (*roots, *rest) if c.subject == child.issuer}
-        if candidates != {issuer.public_bytes(Encoding.DER)}:
-            return False
-    return True
+    """Whether ``issuer`` is the only certificate (by distinct DER) named as ``leaf``'s issuer.
+
+    Python's name equality is no finer than the verifier's (it compares parsed attributes,
+    the verifier the encoded names), so this sees every candidate the verifier would."""
+    candidates = {_der(c) for c in (*roots, *rest) if c.subject == leaf.issuer}
+    return candidates == {_der(issuer)}
+
+
+def _reachable(
+    start: x509.Certificate, rest: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]
+) -> list[x509.Certificate]:
+    """Every certificate the verifier's search can visit from ``start`` (included): issuer-name
+    links through ``rest`` and ``roots``, stopping at roots (the search ends there)."""
+    root_ders = {_der(r) for r in roots}
+    found: dict[bytes, x509.Certificate] = {_der(start): start}
+    frontier = [start]
+    while frontier:
+        cert = frontier.pop()
+        if _der(cert) in root_ders:
+            continue
+        for candidate in (*roots, *rest):
+            der = _der(candidate)
+            if der not in found and candidate.subject == cert.issuer:
+                found[der] = candidate
+                frontier.append(candidate)
+    return list(found.values())
+
+
+def _steady_window(certs: Sequence[x509.Certificate], at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The longest span around ``at`` in which no certificate of ``certs`` becomes valid or
+    stops being valid (RFC 5280 §4.1.2.5: valid from notBefore to notAfter, both included)."""
+    tick = dt.timedelta(microseconds=1)
+    lower = [c.not_valid_before_utc for c in certs if c.not_valid_before_utc <= at]
+    lower += [c.not_valid_after_utc + tick for c in certs if c.not_valid_after_utc < at]
+    upper = [c.not_valid_before_utc - tick for c in certs if c.not_valid_before_utc > at]
+    upper += [c.not_valid_after_utc for c in certs if c.not_valid_after_utc >= at]
+    never = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
+    return max(lower, default=never[0]), min(upper, default=never[1])
 
 
 def _constrained(certs: Sequence[x509.Certificate]) -> bool:

@@ -366,7 +366,7 @@ def verify_chain(
         anchor = _subject_text(path[-1]) if path else ""
         VERIFIED_PATHS.put(key, path, anchor)
         if issuer_name is not None:
-            VERIFIED_ISSUERS.put(issuer_key, path, certs[1:], store.roots, anchor)
+            VERIFIED_ISSUERS.put(issuer_key, path, certs[1:], store.roots, anchor, at)
         return PkixResult(True, PkixReason.OK, _VERIFIED, anchor)
     try:
         if _cn_fallback_applies(certs[0], name):

@@ -65,7 +65,7 @@ def _builder(
 #: Roots in the one trust store: the usual one, one for a cross-signed twin, one with
 #: name constraints and one expiring soon (the stand-in skips every check above the
 #: leaf's issuer, so each must be covered by IssuerCache's conditions).
-ROOTS = ("usual", "cross", "constrained", "short")
+ROOTS = ("usual", "cross", "constrained", "short", "dual")
 CROSS_SKI = b"cross-signed twin"
 
 
@@ -73,9 +73,10 @@ CROSS_SKI = b"cross-signed twin"
 def root(kind: str = "usual") -> Ca:
     key = _key(f"root-{kind}")
     until = NOW + (5 * DAY if kind == "short" else 3650 * DAY)
+    since = NOW + (5 * DAY if kind == "dual" else -3650 * DAY)  # "dual": trusted only from day 5
     builder = (
         _builder(f"Issuer Cache Test Root {kind}", _name(f"Issuer Cache Test Root {kind}"), key, 1)
-        .not_valid_before(NOW - 3650 * DAY)
+        .not_valid_before(since)
         .not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_ca_usage(), critical=True)
@@ -105,12 +106,13 @@ def _ca_usage() -> x509.KeyUsage:
 #: the cross-signed one share the plain one's name and key.
 INTERMEDIATES = (
     "plain", "constrained", "short", "client-only", "twin-of-plain", "cross-of-plain",
-    "under-constrained-root", "under-short-root",
+    "under-constrained-root", "under-short-root", "under-dual",
 )  # fmt: skip
 _ISSUING_ROOT = {
     "cross-of-plain": "cross",
     "under-constrained-root": "constrained",
     "under-short-root": "short",
+    "under-dual": "dual",
 }
 _SHARES_PLAIN = ("twin-of-plain", "cross-of-plain")
 
@@ -190,6 +192,49 @@ def leaf(issuer_kind: str, kind: str, serial: int) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+@functools.cache
+def dual_cross() -> Ca:
+    """Root "dual" (same name and key) cross-signed by the usual root, valid now: until the
+    store's own "dual" becomes valid (day 5) the search reaches the usual root through it;
+    afterwards the store's "dual" is tried first and wins.  The anchor changes with time
+    although no certificate on the first path expires."""
+    dual, usual = root("dual"), root()
+    cert = (
+        _builder("Issuer Cache Test Root dual", usual.cert.subject, dual.key, 77)
+        .not_valid_before(NOW - 100 * DAY)
+        .not_valid_after(NOW + 1000 * DAY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_usage(), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root().key.public_key()), critical=False
+        )
+        .sign(root().key, hashes.SHA256())
+    )
+    return Ca(cert, dual.key)
+
+
+@functools.cache
+def constrained_cross() -> Ca:
+    """Root "constrained" (same name and key) cross-signed by the usual root, without the
+    name constraints: the store's constrained root is tried first and refuses a leaf outside
+    good.test, which then reaches the usual root through this one.  Which root anchors the
+    path depends on the leaf's names, though neither path carries a constraint on the way
+    found for an outside leaf."""
+    constrained, usual = root("constrained"), root()
+    cert = (
+        _builder("Issuer Cache Test Root constrained", usual.cert.subject, constrained.key, 78)
+        .not_valid_before(NOW - 100 * DAY)
+        .not_valid_after(NOW + 1000 * DAY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_usage(), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(usual.key.public_key()), critical=False
+        )
+        .sign(usual.key, hashes.SHA256())
+    )
+    return Ca(cert, constrained.key)
+
+
 def presented_rest(issuer_kind: str, layout: str) -> tuple[bytes, ...]:
     issuer = intermediate(issuer_kind).der
     return {
@@ -198,10 +243,15 @@ def presented_rest(issuer_kind: str, layout: str) -> tuple[bytes, ...]:
         "issuer+twin": (issuer, intermediate("twin-of-plain").der),
         "issuer+cross": (issuer, intermediate("cross-of-plain").der),
         "issuer-twice": (issuer, issuer),
+        "issuer+dual-cross": (issuer, dual_cross().der),
+        "issuer+constrained-cross": (issuer, constrained_cross().der),
     }[layout]
 
 
-LAYOUTS = ("issuer", "issuer+root", "issuer+twin", "issuer+cross", "issuer-twice")
+LAYOUTS = (
+    "issuer", "issuer+root", "issuer+twin", "issuer+cross", "issuer-twice",
+    "issuer+dual-cross", "issuer+constrained-cross",
+)  # fmt: skip
 
 
 def _clear() -> None:
@@ -220,7 +270,7 @@ def _host(kind: str, serial: int, asked: str) -> str:
     return asked
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     issuer_kind=st.sampled_from(INTERMEDIATES),
     layout=st.sampled_from(LAYOUTS),
@@ -230,12 +280,19 @@ def _host(kind: str, serial: int, asked: str) -> str:
         max_size=6,
     ),
     days=st.sampled_from([0, 3, 10, -5]),
+    warm_days=st.sampled_from([0, 3, 10, -5]),
+    warm_kind=st.sampled_from(["good", "outside-constraint"]),
 )
 def test_warm_verdicts_equal_cold_ones(
-    issuer_kind: str, layout: str, leaves: list[tuple[str, int, str]], days: int
+    issuer_kind: str,
+    layout: str,
+    leaves: list[tuple[str, int, str]],
+    days: int,
+    warm_days: int,
+    warm_kind: str,
 ) -> None:
-    """Whatever verified before under the same intermediates, each leaf's verdict (reason,
-    detail and anchor included) equals a verification with every cache empty."""
+    """Whatever verified before under the same intermediates, at whatever time, each leaf's
+    verdict (reason, detail and anchor included) equals a verification with every cache empty."""
     rest, at = presented_rest(issuer_kind, layout), NOW + days * DAY
     chains = [
         ((leaf(issuer_kind, kind, serial), *rest), _host(kind, serial, asked))
@@ -246,7 +303,8 @@ def test_warm_verdicts_equal_cold_ones(
         _clear()
         cold.append(_verify(chain, host, at))
     _clear()
-    _verify((leaf(issuer_kind, "good", 99), *rest), "mx99.good.test", at)  # warm the issuer
+    warm_up = (leaf(issuer_kind, warm_kind, 99), *rest)
+    _verify(warm_up, _host(warm_kind, 99, "own"), NOW + warm_days * DAY)
     warm = [_verify(chain, host, at) for chain, host in chains]
     assert warm == cold
 
@@ -307,3 +365,46 @@ def test_a_leaf_that_is_itself_trusted_ends_its_own_path(tmp_path: Path) -> None
     _clear()
     assert verify_chain((leaf("plain", "good", 0), *rest), "mx0.good.test", store=with_leaf, at=NOW).valid
     assert verdict() == cold
+
+
+Verdict = tuple[bool, PkixReason, str, str]
+
+
+def _warm_then(
+    kind: str, layout: str, warm: tuple[str, int, int], then: tuple[str, int, int]
+) -> tuple[Verdict, Verdict]:
+    """Cold verdict of ``then`` (leaf kind, serial, day), and its verdict after ``warm`` verified."""
+    rest = presented_rest(kind, layout)
+
+    def verdict(leaf_kind: str, serial: int, day: int) -> Verdict:
+        return _verify(
+            (leaf(kind, leaf_kind, serial), *rest), _host(leaf_kind, serial, "own"), NOW + day * DAY
+        )
+
+    _clear()
+    cold = verdict(*then)
+    _clear()
+    verdict(*warm)
+    return cold, verdict(*then)
+
+
+def test_constraints_off_the_path_found_still_rule_out_the_stand_in() -> None:
+    """An outside leaf's path avoids the constrained root; a good.test leaf's path goes
+    through it, so what one leaf found must not anchor another."""
+    cold, warm = _warm_then(
+        "under-constrained-root", "issuer+constrained-cross", ("outside-constraint", 98, 0), ("good", 1, 0)
+    )
+    assert cold[3] == "CN=Issuer Cache Test Root constrained"
+    assert warm == cold
+    assert VERIFIED_ISSUERS.hits == 0
+
+
+def test_a_certificate_becoming_valid_off_the_path_ends_the_window() -> None:
+    """On day 0 the path runs through the cross-signed "dual" to the usual root; from day 5
+    the store's own "dual" is valid, is tried first and anchors the path instead."""
+    cold, warm = _warm_then("under-dual", "issuer+dual-cross", ("good", 98, 0), ("good", 1, 10))
+    assert cold[3] == "CN=Issuer Cache Test Root dual"
+    assert warm == cold and VERIFIED_ISSUERS.hits == 0
+    cold, warm = _warm_then("under-dual", "issuer+dual-cross", ("good", 98, 0), ("good", 1, 3))
+    assert cold[3] == "CN=Issuer Cache Test Root usual"
+    assert warm == cold and VERIFIED_ISSUERS.hits == 1  # a second path to a root is fine in-window
