@@ -27,7 +27,7 @@ import datetime as dt
 import hashlib
 import re
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -37,7 +37,20 @@ from cryptography.x509.verification import Store
 
 from probes.tls.certs import EXTENSION_ERRORS
 
-__all__ = ["IssuerCache", "PathCache", "VerifiedIssuer", "VerifiedPath", "chain_digest", "surely_matches"]
+__all__ = [
+    "IssuerCache",
+    "PathCache",
+    "RootIndex",
+    "VerifiedIssuer",
+    "VerifiedPath",
+    "chain_digest",
+    "search_window",
+    "steady_window",
+    "surely_matches",
+]
+
+#: Trusted roots by subject name (``TrustStore.by_subject``).
+RootIndex = Mapping[x509.Name, tuple[x509.Certificate, ...]]
 
 #: A host name label the verifier surely takes: letters, digits, inner hyphens.
 _LDH = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -101,12 +114,9 @@ class PathCache(_WindowCache[VerifiedPath]):
         could be reused by another store once the first is gone."""
         return store, chain_digest(chain)
 
-    def put(self, key: tuple[Hashable, bytes], path: Sequence[x509.Certificate], anchor: str) -> None:
-        if not path:
-            return
-        valid_from = max(c.not_valid_before_utc for c in path)
-        valid_until = min(c.not_valid_after_utc for c in path)
-        self._remember(key, VerifiedPath(anchor, valid_from, valid_until))
+    def put(self, key: tuple[Hashable, bytes], anchor: str, window: tuple[dt.datetime, dt.datetime]) -> None:
+        """``window``: ``search_window`` of the verification (or narrower)."""
+        self._remember(key, VerifiedPath(anchor, *window))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +164,13 @@ class IssuerCache(_WindowCache[VerifiedIssuer]):
         key: tuple[Hashable, bytes, bytes],
         path: Sequence[x509.Certificate],
         rest: Sequence[x509.Certificate],
-        roots: Sequence[x509.Certificate],
+        roots: RootIndex | None,
         anchor: str,
         at: dt.datetime,
     ) -> bool:
         """Remember ``path[1]`` (the issuer of the leaf of a ``path`` cryptography's verifier
-        just accepted at ``at``, ``rest`` presented after that leaf, ``roots`` trusted);
-        True if taken.
+        just accepted at ``at``, ``rest`` presented after that leaf, ``roots`` the trusted
+        roots by subject, None if unknown); True if taken.
 
         A later leaf L with the same issuer name, the same ``rest`` and trust store is then
         verified with ``path[1]`` as its only anchor.  The verifier searches from L: at each
@@ -188,8 +198,9 @@ class IssuerCache(_WindowCache[VerifiedIssuer]):
         if key in self._refused:
             return False
         try:
-            provable = len(path) >= 3 and _sole_candidate(path[0], path[1], rest, roots)
-            reachable = _reachable(path[1], rest, roots) if provable else []
+            provable = roots is not None and len(path) >= 3
+            provable = provable and _sole_candidate(path[0], path[1], rest, roots or {})
+            reachable = _reachable(path[1], rest, roots or {}) if provable else []
             provable = provable and not _constrained(reachable)
         except (ValueError, TypeError):  # a name or extension that cannot be read: not provable
             provable = False
@@ -198,7 +209,7 @@ class IssuerCache(_WindowCache[VerifiedIssuer]):
             if len(self._refused) > self.size:
                 self._refused.popitem(last=False)
             return False
-        valid_from, valid_until = _steady_window(reachable, at)
+        valid_from, valid_until = steady_window(reachable, at)
         self._remember(
             key,
             VerifiedIssuer(
@@ -216,41 +227,42 @@ def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(Encoding.DER)
 
 
-def _sole_candidate(
-    leaf: x509.Certificate,
-    issuer: x509.Certificate,
-    rest: Sequence[x509.Certificate],
-    roots: Sequence[x509.Certificate],
-) -> bool:
-    """Whether ``issuer`` is the only certificate (by distinct DER) named as ``leaf``'s issuer.
+def _candidates(
+    name: x509.Name, rest: Sequence[x509.Certificate], roots: RootIndex
+) -> tuple[x509.Certificate, ...]:
+    """The certificates named ``name`` among the roots and ``rest``: what the verifier tries
+    as issuers of a certificate whose issuer is ``name``.  Python's name equality is no finer
+    than the verifier's (parsed attributes against encoded names), so none is missed."""
+    return (*roots.get(name, ()), *(c for c in rest if c.subject == name))
 
-    Python's name equality is no finer than the verifier's (it compares parsed attributes,
-    the verifier the encoded names), so this sees every candidate the verifier would."""
-    candidates = {_der(c) for c in (*roots, *rest) if c.subject == leaf.issuer}
-    return candidates == {_der(issuer)}
+
+def _sole_candidate(
+    leaf: x509.Certificate, issuer: x509.Certificate, rest: Sequence[x509.Certificate], roots: RootIndex
+) -> bool:
+    """Whether ``issuer`` is the only certificate (by distinct DER) that could issue ``leaf``."""
+    return {_der(c) for c in _candidates(leaf.issuer, rest, roots)} == {_der(issuer)}
 
 
 def _reachable(
-    start: x509.Certificate, rest: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]
+    start: x509.Certificate, rest: Sequence[x509.Certificate], roots: RootIndex
 ) -> list[x509.Certificate]:
     """Every certificate the verifier's search can visit from ``start`` (included): issuer-name
-    links through ``rest`` and ``roots``, stopping at roots (the search ends there)."""
-    root_ders = {_der(r) for r in roots}
+    links through ``rest`` and the roots, stopping at roots (the search ends there)."""
     found: dict[bytes, x509.Certificate] = {_der(start): start}
     frontier = [start]
     while frontier:
         cert = frontier.pop()
-        if _der(cert) in root_ders:
+        if any(_der(r) == _der(cert) for r in roots.get(cert.subject, ())):
             continue
-        for candidate in (*roots, *rest):
+        for candidate in _candidates(cert.issuer, rest, roots):
             der = _der(candidate)
-            if der not in found and candidate.subject == cert.issuer:
+            if der not in found:
                 found[der] = candidate
                 frontier.append(candidate)
     return list(found.values())
 
 
-def _steady_window(certs: Sequence[x509.Certificate], at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def steady_window(certs: Sequence[x509.Certificate], at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The longest span around ``at`` in which no certificate of ``certs`` becomes valid or
     stops being valid (RFC 5280 §4.1.2.5: valid from notBefore to notAfter, both included)."""
     tick = dt.timedelta(microseconds=1)
@@ -260,6 +272,20 @@ def _steady_window(certs: Sequence[x509.Certificate], at: dt.datetime) -> tuple[
     upper += [c.not_valid_after_utc for c in certs if c.not_valid_after_utc >= at]
     never = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
     return max(lower, default=never[0]), min(upper, default=never[1])
+
+
+def search_window(
+    leaf: x509.Certificate, rest: Sequence[x509.Certificate], roots: RootIndex | None, at: dt.datetime
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """Around ``at``, the span in which the verifier's search from ``leaf`` meets every
+    certificate in the same state of validity, so it ends with the same path and anchor; None
+    when that cannot be known (roots not indexed, a name that cannot be read)."""
+    if roots is None:
+        return None
+    try:
+        return steady_window(_reachable(leaf, rest, roots), at)
+    except (ValueError, TypeError):
+        return None
 
 
 def _constrained(certs: Sequence[x509.Certificate]) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +71,9 @@ class TrustStore:
     store: Store
     fingerprints: frozenset[str]
     skipped: int
+    #: Roots by subject name; None when a root's subject could not be read (then nothing
+    #: that must know every root with a given name can be proven: see pathcache.py).
+    by_subject: Mapping[x509.Name, tuple[x509.Certificate, ...]] | None = None
 
     def contains(self, der: bytes) -> bool:
         """Whether this exact certificate is a trust anchor."""
@@ -147,4 +150,17 @@ def load_trust_store(kind: str = "mozilla", extra_ca_files: Sequence[str] = ()) 
         store=Store(roots),
         fingerprints=frozenset(seen),
         skipped=skipped,
+        by_subject=_index_by_subject(roots),
     )
+
+
+def _index_by_subject(
+    roots: Sequence[x509.Certificate],
+) -> dict[x509.Name, tuple[x509.Certificate, ...]] | None:
+    index: dict[x509.Name, list[x509.Certificate]] = {}
+    try:
+        for root in roots:
+            index.setdefault(root.subject, []).append(root)
+    except (ValueError, TypeError):
+        return None
+    return {name: tuple(certs) for name, certs in index.items()}

@@ -61,7 +61,7 @@ from cryptography.x509.verification import (
 
 from probes.tls.certs import EXTENSION_ERRORS, MAX_CHAIN_CERTS, CertParseError, is_issued_by, load_der
 from probes.tls.names import is_address_literal, match_hostname, normalise_host
-from probes.tls.pathcache import IssuerCache, PathCache, VerifiedIssuer, surely_matches
+from probes.tls.pathcache import IssuerCache, PathCache, VerifiedIssuer, search_window, surely_matches
 from probes.tls.truststore import TrustStore
 
 __all__ = [
@@ -348,7 +348,10 @@ def verify_chain(
     if issuer_name is not None and (
         issuer := _known_issuer_accepts(issuer_key, store, considered[0], certs[0], subject, at)
     ):
-        VERIFIED_PATHS.put(key, (certs[0], *issuer.above), issuer.anchor)
+        # The search from the leaf meets the leaf and what the issuer's window covers.
+        leaf = certs[0]
+        since = max(issuer.valid_from, leaf.not_valid_before_utc)
+        VERIFIED_PATHS.put(key, issuer.anchor, (since, min(issuer.valid_until, leaf.not_valid_after_utc)))
         return PkixResult(True, PkixReason.OK, _VERIFIED, issuer.anchor)
     try:
         verifier = PolicyBuilder().store(store.store).time(at).build_server_verifier(subject)
@@ -364,9 +367,10 @@ def verify_chain(
         message = f"malformed certificate: {exc}"
     else:
         anchor = _subject_text(path[-1]) if path else ""
-        VERIFIED_PATHS.put(key, path, anchor)
+        if (searched := search_window(certs[0], certs[1:], store.by_subject, at)) is not None:
+            VERIFIED_PATHS.put(key, anchor, searched)
         if issuer_name is not None:
-            VERIFIED_ISSUERS.put(issuer_key, path, certs[1:], store.roots, anchor, at)
+            VERIFIED_ISSUERS.put(issuer_key, path, certs[1:], store.by_subject, anchor, at)
         return PkixResult(True, PkixReason.OK, _VERIFIED, anchor)
     try:
         if _cn_fallback_applies(certs[0], name):

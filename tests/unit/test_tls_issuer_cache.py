@@ -291,8 +291,9 @@ def test_warm_verdicts_equal_cold_ones(
     warm_days: int,
     warm_kind: str,
 ) -> None:
-    """Whatever verified before under the same intermediates, at whatever time, each leaf's
-    verdict (reason, detail and anchor included) equals a verification with every cache empty."""
+    """Whatever verified before under the same intermediates (the same chains included), at
+    whatever time, each leaf's verdict (reason, detail and anchor included) equals a
+    verification with every cache empty: both the issuer and the path cache are exact."""
     rest, at = presented_rest(issuer_kind, layout), NOW + days * DAY
     chains = [
         ((leaf(issuer_kind, kind, serial), *rest), _host(kind, serial, asked))
@@ -305,6 +306,8 @@ def test_warm_verdicts_equal_cold_ones(
     _clear()
     warm_up = (leaf(issuer_kind, warm_kind, 99), *rest)
     _verify(warm_up, _host(warm_kind, 99, "own"), NOW + warm_days * DAY)
+    for chain, host in chains:  # every chain seen once before, at the warm-up's time
+        _verify(chain, host, NOW + warm_days * DAY)
     warm = [_verify(chain, host, at) for chain, host in chains]
     assert warm == cold
 
@@ -408,3 +411,17 @@ def test_a_certificate_becoming_valid_off_the_path_ends_the_window() -> None:
     cold, warm = _warm_then("under-dual", "issuer+dual-cross", ("good", 98, 0), ("good", 1, 3))
     assert cold[3] == "CN=Issuer Cache Test Root usual"
     assert warm == cold and VERIFIED_ISSUERS.hits == 1  # a second path to a root is fine in-window
+
+
+def test_a_path_remembered_before_a_root_became_valid_is_not_served_after() -> None:
+    """The same chain, day 0 then day 10: the path cache must not repeat day 0's anchor."""
+    rest = presented_rest("under-dual", "issuer+dual-cross")
+    chain = (leaf("under-dual", "good", 1), *rest)
+    _clear()
+    cold = _verify(chain, "mx1.good.test", NOW + 10 * DAY)
+    _clear()
+    assert _verify(chain, "mx1.good.test", NOW)[3] == "CN=Issuer Cache Test Root usual"
+    assert _verify(chain, "mx1.good.test", NOW + 3 * DAY) == _verify(chain, "mx1.good.test", NOW)
+    assert VERIFIED_PATHS.hits == 2
+    assert _verify(chain, "mx1.good.test", NOW + 10 * DAY) == cold
+    assert cold[3] == "CN=Issuer Cache Test Root dual"
