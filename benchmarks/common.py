@@ -107,24 +107,23 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _vm_hwm_kb(pid: int) -> int:
+def _proc_kb(pid: int, file: str, field: str) -> int:
+    """A "<field>: <n> kB" line of /proc/<pid>/<file>, in kB (0 once the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    return _proc_kb(pid, "status", "VmHWM:")
 
 
 def _pss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return _proc_kb(pid, "smaps_rollup", "Pss:")
 
 
 def median(values: list[float]) -> float:

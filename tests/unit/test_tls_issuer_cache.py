@@ -192,47 +192,38 @@ def leaf(issuer_kind: str, kind: str, serial: int) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-@functools.cache
-def dual_cross() -> Ca:
-    """Root "dual" (same name and key) cross-signed by the usual root, valid now: until the
-    store's own "dual" becomes valid (day 5) the search reaches the usual root through it;
-    afterwards the store's "dual" is tried first and wins.  The anchor changes with time
-    although no certificate on the first path expires."""
-    dual, usual = root("dual"), root()
+def _cross_signed(root_kind: str, serial: int) -> Ca:
+    """Root ``root_kind`` (same name and key, no name constraints) signed by the usual root."""
+    original, usual = root(root_kind), root()
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(usual.key.public_key())
     cert = (
-        _builder("Issuer Cache Test Root dual", usual.cert.subject, dual.key, 77)
+        _builder(f"Issuer Cache Test Root {root_kind}", usual.cert.subject, original.key, serial)
         .not_valid_before(NOW - 100 * DAY)
         .not_valid_after(NOW + 1000 * DAY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_ca_usage(), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(root().key.public_key()), critical=False
-        )
-        .sign(root().key, hashes.SHA256())
+        .add_extension(aki, critical=False)
+        .sign(usual.key, hashes.SHA256())
     )
-    return Ca(cert, dual.key)
+    return Ca(cert, original.key)
+
+
+@functools.cache
+def dual_cross() -> Ca:
+    """Root "dual" cross-signed, valid now: until the store's own "dual" becomes valid
+    (day 5) the search reaches the usual root through it; afterwards the store's "dual" is
+    tried first and wins.  The anchor changes with time although no certificate on the first
+    path expires."""
+    return _cross_signed("dual", 77)
 
 
 @functools.cache
 def constrained_cross() -> Ca:
-    """Root "constrained" (same name and key) cross-signed by the usual root, without the
-    name constraints: the store's constrained root is tried first and refuses a leaf outside
-    good.test, which then reaches the usual root through this one.  Which root anchors the
-    path depends on the leaf's names, though neither path carries a constraint on the way
-    found for an outside leaf."""
-    constrained, usual = root("constrained"), root()
-    cert = (
-        _builder("Issuer Cache Test Root constrained", usual.cert.subject, constrained.key, 78)
-        .not_valid_before(NOW - 100 * DAY)
-        .not_valid_after(NOW + 1000 * DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_ca_usage(), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(usual.key.public_key()), critical=False
-        )
-        .sign(usual.key, hashes.SHA256())
-    )
-    return Ca(cert, constrained.key)
+    """Root "constrained" cross-signed without its name constraints: the store's constrained
+    root is tried first and refuses a leaf outside good.test, which then reaches the usual
+    root through this one.  Which root anchors the path depends on the leaf's names, though
+    the path found for an outside leaf carries no constraint."""
+    return _cross_signed("constrained", 78)
 
 
 def presented_rest(issuer_kind: str, layout: str) -> tuple[bytes, ...]:
