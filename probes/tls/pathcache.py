@@ -64,6 +64,7 @@ class _Windowed(Protocol):
 
 
 V = TypeVar("V", bound=_Windowed)
+T = TypeVar("T")
 
 
 class _WindowCache(Generic[V]):
@@ -85,10 +86,7 @@ class _WindowCache(Generic[V]):
         return entry
 
     def _remember(self, key: Hashable, entry: V) -> None:
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        _bounded_put(self._entries, key, entry, self.size)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -123,8 +121,6 @@ class PathCache(_WindowCache[VerifiedPath]):
 class VerifiedIssuer:
     #: The leaf's issuer alone, as the only trust anchor.
     store: Store
-    #: The verified path above the leaf: the issuer first, the root last.
-    above: tuple[x509.Certificate, ...]
     anchor: str
     valid_from: dt.datetime
     valid_until: dt.datetime
@@ -197,30 +193,38 @@ class IssuerCache(_WindowCache[VerifiedIssuer]):
         """
         if key in self._refused:
             return False
+        reachable: list[x509.Certificate] = []
         try:
-            provable = roots is not None and len(path) >= 3
-            provable = provable and _sole_candidate(path[0], path[1], rest, roots or {})
-            reachable = _reachable(path[1], rest, roots or {}) if provable else []
-            provable = provable and not _constrained(reachable)
+            provable = (
+                roots is not None
+                and len(path) >= 3
+                and _sole_candidate(path[0], path[1], rest, roots)
+                and not _constrained(reachable := _reachable(path[1], rest, roots))
+            )
         except (ValueError, TypeError):  # a name or extension that cannot be read: not provable
             provable = False
         if not provable:
-            self._refused[key] = None
-            if len(self._refused) > self.size:
-                self._refused.popitem(last=False)
+            _bounded_put(self._refused, key, None, self.size)
             return False
         valid_from, valid_until = steady_window(reachable, at)
         self._remember(
             key,
             VerifiedIssuer(
                 store=Store([path[1]]),
-                above=tuple(path[1:]),
                 anchor=anchor,
                 valid_from=valid_from,
                 valid_until=valid_until,
             ),
         )
         return True
+
+
+def _bounded_put(entries: OrderedDict[Hashable, T], key: Hashable, value: T, size: int) -> None:
+    """Insert as newest; drop the oldest beyond ``size``."""
+    entries[key] = value
+    entries.move_to_end(key)
+    if len(entries) > size:
+        entries.popitem(last=False)
 
 
 def _der(cert: x509.Certificate) -> bytes:
