@@ -15,7 +15,9 @@ lowercase, no trailing dot, the root as ".", special and non-printable bytes
 escaped as ``\\.`` or ``\\DDD``), so a reply can be compared with the question
 that was asked.  Compression pointers (RFC 1035 §4.1.4) must point strictly
 before the previous jump, which makes loops impossible; a name longer than
-255 wire octets is malformed.
+255 wire octets is malformed.  Only class IN records are kept (a record of
+another class is skipped, whatever its data), and a TTL with its top bit set
+reads as 0 (RFC 2181 §8; dnspython reads it so too).
 
 NOTES.md: dnspython spends 54-180 µs parsing a reply; this codec exists to
 spend a tenth of that, so the hot path avoids per-byte Python loops.
@@ -56,6 +58,8 @@ _SOA_TAIL = struct.Struct("!IIIII")
 _FLAG_QR, _FLAG_AA, _FLAG_TC, _FLAG_RD = 0x8000, 0x0400, 0x0200, 0x0100
 _FLAG_RA, _FLAG_AD, _FLAG_CD = 0x0080, 0x0020, 0x0010
 _CLASS_IN = 1
+#: RFC 2181 §8: TTLs are 0..2**31-1; larger values (top bit set) mean 0.
+_TTL_MAX = 0x7FFFFFFF
 _OPTION_EDE = 15
 
 # Bytes printed as themselves in a name; everything else is escaped the way
@@ -274,12 +278,17 @@ def _read_records(
         owner, pos = _read_name(data, pos, names)
         if pos + 10 > limit:
             raise WireError("record header runs past the end")
-        rrtype, _, ttl, rdlength = _RR_FIXED.unpack_from(data, pos)
+        rrtype, rrclass, ttl, rdlength = _RR_FIXED.unpack_from(data, pos)
         pos += 10
         end = pos + rdlength
         if end > limit:
             raise WireError("record data runs past the end")
-        out.append(Record(owner, rrtype, ttl, _read_rdata(data, pos, end, rrtype, names)))
+        if rrclass == _CLASS_IN:
+            if ttl > _TTL_MAX:
+                ttl = 0  # RFC 2181 §8: a TTL with the top bit set is treated as zero
+            out.append(Record(owner, rrtype, ttl, _read_rdata(data, pos, end, rrtype, names)))
+        # Records of another class (CH, HS, ...) answer no question we ask, and their
+        # RDATA formats differ from IN's (RFC 1035 §3.2.4): skipped unread.
         pos = end
     return pos
 

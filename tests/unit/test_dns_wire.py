@@ -32,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from probes.dns.classify import classify
 from probes.dns.message import (
     Message,
     MxData,
@@ -369,6 +370,109 @@ def test_pointer_chain_backwards_is_followed() -> None:
     reply.answer.append(dns.rrset.from_text("x.a.test.", 1, "IN", "CNAME", "y.x.a.test."))
     message = parse_response(reply.to_wire())
     assert message.answers == (Record("x.a.test", 5, 1, "y.x.a.test"),)
+
+
+# ------------------------------------- hand-built replies: TTLs and classes
+
+#: Header of a reply to one question, RD RA set; the counts are filled per test.
+_QUESTION = b"\x01a\x04test\x00" + struct.pack("!HH", 1, 1)  # a.test A IN, at offset 12
+
+
+def hand_reply(answers: list[bytes], *, authority: tuple[bytes, ...] = ()) -> bytes:
+    """A NOERROR reply to "a.test A" with the given records (wire form) in order."""
+    header = struct.pack("!HHHHHH", 0x1234, 0x8180, 1, len(answers), len(authority), 0)
+    return header + _QUESTION + b"".join(answers) + b"".join(authority)
+
+
+def hand_record(rrtype: int, rrclass: int, ttl: int, rdata: bytes, *, owner: bytes = b"\xc0\x0c") -> bytes:
+    """One resource record; the owner defaults to a pointer to the question name."""
+    return owner + struct.pack("!HHIH", rrtype, rrclass, ttl, len(rdata)) + rdata
+
+
+@pytest.mark.parametrize(
+    ("ttl", "read"),
+    [
+        (0, 0),
+        (300, 300),
+        (0x7FFFFFFF, 0x7FFFFFFF),
+        (0x80000000, 0),
+        (3222011920, 0),  # the raw value seen in issue #13
+        (0xFFFFFFFF, 0),
+    ],
+)
+def test_ttl_with_top_bit_set_reads_as_zero(ttl: int, read: int) -> None:
+    """RFC 2181 §8: a TTL with the most significant bit set is treated as zero."""
+    wire = hand_reply(
+        [hand_record(1, 1, ttl, bytes([192, 0, 2, 1]))],
+        authority=(hand_record(6, 1, ttl, b"\x00\x00" + struct.pack("!IIIII", 1, 2, 3, 4, 5)),),
+    )
+    message = parse_response(wire)
+    assert message.answers == (Record("a.test", 1, read, "192.0.2.1"),)
+    assert message.authority == (Record("a.test", 6, read, SoaData(".", ".", 1, 2, 3, 4, 5)),)
+
+
+def test_records_of_another_class_are_skipped() -> None:
+    """A CHAOS A record (2-octet domain + 16-bit address: 6 octets here) and a HESIOD TXT beside
+    the IN answer: once a wire error for the whole reply, now skipped record by record."""
+    chaos_a = hand_record(1, 3, 60, b"\x00\x00\x01\x02", owner=b"\x07version\x04bind\x00")
+    wire = hand_reply(
+        [
+            chaos_a,
+            hand_record(1, 1, 60, bytes([192, 0, 2, 7])),
+            hand_record(16, 4, 60, b"\x03abc"),
+            hand_record(1, 255, 60, b""),  # class ANY with empty data
+        ]
+    )
+    message = parse_response(wire)
+    assert message.answers == (Record("a.test", 1, 60, "192.0.2.7"),)
+
+
+def test_record_of_another_class_with_a_bad_name_inside_is_skipped_unread() -> None:
+    """Skipped data is not parsed: a CH CNAME whose target runs past its record is no error."""
+    bad_cname = hand_record(5, 3, 60, b"\x05ab")
+    message = parse_response(hand_reply([bad_cname, hand_record(1, 1, 9, bytes([192, 0, 2, 8]))]))
+    assert message.answers == (Record("a.test", 1, 9, "192.0.2.8"),)
+
+
+_TTLS = st.integers(0, 2**32 - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TTLS, min_size=1, max_size=4))
+def test_ttls_over_the_whole_32_bit_range_equal_dnspythons(ttls: list[int]) -> None:
+    """Each record's TTL as our codec reads it, and the RRset TTL (the smallest) as
+    ``classify`` reports it, equal what dnspython reads from the same bytes."""
+    records = [hand_record(1, 1, ttl, bytes([192, 0, 2, i + 1])) for i, ttl in enumerate(ttls)]
+    wire = hand_reply(records)
+    ours = parse_response(wire)
+    theirs = dns.message.from_wire(wire)
+    assert [r.ttl for r in ours.answers] == [0 if t > 0x7FFFFFFF else t for t in ttls]
+    (rrset,) = theirs.answer
+    assert min(r.ttl for r in ours.answers) == rrset.ttl
+    assert classify("a.test", "A", ours, validating=True).ttl == rrset.ttl
+
+
+_FOREIGN_CLASSES = st.integers(0, 0xFFFF).filter(lambda c: c != 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=3),
+    _FOREIGN_CLASSES,
+    st.integers(0, 0xFFFF),
+    st.binary(max_size=40),
+    st.integers(0, 3),
+)
+def test_records_of_any_other_class_never_change_what_is_read(
+    ttls: list[int], rrclass: int, rrtype: int, rdata: bytes, at: int
+) -> None:
+    """Inserting one record of another class, any type and any data, anywhere in the
+    answer section leaves the parsed reply exactly as it was without it."""
+    records = [hand_record(1, 1, ttl, bytes([192, 0, 2, i + 1])) for i, ttl in enumerate(ttls)]
+    foreign = hand_record(rrtype, rrclass, 0, rdata, owner=b"\x03odd\x00")
+    position = min(at, len(records))
+    with_foreign = parse_response(hand_reply([*records[:position], foreign, *records[position:]]))
+    assert with_foreign == parse_response(hand_reply(records))
 
 
 # --------------------------------------------- differential and fuzz properties
