@@ -2,10 +2,22 @@
 
 Theory of operation
 -------------------
-A list is read as a stream so a 10-million-line file costs no more memory than
-the set of names already seen (needed for de-duplication: about 80-100 bytes
-per name in CPython, so ~10 MB per 100k names).  Three formats are accepted and
-told apart by the first line that is neither blank nor a ``#`` comment:
+A list is read as a stream, exactly once, so a 10-million-line file costs no
+more memory than the set of names already seen (needed for de-duplication:
+about 80-100 bytes per name in CPython, so ~10 MB per 100k names), and a pipe,
+a FIFO or a process substitution (``mxscan scan <(zcat list.gz)``) works like a
+file.  Only a regular file is read a second time, by :func:`count_names`, for
+the progress total; anything else cannot be re-read or may never end.
+
+Text encoding comes from the byte-order mark: none or UTF-8's means UTF-8,
+UTF-16 LE/BE (what spreadsheet programs export as "Unicode text") is decoded,
+UTF-32 is refused.  CR, CRLF and LF line endings are all read, mixed too.  The
+first ``BINARY_SNIFF_BYTES`` are decoded strictly as they arrive, so binary
+content fails on its first bytes: a gzip file or ``/dev/zero`` is an error
+before anything is counted or scanned, and a slow pipe is not waited on.
+
+Three formats are accepted and told apart by the first line that is neither
+blank nor a ``#`` comment:
 
 * plain text: one name per line; a trailing ``# comment`` is allowed;
 * CSV with a header naming a ``domain`` column (Cloudflare Radar top-N export:
@@ -30,8 +42,9 @@ import codecs
 import csv
 import io
 import os
+import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -45,10 +58,22 @@ __all__ = [
     "count_names",
 ]
 
-#: Bytes inspected for NUL bytes and invalid UTF-8 before trusting a source as text.
+#: Bytes (after a byte-order mark) decoded strictly before a source is trusted as text.
 BINARY_SNIFF_BYTES = 64 * 1024
 #: Longest physical line read whole; a longer line is consumed and reported invalid.
 MAX_LINE_CHARS = 8192
+#: Characters per read while counting a regular file's names.
+_COUNT_CHUNK_CHARS = 1 << 20
+#: Enough leading bytes to tell every byte-order mark apart.
+_BOM_BYTES = 4
+#: Byte-order marks, longest first: UTF-32 LE's begins with UTF-16 LE's.  ``None``: refused.
+_BOMS: tuple[tuple[bytes, str | None], ...] = (
+    (codecs.BOM_UTF32_LE, None),
+    (codecs.BOM_UTF32_BE, None),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 
 
 class InputError(Exception):
@@ -85,42 +110,94 @@ class InputStats:
     format: str = ""
 
 
-class _PrefixedRaw(io.RawIOBase):
-    """A raw stream that replays an already-read prefix, then reads the rest.
+def _encoding(head: bytes, label: str) -> tuple[str, int]:
+    """(codec, length of the byte-order mark) from a source's first bytes."""
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            if codec is None:
+                raise InputError(f"{label}: UTF-32 text is not supported; save the list as UTF-8")
+            return codec, len(bom)
+    return "utf-8", 0
 
-    Reason: the binary sniff must also work on stdin, which cannot seek back.
+
+class _TextSource(io.RawIOBase):
+    """A list's bytes after the byte-order mark, decoded strictly while they pass
+    through for the first ``BINARY_SNIFF_BYTES``.
+
+    Reason: the check must work on stdin and pipes, which cannot seek back, and
+    on endless sources (``/dev/zero``), so it looks at bytes as the reader
+    consumes them, never ahead: each underlying read takes what is there (one
+    ``read1``), so a slow pipe is not waited on to fill the window.
     """
 
-    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
+    def __init__(self, read: Callable[[int], bytes], label: str) -> None:
         super().__init__()
-        self._prefix = memoryview(prefix)
-        self._rest = rest
+        self._read = read
+        self._label = label
+        # Once seen, the end is final: a terminal would wait for a second Ctrl-D.
+        self._eof = False
+        head = b""
+        while len(head) < _BOM_BYTES and not self._eof:
+            head += self._pull(BINARY_SNIFF_BYTES)
+        self.encoding, bom = _encoding(head, label)
+        self._decoder = codecs.getincrementaldecoder(self.encoding)()
+        self._unchecked = BINARY_SNIFF_BYTES
+        self._pending = memoryview(self._check(head[bom:]))
+
+    def _pull(self, size: int) -> bytes:
+        if self._eof:
+            return b""
+        try:
+            data = self._read(size)
+        except OSError as exc:
+            raise InputError(f"{self._label}: cannot read ({exc.strerror or exc})") from None
+        self._eof = not data
+        return data
+
+    def _check(self, data: bytes) -> bytes:
+        """``data``, once the part of it inside the window decodes as text without NUL."""
+        if self._unchecked <= 0:
+            return data
+        window = data[: self._unchecked]
+        offset = BINARY_SNIFF_BYTES - self._unchecked
+        self._unchecked -= len(window)
+        try:
+            # final only at the end: the window's cut may fall inside a character.
+            text = self._decoder.decode(window, final=self._eof)
+        except UnicodeDecodeError as exc:
+            if self.encoding == "utf-8" and b"\x00" in window:
+                raise self._binary() from None
+            name = self.encoding.upper().removesuffix("-LE").removesuffix("-BE")
+            raise InputError(
+                f"{self._label}: not {name} text (invalid byte at offset {offset + max(exc.start, 0)}), "
+                "expected a list of domain names"
+            ) from None
+        if "\x00" in text:
+            raise self._binary()
+        return data
+
+    def _binary(self) -> InputError:
+        return InputError(f"{self._label}: binary file (NUL bytes), expected a text list of domain names")
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        if self._prefix:
-            n = min(len(buffer), len(self._prefix))
-            buffer[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-            return n
-        data = self._rest.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        if not self._pending:
+            data = self._pull(len(buffer))
+            self._pending = memoryview(self._check(data))
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
 
 
-def _sniff_text(prefix: bytes, complete: bool, label: str) -> None:
-    """Raise InputError when the first bytes of a source are not UTF-8 text."""
-    if b"\x00" in prefix:
-        raise InputError(f"{label}: binary file (NUL bytes), expected a text list of domain names")
-    try:
-        # final=False: the 64 KiB cut may fall inside a multi-byte character.
-        codecs.getincrementaldecoder("utf-8")().decode(prefix, final=complete)
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{label}: not UTF-8 text (invalid byte at offset {exc.start}), expected a list of domain names"
-        ) from None
+def _open_text(source: BinaryIO, label: str) -> io.TextIOWrapper:
+    """``source`` as text: encoding from its byte-order mark, CR/CRLF/LF read as one newline."""
+    read1 = getattr(source, "read1", None)
+    raw = _TextSource(read1 if callable(read1) else source.read, label)
+    # "replace" keeps a bad byte past the checked window to its own line (reported invalid).
+    return io.TextIOWrapper(io.BufferedReader(raw), encoding=raw.encoding, errors="replace", newline=None)
 
 
 def _bounded_lines(text: io.TextIOBase) -> Iterator[tuple[str, bool]]:
@@ -143,13 +220,19 @@ def _bounded_lines(text: io.TextIOBase) -> Iterator[tuple[str, bool]]:
         yield line, False
 
 
-def _csv_fields(line: str) -> list[str]:
-    return next(csv.reader([line]), [])
+def _csv_fields(line: str) -> list[str] | None:
+    """The fields of one CSV row; ``None`` when the csv module refuses it."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        # Lines come newline-translated, so a bare CR (the module's one refusal
+        # of a single line) cannot reach here; kept total all the same.
+        return None
 
 
 def _detect_format(line: str, label: str) -> tuple[str, int]:
     """(format, domain column) from the first name line; a header row is detected here."""
-    fields = [f.strip().lower() for f in _csv_fields(line)]
+    fields = [f.strip().lower() for f in _csv_fields(line) or [line]]
     if "domain" in fields:
         return "csv", fields.index("domain")
     if "," not in line.split("#", 1)[0]:
@@ -159,6 +242,10 @@ def _detect_format(line: str, label: str) -> tuple[str, int]:
     raise InputError(
         f"{label}: CSV header has no 'domain' column (found: {escape_text(','.join(fields), 120)})"
     )
+
+
+def _label(source: str | os.PathLike[str]) -> str:
+    return "<stdin>" if os.fspath(source) == "-" else os.fspath(source)
 
 
 class DomainReader:
@@ -177,7 +264,7 @@ class DomainReader:
 
     @property
     def label(self) -> str:
-        return "<stdin>" if os.fspath(self.source) == "-" else os.fspath(self.source)
+        return _label(self.source)
 
     def __iter__(self) -> Iterator[InputItem]:
         if self._started:
@@ -185,30 +272,12 @@ class DomainReader:
         self._started = True
         return self._iterate()
 
-    def _open_binary(self) -> tuple[BinaryIO, bool]:
-        if os.fspath(self.source) == "-":
-            return (self._stdin if self._stdin is not None else sys.stdin.buffer), False
-        try:
-            # Closed by _iterate's finally.
-            return open(self.source, "rb"), True
-        except OSError as exc:
-            raise InputError(f"{self.label}: cannot read ({exc.strerror or exc})") from None
-
     def _iterate(self) -> Iterator[InputItem]:
-        binary, owned = self._open_binary()
-        try:
-            try:
-                prefix = binary.read(BINARY_SNIFF_BYTES)
-            except OSError as exc:
-                raise InputError(f"{self.label}: cannot read ({exc.strerror or exc})") from None
-            _sniff_text(prefix, len(prefix) < BINARY_SNIFF_BYTES, self.label)
-            raw = io.BufferedReader(_PrefixedRaw(prefix, binary))
-            # utf-8-sig drops a BOM; "replace" keeps a bad byte past the sniff to its own line.
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=None)
-            yield from self._items(text)
-        finally:
-            if owned:
-                binary.close()
+        if os.fspath(self.source) == "-":
+            yield from self._items(_open_text(self._stdin or sys.stdin.buffer, self.label))
+        else:
+            with _open_file(self.source) as binary:
+                yield from self._items(_open_text(binary, self.label))
         if self.stats.valid + self.stats.invalid + self.stats.duplicates == 0:
             raise InputError(f"{self.label}: no domain names (empty, or only comments and blank lines)")
 
@@ -240,6 +309,9 @@ class DomainReader:
             field = line.split("#", 1)[0].strip()
         else:
             fields = _csv_fields(line)
+            if fields is None:
+                stats.invalid += 1
+                return InputItem(lineno, escape_text(line), None, "unreadable csv row")
             if column >= len(fields):
                 stats.invalid += 1
                 return InputItem(lineno, escape_text(line), None, "missing domain column")
@@ -260,41 +332,50 @@ class DomainReader:
         return InputItem(lineno, raw, domain, None)
 
 
-def count_names(source: str | os.PathLike[str]) -> int | None:
-    """Non-blank, non-comment lines of a file, less a CSV header; ``None`` for stdin.
+def _open_file(source: str | os.PathLike[str]) -> BinaryIO:
+    try:
+        # Unbuffered: _TextSource takes what one read returns, and the text layer buffers.
+        return open(source, "rb", buffering=0)
+    except OSError as exc:
+        raise InputError(f"{_label(source)}: cannot read ({exc.strerror or exc})") from None
 
-    An upper bound for a progress total: invalid lines count, duplicates are
-    not subtracted.  Reads in 1 MiB chunks and keeps at most the first
-    ``MAX_LINE_CHARS`` bytes of any line, so memory stays flat.
+
+def count_names(source: str | os.PathLike[str]) -> int | None:
+    """Non-blank, non-comment lines of a regular file, less a CSV header; else ``None``.
+
+    ``None`` for stdin and for anything that is not a regular file (a FIFO, a
+    process substitution, a device): those can be read only once, or never end,
+    so the scan streams them without a total.  An upper bound for a progress
+    total: invalid lines count, duplicates are not subtracted.  The file is
+    decoded as :class:`DomainReader` decodes it, in chunks, keeping at most
+    ``MAX_LINE_CHARS`` of any line, so memory stays flat.
     """
     if os.fspath(source) == "-":
         return None
-    count = 0
-    first: bytes | None = None
-    carry = b""
+    label = _label(source)
     try:
-        with open(source, "rb") as stream:
-            chunk = stream.read(1 << 20)
-            if chunk.startswith(codecs.BOM_UTF8):
-                chunk = chunk[len(codecs.BOM_UTF8) :]
-            while chunk:
-                pieces = (carry + chunk).split(b"\n")
-                carry = pieces.pop()[:MAX_LINE_CHARS]
-                for piece in pieces:
-                    stripped = piece.strip()
-                    if stripped and not stripped.startswith(b"#"):
-                        count += 1
-                        first = first if first is not None else stripped
-                chunk = stream.read(1 << 20)
+        if not stat.S_ISREG(os.stat(source).st_mode):
+            return None
     except OSError as exc:
-        raise InputError(f"{os.fspath(source)}: cannot read ({exc.strerror or exc})") from None
-    stripped = carry.strip()
-    if stripped and not stripped.startswith(b"#"):
+        raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    count = 0
+    first: str | None = None
+    carry = ""
+    with _open_file(source) as binary:
+        text = _open_text(binary, label)
+        while chunk := text.read(_COUNT_CHUNK_CHARS):
+            pieces = (carry + chunk).split("\n")
+            carry = pieces.pop()[:MAX_LINE_CHARS]
+            names = [line for line in map(str.strip, pieces) if line and line[0] != "#"]
+            count += len(names)
+            first = names[0] if first is None and names else first
+    last = carry.strip()
+    if last and last[0] != "#":
         count += 1
-        first = first if first is not None else stripped
+        first = last if first is None else first
     if first is not None:
         try:
-            kind, _ = _detect_format(first.decode("utf-8-sig", "replace").strip(), os.fspath(source))
+            kind, _ = _detect_format(first[:MAX_LINE_CHARS], label)
         except InputError:
             return count
         if kind == "csv":

@@ -363,10 +363,11 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
         )
         return EXIT_USAGE
     try:
-        reader = DomainReader(cfg.domains)
-        total = count_names(cfg.domains)
-        items = iter(reader)
+        items = iter(DomainReader(cfg.domains))
         first = next(items)  # sniffs the source: binary or empty lists fail here
+        # After the sniff, so binary content is refused before it is counted; None
+        # (no total) for a pipe, FIFO or device, which the reader streams once.
+        total = count_names(cfg.domains)
         prober = smtp_prober(cfg)
         providers = load_provider_map(Path(cfg.providers_file).read_text() if cfg.providers_file else None)
     except (InputError, TrustStoreError, OSError, ValueError) as exc:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import io
+import os
+import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,7 @@ from engine.inputs import (
     DomainReader,
     InputError,
     InputItem,
+    _csv_fields,
     count_names,
 )
 from engine.names import MAX_RAW_CHARS, escape_text, normalise_domain
@@ -120,7 +126,34 @@ FORMATS = [
         ["example.com", "example.org"],
         "text",
     ),
+    ("cr-only", b"example.com\rexample.org\r", ["example.com", "example.org"], "text"),
+    ("cr-only-csv", b"domain,rank\rexample.com,1\rexample.org,2", ["example.com", "example.org"], "csv"),
+    (
+        "mixed-endings",
+        b"a.example\rb.example\r\nc.example\nd.example\n\re.example",
+        ["a.example", "b.example", "c.example", "d.example", "e.example"],
+        "text",
+    ),
     ("bom", b"\xef\xbb\xbfexample.com\n", ["example.com"], "text"),
+    ("utf-8-bom-csv", b"\xef\xbb\xbfdomain,rank\r\nexample.com,1\r\n", ["example.com"], "csv"),
+    (
+        "utf-16-le-bom",
+        codecs.BOM_UTF16_LE + "example.com\r\nbücher.de\r\n".encode("utf-16-le"),
+        ["example.com", "xn--bcher-kva.de"],
+        "text",
+    ),
+    (
+        "utf-16-be-bom",
+        codecs.BOM_UTF16_BE + "example.com\nbücher.de".encode("utf-16-be"),
+        ["example.com", "xn--bcher-kva.de"],
+        "text",
+    ),
+    (
+        "utf-16-le-csv-excel",
+        codecs.BOM_UTF16_LE + "rank,domain\r\n1,example.com\r\n2,example.org\r\n".encode("utf-16-le"),
+        ["example.com", "example.org"],
+        "csv",
+    ),
     (
         "radar-domain-rank",
         b"domain,rank\nexample.com,1\nexample.org,2\n",
@@ -203,6 +236,13 @@ SOURCE_ERRORS = [
     ("nul-bytes", b"a.com\n\x00\x01\x02", "binary file"),
     ("invalid-utf8", b"a.com\n\xff\xfe\x00", "binary file"),
     ("latin1", b"caf\xe9.com\n", "not UTF-8"),
+    ("binary-early-cr", b"x\r\x00\x9c\x0d\x0a\xff", "binary file"),
+    ("binary-early-cr-no-nul", b"PK\x03\x04\r\x14\x9c\xff", "not UTF-8"),
+    ("utf-16-without-text", codecs.BOM_UTF16_LE + "a.com\n\0".encode("utf-16-le"), "binary file"),
+    ("utf-16-lone-surrogate", codecs.BOM_UTF16_LE + b"a\x00\x00\xd8b\x00", "not UTF-16"),
+    ("utf-16-bom-only", codecs.BOM_UTF16_BE, "no domain names"),
+    ("utf-32-le", codecs.BOM_UTF32_LE + "a.com\n".encode("utf-32-le"), "UTF-32 text is not supported"),
+    ("utf-32-be", codecs.BOM_UTF32_BE + "a.com\n".encode("utf-32-be"), "UTF-32 text is not supported"),
     ("header-without-domain", b"rank,host\n1,a.com\n", "no 'domain' column"),
 ]
 
@@ -291,6 +331,115 @@ def test_count_names_matches_reader_over_chunk_boundaries(tmp_path: Path) -> Non
     assert count_names("-") is None
 
 
+@pytest.mark.parametrize(("data", "expected", "kind"), [c[1:] for c in FORMATS], ids=[c[0] for c in FORMATS])
+def test_count_names_decodes_every_format_as_the_reader_does(
+    tmp_path: Path, data: bytes, expected: list[str], kind: str
+) -> None:
+    path = tmp_path / "list"
+    path.write_bytes(data)
+    assert count_names(path) == len(expected)
+
+
+REFUSED = [c for c in SOURCE_ERRORS if c[0].startswith(("nul", "invalid", "latin", "binary", "utf-3"))]
+
+
+@pytest.mark.parametrize(("data", "message"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_count_names_refuses_binary_content_instead_of_crashing(
+    tmp_path: Path, data: bytes, message: str
+) -> None:
+    path = tmp_path / "list.bin"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=message):
+        count_names(path)
+
+
+def test_a_bare_cr_in_a_csv_row_is_not_a_crash() -> None:
+    # The csv module refuses a bare CR inside one line; lines arrive newline-translated,
+    # so only a direct call can show the guard.
+    assert _csv_fields("1,a.com\rb") is None
+    assert _csv_fields('1,"a.com"') == ["1", "a.com"]
+
+
+# --- streams that can be read once (pipes, FIFOs, devices) -------------------------------------
+
+#: Generous: each call below returns in milliseconds unless it hangs.
+HANG_TIMEOUT = 20.0
+
+
+def returns_in_time(call: Callable[[], object]) -> object:
+    """``call()``'s result; a failure, not a hang, when it is still running after HANG_TIMEOUT."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(HANG_TIMEOUT)
+    assert outcome, f"still running after {HANG_TIMEOUT} s"
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
+def test_count_names_gives_no_total_for_a_fifo_without_opening_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "list.fifo"
+    os.mkfifo(fifo)  # no writer: opening it would block forever
+    assert returns_in_time(lambda: count_names(fifo)) is None
+
+
+def test_count_names_gives_no_total_for_an_endless_device() -> None:
+    assert returns_in_time(lambda: count_names("/dev/zero")) is None
+
+
+def test_an_endless_binary_device_is_refused_on_its_first_bytes() -> None:
+    with pytest.raises(InputError, match=r"/dev/zero: binary file"):
+        returns_in_time(lambda: list(DomainReader("/dev/zero")))
+
+
+def test_a_fifo_is_opened_and_read_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "list.fifo"
+    os.mkfifo(fifo)
+    names = [f"d{i}.example" for i in range(20_000)]  # more than a pipe holds at once
+
+    def write() -> None:
+        with open(fifo, "w") as out:  # blocks until the reader opens the FIFO
+            out.write("\r\n".join(names))
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    assert count_names(fifo) is None
+    read = returns_in_time(lambda: [item.domain for item in DomainReader(fifo)])
+    assert read == names
+    writer.join(HANG_TIMEOUT)
+
+
+def test_a_slow_pipe_yields_its_first_name_before_the_sniff_window_fills() -> None:
+    read_end, write_end = os.pipe()
+    first_seen = threading.Event()
+    waited: list[bool] = []
+
+    def write() -> None:
+        with os.fdopen(write_end, "wb", buffering=0) as out:
+            out.write(b"first.example\n")
+            # the reader must take what is there, not wait for 64 KiB or the end
+            waited.append(first_seen.wait(HANG_TIMEOUT))
+            out.write(b"second.example\n")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    with os.fdopen(read_end, "rb") as stdin:
+        items = iter(DomainReader("-", stdin=stdin))
+        assert next(items).domain == "first.example"
+        first_seen.set()
+        assert [item.domain for item in items] == ["second.example"]
+    writer.join(HANG_TIMEOUT)
+    assert waited == [True]
+
+
 # --- properties ---------------------------------------------------------------------------------
 
 NAMEISH = st.text(alphabet=st.sampled_from('abcxyz019-._ .ÄüßøЖ日本\u200d\x00#,"'), max_size=80)
@@ -324,3 +473,30 @@ def test_any_bytes_give_items_or_input_error(lines: list[bytes]) -> None:
         assert (item.domain is None) != (item.reason is None)
         assert len(item.raw) <= MAX_RAW_CHARS
         assert all(ch >= " " for ch in item.raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.binary(max_size=40), NAMEISH.map(str.encode)), max_size=20),
+    st.lists(st.sampled_from([b"\n", b"\r", b"\r\n"]), min_size=1, max_size=4),
+    st.sampled_from([b"", codecs.BOM_UTF8]),
+)
+def test_any_line_endings_give_the_same_outcome_to_reader_and_count(
+    lines: list[bytes], endings: list[bytes], bom: bytes
+) -> None:
+    data = bom + b"".join(line + endings[i % len(endings)] for i, line in enumerate(lines))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "list"
+        path.write_bytes(data)
+        try:
+            counted = count_names(path)
+        except InputError:
+            counted = None
+        try:
+            reader = DomainReader(path)
+            list(reader)
+        except InputError:
+            return
+    stats = reader.stats
+    # An upper bound for the progress total; None only when the reader refuses the file too.
+    assert counted is not None and counted >= stats.valid + stats.invalid + stats.duplicates
