@@ -97,7 +97,8 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--require-validation",
         action="store_true",
-        help="exit non-zero instead of scanning when the resolver does not validate DNSSEC",
+        help="exit non-zero instead of scanning unless the pre-flight proves that the resolver validates "
+        "DNSSEC (an inconclusive check is refused too)",
     )
     p.add_argument(
         "--grace",

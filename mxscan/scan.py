@@ -41,8 +41,8 @@ from mxscan.probeservice import (
 from mxscan.retry import RetryError, drop_unknown
 from mxscan.wiring import smtp_prober
 from probes.dns.client import ClientStatistics, DnsClient
-from probes.dns.preflight import preflight
-from probes.dns.records import Answer
+from probes.dns.preflight import PreflightResult, preflight
+from probes.dns.records import Answer, ResolverCheck
 from probes.dns.resolver import StubResolver
 from probes.domain import SCHEMA_VERSION, DomainRecord, ScanMeta, host_line
 from probes.providers import ProviderMap, load_provider_map
@@ -142,6 +142,35 @@ class _Run:
             yield item
 
 
+def _resolver_check_passes(check: PreflightResult, resolver: str, require: bool, stderr: TextIO) -> bool:
+    """Say loudly what the pre-flight showed; False when ``--require-validation`` refuses.
+
+    ``--require-validation`` asks for proof: an inconclusive check (AD on the signed name,
+    no verdict on the bogus one) is refused like a failed one.
+    """
+    if check.check is ResolverCheck.VALIDATING:
+        return True
+    if check.check is ResolverCheck.INCONCLUSIVE:
+        print(
+            f"mxscan: WARNING: DNSSEC validation of resolver {resolver} is INCONCLUSIVE ({check.detail}); "
+            "dnssec fields are recorded from its AD bit, but that it rejects bogus data is unproven. "
+            "Give --preflight-bogus a name that is bogus for this resolver to settle it.",
+            file=stderr,
+        )
+    else:
+        print(
+            f"mxscan: WARNING: resolver {resolver} does not validate DNSSEC ({check.detail}); "
+            "every dnssec field will be recorded as 'unknown', never as 'not signed'.",
+            file=stderr,
+        )
+    if require:
+        print(
+            "mxscan: --require-validation: not scanning without proof that the resolver validates",
+            file=stderr,
+        )
+    return not require
+
+
 async def _scan_with_store(
     cfg: ScanConfig,
     items: Iterator[InputItem],
@@ -173,25 +202,20 @@ async def _scan_with_store(
         if not check.reachable:
             print(f"mxscan: resolver {resolver_text} is not answering: {check.detail}", file=stderr)
             return EXIT_USAGE
-        if not check.validating:
-            print(
-                f"mxscan: WARNING: resolver {resolver_text} does not validate DNSSEC ({check.detail}); "
-                "every dnssec field will be recorded as 'unknown', never as 'not signed'.",
-                file=stderr,
-            )
-            if cfg.require_validation:
-                return EXIT_USAGE
+        if not _resolver_check_passes(check, resolver_text, cfg.require_validation, stderr):
+            return EXIT_USAGE
         meta = ScanMeta(
             tool="mxscan",
             version=__version__,
             started=_now(),
             resolver=resolver_text,
-            dnssec_validating=check.validating,
+            dnssec_validating=check.reads_ad,
             ehlo_name="" if cfg.dns_only else cfg.ehlo_name or "",
             contact=cfg.contact,
+            dnssec_check=check.check,
         )
         run = _Run(store, done, meta)
-        resolver = StubResolver(client, validating=check.validating)
+        resolver = StubResolver(client, validating=check.reads_ad)
         dns_cache: SingleFlight[tuple[str, str], Answer] = SingleFlight(defaults.SHARED_CACHE_ENTRIES)
         smtp_cache: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
 
@@ -216,7 +240,7 @@ async def _scan_with_store(
         pipeline = Pipeline(
             lookup_own=lookup_own,
             lookup_shared=lookup_shared,
-            validating=check.validating,
+            validating=check.reads_ad,
             probe_smtp=services.probe_smtp if services is not None else None,
             fetch_policy=services.fetch_policy if services is not None else None,
             smtp_cache=smtp_cache,

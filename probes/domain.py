@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from engine.records import encode
 from engine.status import Status
-from probes.dns.records import DnsResult
+from probes.dns.records import DnsResult, ResolverCheck
 from probes.mtasts.records import MtaStsResult
 from probes.smtp.records import SmtpResult
 from probes.tlsrpt.record import TlsRptRecord
@@ -39,11 +39,14 @@ class ScanMeta:
       version: the mxscan version that wrote the record.
       started: when the scan (or the run that resumed it) started, ISO 8601 UTC.
       resolver: the DNS resolver address used, "host:port".
-      dnssec_validating: the resolver passed the DNSSEC pre-flight check; when false every
-        dnssec field is "unknown".
+      dnssec_validating: AD is read: the resolver passed the DNSSEC pre-flight check, or the check
+        was inconclusive (see dnssec_check); when false every dnssec field is "unknown".
       ehlo_name: the name the scanner gave in EHLO (its identity to mail operators); "" for
         DNS-only scans.
       contact: where operators learn about the scan and opt out (--contact), "" if not given.
+      dnssec_check: the pre-flight verdict: validating (AD on the signed name, SERVFAIL on the
+        bogus one), inconclusive (AD on the signed name, no verdict on the bogus one: AD is read,
+        rejection of bogus data was not shown), not-validating; null in files from before it.
     """
 
     tool: str
@@ -53,6 +56,7 @@ class ScanMeta:
     dnssec_validating: bool
     ehlo_name: str
     contact: str
+    dnssec_check: ResolverCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)

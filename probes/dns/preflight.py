@@ -4,6 +4,20 @@ Without this check AD means nothing: a non-validating resolver never sets it,
 and an unreachable one makes every domain look broken.  The test is the one
 RFC 6840 §5.7 implies: a signed name must come back with AD set, and a
 deliberately broken (bogus) name must come back SERVFAIL.
+
+Three verdicts (``ResolverCheck``), each needing evidence:
+
+* ``validating``: AD on the signed name and SERVFAIL on the bogus name.
+* ``not-validating``: no AD on the signed name (RFC 4035 §3.2.3: only a
+  validating resolver sets it), or the bogus name answered NOERROR: the
+  resolver handed out data whose signatures do not validate.
+* ``inconclusive``: AD on the signed name, but the bogus name got no verdict:
+  NXDOMAIN (the name does not exist in this resolver's view, e.g. behind a
+  private root, so there is nothing bogus to reject), another RCODE, or no
+  answer.  AD on the signed name is evidence of validation, so the scan reads
+  AD as a validating resolver's; that bogus data is rejected was not shown.
+
+The decision is ``judge`` (pure); ``preflight`` only asks the two questions.
 """
 
 from __future__ import annotations
@@ -13,8 +27,10 @@ from dataclasses import dataclass
 
 from probes.dns.client import DnsClient, DnsError, DnsTimeout
 from probes.dns.message import RCODE, Message, WireError, rcode_name, rrtype_code
+from probes.dns.records import ResolverCheck
+from probes.dns.wire import encode_name
 
-__all__ = ["PreflightResult", "preflight"]
+__all__ = ["PreflightResult", "judge", "preflight"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +39,12 @@ class PreflightResult:
 
     Fields:
       reachable: the resolver answered the signed-name query at all.
-      validating: AD on the signed name and SERVFAIL on the bogus name: AD can be trusted.
-      detail: a short explanation (why not reachable or not validating), "validating" otherwise.
+      validating: the check proved validation (check is validating).
+      detail: a short explanation (why not reachable, not validating or inconclusive),
+        "validating" otherwise.
       signed_ad: the reply for the signed name had the AD flag.
       bogus_servfail: the reply for the deliberately bogus name was SERVFAIL.
+      check: validating / inconclusive / not-validating (not-validating when unreachable).
     """
 
     reachable: bool
@@ -34,6 +52,47 @@ class PreflightResult:
     detail: str
     signed_ad: bool
     bogus_servfail: bool
+    check: ResolverCheck
+
+    @property
+    def reads_ad(self) -> bool:
+        """Whether the scan may read AD: validation proven, or shown by AD and not refuted."""
+        return self.reachable and self.check is not ResolverCheck.NOT_VALIDATING
+
+
+def _unreachable(detail: str) -> PreflightResult:
+    return PreflightResult(False, False, detail, False, False, ResolverCheck.NOT_VALIDATING)
+
+
+def judge(
+    signed: Message | str, bogus: Message | str, *, signed_what: str, bogus_name: str
+) -> PreflightResult:
+    """The verdict from the two replies (a ``str`` is why there was no reply)."""
+    if isinstance(signed, str):
+        return _unreachable(signed)
+    signed_ad = signed.ad and signed.rcode == RCODE.NOERROR
+    bogus_rcode = bogus.rcode if isinstance(bogus, Message) else None
+    bogus_servfail = bogus_rcode == RCODE.SERVFAIL
+    if not signed_ad:
+        check = ResolverCheck.NOT_VALIDATING
+        detail = f"no AD on {signed_what} (rcode {rcode_name(signed.rcode)})"
+    elif bogus_servfail:
+        check, detail = ResolverCheck.VALIDATING, "validating"
+    elif bogus_rcode == RCODE.NOERROR:
+        check = ResolverCheck.NOT_VALIDATING
+        detail = f"bogus name {bogus_name} not rejected (rcode NOERROR)"
+    else:
+        check = ResolverCheck.INCONCLUSIVE
+        if bogus_rcode == RCODE.NXDOMAIN:
+            why = "does not exist for this resolver (NXDOMAIN)"
+        elif bogus_rcode is not None:
+            why = f"got rcode {rcode_name(bogus_rcode)}"
+        else:
+            why = f"got no answer ({bogus})"
+        detail = (
+            f"AD on {signed_what}, but the bogus name {bogus_name} {why}: rejection of bogus data not shown"
+        )
+    return PreflightResult(True, check is ResolverCheck.VALIDATING, detail, signed_ad, bogus_servfail, check)
 
 
 async def preflight(
@@ -42,39 +101,27 @@ async def preflight(
     signed_name: str = ".",
     signed_type: str = "SOA",
     bogus_name: str = "dnssec-failed.org",
-    timeout: float = 5.0,  # noqa: ASYNC109 - one budget for the whole check, applied inside
+    timeout: float = 5.0,  # noqa: ASYNC109 - one budget per question, applied inside
 ) -> PreflightResult:
-    """Ask the signed and the bogus name (together) within ``timeout`` seconds."""
+    """Ask the signed and the bogus name (together), each within ``timeout`` seconds."""
     try:
-        async with asyncio.timeout(timeout):
-            signed, bogus = await asyncio.gather(
-                _ask(client, signed_name, rrtype_code(signed_type)),
-                _ask(client, bogus_name, rrtype_code("A")),
-            )
-    except TimeoutError:
-        return PreflightResult(False, False, "timeout", False, False)
+        code = rrtype_code(signed_type)
+        encode_name(signed_name)
+        encode_name(bogus_name)
     except WireError as exc:
-        return PreflightResult(False, False, f"invalid check name: {exc}", False, False)
-    if isinstance(signed, str):
-        return PreflightResult(False, False, signed, False, False)
-    signed_ad = signed.ad and signed.rcode == RCODE.NOERROR
-    bogus_servfail = isinstance(bogus, Message) and bogus.rcode == RCODE.SERVFAIL
-    if signed_ad and bogus_servfail:
-        detail = "validating"
-    elif not signed_ad:
-        detail = f"no AD on {signed_name} {signed_type} (rcode {rcode_name(signed.rcode)})"
-    elif isinstance(bogus, str):
-        detail = f"bogus name {bogus_name}: {bogus}"
-    else:
-        detail = f"bogus name {bogus_name} not rejected (rcode {rcode_name(bogus.rcode)})"
-    return PreflightResult(True, signed_ad and bogus_servfail, detail, signed_ad, bogus_servfail)
+        return _unreachable(f"invalid check name: {exc}")
+    signed, bogus = await asyncio.gather(
+        _ask(client, signed_name, code, timeout), _ask(client, bogus_name, rrtype_code("A"), timeout)
+    )
+    return judge(signed, bogus, signed_what=f"{signed_name} {signed_type}", bogus_name=bogus_name)
 
 
-async def _ask(client: DnsClient, name: str, rrtype: int) -> Message | str:
+async def _ask(client: DnsClient, name: str, rrtype: int, timeout: float) -> Message | str:  # noqa: ASYNC109
     """The reply, or a failure detail ("timeout", "connection-refused", ...)."""
     try:
-        return await client.query(name, rrtype)
-    except DnsTimeout:
+        async with asyncio.timeout(timeout):
+            return await client.query(name, rrtype)
+    except (DnsTimeout, TimeoutError):
         return "timeout"
     except DnsError as exc:
         return exc.detail

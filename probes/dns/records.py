@@ -6,7 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Answer", "DnsResult", "Dnssec", "Ede", "ImplicitMx", "MxHost", "Outcome", "TlsaSkip"]
+__all__ = [
+    "Answer",
+    "DnsResult",
+    "Dnssec",
+    "Ede",
+    "ImplicitMx",
+    "MxHost",
+    "Outcome",
+    "ResolverCheck",
+    "TlsaSkip",
+]
 
 
 class Outcome(StrEnum):
@@ -38,6 +48,18 @@ class Dnssec(StrEnum):
     INDETERMINATE = "indeterminate"
     #: The resolver failed the pre-flight validation check, so AD means nothing.
     UNKNOWN = "unknown"
+
+
+class ResolverCheck(StrEnum):
+    """What the pre-flight check showed about the resolver's DNSSEC validation."""
+
+    #: AD on the signed name and SERVFAIL on the bogus name.
+    VALIDATING = "validating"
+    #: AD on the signed name, but no verdict on the bogus name (NXDOMAIN: it does not exist
+    #: for this resolver; another RCODE; no answer).  AD is read; rejection was not shown.
+    INCONCLUSIVE = "inconclusive"
+    #: No AD on the signed name, or the bogus name answered NOERROR: AD means nothing.
+    NOT_VALIDATING = "not-validating"
 
 
 class TlsaSkip(StrEnum):

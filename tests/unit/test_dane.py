@@ -19,6 +19,7 @@ from probes.dane.tlsa import (
     TlsaParseError,
     TlsaRecord,
     assess_dane,
+    match_chain,
     parse_tlsa,
 )
 from probes.dns.records import Dnssec
@@ -75,6 +76,32 @@ CASES = [
     ("ta-root-not-presented", "valid", [(2, 0, 1, "root")], DaneStatus.MISMATCH),
     ("ta-presented-root", "valid+root", [(2, 0, 1, "root")], DaneStatus.VALID),
     ("ta-other-ca", "valid+untrusted", [(2, 0, 1, "untrusted")], DaneStatus.MISMATCH),
+    # Issue 13 item 7: a full anchor in the record need not be sent (RFC 7671 §5.2.2).
+    ("ta-full-cert-root-from-dns", "valid", [(2, 0, 0, "root")], DaneStatus.VALID),
+    ("ta-full-spki-root-from-dns", "valid", [(2, 1, 0, "root")], DaneStatus.VALID),
+    (
+        "ta-full-cert-intermediate-from-dns",
+        "missing-intermediate",
+        [(2, 0, 0, "intermediate")],
+        DaneStatus.VALID,
+    ),
+    (
+        "ta-full-spki-intermediate-from-dns",
+        "missing-intermediate",
+        [(2, 1, 0, "intermediate")],
+        DaneStatus.VALID,
+    ),
+    ("ta-full-cert-from-dns-checks-name", "wrong-name", [(2, 0, 0, "root")], DaneStatus.MISMATCH),
+    ("ta-full-spki-from-dns-checks-expiry", "expired", [(2, 1, 0, "root")], DaneStatus.MISMATCH),
+    ("ta-full-cert-of-another-root", "valid", [(2, 0, 0, "untrusted-root")], DaneStatus.MISMATCH),
+    ("ta-full-spki-of-another-root", "valid", [(2, 1, 0, "untrusted-root")], DaneStatus.MISMATCH),
+    ("ta-full-cert-leaf-not-an-anchor", "valid", [(2, 0, 0, "leaf")], DaneStatus.MISMATCH),
+    # A cross-signed copy of the anchor sent instead of the anchor itself.
+    ("ta-cross-signed-copy-full-cert", "valid+cross", [(2, 0, 0, "root")], DaneStatus.VALID),
+    ("ta-cross-signed-copy-spki-digest", "valid+cross", [(2, 1, 1, "root")], DaneStatus.VALID),
+    ("ta-cross-signed-copy-cert-digest", "valid+cross", [(2, 0, 1, "root")], DaneStatus.MISMATCH),
+    ("ta-full-data-not-a-cert", "valid", [TlsaRecord(2, 0, 0, "30" * 40)], DaneStatus.UNUSABLE),
+    ("ee-full-data-not-a-key", "valid", [TlsaRecord(3, 1, 0, "30" * 40)], DaneStatus.UNUSABLE),
     ("pkix-ta-unusable", "valid", [(0, 0, 1, "ca")], DaneStatus.UNUSABLE),
     ("pkix-ee-unusable", "valid", [(1, 1, 1, "leaf")], DaneStatus.UNUSABLE),
     ("unknown-usage", "valid", [TlsaRecord(4, 1, 1, "00" * 32)], DaneStatus.UNUSABLE),
@@ -95,7 +122,31 @@ def _chain(served: str) -> tuple[bytes, ...]:
         chain = (*chain, p.root.der)
     elif extra == "untrusted":
         chain = (*chain, p.untrusted_intermediate.der)
+    elif extra == "cross":
+        chain = (*chain, cross_signed_root(), p.untrusted_root.der)
     return chain
+
+
+@functools.cache
+def cross_signed_root() -> bytes:
+    """The test root's subject and key, issued by the untrusted root: a cross-signed copy."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    p = pki()
+    root = p.root.cert
+    copy = (
+        x509.CertificateBuilder()
+        .subject_name(root.subject)
+        .issuer_name(p.untrusted_root.cert.subject)
+        .public_key(root.public_key())
+        .serial_number(4242)
+        .not_valid_before(root.not_valid_before_utc)
+        .not_valid_after(root.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(p.untrusted_root.key, hashes.SHA256())
+    )
+    return copy.public_bytes(serialization.Encoding.DER)
 
 
 def _records(served: str, specs: list[tuple[int, int, int, str] | TlsaRecord]) -> list[TlsaRecord]:
@@ -107,6 +158,7 @@ def _records(served: str, specs: list[tuple[int, int, int, str] | TlsaRecord]) -
         "intermediate": p.intermediate.der,
         "root": p.root.der,
         "untrusted": p.untrusted_intermediate.der,
+        "untrusted-root": p.untrusted_root.der,
     }
     return [s if isinstance(s, TlsaRecord) else tlsa(*s[:3], which[s[3]]) for s in specs]
 
@@ -125,40 +177,73 @@ def test_assess_dane_matching(
     assert len(result.detail) <= 300
 
 
-# name, tlsa dnssec, mx dnssec, has records, chain given, expected
+# name, tlsa dnssec, mx dnssec, records, chain given, why no TLS (None: not probed), expected
+NO_STARTTLS = "STARTTLS not offered"
 GATES = [
-    ("bogus-tlsa", B, S, True, True, DaneStatus.BOGUS),
-    ("bogus-mx", S, B, True, True, DaneStatus.BOGUS),
-    ("bogus-tlsa-even-without-records", B, S, False, True, DaneStatus.BOGUS),
-    ("tlsa-lookup-failed", X, S, False, True, DaneStatus.UNDETERMINED),
-    ("tlsa-resolver-not-validating", Dnssec.UNKNOWN, S, False, True, DaneStatus.UNDETERMINED),
-    ("no-records-secure", S, S, False, True, DaneStatus.NONE),
-    ("no-records-insecure", INS, INS, False, True, DaneStatus.NONE),
-    ("records-insecure", INS, S, True, True, DaneStatus.INSECURE),
-    ("mx-insecure", S, INS, True, True, DaneStatus.INSECURE),
-    ("no-handshake", S, S, True, False, DaneStatus.UNDETERMINED),
-    ("all-secure", S, S, True, True, DaneStatus.VALID),
+    ("bogus-tlsa", B, S, "ee", True, None, DaneStatus.BOGUS),
+    ("bogus-mx", S, B, "ee", True, None, DaneStatus.BOGUS),
+    ("bogus-tlsa-even-without-records", B, S, "", True, None, DaneStatus.BOGUS),
+    ("tlsa-lookup-failed", X, S, "", True, None, DaneStatus.UNDETERMINED),
+    ("tlsa-resolver-not-validating", Dnssec.UNKNOWN, S, "", True, None, DaneStatus.UNDETERMINED),
+    ("no-records-secure", S, S, "", True, None, DaneStatus.NONE),
+    ("no-records-insecure", INS, INS, "", True, None, DaneStatus.NONE),
+    ("records-insecure", INS, S, "ee", True, None, DaneStatus.INSECURE),
+    ("mx-insecure", S, INS, "ee", True, None, DaneStatus.INSECURE),
+    ("host-not-probed", S, S, "ee", False, None, DaneStatus.UNDETERMINED),
+    ("all-secure", S, S, "ee", True, None, DaneStatus.VALID),
+    # Issue 13 item 6: DANE applies, the host gives no TLS: a DANE sender would not deliver.
+    ("no-tls-when-starttls-not-offered", S, S, "ee", False, NO_STARTTLS, DaneStatus.NO_TLS),
+    ("no-tls-when-unreachable", S, S, "ee", False, "connection-refused at connect", DaneStatus.NO_TLS),
+    ("no-tls-even-if-no-record-is-usable", S, S, "pkix", False, NO_STARTTLS, DaneStatus.NO_TLS),
+    ("no-tls-needs-secure-mx", S, INS, "ee", False, NO_STARTTLS, DaneStatus.INSECURE),
+    ("no-tls-needs-records", S, S, "", False, NO_STARTTLS, DaneStatus.NONE),
+    ("no-tls-ignored-with-a-chain", S, S, "ee", True, NO_STARTTLS, DaneStatus.VALID),
 ]
 
 
 @pytest.mark.parametrize(
-    ("name", "tlsa_s", "mx_s", "has", "chain", "status"), GATES, ids=[g[0] for g in GATES]
+    ("name", "tlsa_s", "mx_s", "recs", "chain", "no_tls", "status"), GATES, ids=[g[0] for g in GATES]
 )
 def test_assess_dane_gates(
-    name: str, tlsa_s: Dnssec, mx_s: Dnssec, has: bool, chain: bool, status: DaneStatus
+    name: str, tlsa_s: Dnssec, mx_s: Dnssec, recs: str, chain: bool, no_tls: str | None, status: DaneStatus
 ) -> None:
     served = _chain("valid")
-    recs = _records("valid", [(3, 1, 1, "leaf")]) if has else []
+    specs: dict[str, list[tuple[int, int, int, str] | TlsaRecord]] = {
+        "": [],
+        "ee": [(3, 1, 1, "leaf")],
+        "pkix": [(1, 1, 1, "leaf")],
+    }
     result = assess_dane(
-        recs, tlsa_dnssec=tlsa_s, mx_dnssec=mx_s, chain=served if chain else None, host=HOST, at=pki().now
+        _records("valid", specs[recs]),
+        tlsa_dnssec=tlsa_s,
+        mx_dnssec=mx_s,
+        chain=served if chain else None,
+        host=HOST,
+        at=pki().now,
+        no_tls=no_tls,
     )
     assert result.status is status, result.detail
+    if status is DaneStatus.NO_TLS:
+        assert no_tls is not None and no_tls in result.detail and "would not deliver" in result.detail
 
 
 def test_empty_chain_is_undetermined() -> None:
     recs = _records("valid", [(3, 1, 1, "leaf")])
     result = assess_dane(recs, tlsa_dnssec=S, mx_dnssec=S, chain=(), host=HOST, at=pki().now)
     assert result.status is DaneStatus.UNDETERMINED
+
+
+def test_nearest_anchor_is_reported_whatever_the_record_order() -> None:
+    """OpenSSL's choice (SSL_get0_dane_authority): DANE-EE, then the anchor nearest the leaf."""
+    chain = _chain("valid+root")
+    root, issuer, leaf = _records("valid+root", [(2, 0, 1, "root"), (2, 0, 1, "ca"), (3, 1, 1, "leaf")])
+    ta = match_chain([root, issuer], chain, host=HOST, at=pki().now)
+    assert (ta.record, ta.depth) == (issuer, 1)
+    ee = match_chain([root, issuer, leaf], chain, host=HOST, at=pki().now)
+    assert (ee.record, ee.depth) == (leaf, 0)
+    dns_root = _records("valid", [(2, 0, 0, "root")])[0]
+    from_dns = match_chain([dns_root], _chain("valid"), host=HOST, at=pki().now)
+    assert (from_dns.record, from_dns.depth) == (dns_root, 2)
 
 
 def test_unparsable_leaf_still_matches_selector_0_exact_bytes() -> None:
@@ -222,11 +307,14 @@ def test_any_text_gives_a_record_or_tlsa_parse_error(text: str) -> None:
     st.lists(st.binary(max_size=200), max_size=3),
     st.sampled_from(list(Dnssec)),
     st.sampled_from(list(Dnssec)),
+    st.one_of(st.none(), st.just(NO_STARTTLS)),
 )
 def test_any_inputs_give_a_result(
-    recs: list[TlsaRecord], chain: list[bytes], tlsa_s: Dnssec, mx_s: Dnssec
+    recs: list[TlsaRecord], chain: list[bytes], tlsa_s: Dnssec, mx_s: Dnssec, no_tls: str | None
 ) -> None:
-    result = assess_dane(recs, tlsa_dnssec=tlsa_s, mx_dnssec=mx_s, chain=chain, host=HOST, at=pki().now)
+    result = assess_dane(
+        recs, tlsa_dnssec=tlsa_s, mx_dnssec=mx_s, chain=chain, host=HOST, at=pki().now, no_tls=no_tls
+    )
     assert isinstance(result.status, DaneStatus)
     if result.status is not DaneStatus.VALID:
         assert result.matched is None
