@@ -51,7 +51,10 @@ def _positive_float(text: str) -> float:
 def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("scan", help="measure the domains in a list, resumably, into an NDJSON results file")
     p.add_argument(
-        "domains", metavar="DOMAINS", help="domain list: text, Radar CSV, Tranco CSV, or - for stdin"
+        "domains",
+        metavar="DOMAINS",
+        help="domain list (UTF-8 or UTF-16 with BOM; any line endings): text, Radar CSV, Tranco CSV; "
+        "a file, a pipe such as <(zcat list.gz), or - for stdin, read once",
     )
     p.add_argument("--out", "-o", required=True, type=Path, help="results file (NDJSON); also the checkpoint")
     p.add_argument(
