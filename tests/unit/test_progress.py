@@ -67,6 +67,18 @@ def test_unknown_total_has_no_eta_or_percent() -> None:
     assert progress.render() == "20 done 5.0/s | success=20"
 
 
+@pytest.mark.parametrize("tty", [True, False], ids=["tty", "log"])
+def test_a_streamed_list_without_total_shows_count_rate_and_time_only(tty: bool) -> None:
+    # A pipe or FIFO is read once, so nothing counted it: no percentage, no ETA, ever.
+    progress, stream, clock = make(None, tty=tty)
+    clock.now += LOG_INTERVAL
+    progress.add("success", 10)
+    progress.tick()
+    assert stream.getvalue().strip("\r\n").removesuffix("\x1b[K") == "10 done 2.0/s | success=10"
+    clock.now += 5
+    assert progress.finish() == "finished 10 done 1.0/s in 10s | success=10"
+
+
 def test_eta_unknown_before_any_rate_and_zero_when_complete() -> None:
     progress, _, clock = make(5, tty=False)
     assert progress.rate() == 0.0 and progress.eta() is None
