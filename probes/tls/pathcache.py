@@ -8,7 +8,11 @@ presented it.  Only the name does, and that is checked per host.
 What is remembered: for a chain that cryptography's server verifier accepted
 (for some host name), the anchor's subject and the time window in which every
 certificate of the verified path is valid.  A later lookup at a time outside
-that window misses, so expiry is never served from the cache.  Refusals are not
+that window misses, so expiry is never served from the cache.  Windows and
+lookups count time as the verifier does, in whole seconds (``verifier_time``):
+it takes a certificate until notAfter + 0.999999 s, and a chain it accepted in
+that last second, counted from notAfter + 1 µs as "already expired", would have
+been remembered valid until the next validity change of anything reachable.  Refusals are not
 remembered: they are rare and need their reason classified anyway.
 
 ``IssuerCache``: hosts of one CA customer present *different* leaves under the
@@ -47,6 +51,7 @@ __all__ = [
     "search_window",
     "steady_window",
     "surely_matches",
+    "verifier_time",
 ]
 
 #: Trusted roots by subject name (``TrustStore.by_subject``).
@@ -66,6 +71,18 @@ class _Windowed(Protocol):
 V = TypeVar("V", bound=_Windowed)
 T = TypeVar("T")
 
+#: The verifier's clock step: validity times are whole seconds (RFC 5280 §4.1.2.5.1-2:
+#: UTCTime and GeneralizedTime with seconds, no fractions).
+_SECOND = dt.timedelta(seconds=1)
+
+
+def verifier_time(at: dt.datetime) -> dt.datetime:
+    """``at`` as cryptography's verifier sees it: in UTC (naive means UTC), cut to the whole
+    second.  The verifier drops the microseconds, so it takes a certificate until notAfter
+    + 0.999999 s; anything that predicts its verdict must count time the same way."""
+    at = at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+    return at.replace(microsecond=0)
+
 
 class _WindowCache(Generic[V]):
     """Bounded map of things verified, each true only inside its validity window; a lookup
@@ -79,7 +96,7 @@ class _WindowCache(Generic[V]):
 
     def get(self, key: Hashable, at: dt.datetime) -> V | None:
         entry = self._entries.get(key)
-        if entry is None or not entry.valid_from <= at <= entry.valid_until:
+        if entry is None or not entry.valid_from <= verifier_time(at) <= entry.valid_until:
             self.misses += 1
             return None
         self.hits += 1
@@ -268,11 +285,13 @@ def _reachable(
 
 def steady_window(certs: Sequence[x509.Certificate], at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The longest span around ``at`` in which no certificate of ``certs`` becomes valid or
-    stops being valid (RFC 5280 §4.1.2.5: valid from notBefore to notAfter, both included)."""
-    tick = dt.timedelta(microseconds=1)
+    stops being valid (RFC 5280 §4.1.2.5: valid from notBefore to notAfter, both included),
+    in whole seconds as the verifier counts them (``verifier_time``): a certificate is still
+    valid throughout the second of its notAfter."""
+    at = verifier_time(at)
     lower = [c.not_valid_before_utc for c in certs if c.not_valid_before_utc <= at]
-    lower += [c.not_valid_after_utc + tick for c in certs if c.not_valid_after_utc < at]
-    upper = [c.not_valid_before_utc - tick for c in certs if c.not_valid_before_utc > at]
+    lower += [c.not_valid_after_utc + _SECOND for c in certs if c.not_valid_after_utc < at]
+    upper = [c.not_valid_before_utc - _SECOND for c in certs if c.not_valid_before_utc > at]
     upper += [c.not_valid_after_utc for c in certs if c.not_valid_after_utc >= at]
     never = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
     return max(lower, default=never[0]), min(upper, default=never[1])

@@ -59,9 +59,17 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from engine.peertext import bound_text
 from probes.tls.certs import EXTENSION_ERRORS, MAX_CHAIN_CERTS, CertParseError, is_issued_by, load_der
 from probes.tls.names import is_address_literal, match_hostname, normalise_host
-from probes.tls.pathcache import IssuerCache, PathCache, VerifiedIssuer, search_window, surely_matches
+from probes.tls.pathcache import (
+    IssuerCache,
+    PathCache,
+    VerifiedIssuer,
+    search_window,
+    surely_matches,
+    verifier_time,
+)
 from probes.tls.truststore import TrustStore
 
 __all__ = [
@@ -189,12 +197,7 @@ def _verify_path_only(
 
 
 def _bounded(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
-
-
-def _utc(at: dt.datetime) -> dt.datetime:
-    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+    return bound_text(" ".join(text.split()), _DETAIL_LIMIT)
 
 
 def _leaf_names(leaf: x509.Certificate) -> tuple[list[str], list[str]]:
@@ -254,7 +257,7 @@ def classify(
     verifier_message: str = "",
 ) -> tuple[PkixReason, str]:
     """Why a chain the verifier refused is not valid, by the precedence in the module docstring."""
-    leaf, at = certs[0], _utc(at)
+    leaf, at = certs[0], verifier_time(at)
     said = f"; verifier: {verifier_message}" if verifier_message else ""
     leaf_der = leaf.public_bytes(serialization.Encoding.DER)
     if leaf.subject == leaf.issuer and is_issued_by(leaf, leaf) and not store.contains(leaf_der):
@@ -335,7 +338,7 @@ def verify_chain(
             subject = IPAddress(ipaddress.ip_address(name))
         except ValueError:
             pass
-    at = _utc(at)
+    at = verifier_time(at)  # one clock for the verifier, the caches and the classifier
     key = PathCache.key(store.fingerprints, considered)
     known = VERIFIED_PATHS.get(key, at)
     if known is not None and isinstance(subject, DNSName) and surely_matches(name, _leaf_names(certs[0])[0]):
