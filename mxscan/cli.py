@@ -283,6 +283,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["testbed"]:  # argparse.REMAINDER would refuse a leading option such as --help
+        from testbed.cli import main as testbed_main
+
+        return testbed_main(argv[1:])
     args = _build_parser().parse_args(argv)
     if hasattr(args, "handler"):  # report, diff, trend
         return int(args.handler(args))

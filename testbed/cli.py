@@ -1,14 +1,17 @@
-"""``mxscan testbed up|down|status|truth`` (and the internal ``serve``, ``serve-mail``).
+"""``mxscan testbed up|down|status|stats|truth`` (and the internal ``serve``, ``serve-mail``).
 
     mxscan testbed up --scenarios
     mxscan testbed up --domains 100000 --seed 7 [--profile p.toml] [--dns-port 0] [--smtp-port 0]
     mxscan testbed status
+    mxscan testbed stats [--reset]
     mxscan testbed truth --out truth.ndjson
     mxscan testbed down
 
 ``up`` writes ``<state-dir>/endpoints.json`` and prints the scan command that
 measures the world (resolver, ports, the world's CA and intermediates), with
-the list in ``<state-dir>/domains.txt``.
+the list in ``<state-dir>/domains.txt``.  Every command takes ``--state-dir``;
+without it they share ``control.default_state_dir()``, whatever the working
+directory.
 """
 
 from __future__ import annotations
@@ -19,12 +22,24 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from testbed import control
 from testbed.heap import settle_heap
+from testbed.ports import (
+    DEFAULT_DNS_PORT,
+    HIGH_PORTS,
+    PORT_BUSY_EXIT,
+    STANDARD_PORTS,
+    PortBusy,
+    is_taken,
+    report_busy,
+    write_ready,
+)
 from testbed.truth import truth
 from testbed.worldpki import WorldPki
 
@@ -49,8 +64,8 @@ def _world_args(p: argparse.ArgumentParser, required: bool) -> None:
     group = p.add_mutually_exclusive_group(required=required)
     group.add_argument("--scenarios", action="store_true", help="one domain per scenario")
     group.add_argument("--domains", type=int, metavar="N", help="a scale world of N domains")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--profile", help="TOML file overriding prevalence rates")
+    p.add_argument("--seed", type=int, default=1, help="the scale world's seed (default: 1)")
+    p.add_argument("--profile", metavar="TOML", help="a scale world's prevalence rates, overridden")
 
 
 def _net_args(p: argparse.ArgumentParser) -> None:
@@ -59,34 +74,78 @@ def _net_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blackhole", type=_fraction, default=0.0, help="drop this share of replies (e.g. 0.5%%)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mxscan testbed", description="the local mail Internet")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("up", "start a world"), ("down", "stop it"), ("status", "is it running?")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--state-dir", type=Path, default=control.DEFAULT_STATE_DIR)
-        if name == "up":
-            _world_args(p, required=True)
-            p.add_argument("--dns-addr", default=control.DEFAULT_DNS_ADDR)
-            p.add_argument("--dns-port", type=int, default=control.DEFAULT_DNS_PORT, help="0: any free port")
-            p.add_argument("--smtp-port", type=int, help="MX hosts' SMTP port (root: 25, else 10025; 0: any)")
-            p.add_argument("--https-port", type=int, help="policy HTTPS port (root: 443, else 10443; 0: any)")
-            p.add_argument(
-                "--tier",
-                choices=["a", "b"],
-                default="a",
-                help="a: built-in servers (default); b: NSD + validating unbound (real DNSSEC) + nginx "
-                "from Debian, resolver 127.0.0.54:53 (root)",
-            )
-            _net_args(p)
-    p = sub.add_parser("stats", help="SMTP connection counts of the running mail processes (JSON)")
-    p.add_argument("--state-dir", type=Path, default=control.DEFAULT_STATE_DIR)
-    p.add_argument("--reset", action="store_true", help="then start counting again from zero")
-    p = sub.add_parser("truth", help="write the ground truth as NDJSON")
-    _world_args(p, required=False)
-    p.add_argument(
-        "--state-dir", type=Path, default=control.DEFAULT_STATE_DIR, help="world of a running testbed"
+STATE_DIR_HELP = (
+    f"the world's files (default: ${control.STATE_DIR_ENV}, else $XDG_STATE_HOME/mxscan/testbed, "
+    "else ~/.local/state/mxscan/testbed; the same from every working directory)"
+)
+
+
+def _state_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
+
+
+def _up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "up",
+        help="start a world (idempotent)",
+        description="Start a world's servers in the background; print the scan command that measures it "
+        "(its endpoints also go to <state-dir>/endpoints.json). A default port that is taken (an MTA "
+        "already on port 25, say) is replaced by a free one, and up says so.",
     )
+    _state_arg(p)
+    _world_args(p, required=True)
+    p.add_argument("--dns-addr", default=control.DEFAULT_DNS_ADDR, help="the resolver endpoint's address")
+    taken = "a free one when taken; 0: any free port; a number given here is used or up fails"
+    p.add_argument(
+        "--dns-port", type=int, metavar="N", help=f"its port (default: {DEFAULT_DNS_PORT}, {taken})"
+    )
+    for kind, what in (("smtp", "MX hosts' SMTP"), ("https", "policy hosts' HTTPS")):
+        default = f"{STANDARD_PORTS[kind]} as root, else {HIGH_PORTS[kind]}"
+        p.add_argument(
+            f"--{kind}-port", type=int, metavar="N", help=f"{what} port (default: {default}; {taken})"
+        )
+    p.add_argument(
+        "--tier",
+        choices=["a", "b"],
+        default="a",
+        help="a: built-in servers (default); b: NSD + validating unbound (real DNSSEC) + nginx "
+        "from Debian, resolver 127.0.0.54:53 (root)",
+    )
+    _net_args(p)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mxscan testbed",
+        description="The local mail Internet: a world of domains, DNS, SMTP and HTTPS servers on loopback "
+        "addresses, with known ground truth.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _up_parser(sub)
+    p = sub.add_parser("down", help="stop it", description="Stop the servers up started (by their PIDs).")
+    _state_arg(p)
+    p = sub.add_parser(
+        "status",
+        help="is it running? (JSON; exit 0 running, 1 crashed, 3 stopped)",
+        description="Each server's state as JSON. Exit status: 0 running, 1 crashed, 3 stopped.",
+    )
+    _state_arg(p)
+    p = sub.add_parser(
+        "stats",
+        help="SMTP connection counts of the running mail processes (JSON)",
+        description="Per mail process: SMTP connections per host and per provider, the peak open at once "
+        "per provider, and 421 refusals, as JSON.",
+    )
+    _state_arg(p)
+    p.add_argument("--reset", action="store_true", help="then start counting again from zero")
+    p = sub.add_parser(
+        "truth",
+        help="write the ground truth as NDJSON",
+        description="Per domain, what a correct scan must report: of the running world, or of the world "
+        "given by --scenarios / --domains.",
+    )
+    _world_args(p, required=False)
+    _state_arg(p)
     p.add_argument("--out", type=Path, help="file to write (default: stdout)")
     p = sub.add_parser("serve", help="(internal) run the DNS server in the foreground")
     _world_args(p, required=True)
@@ -132,9 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(port: int) -> None:
         print(f"dns listening on {args.dns_addr}:{port} (udp+tcp)", flush=True)
         if args.ready_file:
-            tmp = args.ready_file.with_suffix(".tmp")
-            tmp.write_text(f"{port}\n")
-            tmp.replace(args.ready_file)
+            write_ready(args.ready_file, str(port))
 
     async def run() -> None:
         task = asyncio.current_task()
@@ -146,28 +203,44 @@ def _serve(args: argparse.Namespace) -> int:
             await serve_dns(server, args.dns_addr, args.dns_port, ready)
         except asyncio.CancelledError:
             print(f"dns stopping: {json.dumps(server.stats)}", flush=True)
+        except OSError as exc:
+            if is_taken(exc):
+                raise PortBusy("dns", args.dns_port, f"{exc} ({exc.__cause__ or exc.strerror})") from exc
+            raise
 
     try:
-        import uvloop
-
-        uvloop.run(run())
-    except ImportError:
-        asyncio.run(run())
+        _run(run())
+    except PortBusy as busy:  # up moves the resolver to another port (ports.py)
+        print(busy, file=sys.stderr, flush=True)
+        if args.ready_file:
+            report_busy(args.ready_file, busy)
+        return PORT_BUSY_EXIT
     return 0
 
 
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def _truth(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir or control.default_state_dir()
     if args.scenarios or args.domains:
         spec = _spec(args)
     else:
         try:
-            spec = control.WorldSpec(**json.loads((args.state_dir / "world.json").read_text())["spec"])
+            spec = control.WorldSpec(**json.loads((state_dir / "world.json").read_text())["spec"])
         except OSError:
-            print("no world: pass --scenarios or --domains N, or run `testbed up` first", file=sys.stderr)
+            print(f"no world in {state_dir}: pass --scenarios or --domains N, or run `testbed up` first",
+                  file=sys.stderr)  # fmt: skip
             return 2
     out = args.out.open("wb") if args.out else os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
     # TLSA data from the running world's certificates when there is one (else placeholders).
-    pki_dir = args.state_dir / "pki"
+    pki_dir = state_dir / "pki"
     tlsa_data = WorldPki.load(pki_dir).tlsa_data if (pki_dir / "pki.json").exists() else None
     with out:
         for row in truth(spec.build(), tlsa_data) if tlsa_data else truth(spec.build()):
@@ -175,21 +248,36 @@ def _truth(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Who moved, in ``up``'s note about a taken port.
+LISTENERS = {
+    "dns": "the resolver listens",
+    "smtp": "the MX hosts listen",
+    "https": "the MTA-STS policy hosts listen",
+}
+
+
 def _up(args: argparse.Namespace) -> int:
     net = control.NetOptions(args.rtt, args.jitter, args.blackhole)
+    state_dir = (args.state_dir or control.default_state_dir()).absolute()
     try:
         state = control.up(
-            _spec(args), args.state_dir, args.dns_addr, args.dns_port, net, args.smtp_port, args.https_port,
+            _spec(args), state_dir, args.dns_addr, args.dns_port, net, args.smtp_port, args.https_port,
             tier=args.tier,
         )  # fmt: skip
     except (control.ControlError, OSError) as exc:
         print(f"testbed up: {exc}", file=sys.stderr)
         return 1
-    ep = json.loads((args.state_dir / "endpoints.json").read_text())
+    ep = json.loads((state_dir / "endpoints.json").read_text())
+    for moved in ep.get("port_fallbacks", []):
+        who = LISTENERS.get(moved["service"], moved["service"])
+        print(
+            f"note: {moved['service']} port {moved['wanted']} is taken ({moved['reason']}); "
+            f"{who} on port {moved['port']} instead"
+        )
     pids = " ".join(f"{s['name']}={s['pid']}" for s in state["servers"])
-    print(f"world up ({pids}); endpoints in {args.state_dir}/endpoints.json; scan it with:")
+    print(f"world up ({pids}); endpoints in {state_dir}/endpoints.json; scan it with:")
     print(
-        f"  mxscan scan {args.state_dir}/domains.txt --out results.ndjson --resolver {ep['dns']} "
+        f"  mxscan scan {state_dir}/domains.txt --out results.ndjson --resolver {ep['dns']} "
         f"--smtp-port {ep['smtp_port']} --https-port {ep['https_port']} --ca-file {ep['ca_file']} "
         f"--intermediates {ep['intermediates']} --trust-store none --ehlo-name scanner.mxscan.test "
         f"--preflight-bogus {ep['preflight_bogus']}"
@@ -221,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "down":
         stopped = control.down(args.state_dir)
-        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        where = args.state_dir or control.default_state_dir()
+        print(f"stopped: {', '.join(stopped) or f'nothing was running from {where}'}")
         return 0
     report = control.status(args.state_dir)
     print(json.dumps(report, indent=2))

@@ -9,6 +9,11 @@ recorded, after checking each is still the process we started (PID plus its
 start time from /proc, so a recycled PID is never signalled), SIGTERM first,
 SIGKILL after a grace period.
 
+One state dir (``default_state_dir``: the same whatever the working
+directory, ``--state-dir`` or ``$MXSCAN_TESTBED_DIR`` to choose another) is
+how ``status``, ``stats``, ``truth`` and ``down`` find what ``up`` started.
+Ports: ``ports.py`` (the standard ones, or one free port per kind when taken).
+
 State dir layout: ``state.json`` (servers, PIDs), ``endpoints.json`` (what a
 scan needs: resolver, ports, CA files, preflight name), ``world.json`` (the
 world spec and counts), ``domains.txt`` (the list to scan), ``pki/``,
@@ -25,9 +30,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dns.exception
 import dns.flags
@@ -35,6 +41,7 @@ import dns.message
 import dns.query
 
 from testbed import services
+from testbed.ports import PortBusy, PortChoice, busy_file, first_busy, raise_if_busy, read_ready
 from testbed.scale import load_profile, scale_world
 from testbed.scenarios import PREFLIGHT_BOGUS, scenario_world
 from testbed.world import World
@@ -42,12 +49,11 @@ from testbed.worldpki import WorldPki
 
 __all__ = [
     "DEFAULT_DNS_ADDR",
-    "DEFAULT_DNS_PORT",
-    "DEFAULT_STATE_DIR",
+    "STATE_DIR_ENV",
     "ControlError",
     "NetOptions",
     "WorldSpec",
-    "default_port",
+    "default_state_dir",
     "dns_answers",
     "down",
     "mail_argv",
@@ -58,39 +64,31 @@ __all__ = [
     "up",
 ]
 
-DEFAULT_STATE_DIR = Path("run/testbed")
+#: Names the state dir of ``up``/``down``/``status``/``stats``/``truth`` when no
+#: ``--state-dir`` is given (``default_state_dir``).
+STATE_DIR_ENV = "MXSCAN_TESTBED_DIR"
 #: The resolver endpoint; 127.0.0.0/16 is kept free of simulated hosts (addressing.py).
 DEFAULT_DNS_ADDR = "127.0.0.53"
-#: A high port, so no root is needed; 0 lets the OS pick.
-DEFAULT_DNS_PORT = 10053
 #: Seconds to wait for a server to report ready (a 1M-domain world takes a while to build).
 READY_TIMEOUT = 180.0
 #: Seconds between SIGTERM and SIGKILL in ``down``.
 STOP_GRACE = 5.0
-#: SMTP and HTTPS ports without root (with root: 25 and 443, what senders use).
-HIGH_SMTP_PORT = 10025
-HIGH_HTTPS_PORT = 10443
 
 
-def default_port(service: str) -> int:
-    """25/443 as root, else a high port: every host has its own address, so one number serves all."""
-    root = os.geteuid() == 0
-    if service == "smtp":
-        return 25 if root else HIGH_SMTP_PORT
-    return 443 if root else HIGH_HTTPS_PORT
+def default_state_dir() -> Path:
+    """One state dir whatever the working directory, so every command finds the running world.
 
-
-def free_port(exclude: tuple[int, ...] = ()) -> int:
-    """A TCP port the kernel considers free now (for port 0: "any").  Every world host has
-    its own address, so a port free on 127.0.0.1 is free on theirs unless another world
-    runs; the kernel hands out ports in sequence, so two worlds rarely collide."""
-    for _ in range(20):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in exclude:
-            return port
-    raise ControlError("no free port")
+    ``$MXSCAN_TESTBED_DIR``, else ``$XDG_STATE_HOME/mxscan/testbed``, else
+    ``~/.local/state/mxscan/testbed`` (XDG base directories: state that outlives
+    a process; the PKI is reused, logs and a scale world's list can be large,
+    too large for the ``$XDG_RUNTIME_DIR`` tmpfs).
+    """
+    named = os.environ.get(STATE_DIR_ENV)
+    if named:
+        return Path(named).expanduser().absolute()
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "state"  # relative: ignored (spec)
+    return base / "mxscan" / "testbed"
 
 
 class ControlError(RuntimeError):
@@ -177,12 +175,15 @@ def child_env() -> dict[str, str]:
 def wait_ready(
     proc: subprocess.Popen[bytes], ready_file: Path, timeout: float, log: Path | None = None
 ) -> int:
-    """The port the server wrote to ``ready_file``; raises if it exits or takes too long."""
+    """The port the server wrote to ``ready_file``; raises if it exits or takes too long, and
+    ``PortBusy`` when it could not bind its port (``ports``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if ready_file.exists() and (text := ready_file.read_text().strip()):
-            return int(text)
+        raise_if_busy(ready_file)
+        if ready_file.exists() and (port := read_ready(ready_file.read_text())) is not None:
+            return port
         if proc.poll() is not None:
+            raise_if_busy(ready_file)  # written just before it exited
             tail = log.read_text()[-2000:] if log and log.exists() else ""
             raise ControlError(f"server exited with {proc.returncode} before ready\n{tail}")
         time.sleep(0.05)
@@ -263,11 +264,90 @@ def _server(name: str, kind: str, proc: subprocess.Popen[bytes], addr: str | Non
             "addr": addr, "port": port, "log": str(log), "argv": argv}  # fmt: skip
 
 
+class _Group:
+    """Server processes that bind the ports of ``choices``, started and restarted together.
+
+    When one reports its port taken (``PortBusy``), the whole group stops, that
+    kind moves to one free port (a scan takes one port per kind), and the group
+    starts again.
+    """
+
+    def __init__(self, plan: Callable[[], list[_Planned]], choices: list[PortChoice]) -> None:
+        self._plan = plan
+        self.choices = {c.service: c for c in choices}
+        self.started: list[tuple[dict[str, Any], subprocess.Popen[bytes], Path]] = []
+
+    def spawn(self) -> None:
+        for planned in self._plan():
+            planned.ready.unlink(missing_ok=True)
+            busy_file(planned.ready).unlink(missing_ok=True)
+            proc = _spawn(planned.argv, planned.log)
+            server = _server(planned.name, planned.kind, proc, planned.addr, planned.port, planned.log,
+                             planned.argv)  # fmt: skip
+            self.started.append((server, proc, planned.ready))
+
+    def wait(self) -> list[dict[str, Any]]:
+        """Every server ready and answering (restarted on other ports as needed); their entries."""
+        while True:
+            try:
+                for server, proc, ready in self.started:
+                    port = wait_ready(proc, ready, READY_TIMEOUT, Path(server["log"]))
+                    if server["kind"] == "dns":
+                        server["port"] = port
+                    if not _answers(server):
+                        raise ControlError(f"{server['name']} reported ready but does not answer")
+                return [server for server, _, _ in self.started]
+            except PortBusy as busy:
+                self.kill()
+                choice = self.choices.get(busy.service)
+                if choice is None:
+                    raise ControlError(str(busy)) from None
+                if not choice.movable:
+                    raise ControlError(choice.refusal(busy)) from None
+                choice.move(busy, [c.port for c in self.choices.values() if c is not choice])
+                self.spawn()
+
+    def kill(self) -> None:
+        for _, proc, _ in self.started:
+            proc.kill()
+            proc.wait()
+        self.started = []
+
+
+class _Planned(NamedTuple):
+    name: str
+    kind: str
+    argv: list[str]
+    addr: str | None
+    port: int
+    ready: Path
+    log: Path
+
+
+def _mail_plan(
+    spec: WorldSpec, state_dir: Path, pki_dir: Path, probes: list[tuple[str, str] | None],
+    smtp: PortChoice, https: PortChoice,
+) -> Callable[[], list[_Planned]]:  # fmt: skip
+    """The mail processes, one per shard, on the choices' current ports."""
+
+    def plan() -> list[_Planned]:
+        out = []
+        for i, probe in enumerate(probes):
+            ready, log = state_dir / f"mail-{i}.ready", state_dir / f"mail-{i}.log"
+            stats = state_dir / f"mail-{i}.stats.json"
+            argv = mail_argv(spec, i, len(probes), pki_dir, smtp.port, https.port, ready, stats)
+            addr, port = (probe[1], smtp.port if probe[0] == "smtp" else https.port) if probe else (None, 0)
+            out.append(_Planned(f"mail-{i}", "mail", argv, addr, port, ready, log))
+        return out
+
+    return plan
+
+
 def up(
     spec: WorldSpec,
-    state_dir: Path = DEFAULT_STATE_DIR,
+    state_dir: Path | None = None,
     dns_addr: str = DEFAULT_DNS_ADDR,
-    dns_port: int = DEFAULT_DNS_PORT,
+    dns_port: int | None = None,
     net: NetOptions | None = None,
     smtp_port: int | None = None,
     https_port: int | None = None,
@@ -275,9 +355,13 @@ def up(
 ) -> dict[str, Any]:
     """Start the world's servers (detached) unless the same world already runs; the state.
 
-    ``smtp_port``/``https_port``: None for the default (``default_port``), 0 for any free port.
+    Ports (``dns_port``, ``smtp_port``, ``https_port``): None for the default
+    (``ports``: standard as root, else high; a free one when that is taken,
+    listed in ``endpoints.json`` under ``port_fallbacks``), 0 for any free
+    port, else exactly that port.  ``state_dir``: default ``default_state_dir()``.
     ``tier``: "a" (built-in servers) or "b" (NSD + unbound + nginx from Debian; root, port 53).
     """
+    state_dir = state_dir or default_state_dir()
     state_dir.mkdir(parents=True, exist_ok=True)
     state = _read_state(state_dir)
     if state is not None:
@@ -299,44 +383,39 @@ def up(
     pki.prepare(world)
     probes = [services.probe_address(services.shard(world, i, shards)) for i in range(shards)]
     del world
-    smtp_port = default_port("smtp") if smtp_port is None else smtp_port or free_port()
-    https_port = default_port("https") if https_port is None else https_port or free_port((smtp_port,))
-    started: list[tuple[dict[str, Any], subprocess.Popen[bytes], Path]] = []
-    try:
+    dns = PortChoice.initial("dns", dns_port)
+    smtp = PortChoice.initial("smtp", smtp_port)
+    https = PortChoice.initial("https", https_port, exclude=(smtp.port,))
+
+    def dns_plan() -> list[_Planned]:
         ready, log = state_dir / "dns.ready", state_dir / "dns.log"
-        ready.unlink(missing_ok=True)
-        argv = serve_argv(spec, dns_addr, dns_port, ready, net, pki.directory)
-        proc = _spawn(argv, log)
-        started.append((_server("dns", "dns", proc, dns_addr, dns_port, log, argv), proc, ready))
-        for i, probe in enumerate(probes):
-            ready, log = state_dir / f"mail-{i}.ready", state_dir / f"mail-{i}.log"
-            ready.unlink(missing_ok=True)
-            stats = state_dir / f"mail-{i}.stats.json"
-            argv = mail_argv(spec, i, shards, pki.directory, smtp_port, https_port, ready, stats)
-            proc = _spawn(argv, log)
-            addr, port = (probe[1], smtp_port if probe[0] == "smtp" else https_port) if probe else (None, 0)
-            started.append((_server(f"mail-{i}", "mail", proc, addr, port, log, argv), proc, ready))
-        for server, proc, ready in started:  # all start at once; wait for each in turn
-            port = wait_ready(proc, ready, READY_TIMEOUT, Path(server["log"]))
-            if server["kind"] == "dns":
-                server["port"] = port
-            if not _answers(server):
-                raise ControlError(f"{server['name']} reported ready but does not answer")
+        argv = serve_argv(spec, dns_addr, dns.port, ready, net, pki.directory)
+        return [_Planned("dns", "dns", argv, dns_addr, dns.port, ready, log)]
+
+    groups = [_Group(dns_plan, [dns]), _Group(_mail_plan(spec, state_dir, pki.directory, probes, smtp, https),
+                                               [smtp, https])]  # fmt: skip
+    try:
+        for group in groups:  # all start at once (each builds the world); then wait for each
+            group.spawn()
+        servers = [server for group in groups for server in group.wait()]
     except (ControlError, OSError):
-        for _, proc, _ in started:
-            proc.kill()
-            proc.wait()
+        for group in groups:
+            group.kill()
         raise
-    servers = [server for server, _, _ in started]
-    state = {"world": asdict(spec), "servers": servers, "started": time.time()}
+    fallbacks = [
+        f for c in (dns, smtp, https) if (f := c.fallback(servers[0]["port"] if c is dns else c.port))
+    ]
+    state = {"world": asdict(spec), "servers": servers, "started": time.time(), "port_fallbacks": fallbacks}
     endpoints = {
         "dns": f"{dns_addr}:{servers[0]['port']}",
-        "smtp_port": smtp_port,
-        "https_port": https_port,
+        "smtp_port": smtp.port,
+        "https_port": https.port,
         "ca_file": str(pki.ca_file),
         "intermediates": str(pki.intermediates_file),
         # Both names are bogus in every world; only the scenario world has bogus.scenario.test.
         "preflight_bogus": PREFLIGHT_BOGUS[0] if spec.kind == "scenarios" else PREFLIGHT_BOGUS[1],
+        # Default ports that were taken, and the port used instead: what ``up`` printed.
+        "port_fallbacks": fallbacks,
     }
     _write_json(state_dir / "endpoints.json", endpoints)
     _write_json(state_dir / "state.json", state)
@@ -344,44 +423,47 @@ def up(
 
 
 def _up_tier_b(spec: WorldSpec, state_dir: Path, smtp_port: int | None) -> dict[str, Any]:
-    from testbed.tier_b.up_b import start_tier_b_world
+    from testbed.tier_b.up_b import FLEET_HTTPS_PORT, start_tier_b_world
 
     world = spec.build()
     shards = services.shard_count(world)
     probes = [services.probe_address(services.shard(world, i, shards)) for i in range(shards)]
-    smtp_port = default_port("smtp") if smtp_port is None else smtp_port or free_port()
+    # Tier (b)'s files name the SMTP port before any server starts: check it by binding first.
+    smtp = PortChoice.initial("smtp", smtp_port, exclude=(FLEET_HTTPS_PORT,))
+    addresses = {a for h in services.smtp_hosts(world) for a in (h.ipv4, h.ipv6) if a}
+    while busy := first_busy("smtp", sorted(addresses), smtp.port):
+        if not smtp.movable:
+            raise ControlError(smtp.refusal(busy))
+        smtp.move(busy, (FLEET_HTTPS_PORT,))
+    fallbacks = [f for f in (smtp.fallback(smtp.port),) if f]
 
-    def start_mail(smtp: int, https: int) -> list[dict[str, Any]]:
-        started: list[tuple[dict[str, Any], subprocess.Popen[bytes], Path]] = []
+    def start_mail(smtp_port: int, https_port: int) -> list[dict[str, Any]]:
+        # Fixed now: the files already name these ports.
+        fixed = [PortChoice("smtp", smtp_port, smtp_port), PortChoice("https", https_port, https_port)]
+        group = _Group(_mail_plan(spec, state_dir, state_dir / "pki", probes, *fixed), fixed)
+        group.spawn()
         try:
-            for i, probe in enumerate(probes):
-                ready, log = state_dir / f"mail-{i}.ready", state_dir / f"mail-{i}.log"
-                ready.unlink(missing_ok=True)
-                stats = state_dir / f"mail-{i}.stats.json"
-                argv = mail_argv(spec, i, shards, state_dir / "pki", smtp, https, ready, stats)
-                proc = _spawn(argv, log)
-                addr, port = (probe[1], smtp if probe[0] == "smtp" else https) if probe else (None, 0)
-                started.append((_server(f"mail-{i}", "mail", proc, addr, port, log, argv), proc, ready))
-            for server, proc, ready in started:
-                wait_ready(proc, ready, READY_TIMEOUT, Path(server["log"]))
+            return group.wait()
         except (ControlError, OSError):
-            for _, proc, _ in started:
-                proc.kill()
-                proc.wait()
+            group.kill()
             raise
-        return [server for server, _, _ in started]
 
     servers, _ = start_tier_b_world(
-        world, state_dir, scenarios=spec.kind == "scenarios", spec=asdict(spec), smtp_port=smtp_port,
+        world, state_dir, scenarios=spec.kind == "scenarios", spec=asdict(spec), smtp_port=smtp.port,
         start_mail=start_mail,
     )  # fmt: skip
-    state = {"world": asdict(spec), "tier": "b", "servers": servers, "started": time.time()}
+    if fallbacks:
+        endpoints = json.loads((state_dir / "endpoints.json").read_text())
+        _write_json(state_dir / "endpoints.json", {**endpoints, "port_fallbacks": fallbacks})
+    state = {"world": asdict(spec), "tier": "b", "servers": servers, "started": time.time(),
+             "port_fallbacks": fallbacks}  # fmt: skip
     _write_json(state_dir / "state.json", state)
     return state
 
 
-def down(state_dir: Path = DEFAULT_STATE_DIR, grace: float = STOP_GRACE) -> list[str]:
+def down(state_dir: Path | None = None, grace: float = STOP_GRACE) -> list[str]:
     """Stop the recorded servers; the names of those that were stopped.  Idempotent."""
+    state_dir = state_dir or default_state_dir()
     state = _read_state(state_dir)
     stopped: list[str] = []
     tier = state.get("tier", "a") if state else "a"
@@ -410,8 +492,9 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, grace: float = STOP_GRACE) -> list
     return stopped
 
 
-def status(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any]:
+def status(state_dir: Path | None = None) -> dict[str, Any]:
     """{"state": stopped|running|crashed, "servers": [...]} with each server's own state."""
+    state_dir = state_dir or default_state_dir()
     state = _read_state(state_dir)
     if state is None:
         return {"state": "stopped", "servers": []}
@@ -425,7 +508,7 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any]:
 
 
 def mail_stats(
-    state_dir: Path = DEFAULT_STATE_DIR, *, reset: bool = False, timeout: float = 10.0
+    state_dir: Path | None = None, *, reset: bool = False, timeout: float = 10.0
 ) -> list[dict[str, Any]]:
     """Each running mail process's SMTP connection counts (``serve_mail``), one dict per process.
 
@@ -434,6 +517,7 @@ def mail_stats(
     process: a provider's global peak is one process's only if all its hosts share
     that process (every world under ``services.MAX_SOCKETS_PER_PROCESS`` listeners).
     """
+    state_dir = state_dir or default_state_dir()
     state = _read_state(state_dir)
     if state is None:
         raise ControlError(f"no world is running from {state_dir}")

@@ -8,7 +8,8 @@
 
 The server runs in a subprocess (true isolation: its event loop, its crash) and
 is stopped by its PID when the block ends.  ``running_world`` runs the whole
-world (``control.up``/``down``) in a temporary state dir on high ports.
+world (``control.up``/``down``) in a temporary state dir on free ports (``ports.py``:
+another world running at the same time moves them again).
 """
 
 from __future__ import annotations

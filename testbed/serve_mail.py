@@ -32,6 +32,7 @@ from pathlib import Path
 from testbed import services
 from testbed.heap import settle_heap
 from testbed.httpsserver import PolicyServerFleet
+from testbed.ports import PORT_BUSY_EXIT, PortBusy, binding, report_busy
 from testbed.smtpfleet import FleetStats, SmtpFleet
 from testbed.world import World
 from testbed.worldpki import ContextCache, WorldPki
@@ -90,7 +91,8 @@ async def _serve(
     loop.add_signal_handler(signal.SIGUSR1, dump, False)
     loop.add_signal_handler(signal.SIGUSR2, dump, True)
     try:
-        async with smtp, https:
+        # A taken port ends the process with PORT_BUSY_EXIT (serve_mail): up moves that kind.
+        async with binding(smtp, "smtp", smtp_port), binding(https, "https", https_port):
             print(
                 f"mail shard {index}/{count}: {len(smtp.specs)} SMTP hosts on port {smtp_port}, "
                 f"{len(sites)} policy sites on port {https_port}",
@@ -129,9 +131,15 @@ def serve_mail(
     settle_heap()
     run = _serve(world, index, count, pki_dir, smtp_port, https_port, ready_file, stats_file)
     try:
-        import uvloop
-
-        uvloop.run(run)
-    except ImportError:
-        asyncio.run(run)
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(run)
+        else:
+            uvloop.run(run)
+    except PortBusy as busy:
+        print(busy, file=sys.stderr, flush=True)
+        if ready_file is not None:
+            report_busy(ready_file, busy)
+        return PORT_BUSY_EXIT
     return 0

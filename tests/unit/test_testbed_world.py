@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
+import socket
+from pathlib import Path
 
 import dns.flags
 import dns.message
@@ -12,8 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from testbed import ports
 from testbed.addressing import AddressAllocator, is_world_address
 from testbed.cli import _duration, _fraction
+from testbed.control import STATE_DIR_ENV, default_state_dir
 from testbed.dnsserver import DnsServer, parse_query
 from testbed.scale import PROVIDERS, STUDY_MX_DOMAINS, Profile, load_profile, scale_world
 from testbed.scenarios import SCENARIOS, scenario_world
@@ -221,3 +226,94 @@ def test_any_question_label_gets_a_parsable_reply_or_none(label: bytes, rtype: i
     if reply is not None:
         assert dns.message.from_wire(reply).id == 0x1234
     assert _SERVER.stats["errors"] == 0
+
+
+# -- where a world's state lives, and which ports it takes (issue #18 item 6, issue #13 item 17) ----------
+
+
+def test_default_state_dir_is_one_absolute_place_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    seen = set()
+    for cwd in (tmp_path, tmp_path / "home"):
+        cwd.mkdir(exist_ok=True)
+        monkeypatch.chdir(cwd)
+        seen.add(default_state_dir())
+    assert seen == {tmp_path / "home" / ".local" / "state" / "mxscan" / "testbed"}
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")  # relative: ignored (XDG base directory spec)
+    assert default_state_dir() == tmp_path / "home" / ".local" / "state" / "mxscan" / "testbed"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert default_state_dir() == tmp_path / "xdg" / "mxscan" / "testbed"
+    monkeypatch.setenv(STATE_DIR_ENV, "worlds/one")  # named: wins, made absolute where it is named
+    assert default_state_dir() == tmp_path / "home" / "worlds" / "one"
+
+
+def test_a_taken_default_port_moves_and_is_reported_an_asked_port_never_moves() -> None:
+    busy = ports.PortBusy("smtp", 25, "[Errno 98] address already in use")
+    default = ports.PortChoice.initial("smtp", None)
+    assert default.port == ports.default_port("smtp")
+    default.move(busy, exclude=[443])
+    assert default.port not in (25, 443) and default.fallback(default.port) == {
+        "service": "smtp", "wanted": 25, "port": default.port, "reason": busy.detail,
+    }  # fmt: skip
+    anyport = ports.PortChoice.initial("https", 0, exclude=[default.port])
+    assert anyport.port != default.port
+    anyport.move(ports.PortBusy("https", anyport.port, "taken"))
+    assert anyport.fallback(anyport.port) is None  # "any port" asked nothing that could be taken
+    asked = ports.PortChoice.initial("smtp", 2525)
+    assert not asked.movable and "--smtp-port" in asked.refusal(busy)
+    with pytest.raises(ports.PortBusy):
+        asked.move(busy)
+    dns = ports.PortChoice.initial("dns", None)
+    dns.move(ports.PortBusy("dns", ports.DEFAULT_DNS_PORT, "taken"))
+    assert dns.port == 0  # the DNS server picks a port free for both UDP and TCP itself
+
+
+def test_a_choice_gives_up_after_a_bounded_number_of_moves() -> None:
+    choice = ports.PortChoice.initial("smtp", 0)
+    for _ in range(ports.MAX_PORT_MOVES):
+        choice.move(ports.PortBusy("smtp", choice.port, "taken"))
+    assert not choice.movable and "no free smtp port" in choice.refusal(ports.PortBusy("smtp", 1, "x"))
+
+
+@pytest.mark.parametrize(
+    ("text", "port"), [("", None), ("\n", None), ("10025\n", 10025)], ids=["empty", "newline", "port"]
+)
+def test_ready_file_announces_a_port_or_nothing_yet(text: str, port: int | None) -> None:
+    assert ports.read_ready(text) == port
+
+
+def test_a_taken_port_is_reported_beside_the_ready_file_never_in_it(tmp_path: Path) -> None:
+    ready = tmp_path / "mail-0.ready"
+    ports.raise_if_busy(ready)  # nothing reported: nothing raised
+    busy = ports.PortBusy("https", 443, "[Errno 13] error while attempting\nto bind: permission denied")
+    ports.report_busy(ready, busy)
+    assert not ready.exists()  # whoever waits for the ready file (a health check) never sees "ready"
+    with pytest.raises(ports.PortBusy) as seen:
+        ports.raise_if_busy(ready)
+    assert (seen.value.service, seen.value.port) == ("https", 443)
+    assert seen.value.detail == "[Errno 13] error while attempting to bind: permission denied"
+
+
+def test_first_busy_finds_a_port_someone_listens_on() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        busy = ports.first_busy("smtp", ["127.0.0.1"], port)
+        assert busy is not None and busy.port == port and "127.0.0.1" in busy.detail
+    assert ports.first_busy("smtp", ["127.0.0.1"], port) is None
+
+
+def test_is_taken_sees_the_errno_uvloop_chains_behind_its_own_error() -> None:
+    try:
+        try:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        except OSError as inner:
+            raise OSError("could not bind to local_addr") from inner
+    except OSError as outer:
+        assert outer.errno is None and ports.is_taken(outer)
+    assert not ports.is_taken(OSError(errno.ENOENT, "no such file"))
