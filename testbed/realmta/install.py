@@ -99,6 +99,8 @@ class RealMtas:
 
 def install_blocker() -> str | None:
     """Why the servers cannot be installed here, or None if they can."""
+    if os.environ.get("MXSCAN_NO_APT", "0") != "0":  # ./dev --no-system-packages
+        return "MXSCAN_NO_APT is set: installing Postfix and unpacking Exim would change the system"
     if os.geteuid() != 0:
         return "installing Postfix and Exim needs root"
     for tool in ("apt-get", "dpkg", "dpkg-query"):
