@@ -24,7 +24,15 @@ from probes.mtasts.assess import assess_mta_sts
 from probes.mtasts.records import MtaStsResult, PolicyFetch
 from probes.smtp.probe import SmtpProbe
 from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_txt
-from probes.transport import MxTransport, Posture, host_pkix_valid, posture, smtp_ref
+from probes.transport import (
+    MxTransport,
+    Posture,
+    dane_published,
+    host_pkix_valid,
+    no_tls_reason,
+    posture,
+    smtp_ref,
+)
 
 __all__ = ["DomainOutcome", "Pipeline", "PipelineOptions", "failure_detail"]
 
@@ -76,8 +84,11 @@ def addresses_of(host: MxHost, *, ipv6: bool) -> list[str]:
     return found
 
 
-def dane_for(host: MxHost, mx: Answer, chain: list[bytes] | None, at: dt.datetime) -> DaneResult:
-    """DANE verdict for one MX host in one domain (the MX answer's DNSSEC status matters)."""
+def dane_for(
+    host: MxHost, mx: Answer, chain: list[bytes] | None, at: dt.datetime, no_tls: str | None = None
+) -> DaneResult:
+    """DANE verdict for one MX host in one domain (the MX answer's DNSSEC status matters);
+    ``no_tls``: why the host's probes settled that it gives no TLS session (``no_tls_reason``)."""
     if host.tlsa is None:
         if host.tlsa_skipped is TlsaSkip.RESOLVER_NOT_VALIDATING:
             return DaneResult(DaneStatus.UNDETERMINED, None, 0, "resolver does not validate DNSSEC")
@@ -95,7 +106,13 @@ def dane_for(host: MxHost, mx: Answer, chain: list[bytes] | None, at: dt.datetim
         except TlsaParseError:
             continue
     return assess_dane(
-        records, tlsa_dnssec=tlsa.dnssec, mx_dnssec=mx.dnssec, chain=chain, host=host.host, at=at
+        records,
+        tlsa_dnssec=tlsa.dnssec,
+        mx_dnssec=mx.dnssec,
+        chain=chain,
+        host=host.host,
+        at=at,
+        no_tls=no_tls,
     )
 
 
@@ -153,10 +170,7 @@ class Pipeline:
                 )
             policy = policy_task.result()
         outcome.tlsrpt = assess_tlsrpt_txt(dns.tlsrpt.data if dns.tlsrpt.outcome is Outcome.OK else ())
-        dane_published = any(
-            h.tlsa is not None and h.tlsa.outcome is Outcome.OK and h.tlsa.dnssec is Dnssec.SECURE
-            for h in dns.mx_hosts
-        )
+        published = dane_published(dns.mx, dns.mx_hosts)
         if policy is not None:
             policy_a, fetch, body = policy
             outcome.mta_sts = assess_mta_sts(
@@ -172,7 +186,7 @@ class Pipeline:
                 },
                 dane_by_host={t.host: t.dane for t in outcome.mx_transport},
                 tlsrpt_valid=outcome.tlsrpt.valid,
-                dane_published=dane_published,
+                dane_published=published,
                 provider_of=self.provider_of,
             )
         outcome.posture = posture(
@@ -181,7 +195,7 @@ class Pipeline:
                 for t, probes in zip(outcome.mx_transport, outcome.smtp_probes, strict=True)
             ],
             dnssec_mx=dns.mx.dnssec.value,
-            dane_published=dane_published,
+            dane_published=published,
             mta_sts_mode=outcome.mta_sts.mode if outcome.mta_sts is not None else None,
             tlsrpt=outcome.tlsrpt.valid,
         )
@@ -247,7 +261,13 @@ class Pipeline:
                     preference=host.preference,
                     provider=self.provider_of(host.host),
                     smtp_refs=tuple(smtp_ref(r.result) for r in probes),
-                    dane=dane_for(host, dns.mx, list(chain) if chain else None, at),
+                    dane=dane_for(
+                        host,
+                        dns.mx,
+                        list(chain) if chain else None,
+                        at,
+                        no_tls=None if chain else no_tls_reason([r.result for r in probes]),
+                    ),
                 )
             )
         return tuple(transports), tuple(smtp_probes)

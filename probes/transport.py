@@ -10,10 +10,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from engine.status import Status
 from probes.dane.tlsa import DaneResult, DaneStatus
+from probes.dns.records import Answer, Dnssec, MxHost, Outcome
 from probes.smtp.records import SmtpResult, Starttls
 
-__all__ = ["Coverage3", "MxTransport", "Posture", "host_pkix_valid", "posture", "smtp_ref"]
+__all__ = [
+    "Coverage3",
+    "MxTransport",
+    "Posture",
+    "dane_published",
+    "host_pkix_valid",
+    "no_tls_reason",
+    "posture",
+    "smtp_ref",
+]
 
 
 class Coverage3(StrEnum):
@@ -67,12 +78,14 @@ class Posture:
       pkix_valid: MX hosts presenting a PKIX-valid certificate for their name: all / some / none /
         unknown / not-applicable.
       dane_valid: MX hosts whose DANE verdict is valid: all / some / none / unknown / not-applicable
-        ("none" includes hosts without TLSA).
-      dane_published: at least one MX host has TLSA records in a DNSSEC-secure answer (the study's
-        "supports DANE"), whether or not they match.
+        ("none" includes hosts without TLSA and hosts a DANE sender would not deliver to: no-tls).
+      dane_published: the domain's MX answer is DNSSEC-secure and at least one MX host has TLSA
+        records in a DNSSEC-secure answer (the study's "supports DANE"; RFC 7672 §2.2.1: with an
+        insecure MX RRset DANE does not apply), whether or not they match.
       dnssec_mx: the DNSSEC status of the domain's MX answer.
       mta_sts_mode: enforce / testing / none from a valid record and policy; null otherwise.
-      tlsrpt: a valid TLS-RPT record is published.
+      tlsrpt: a valid TLS-RPT record is published; null when the _smtp._tls TXT lookup failed
+        (unknown, never "no").
     """
 
     starttls: Coverage3
@@ -81,7 +94,7 @@ class Posture:
     dane_published: bool
     dnssec_mx: str
     mta_sts_mode: str | None
-    tlsrpt: bool
+    tlsrpt: bool | None
 
 
 def _roll(values: Sequence[bool | None]) -> Coverage3:
@@ -113,6 +126,35 @@ def host_pkix_valid(results: Sequence[SmtpResult]) -> bool | None:
     return False if results and len(settled) == len(results) else None
 
 
+def no_tls_reason(results: Sequence[SmtpResult]) -> str | None:
+    """Why no address of a host gave a TLS session, once every address settled that
+    (STARTTLS not offered, refused, the handshake failed, unreachable); None when one did,
+    or when some address was not measured (skipped, or the probe gave no result), so a
+    DANE verdict of "no-tls" never rests on a probe that did not run."""
+    if not results:
+        return None
+    reasons: dict[str, None] = {}
+    for r in results:
+        if r.tls is not None or r.status in (Status.SKIPPED, Status.UNKNOWN_ERROR):
+            return None
+        if r.starttls is Starttls.NO:
+            reasons["STARTTLS not offered"] = None
+        else:
+            reasons[f"{r.status.value} at {r.phase.value}"] = None
+    return "; ".join(reasons)
+
+
+def dane_published(mx: Answer, hosts: Iterable[MxHost]) -> bool:
+    """The study's DANE definition (``Posture.dane_published``): the MX answer and some MX
+    host's TLSA answer are both DNSSEC-secure and the TLSA answer holds records."""
+    if mx.dnssec is not Dnssec.SECURE:
+        return False
+    return any(
+        h.tlsa is not None and h.tlsa.outcome is Outcome.OK and h.tlsa.dnssec is Dnssec.SECURE and h.tlsa.data
+        for h in hosts
+    )
+
+
 def _host_dane(dane: DaneResult | None) -> bool | None:
     if dane is None or dane.status is DaneStatus.UNDETERMINED:
         return None
@@ -125,7 +167,7 @@ def posture(
     dnssec_mx: str,
     dane_published: bool,
     mta_sts_mode: str | None,
-    tlsrpt: bool,
+    tlsrpt: bool | None,
 ) -> Posture:
     """Roll-ups over the MX hosts: each given as (its SMTP results, its DANE verdict)."""
     return Posture(

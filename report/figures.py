@@ -35,6 +35,7 @@ __all__ = [
     "Headline",
     "domain_facts",
     "headline_figures",
+    "host_tlsa",
     "percent",
     "preferred_transport",
 ]
@@ -105,40 +106,56 @@ def _dnssec(dns: dict[str, Any] | None) -> str:
     return value if value in ("secure", "insecure", "bogus") else UNKNOWN
 
 
+def host_tlsa(host: dict[str, Any]) -> str:
+    """yes / no / unknown: one MX host (a ``dns.mx_hosts`` item) has TLSA records in a
+    DNSSEC-secure answer.  A property of the host, whatever the domain pointing at it."""
+    tlsa = host.get("tlsa")
+    if tlsa is None:
+        skipped = host.get("tlsa_skipped")
+        if skipped == "resolver-not-validating":
+            return UNKNOWN
+        if skipped == "address-unresolved":
+            # Unsettled only when an address lookup itself failed; an MX name that
+            # definitely does not exist (NXDOMAIN/NODATA) has no TLSA: a definite no.
+            answers = [host.get("a"), host.get("aaaa")]
+            return UNKNOWN if any(a is None or a.get("outcome") in DNS_UNSETTLED for a in answers) else NO
+        return NO
+    if tlsa.get("outcome") == "ok" and tlsa.get("dnssec") == "secure" and tlsa.get("data"):
+        return YES
+    if tlsa.get("outcome") in DNS_UNSETTLED or tlsa.get("dnssec") in ("indeterminate", "unknown"):
+        return UNKNOWN
+    return NO
+
+
 def _tlsa(dns: dict[str, Any] | None) -> tuple[tuple[str, ...], bool]:
     """(secure TLSA records as "host data", any TLSA lookup unsettled)."""
     found: list[str] = []
     unsettled = False
     for host in (dns or {}).get("mx_hosts") or ():
-        tlsa = host.get("tlsa")
-        if tlsa is None:
-            skipped = host.get("tlsa_skipped")
-            if skipped == "resolver-not-validating":
-                unsettled = True
-            elif skipped == "address-unresolved":
-                # Unsettled only when an address lookup itself failed; an MX name that
-                # definitely does not exist (NXDOMAIN/NODATA) has no TLSA: a definite no.
-                answers = [host.get("a"), host.get("aaaa")]
-                unsettled |= any(a is None or a.get("outcome") in DNS_UNSETTLED for a in answers)
-            continue
-        if tlsa.get("outcome") == "ok" and tlsa.get("dnssec") == "secure":
-            found.extend(f"{host.get('host', '')} {d}" for d in tlsa.get("data") or ())
-        elif tlsa.get("outcome") in DNS_UNSETTLED or tlsa.get("dnssec") in ("indeterminate", "unknown"):
-            unsettled = True
+        state = host_tlsa(host)
+        if state == YES:
+            found.extend(f"{host.get('host', '')} {d}" for d in host["tlsa"]["data"])
+        unsettled |= state == UNKNOWN
     return tuple(sorted(found)), unsettled
 
 
 def _dane(
     posture: dict[str, Any] | None, dns: dict[str, Any] | None, tlsa: tuple[str, ...], unsettled: bool
 ) -> tuple[str, bool]:
-    if posture is not None and "dane_published" in posture:
-        if posture["dane_published"]:
-            return YES, False
-        return (UNKNOWN if unsettled else NO), False
+    """The study's DANE: the MX answer and some MX host's TLSA answer both DNSSEC-secure
+    (posture.dane_published; RFC 7672 §2.2.1: below an insecure MX RRset DANE does not apply)."""
     if dns is None:
         return NOT_MEASURED, False
-    # Posture's definition, on the DNS answers: TLSA records in a DNSSEC-secure answer.
-    return (YES if tlsa else UNKNOWN if unsettled else NO), True
+    derived = posture is None or "dane_published" not in posture
+    published = bool(tlsa) if derived else bool(posture and posture["dane_published"])
+    mx = _dnssec(dns)
+    # The MX status is checked here too: files written before posture.dane_published
+    # required a secure MX answer counted a DANE provider's unsigned customers.
+    if mx in ("insecure", "bogus"):
+        return NO, derived
+    if mx != "secure":
+        return UNKNOWN, derived
+    return (YES if published else UNKNOWN if unsettled else NO), derived
 
 
 def _sts_from_dns(dns: dict[str, Any] | None) -> tuple[str, bool]:
@@ -259,8 +276,10 @@ FOOTNOTES: dict[str, str] = {
     'the trust store for the MX host name (posture.pkix_valid all or some). "All MX": every MX host did.',
     "dnssec": "DNSSEC: the validating resolver set AD on the domain's MX answer (dns.mx.dnssec = secure). "
     "Bogus answers are counted as not signed and listed under DNS outcomes.",
-    "dane": "DANE: at least one MX host has TLSA records in a DNSSEC-secure answer (posture.dane_published), "
-    "whether or not they match the presented certificate (the study's definition).",
+    "dane": "DANE: the domain's MX answer is DNSSEC-secure and at least one MX host has TLSA records in a "
+    "DNSSEC-secure answer (posture.dane_published), whether or not they match the presented certificate "
+    "(the study's definition). Below an insecure MX RRset DANE does not apply (RFC 7672 §2.2.1): a domain "
+    "hosted by a provider whose MX hosts publish TLSA counts only if its own MX answer is signed.",
     "mta_sts": "MTA-STS: exactly one valid STSv1 TXT record at _mta-sts.<domain> (RFC 8461 §3.1), "
     "including records reached through a CNAME (delegated policy hosting, as in the study after its edit). "
     '"Usable policy": the policy was also fetched and parsed, so the record has an effective mode.',

@@ -1,16 +1,20 @@
 """The study's provider tables, and per-provider adoption beyond them.
 
 A domain counts for the provider of its most preferred MX host (lowest
-preference, then host name): ``MxTransport.provider`` of that host.  DANE is a
-domain property (a customer opts in, as with outlook.com), so the DANE column
-is decided over the provider's domains; certificates belong to hosts, so that
-column is decided over every distinct MX host the provider operates (any MX
-host of any domain, not only the preferred one), each host once.
+preference, then host name): ``MxTransport.provider`` of that host.  Inbound
+DANE support and certificates are properties of the provider's MX hosts, so
+those columns are decided over every distinct MX host the provider operates
+(any MX host of any domain, not only the preferred one), each host once.
+Whether a *domain* counts as DANE also needs its own MX answer signed
+(RFC 7672 §2.2.1): a provider can support DANE while few of its customer
+domains count ("DANE domains", the headline figure's definition).
 
 Labels, as the study's tables use them:
 
-* Inbound DANE: ``yes`` every measured domain of the provider has DANE published,
-  ``optional`` some do, ``no`` none do; ``unknown`` when none could be measured.
+* Inbound DANE: ``yes`` every MX host of the provider publishes TLSA in a
+  DNSSEC-secure answer, ``optional`` some do (customers opt in, as with
+  outlook.com's per-customer hosts), ``no`` none do; hosts whose TLSA lookup
+  could not be settled are left out; ``unknown`` when no host settled it.
 * Public CA certificate: ``yes`` every probed MX host presented a PKIX-valid
   chain, ``partial`` some did, ``no`` none did; ``unknown`` when no host settled it.
 """
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 from collections import Counter
 from typing import TYPE_CHECKING, Any
+
+from report.figures import host_tlsa
 
 if TYPE_CHECKING:
     from report.figures import DomainFacts
@@ -31,9 +37,12 @@ FOOTNOTES = {
     "provider": "Provider: a domain counts for the provider of its most preferred MX host (lowest "
     "preference, then name); the provider is the MX host's registrable domain or a known override "
     "(MxTransport.provider). Only domains with MX whose SMTP transport was measured are counted.",
-    "dane": 'Inbound DANE: "yes" when every measured domain of the provider has DANE published, '
-    '"optional" when some do, "no" when none do. Domains with unknown DANE are left out of the label '
-    "and counted in the Unknown column.",
+    "dane": 'Inbound DANE: a property of the provider\'s MX hosts: "yes" when every MX host of the provider '
+    '(each distinct host once) has TLSA records in a DNSSEC-secure answer, "optional" when some do, '
+    '"no" when none do; hosts whose TLSA lookup could not be settled are left out of the label. '
+    '"DANE domains" counts the provider\'s domains that count as DANE in the headline figure (their own '
+    'MX answer DNSSEC-secure too, RFC 7672 §2.2.1), so a provider can be "yes" while few of its '
+    "customer domains count; domains with unknown DANE are shown in brackets.",
     "pkix": 'Public CA certificate: "yes" when every probed MX host of the provider (each distinct host '
     'once, over all MX records that point to it) presented a PKIX-valid chain, "partial" when some did, '
     '"no" when none did. A host is valid when any of its addresses presented a valid chain.',
@@ -80,8 +89,8 @@ class ProviderTally:
 
     def __init__(self) -> None:
         self._providers: dict[str, _Provider] = {}
-        #: host -> (provider, pkix state, dane status); the first sighting of a host counts.
-        self._hosts: dict[str, tuple[str, str, str]] = {}
+        #: host -> (provider, pkix state, dane status, TLSA published); the first sighting counts.
+        self._hosts: dict[str, tuple[str, str, str, str]] = {}
         self._policy_hosts: Counter[str] = Counter()
         self.measured = 0
 
@@ -89,12 +98,14 @@ class ProviderTally:
         if facts.mx != "mx":
             return
         transports = record.get("mx_transport") or ()
+        dns_hosts = {h.get("host"): h for h in (record.get("dns") or {}).get("mx_hosts") or ()}
         for transport in transports:
             host = str(transport.get("host", ""))
             if host not in self._hosts:
                 dane = (transport.get("dane") or {}).get("status") or "not-assessed"
                 provider = transport.get("provider") or UNKNOWN_PROVIDER
-                self._hosts[host] = (provider, _host_pkix(transport.get("addresses")), dane)
+                tlsa = host_tlsa(dns_hosts[host]) if host in dns_hosts else "unknown"
+                self._hosts[host] = (provider, _host_pkix(transport.get("addresses")), dane, tlsa)
         if facts.sts_record == "yes":
             self._policy_hosts[_policy_host(record, facts.domain)] += 1
         if not transports:
@@ -114,11 +125,12 @@ class ProviderTally:
 
     def result(self, top: int = 10) -> dict[str, Any]:
         hosts: dict[str, Counter[str]] = {}
-        for provider, pkix, dane in self._hosts.values():
+        for provider, pkix, dane, tlsa in self._hosts.values():
             c = hosts.setdefault(provider, Counter())
             c["hosts"] += 1
             c[f"pkix {pkix}"] += 1
             c[f"dane {dane}"] += 1
+            c[f"tlsa {tlsa}"] += 1
         ranked = sorted(self._providers.items(), key=lambda kv: (-kv[1].domains, kv[0]))[:top]
         rows = []
         for name, p in ranked:
@@ -128,7 +140,9 @@ class ProviderTally:
                 {
                     "provider": name,
                     "domains": p.domains,
-                    "dane": all_some_none(p.dane_yes, p.domains - p.dane_unknown, some="optional"),
+                    "dane": all_some_none(h["tlsa yes"], h["tlsa yes"] + h["tlsa no"], some="optional"),
+                    "hosts_dane": h["tlsa yes"],
+                    "hosts_dane_unknown": h["tlsa unknown"],
                     "dane_domains": p.dane_yes,
                     "dane_unknown": p.dane_unknown,
                     "pkix": all_some_none(h["pkix valid"], settled, some="partial"),

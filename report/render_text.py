@@ -85,12 +85,22 @@ def _providers(summary: dict[str, Any]) -> list[Section]:
     study = Section(
         "providers",
         "Top providers: inbound DANE and publicly trusted certificates",
-        ["Domains", "Provider", "Inbound DANE", "DANE domains", "Public CA cert", "MX hosts valid / probed"],
+        [
+            "Domains",
+            "Provider",
+            "Inbound DANE",
+            "MX hosts with TLSA",
+            "DANE domains",
+            "Public CA cert",
+            "MX hosts valid / probed",
+        ],
         [
             [
                 f"{r['domains']:,}",
                 printable(r["provider"]),
                 r["dane"],
+                f"{r['hosts_dane']:,} / {r['hosts']:,}"
+                + (f" ({r['hosts_dane_unknown']:,} unknown)" if r["hosts_dane_unknown"] else ""),
                 f"{r['dane_domains']:,}" + (f" ({r['dane_unknown']:,} unknown)" if r["dane_unknown"] else ""),
                 r["pkix"],
                 f"{r['hosts_pkix_valid']:,} / {r['hosts']:,}"

@@ -130,8 +130,10 @@ def _cert(kind: CertKind) -> Callable[[str, Builder], Domain]:
     return lambda name, b: _selfhosted(name, b, cert=kind)
 
 
-def _dane(dnssec: ZoneStatus, *tlsa: Tlsa) -> Callable[[str, Builder], Domain]:
-    return lambda name, b: _selfhosted(name, b, dnssec=dnssec, tlsa=tlsa)
+def _dane(
+    dnssec: ZoneStatus, *tlsa: Tlsa, smtp: SmtpBehaviour = SmtpBehaviour.GOOD
+) -> Callable[[str, Builder], Domain]:
+    return lambda name, b: _selfhosted(name, b, dnssec=dnssec, tlsa=tlsa, smtp=smtp)
 
 
 def _sts(
@@ -269,6 +271,7 @@ class Scenario:
 _EE311 = Tlsa(3, 1, 1, TlsaBinds.EE)
 _MISMATCH311 = Tlsa(3, 1, 1, TlsaBinds.MISMATCH)
 _TA201 = Tlsa(2, 0, 1, TlsaBinds.TA)
+_ROOT200 = Tlsa(2, 0, 0, TlsaBinds.ROOT)
 _PKIX = (Tlsa(0, 0, 1, TlsaBinds.TA), Tlsa(1, 1, 1, TlsaBinds.EE))
 _S, _C, _H, _F = SmtpBehaviour, CertKind, PolicyHttp, ResolverFault
 _BAD_SYNTAX = b"version: STSv1\r\nmode: enforce\r\nmx mx.example\r\nmax_age: 86400\r\n"
@@ -327,6 +330,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("dane-ta-match", "dane", "signed, TLSA 2 0 1 matching the issuing CA", _dane(SIGNED, _TA201)),
     Scenario("dane-unsigned", "dane", "TLSA 3 1 1 in an unsigned zone: not DANE", _dane(UNSIGNED, _EE311)),
     Scenario("dane-pkix-only", "dane", "signed, TLSA usages 0 and 1 only (RFC 7672 §3.1.3)", _dane(SIGNED, *_PKIX)),
+    Scenario("dane-ta-root-full", "dane", "signed, TLSA 2 0 0: the full root, which the server does not send", _dane(SIGNED, _ROOT200)),
+    Scenario("dane-no-starttls", "dane", "signed, TLSA 3 1 1, no STARTTLS: a DANE sender would not deliver", _dane(SIGNED, _EE311, smtp=_S.NO_STARTTLS)),
+    Scenario("dane-unreachable", "dane", "signed, TLSA 3 1 1, nothing listens on port 25", _dane(SIGNED, _EE311, smtp=_S.REFUSED)),
     Scenario("sts-enforce", "mta-sts", "valid enforce policy covering the MX", _sts("enforce")),
     Scenario("sts-testing", "mta-sts", "valid testing policy", _sts("testing")),
     Scenario("sts-none", "mta-sts", "valid policy with mode none", _sts("none")),
@@ -356,6 +362,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("provider-amazonaws", "provider", "amazonaws.com stand-in", _provider("amazonaws")),
     Scenario("provider-qq", "provider", "qq.com stand-in: mxdomain has a wrong-name cert", _provider("qq", variant=1)),
     Scenario("provider-cloudflare", "provider", "cloudflare.net stand-in: signed, TLSA", _provider("cloudflare", dnssec=SIGNED)),
+    Scenario("provider-cloudflare-unsigned", "provider", "cloudflare.net stand-in, unsigned customer: MX hosts with TLSA, not DANE", _provider("cloudflare")),
     Scenario("provider-yandex", "provider", "yandex.net stand-in", _provider("yandex")),
 )  # fmt: skip
 

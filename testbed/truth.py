@@ -21,8 +21,18 @@ Interpretations a reader should know:
   are bogus has "address-insecure" (they validated, but not as secure).
 - DANE per MX host follows RFC 7672 in the scanner's precedence: bogus MX or
   TLSA → "bogus"; no TLSA looked up or none published → "none"; TLSA secure
-  but the MX answer not → "insecure"; no handshake → "undetermined"; usages 0/1
-  only → "unusable" (§3.1.3); else "valid" or "mismatch".
+  but the MX answer not → "insecure"; no TLS session (every SMTP behaviour of
+  the world without TLS is a settled outcome: no STARTTLS, 454, handshake
+  failure, unreachable) → "no-tls" (§2.2: a DANE sender would not deliver);
+  usages 0/1 only → "unusable" (§3.1.3); else "valid" or "mismatch".
+- ``posture.dane_published`` (the study's DANE): the MX answer is secure and a
+  followed MX host publishes TLSA in a secure answer (§2.2.1: DANE does not
+  apply below an insecure MX RRset), so a DANE provider's unsigned customers
+  do not count.
+- The ``_mta-sts`` / ``_smtp._tls`` TXT lookups fail for a domain with a
+  resolver fault (it covers the names below the domain) or in a bogus zone
+  (SERVFAIL): ``tlsrpt_valid``, ``posture.tlsrpt`` and ``mta_sts_txt_valid``
+  are then None (unknown, never "no record") and there are no findings.
 - ``mx_hosts`` lists every MX host; a scan follows the first ``mx_followed``
   (``MX_HOSTS_FOLLOWED``), and the roll-ups and findings are over those.
 - ``tlsa_data`` gives the association data: ``worldpki.WorldPki.tlsa_data``
@@ -34,7 +44,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from testbed.world import CertKind, Domain, Host, MtaStsPolicy, SmtpBehaviour, TlsaBinds, World, ZoneStatus
+from testbed.world import (
+    CertKind,
+    Domain,
+    Host,
+    MtaStsPolicy,
+    SmtpBehaviour,
+    Tlsa,
+    TlsaBinds,
+    World,
+    ZoneStatus,
+)
 from testbed.zones import TlsaData, placeholder_tlsa_data
 
 __all__ = ["domain_truth", "smtp_expectation", "truth"]
@@ -134,11 +154,15 @@ def domain_truth(
     out["mta_sts_txt"] = sts
     out["mta_sts_cname"] = [d.sts_cname] if present and d.sts_cname else []
     out["tlsrpt_txt"] = list(d.tlsrpt_txt) if present else []
-    out["tlsrpt_valid"] = _tlsrpt_valid(out["tlsrpt_txt"])
+    txt_fails = _txt_lookups_fail(d, zones)
+    out["tlsrpt_valid"] = None if txt_fails else _tlsrpt_valid(out["tlsrpt_txt"])
+    out["mta_sts_txt_valid"] = None if txt_fails else len([t for t in sts if t.startswith("v=STSv1")]) == 1
     measured = mx_hosts[:MX_HOSTS_FOLLOWED] if validated == "ok" else []
-    dane_published = any(h["tlsa"] for h in measured)
+    dane_published = dnssec == "secure" and any(h["tlsa"] for h in measured)
     out["mta_sts"] = _mta_sts(d, sts, measured)
-    out["mta_sts_findings"] = _findings(d, present, sts, measured, out["tlsrpt_valid"], dane_published)
+    out["mta_sts_findings"] = _findings(
+        d, present and not txt_fails, sts, measured, bool(out["tlsrpt_valid"]), dane_published
+    )
     out["posture"] = {
         "starttls": _roll([_host_starttls(h["smtp"]) for h in measured]),
         "pkix_valid": _roll([h["smtp"]["pkix_valid"] for h in measured]),
@@ -149,6 +173,18 @@ def domain_truth(
         "tlsrpt": out["tlsrpt_valid"],
     }
     return out
+
+
+def _txt_lookups_fail(d: Domain, zones: dict[str, ZoneStatus]) -> bool:
+    """The domain's ``_mta-sts`` and ``_smtp._tls`` TXT lookups fail at a validating resolver:
+    a resolver fault on the domain, or the zone holding those names is bogus (RFC 4035 §5.5)."""
+    if d.fault is not None:
+        return True
+    # A domain that does not exist, or whose apex is an alias, is no zone of its own: its
+    # names sit in the parent's.
+    own_zone = d.exists and d.cname is None
+    zone = d.dnssec if own_zone else _zone_status(d.name.partition(".")[2], zones)
+    return zone is ZoneStatus.BOGUS
 
 
 def _mx_host(pref: int, name: str, host: Host | None, tlsa_data: TlsaData, mx_dnssec: str) -> dict[str, Any]:
@@ -213,11 +249,32 @@ def _dane(host: Host | None, tlsa: list[str] | None, mx_dnssec: str, smtp: dict[
     if mx_dnssec != "secure":
         return "insecure"
     if smtp["cert"] is None:
-        return "undetermined"
-    usable = [t for t in host.tlsa if t.usage in (2, 3)]
+        return "no-tls"
+    # A Full(0) record of nothing (a placeholder digest) is no certificate or key: unusable.
+    usable = [
+        t for t in host.tlsa if t.usage in (2, 3) and not (t.mtype == 0 and t.binds is TlsaBinds.MISMATCH)
+    ]
     if not usable:
         return "unusable"
-    return "valid" if any(t.binds is not TlsaBinds.MISMATCH for t in usable) else "mismatch"
+    return "valid" if any(_authenticates(t, CertKind(smtp["cert"])) for t in usable) else "mismatch"
+
+
+def _authenticates(t: Tlsa, cert: CertKind) -> bool:
+    """Whether a usable record authenticates the chain a host of ``cert`` presents (RFC 7672 §3.1)."""
+    if t.binds is TlsaBinds.MISMATCH:
+        return False
+    if t.usage == 3:  # DANE-EE: the leaf alone; name and dates ignored (§3.1.1)
+        return t.binds is TlsaBinds.EE
+    # DANE-TA: an anchor above the leaf; the leaf's name and every date below the anchor checked.
+    if t.binds is TlsaBinds.EE or cert in (CertKind.SELF_SIGNED, CertKind.EXPIRED, CertKind.NOT_YET_VALID):
+        return False
+    if cert is CertKind.WRONG_NAME:
+        return False
+    if cert is CertKind.MISSING_INTERMEDIATE:
+        # Only the leaf is sent: only the issuing CA given in full can anchor it.
+        return t.binds is TlsaBinds.TA and t.mtype == 0
+    # The issuing CA is sent (any matching type); the root is not (only in full, RFC 7671 §5.2.2).
+    return t.binds is TlsaBinds.TA or t.mtype == 0
 
 
 def _host_starttls(smtp: dict[str, Any]) -> bool | None:

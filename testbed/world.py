@@ -135,6 +135,9 @@ class TlsaBinds(StrEnum):
     EE = "ee"
     #: The CA that issued the host's leaf (DANE-TA / PKIX-TA).
     TA = "ta"
+    #: The root above that CA, which the host does not send: a DANE-TA record must give it
+    #: in full ("2 0 0" / "2 1 0", RFC 7671 §5.2.2) to authenticate the chain.
+    ROOT = "root"
     #: A digest of nothing the host presents: never matches.
     MISMATCH = "mismatch"
 

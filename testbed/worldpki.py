@@ -231,13 +231,26 @@ class WorldPki:
             return self.pki.untrusted_intermediate.cert
         return self.pki.intermediate.cert
 
+    def root(self, kind: str, leaf: x509.Certificate) -> x509.Certificate:
+        """The root above the issuer of a leaf of ``kind`` (a DANE-TA anchor the host does not send)."""
+        if kind == CertKind.SELF_SIGNED:
+            return leaf
+        if kind == CertKind.UNTRUSTED_CA:
+            return self.pki.untrusted_root.cert
+        return self.pki.root.cert
+
     def tlsa_data(self, host: Host, tlsa: Tlsa) -> str:
         """The association data of ``tlsa`` for ``host``, from the certificate it presents."""
         spec = cert_spec(host)
         if tlsa.binds is TlsaBinds.MISMATCH or spec is None:
             return placeholder_tlsa_data(host, tlsa)
         leaf = self.issued(spec).leaf
-        cert = leaf if tlsa.binds is TlsaBinds.EE else self.issuer(spec.kind, leaf)
+        if tlsa.binds is TlsaBinds.EE:
+            cert = leaf
+        elif tlsa.binds is TlsaBinds.ROOT:
+            cert = self.root(spec.kind, leaf)
+        else:
+            cert = self.issuer(spec.kind, leaf)
         return tlsa_association(cert, tlsa.selector, tlsa.mtype)
 
 

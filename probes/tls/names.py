@@ -4,6 +4,11 @@ OpenSSL's ``X509_check_host`` rules, which Postfix and Exim use: case-insensitiv
 IDNA names compared as A-labels, a wildcard only as the entire left-most label
 standing for exactly one label (and never directly over a public suffix-like
 single label: "*.com" matches nothing).
+
+When a leaf has no dNSName, OpenSSL also holds the subject CNs that look like host
+names to the dNSName name constraints above it (RFC 5280 §4.2.1.10 speaks only of
+subjectAltName; OpenSSL closes the CN fallback's loophole): ``cn_dns_id`` and
+``dns_name_permitted`` follow its ``cn2dnsid`` and ``nc_dns`` (crypto/x509/v3_ncons.c).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-__all__ = ["is_address_literal", "match_hostname", "normalise_host"]
+__all__ = ["cn_dns_id", "dns_name_permitted", "is_address_literal", "match_hostname", "normalise_host"]
 
 _IPV4_CHARS = frozenset("0123456789.")
 
@@ -80,3 +85,52 @@ def _same_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address, text: str) 
         return ipaddress.ip_address(text) == address
     except ValueError:
         return False
+
+
+_DNS_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def cn_dns_id(cn: str) -> str | None:
+    """A subject CN as a host name for name constraints, None when it does not look like one.
+
+    OpenSSL's rules: trailing NULs dropped; letters, digits and "_", with "-" and "." inside
+    only, no "." next to another "." or a "-", and at least two labels (so "CN=localhost"
+    escapes every constraint, as there).  An embedded NUL raises ``ValueError``: OpenSSL
+    refuses such a CN outright (unsupported name syntax)."""
+    cn = cn.rstrip("\x00")
+    if "\x00" in cn:
+        raise ValueError("embedded NUL in the subject CN")
+    dotted = False
+    for i, c in enumerate(cn):
+        if c in _DNS_ID_CHARS:
+            continue
+        inner = 0 < i < len(cn) - 1
+        if inner and c == "-":
+            continue
+        if inner and c == "." and cn[i + 1] not in ".-" and cn[i - 1] != "-":
+            dotted = True
+            continue
+        return None
+    return cn if dotted else None
+
+
+def _dns_subtree_holds(name: bytes, base: bytes) -> bool:
+    # nc_dns: labels may be added on the left; "example.com" covers itself and
+    # "a.example.com", ".example.com" only names below it.  ASCII case-insensitive.
+    if not base:
+        return True
+    if len(name) < len(base):
+        return False
+    tail = name[len(name) - len(base) :]
+    if len(name) > len(base) and not base.startswith(b".") and name[-len(base) - 1 : -len(base)] != b".":
+        return False
+    return tail.lower() == base.lower()
+
+
+def dns_name_permitted(name: str, permitted: Sequence[str], excluded: Sequence[str]) -> bool:
+    """Whether host name ``name`` is inside one of the ``permitted`` dNSName subtrees (when there
+    are any) and outside every ``excluded`` one (RFC 5280 §4.2.1.10)."""
+    raw = name.encode("utf-8")
+    if permitted and not any(_dns_subtree_holds(raw, base.encode("utf-8")) for base in permitted):
+        return False
+    return not any(_dns_subtree_holds(raw, base.encode("utf-8")) for base in excluded)

@@ -31,11 +31,14 @@ The verifier's own message rides along in ``detail`` (bounded).
 
 CN fallback: cryptography's server verifier insists on a subjectAltName, but
 OpenSSL (``X509_check_host``, used by Python's ssl module, Postfix and Exim)
-falls back to the subject CN when the leaf has no dNSName SAN, as RFC 6125
-§6.4.4 permits.  To keep the verdict equal to OpenSSL's, such a leaf whose CN
-matches the host is verified by cryptography's path builder with the name
-check replaced by ours (a client verifier whose EKU rules demand serverAuth);
-``detail`` then says "CN fallback".
+falls back to the subject CN when the leaf has no dNSName SAN (an iPAddress SAN
+does not stop it), as RFC 6125 §6.4.4 permits.  To keep the verdict equal to
+OpenSSL's, such a leaf whose CN matches the host is verified by cryptography's
+path builder with the name check replaced by ours (a client verifier whose EKU
+rules demand serverAuth), and, as OpenSSL does, every CN that looks like a host
+name must then lie within the dNSName name constraints of every certificate
+above the leaf (cryptography reads constraints against SANs only); outside →
+``other``.  ``detail`` says "CN fallback" when it verifies.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from cryptography.x509.verification import (
 
 from engine.peertext import bound_text
 from probes.tls.certs import EXTENSION_ERRORS, MAX_CHAIN_CERTS, CertParseError, is_issued_by, load_der
-from probes.tls.names import is_address_literal, match_hostname, normalise_host
+from probes.tls.names import cn_dns_id, dns_name_permitted, is_address_literal, match_hostname, normalise_host
 from probes.tls.pathcache import (
     IssuerCache,
     PathCache,
@@ -171,13 +174,38 @@ def _require_server_auth(_policy: Policy, _cert: x509.Certificate, eku: x509.Ext
         raise ValueError("extendedKeyUsage does not allow serverAuth")
 
 
+def _subject_cns(leaf: x509.Certificate) -> list[str]:
+    return [str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+
+
 def _cn_fallback_applies(leaf: x509.Certificate, host: str) -> bool:
-    """No dNSName SAN, and a subject CN that matches ``host`` (RFC 6125 §6.4.4)."""
-    san_dns, san_ip = _leaf_names(leaf)
-    if san_dns or san_ip:
+    """No dNSName SAN, and a subject CN that matches ``host`` (RFC 6125 §6.4.4); OpenSSL
+    looks at the subject whenever no SAN of the host's own type (dNSName) is present."""
+    if _leaf_names(leaf)[0]:
         return False
-    cns = [str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    return match_hostname(host, cns)
+    return match_hostname(host, _subject_cns(leaf))
+
+
+def _cn_outside_constraints(leaf: x509.Certificate, above: Sequence[x509.Certificate]) -> str:
+    """Why the leaf's CNs break the dNSName constraints of a certificate ``above`` it (the
+    rest of its path, anchor included), or "" if they do not; OpenSSL's CN rule, see names.py."""
+    try:
+        ids = [dns_id for cn in _subject_cns(leaf) if (dns_id := cn_dns_id(cn)) is not None]
+    except ValueError as exc:
+        return f"subject CN refused for name constraints: {exc}"
+    for cert in above if ids else ():
+        try:
+            constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            continue
+        except EXTENSION_ERRORS as exc:
+            return f"unreadable name constraints on {cert.subject.rfc4514_string()}: {exc}"
+        permitted = [n.value for n in constraints.permitted_subtrees or () if isinstance(n, DNSName)]
+        excluded = [n.value for n in constraints.excluded_subtrees or () if isinstance(n, DNSName)]
+        for dns_id in ids:
+            if not dns_name_permitted(dns_id, permitted, excluded):
+                return f"CN {dns_id!r} outside the name constraints of {cert.subject.rfc4514_string()}"
+    return ""
 
 
 def _verify_path_only(
@@ -378,9 +406,12 @@ def verify_chain(
     try:
         if _cn_fallback_applies(certs[0], name):
             path = _verify_path_only(store, at, certs[0], certs[1:])
-            anchor = _subject_text(path[-1]) if path else ""
-            detail = "chain verifies to a trusted root; name matched by CN fallback (no subjectAltName)"
-            return PkixResult(True, PkixReason.OK, detail, anchor)
+            outside = _cn_outside_constraints(certs[0], path[1:])
+            if not outside:
+                anchor = _subject_text(path[-1]) if path else ""
+                detail = "chain verifies to a trusted root; name matched by CN fallback (no dNSName)"
+                return PkixResult(True, PkixReason.OK, detail, anchor)
+            message = f"CN fallback: {outside}"
     except (VerificationError, *EXTENSION_ERRORS):
         pass  # classified below like any refused chain
     pool: IntermediatePool | None = None

@@ -12,13 +12,15 @@ report's footnote definitions, never by calling the report's code:
   the MX lookup failed: SERVFAIL, REFUSED, timeout, bogus);
 * of those: STARTTLS and a valid public-CA certificate on at least one followed
   MX host (unknown: no host settled it yes and some host could not be probed);
-  DNSSEC (MX answer secure); DANE (TLSA in a secure answer for some MX host);
+  DNSSEC (MX answer secure); DANE (the MX answer secure and TLSA in a secure
+  answer for some MX host: a DANE provider's unsigned customers do not count);
   MTA-STS (a valid STSv1 TXT record); MTA-STS enforce (effective mode enforce;
   unknown: the policy host refused the connection); TLS-RPT (a valid record).
 
 Both the counts and the "unknown" counts must be equal.  The study's provider
-table (top-10 by domains; DANE yes/optional/no; certificates yes/partial/no)
-is compared row by row, attributing hosts from the world definition.
+table (top-10 by domains; DANE yes/optional/no and certificates yes/partial/no,
+both over the provider's distinct MX hosts) is compared row by row, attributing
+hosts from the world definition.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def _answers(row: dict[str, Any]) -> dict[str, str]:
         "starttls": _any_host([{"yes": True, "no": False}.get(h["smtp"]["starttls"]) for h in hosts]),
         "pkix": _any_host([h["smtp"]["pkix_valid"] for h in hosts]),
         "dnssec": YES if row["mx_dnssec"] == "secure" else NO,
-        "dane": YES if any(h["tlsa"] for h in hosts) else NO,
+        "dane": YES if row["mx_dnssec"] == "secure" and any(h["tlsa"] for h in hosts) else NO,
         "mta_sts": YES if sts.get("txt_valid") else NO,
         "mta_sts_enforce": enforce,
         "tlsrpt": YES if row["tlsrpt_valid"] else NO,
@@ -197,6 +199,20 @@ def test_world_has_the_cases_the_figures_need(truth_rows: list[dict[str, Any]]) 
     assert figures["starttls"][0] < figures["with_mx"][0]
 
 
+def test_dane_figure_equals_the_worlds_truth(
+    report: dict[str, Any], truth_rows: list[dict[str, Any]]
+) -> None:
+    """Issue 13 item 8: the headline DANE figure is the truth's posture.dane_published count
+    (MX answer secure too), and the world holds the case that tells the definitions apart:
+    a DANE provider (the cloudflare.net stand-in) hosting unsigned customer domains."""
+    with_mx = [row for row in truth_rows if _with_mx(row) == YES]
+    assert _figure(report, "dane")["count"] == sum(row["posture"]["dane_published"] for row in with_mx)
+    unsigned_on_tlsa = [
+        row for row in with_mx if row["mx_dnssec"] != "secure" and any(h["tlsa"] for h in _followed(row))
+    ]
+    assert unsigned_on_tlsa and not any(row["posture"]["dane_published"] for row in unsigned_on_tlsa)
+
+
 def test_every_domain_scanned_once(results: Path, truth_rows: list[dict[str, Any]]) -> None:
     records = list(read_domain_records(results))
     assert sorted(r["domain"] for r in records) == sorted(row["domain"] for row in truth_rows)
@@ -216,32 +232,36 @@ def truth_provider_rows(
     rows: list[dict[str, Any]], providers: dict[str, str], top: int = 10
 ) -> list[dict[str, Any]]:
     """The study's table from the truth: a domain counts for its most preferred MX
-    host's provider; certificates are judged per distinct MX host of the provider."""
+    host's provider; inbound DANE (secure TLSA published) and certificates are judged
+    per distinct MX host of the provider; "DANE domains" uses the headline's definition."""
     domains: Counter[str] = Counter()
     dane: Counter[str] = Counter()
-    host_pkix: dict[str, tuple[str, bool | None]] = {}
+    host_facts: dict[str, tuple[str, bool | None, bool]] = {}
     for row in rows:
         if _with_mx(row) != YES:
             continue
         hosts = _followed(row)
         name = providers[hosts[0]["host"]]  # truth lists MX hosts by (preference, name)
         domains[name] += 1
-        dane[name] += any(h["tlsa"] for h in hosts)
+        dane[name] += _answers(row)["dane"] == YES
         for h in hosts:
-            host_pkix.setdefault(h["host"], (providers[h["host"]], h["smtp"]["pkix_valid"]))
+            host_facts.setdefault(h["host"], (providers[h["host"]], h["smtp"]["pkix_valid"], bool(h["tlsa"])))
     valid: Counter[str] = Counter()
     settled: Counter[str] = Counter()
     count: Counter[str] = Counter()
-    for provider, pkix in host_pkix.values():
+    tlsa: Counter[str] = Counter()
+    for provider, pkix, published in host_facts.values():
         count[provider] += 1
         valid[provider] += pkix is True
         settled[provider] += pkix is not None
+        tlsa[provider] += published
     ranked = sorted(domains, key=lambda p: (-domains[p], p))[:top]
     return [
         {
             "provider": p,
             "domains": domains[p],
-            "dane": _label(dane[p], domains[p], "optional"),
+            "dane": _label(tlsa[p], count[p], "optional"),
+            "hosts_dane": tlsa[p],
             "dane_domains": dane[p],
             "pkix": _label(valid[p], settled[p], "partial"),
             "hosts": count[p],
@@ -260,4 +280,6 @@ def test_provider_table_matches_truth(
     # The study's top-10 are the top-10 here, with both labels of each column present.
     assert {r["provider"] for r in expected} >= {"google.com", "outlook.com", "cloudflare.net", "qq.com"}
     assert {r["dane"] for r in expected} == {YES, "optional", NO}
+    cloudflare = next(r for r in expected if r["provider"] == "cloudflare.net")
+    assert cloudflare["dane"] == YES and cloudflare["dane_domains"] < cloudflare["domains"]
     assert {r["pkix"] for r in expected} == {YES, "partial"}

@@ -22,7 +22,8 @@ from probes.dane.tlsa import (
     match_chain,
     parse_tlsa,
 )
-from probes.dns.records import Dnssec
+from probes.dns.records import Answer, Dnssec, MxHost, Outcome
+from probes.transport import dane_published
 from testbed.pki import TestPki
 
 HOST = "mx1.dane.example.test"
@@ -347,3 +348,34 @@ def test_time_may_be_naive_utc() -> None:
         at=naive,
     )
     assert result.status is DaneStatus.MISMATCH  # the leaf expired by then
+
+
+def _answer(rrtype: str, outcome: Outcome, dnssec: Dnssec, data: tuple[str, ...] = ()) -> Answer:
+    return Answer("d.test", rrtype, outcome, dnssec, dnssec is S, 300, (), data, "NOERROR", (), "")
+
+
+@pytest.mark.parametrize(
+    ("mx", "tlsa", "published"),
+    [
+        pytest.param(S, (Outcome.OK, S), True, id="mx-and-tlsa-secure"),
+        pytest.param(INS, (Outcome.OK, S), False, id="dane-provider-hosting-an-unsigned-domain"),
+        pytest.param(S, (Outcome.OK, INS), False, id="tlsa-insecure"),
+        pytest.param(S, (Outcome.NODATA, S), False, id="no-tlsa"),
+        pytest.param(Dnssec.UNKNOWN, (Outcome.OK, S), False, id="mx-status-unknown"),
+    ],
+)
+def test_dane_published_needs_mx_and_tlsa_answers_secure(
+    mx: Dnssec, tlsa: tuple[Outcome, Dnssec], published: bool
+) -> None:
+    """Issue 13 item 8 (RFC 7672 §2.2.1): the study's DANE needs the MX RRset secure too."""
+    data = ("3 1 1 " + "ab" * 32,) if tlsa[0] is Outcome.OK else ()
+    host = MxHost(
+        10,
+        HOST,
+        _answer("A", Outcome.OK, S, ("192.0.2.1",)),
+        _answer("AAAA", Outcome.NODATA, S),
+        _answer("TLSA", tlsa[0], tlsa[1], data),
+        None,
+    )
+    mx_answer = _answer("MX", Outcome.OK, mx, (f"10 {HOST}",))
+    assert dane_published(mx_answer, [host]) is published

@@ -24,7 +24,7 @@ from probes.smtp.records import Phase, SmtpResult, Starttls, TlsSession
 from probes.tls.certs import CertFacts, ChainFacts
 from probes.tls.verify import PkixReason, PkixResult
 from probes.tlsrpt.record import TlsRptRecord
-from probes.transport import MxTransport, posture, smtp_ref
+from probes.transport import MxTransport, dane_published, posture, smtp_ref
 from report.summary import summarise
 
 # ---------------------------------------------------------------- factories
@@ -252,7 +252,6 @@ def record(
     )
     for _, _, _, probes in mx:
         _SMTP_RESULTS.update((smtp_ref(r), r) for r in probes)
-    published = any(v for v in tlsa.values())
     rpt = TlsRptRecord(
         tlsrpt,
         tlsrpt,
@@ -268,7 +267,7 @@ def record(
         posture=posture(
             [(probes, t.dane) for t, (_, _, _, probes) in zip(transports, mx, strict=True)],
             dnssec_mx=dnssec,
-            dane_published=published and dnssec == "secure",
+            dane_published=dane_published(mx_answer, hosts),
             mta_sts_mode=mta_sts.mode if mta_sts else None,
             tlsrpt=tlsrpt,
         ),
@@ -409,6 +408,49 @@ def test_dane_published_counts_mismatching_tlsa() -> None:
     assert listing["total"] == 1 and listing["rows"][0][:2] == ["d.test", host]
 
 
+def _customer(domain: str, dnssec: str, host: str = "route1.mx.dane-provider.test") -> DomainRecord:
+    """A domain hosted by a DANE provider: its MX host publishes TLSA in a secure answer."""
+    return record(
+        domain,
+        mx=((10, host, "dane-provider.test", (smtp(host),)),),
+        dnssec=dnssec,
+        tlsa={host: ("3 1 1 " + "ab" * 32,)},
+        dane={host: DaneStatus.VALID if dnssec == "secure" else DaneStatus.INSECURE},
+    )
+
+
+def test_dane_headline_excludes_domains_whose_mx_answer_is_insecure() -> None:
+    """Issue 13 item 8: RFC 7672 §2.2.1, an insecure MX RRset means DANE does not apply, so a
+    DANE provider's unsigned customers do not count (the study's cloudflare.net row)."""
+    figs = figures_of(_customer("signed.test", "secure"), _customer("unsigned.test", "insecure"))
+    assert (figs["dane"]["count"], figs["dane"]["unknown"]) == (1, 0)
+    assert "RFC 7672 §2.2.1" in figs["dane"]["footnote"]
+
+
+def test_dane_headline_ignores_old_posture_that_counted_an_insecure_mx() -> None:
+    """Files written before the fix carry posture.dane_published true for insecure MX answers."""
+    (old,) = as_dicts(_customer("unsigned.test", "insecure"))
+    old["posture"]["dane_published"] = True
+    fig = {f["key"]: f for f in summarise([old])["headline"]}["dane"]
+    assert (fig["count"], fig["unknown"]) == (0, 0)
+
+
+def test_dane_headline_unknown_when_the_mx_dnssec_status_is() -> None:
+    fig = figures_of(_customer("d.test", "indeterminate"))["dane"]
+    assert (fig["count"], fig["unknown"]) == (0, 1)
+
+
+def test_provider_inbound_dane_is_a_property_of_its_mx_hosts() -> None:
+    """Issue 13 item 8: "Inbound DANE" says whether the provider's MX hosts publish secure
+    TLSA; "DANE domains" counts the customers that count as DANE (few, when most are unsigned)."""
+    customers = [_customer(f"u{i}.test", "insecure") for i in range(3)] + [_customer("s.test", "secure")]
+    s = summarise(as_dicts(*customers))
+    row = {r["provider"]: r for r in s["providers"]["rows"]}["dane-provider.test"]
+    assert (row["dane"], row["hosts_dane"], row["hosts"], row["dane_domains"]) == ("yes", 1, 1, 1)
+    assert "property of the provider's MX hosts" in s["footnotes"]["provider_dane"]
+    assert "headline figure" in s["footnotes"]["provider_dane"]
+
+
 def test_dns_only_file_derives_dane_and_sts_and_says_the_rest_is_not_measured() -> None:
     host = "mx.p.test"
     r = record(
@@ -516,8 +558,10 @@ def _dane_domain(domain: str, provider: str, published: bool) -> DomainRecord:
     ],
 )
 def test_provider_inbound_dane(published: tuple[bool, bool], label: str) -> None:
+    """One MX host per customer (outlook.com's way): customers opt in host by host."""
     rows = _provider_rows(*(_dane_domain(f"d{i}.test", "p.test", p) for i, p in enumerate(published)))
     assert rows["p.test"]["dane"] == label
+    assert rows["p.test"]["hosts_dane"] == sum(published)
     assert rows["p.test"]["dane_domains"] == sum(published)
 
 
