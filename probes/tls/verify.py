@@ -18,14 +18,19 @@ precedence (the first that applies wins):
 3. ``hostname-mismatch``: no subjectAltName of the leaf matches ``host``
    (RFC 6125 §6.4: case-insensitive, IDNA names as A-labels, a wildcard only
    as the entire left-most label and matching exactly one label; the CN
-   counts only when the leaf has no dNSName or iPAddress SAN, see below).
-4. walking issuers up from the leaf through the presented certificates:
+   counts only when the leaf has no dNSName SAN, see below).
+4. ``chain-too-long``: the server presented more than ``MAX_CHAIN_CERTS``
+   certificates and the first ones do not verify.  Only those are read (a
+   bound on hostile input), so whatever the rest could change (the path,
+   hence everything below) is not judged; the leaf's own faults above are
+   judged all the same.
+5. walking issuers up from the leaf through the presented certificates:
    the walk reaches a trust anchor → the chain is complete and something else
    is wrong (an expired intermediate, a bad extension…) → ``other``;
    it reaches one only through the ``intermediates`` pool (known
    intermediates, like Firefox's preload list) → ``incomplete-chain``;
    it reaches none → ``unknown-issuer``.
-5. anything unparsable (empty chain, garbage DER, an invalid host) → ``other``.
+6. anything unparsable (empty chain, garbage DER, an invalid host) → ``other``.
 
 The verifier's own message rides along in ``detail`` (bounded).
 
@@ -110,6 +115,8 @@ class PkixReason(StrEnum):
     HOSTNAME_MISMATCH = "hostname-mismatch"
     #: The server left out an intermediate that a known-intermediates pool supplies.
     INCOMPLETE_CHAIN = "incomplete-chain"
+    #: More certificates presented than are read, and the ones read do not verify.
+    CHAIN_TOO_LONG = "chain-too-long"
     #: Anything else: a bad intermediate, a policy violation, unparsable input.
     OTHER = "other"
 
@@ -121,7 +128,7 @@ class PkixResult:
     Fields:
       valid: cryptography's verifier accepted the chain for the host at the time.
       reason: ok / expired / not-yet-valid / self-signed / unknown-issuer / hostname-mismatch /
-        incomplete-chain / other (see verify.py for the precedence).
+        incomplete-chain / chain-too-long / other (see verify.py for the precedence).
       detail: a short explanation, with the verifier's message when it refused (bounded).
       anchor: the RFC 4514 subject of the trusted root the chain led to; "" unless valid.
     """
@@ -308,6 +315,11 @@ def classify(
 
 _VERIFIED = "chain verifies to a trusted root"
 
+#: Reasons that are facts of the leaf alone: no other certificate presented could change them.
+_LEAF_REASONS = frozenset(
+    {PkixReason.SELF_SIGNED, PkixReason.EXPIRED, PkixReason.NOT_YET_VALID, PkixReason.HOSTNAME_MISMATCH}
+)
+
 
 @functools.lru_cache(maxsize=1024)
 def _subject_text(anchor: x509.Certificate) -> str:
@@ -424,5 +436,7 @@ def verify_chain(
     except EXTENSION_ERRORS as exc:  # an extension the classifier could not read
         reason, detail = PkixReason.OTHER, f"{message}; classifier: {exc}"
     if len(chain) > MAX_CHAIN_CERTS:
-        detail = f"{detail} (only the first {MAX_CHAIN_CERTS} of {len(chain)} certificates considered)"
+        detail = f"only the first {MAX_CHAIN_CERTS} of {len(chain)} certificates considered; {detail}"
+        if reason not in _LEAF_REASONS:  # the certificates left unread could give another path
+            reason = PkixReason.CHAIN_TOO_LONG
     return PkixResult(False, reason, _bounded(detail), "")

@@ -184,13 +184,44 @@ def test_unusable_inputs_are_other(chain: tuple[bytes, ...] | None, host: str, d
     assert detail in result.detail
 
 
-def test_long_chain_is_capped_and_says_so() -> None:
+def test_a_chain_longer_than_the_cap_that_does_not_verify_is_chain_too_long() -> None:
+    """41 certificates: the first 16 lead nowhere, so the verdict names the cut, not the issuer."""
     p = pki()
     leaf = p.issue([HOST], kind="untrusted-ca").leaf_der
     result = verify_chain([leaf] + [p.untrusted_root.der] * 40, HOST, store=store(), at=p.now)
-    assert result.reason is PkixReason.UNKNOWN_ISSUER
+    assert (result.valid, result.reason) == (False, PkixReason.CHAIN_TOO_LONG)
     assert "only the first 16 of 41" in result.detail
     assert len(result.detail) <= 400
+
+
+def test_the_intermediate_past_the_cap_is_never_read() -> None:
+    """The issuer the leaf needs is the 17th certificate: chain-too-long, while the same
+    chain with it 16th verifies."""
+    p = pki()
+    leaf, intermediate = p.issue([HOST]).chain_der
+    filler = [p.untrusted_root.der] * 14
+    assert verify_chain([leaf, *filler, intermediate], HOST, store=store(), at=p.now).valid
+    cut = verify_chain([leaf, *filler, p.untrusted_root.der, intermediate], HOST, store=store(), at=p.now)
+    assert cut.reason is PkixReason.CHAIN_TOO_LONG
+
+
+def test_a_long_chain_whose_first_certificates_verify_is_valid() -> None:
+    p = pki()
+    chain = [*p.issue([HOST]).chain_der, *[p.untrusted_root.der] * 30]
+    assert verify_chain(chain, HOST, store=store(), at=p.now).valid
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("expired", R.EXPIRED), ("self-signed", R.SELF_SIGNED), ("wrong-name", R.HOSTNAME_MISMATCH)],
+)
+def test_a_long_chain_keeps_the_leafs_own_fault(kind: str, reason: PkixReason) -> None:
+    """What is wrong with the leaf itself holds whatever the unread certificates are."""
+    p = pki()
+    chain = [p.issue([HOST], kind=kind).leaf_der, *[p.untrusted_root.der] * 30]
+    result = verify_chain(chain, HOST, store=store(), at=p.now)
+    assert result.reason is reason
+    assert "only the first 16 of 31" in result.detail
 
 
 def test_naive_time_is_utc() -> None:
