@@ -188,6 +188,9 @@ class Breakdowns:
                 if facts.pkix == UNKNOWN:
                     self._why("pkix", reason)
         if facts.dane == UNKNOWN:
+            mx_status = str((dns.get("mx") or {}).get("dnssec", "?"))
+            if mx_status != "secure":  # the study's DANE needs the MX answer secure too
+                self._why("dane", f"MX dnssec {mx_status}")
             for host in dns.get("mx_hosts") or ():
                 tlsa = host.get("tlsa")
                 skipped = host.get("tlsa_skipped")

@@ -436,8 +436,10 @@ def test_dane_headline_ignores_old_posture_that_counted_an_insecure_mx() -> None
 
 
 def test_dane_headline_unknown_when_the_mx_dnssec_status_is() -> None:
-    fig = figures_of(_customer("d.test", "indeterminate"))["dane"]
+    s = summarise(as_dicts(_customer("d.test", "indeterminate")))
+    fig = {f["key"]: f for f in s["headline"]}["dane"]
     assert (fig["count"], fig["unknown"]) == (0, 1)
+    assert s["unknown_why"]["dane"] == {"MX dnssec indeterminate": 1}
 
 
 def test_provider_inbound_dane_is_a_property_of_its_mx_hosts() -> None:
