@@ -62,6 +62,8 @@ __all__ = [
 BINARY_SNIFF_BYTES = 64 * 1024
 #: Longest physical line read whole; a longer line is consumed and reported invalid.
 MAX_LINE_CHARS = 8192
+#: Bytes asked of the source per read (a pipe gives what it holds, never waits for more).
+_READ_BYTES = 64 * 1024
 #: Characters per read while counting a regular file's names.
 _COUNT_CHUNK_CHARS = 1 << 20
 #: Enough leading bytes to tell every byte-order mark apart.
@@ -197,7 +199,8 @@ def _open_text(source: BinaryIO, label: str) -> io.TextIOWrapper:
     read1 = getattr(source, "read1", None)
     raw = _TextSource(read1 if callable(read1) else source.read, label)
     # "replace" keeps a bad byte past the checked window to its own line (reported invalid).
-    return io.TextIOWrapper(io.BufferedReader(raw), encoding=raw.encoding, errors="replace", newline=None)
+    buffered = io.BufferedReader(raw, _READ_BYTES)
+    return io.TextIOWrapper(buffered, encoding=raw.encoding, errors="replace", newline=None)
 
 
 def _bounded_lines(text: io.TextIOBase) -> Iterator[tuple[str, bool]]:
@@ -274,7 +277,8 @@ class DomainReader:
 
     def _iterate(self) -> Iterator[InputItem]:
         if os.fspath(self.source) == "-":
-            yield from self._items(_open_text(self._stdin or sys.stdin.buffer, self.label))
+            stdin = self._stdin if self._stdin is not None else sys.stdin.buffer
+            yield from self._items(_open_text(stdin, self.label))
         else:
             with _open_file(self.source) as binary:
                 yield from self._items(_open_text(binary, self.label))
