@@ -93,6 +93,9 @@ __all__ = [
 ]
 
 _DETAIL_LIMIT = 300
+#: OpenSSL's bound on (name, constraint) pairs checked per CA (NAME_CHECK_MAX, v3_ncons.c):
+#: beyond it the check is refused, not run (quadratic work from a hostile chain).
+_NAME_CHECK_MAX = 1 << 20
 
 #: Chains cryptography's verifier accepted, shared by every host presenting them.
 VERIFIED_PATHS = PathCache()
@@ -193,24 +196,40 @@ def _cn_fallback_applies(leaf: x509.Certificate, host: str) -> bool:
     return match_hostname(host, _subject_cns(leaf))
 
 
+def _name_count(leaf: x509.Certificate) -> int:
+    """Subject attributes plus subjectAltName entries: the names OpenSSL holds to constraints."""
+    try:
+        sans = len(leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except (x509.ExtensionNotFound, *EXTENSION_ERRORS):
+        sans = 0
+    return len(leaf.subject) + sans
+
+
 def _cn_outside_constraints(leaf: x509.Certificate, above: Sequence[x509.Certificate]) -> str:
     """Why the leaf's CNs break the dNSName constraints of a certificate ``above`` it (the
-    rest of its path, anchor included), or "" if they do not; OpenSSL's CN rule, see names.py."""
-    try:
-        ids = [dns_id for cn in _subject_cns(leaf) if (dns_id := cn_dns_id(cn)) is not None]
-    except ValueError as exc:
-        return f"subject CN refused for name constraints: {exc}"
-    for cert in above if ids else ():
+    rest of its path, anchor included), or "" if they do not; OpenSSL's CN rule, see names.py.
+    Like OpenSSL, it refuses more than 2**20 (name, constraint) pairs rather than check them."""
+    names = _name_count(leaf)
+    for cert in above:
         try:
             constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
         except x509.ExtensionNotFound:
             continue
         except EXTENSION_ERRORS as exc:
             return f"unreadable name constraints on {cert.subject.rfc4514_string()}: {exc}"
-        permitted = [n.value for n in constraints.permitted_subtrees or () if isinstance(n, DNSName)]
-        excluded = [n.value for n in constraints.excluded_subtrees or () if isinstance(n, DNSName)]
-        for dns_id in ids:
-            if not dns_name_permitted(dns_id, permitted, excluded):
+        permitted, excluded = constraints.permitted_subtrees or (), constraints.excluded_subtrees or ()
+        if names and len(permitted) + len(excluded) > _NAME_CHECK_MAX // names:
+            return (
+                f"{names} names against {len(permitted) + len(excluded)} name constraints: too many to check"
+            )
+        for cn in _subject_cns(leaf):
+            try:
+                dns_id = cn_dns_id(cn)
+            except ValueError as exc:
+                return f"subject CN refused for name constraints: {exc}"
+            permits = [n.value for n in permitted if isinstance(n, DNSName)]
+            excludes = [n.value for n in excluded if isinstance(n, DNSName)]
+            if dns_id is not None and not dns_name_permitted(dns_id, permits, excludes):
                 return f"CN {dns_id!r} outside the name constraints of {cert.subject.rfc4514_string()}"
     return ""
 

@@ -55,6 +55,7 @@ CAS: dict[str, tuple[str, list[str] | None, list[str] | None]] = {
     "CA permits .example.com": ("CN Test Root", [".example.com"], None),
     "CA excludes bad.example.com": ("CN Test Root", None, ["bad.example.com"]),
     "CA under constrained root": ("CN Test Constrained Root", None, None),
+    "CA with 1025 subtrees": ("CN Test Root", ["example.com", *(f"n{i}.test" for i in range(1024))], None),
 }
 ROOTS = ("CN Test Root", "CN Test Constrained Root")
 
@@ -166,6 +167,20 @@ def test_cn_fallback_verdict_equals_openssls(
     else:
         assert result.reason is PkixReason.OTHER
         assert "name constraints" in result.detail
+
+
+def test_too_many_names_against_too_many_constraints_are_refused_as_openssl_does() -> None:
+    """1,024 subject names against 1,025 subtrees is past OpenSSL's 2**20 pairs: it refuses
+    the chain rather than check (a hostile chain's quadratic work), and so does mxscan."""
+    issued = issue("CA with 1025 subtrees", ("mx.example.com", *(f"unit{i}" for i in range(1023))), None)
+    result = verify_chain(issued.chain_der, "mx.example.com", store=store(), at=NOW)
+    by_openssl, message = openssl_verify(issued, roots_pem(), "mx.example.com", NOW)
+    assert not by_openssl, message
+    assert (result.valid, result.reason) == (False, PkixReason.OTHER)
+    assert "too many to check" in result.detail
+    fewer = issue("CA with 1025 subtrees", ("mx.example.com", *(f"unit{i}" for i in range(1022))), None)
+    assert verify_chain(fewer.chain_der, "mx.example.com", store=store(), at=NOW).valid
+    assert openssl_verify(fewer, roots_pem(), "mx.example.com", NOW)[0]
 
 
 @pytest.mark.parametrize(
