@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.records import encode  # noqa: E402
 from probes.dane.tlsa import DaneStatus  # noqa: E402
-from probes.domain import DomainRecord  # noqa: E402
+from probes.domain import DomainRecord, RunEnd, run_line  # noqa: E402
 from probes.mtasts.records import Finding  # noqa: E402
 from probes.smtp.records import SmtpResult  # noqa: E402
 from tests.unit.test_report_figures import host_lines, record, smtp, sts_result  # noqa: E402
@@ -135,6 +135,12 @@ def write_results(path: Path, domains: int, seed: int = 1) -> None:
                 cache[key] = base
             out.writelines(host_lines(base, written))
             out.write(encode(dataclasses.replace(base, domain=domain)))
+        # a finished scan (diff and trend refuse an unfinished file)
+        out.write(
+            run_line(
+                RunEnd(True, domains, "2024-11-04T00:00:00.000Z", "2024-11-04T01:00:00.000Z", "mxscan", "")
+            )
+        )
 
 
 _CHILD = """

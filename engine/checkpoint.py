@@ -20,6 +20,15 @@ Only lines that start with ``{`` (or are NUL filler left by a file-system
 crash) are ever treated as a torn tail, so a foreign one-line file is refused
 rather than truncated.  An exclusive ``flock`` keeps two scans from
 interleaving lines in one file.
+
+Finished or not
+---------------
+A run that has written a line for every target appends a *marker line*
+(``{"schema_version": .., "run": {"finished": true, ...}}``).  The file is
+finished exactly when its last line is such a marker: anything appended later
+(a resume with a longer list, a torn tail from a kill) makes it unfinished
+again until the next marker, so the marker never needs removing and a reader
+learns the state from the last line alone (``finished``).
 """
 
 from __future__ import annotations
@@ -33,11 +42,23 @@ from typing import Any, BinaryIO
 
 import orjson
 
-__all__ = ["MAX_LINE_BYTES", "ResultStore", "StoreError", "read_records"]
+__all__ = [
+    "MARKER_FIELD",
+    "MAX_LINE_BYTES",
+    "ResultStore",
+    "StoreError",
+    "finished",
+    "is_marker",
+    "read_records",
+]
 
 #: Longest line read back; a record is a few KB, a certificate-heavy one well under 1 MiB.
 MAX_LINE_BYTES = 64 * 1024 * 1024
 _NOT_OURS = "not an mxscan results file (use --fresh to overwrite)"
+#: The field of a marker line (see "Finished or not").
+MARKER_FIELD = "run"
+#: A marker line is a few hundred bytes; a last line longer than this is not one.
+_MARKER_MAX_BYTES = 64 * 1024
 
 
 class StoreError(Exception):
@@ -69,6 +90,39 @@ def _parse(line: bytes) -> Any:
         return orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
+
+
+def is_marker(record: object, key_field: str = "domain") -> bool:
+    """A run marker line: a ``run`` object and no key (a target's line never has ``run``)."""
+    return isinstance(record, dict) and key_field not in record and isinstance(record.get(MARKER_FIELD), dict)
+
+
+def _finishes(record: object, key_field: str = "domain") -> bool:
+    if not is_marker(record, key_field):
+        return False
+    assert isinstance(record, dict)
+    return record[MARKER_FIELD].get("finished") is True
+
+
+def finished(path: str | os.PathLike[str]) -> bool:
+    """Whether the file's last line is a finished-run marker (reads only the file's end).
+
+    A torn tail, a missing marker (a run killed or stopped, or a file written before
+    markers existed) or an unreadable file: False.
+    """
+    try:
+        with open(path, "rb") as stream:
+            end = stream.seek(0, os.SEEK_END)
+            stream.seek(max(0, end - _MARKER_MAX_BYTES))
+            tail = stream.read()
+    except OSError:
+        return False
+    if not tail.endswith(b"\n"):
+        return False  # empty, or torn: something was being appended after any marker
+    start = tail.rfind(b"\n", 0, len(tail) - 1) + 1
+    if start == 0 and end > len(tail):
+        return False  # the last line is longer than any marker
+    return _finishes(_parse(tail[start:]))
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -139,6 +193,10 @@ class ResultStore:
         self.dropped_torn_tail = False
         #: Lines appended since open (buffered or written).
         self.appended = 0
+        #: On open, the file's last line was a finished-run marker (see "Finished or not").
+        self.finished = False
+        #: Marker lines found in the file on open.
+        self.markers = 0
 
     def open(self) -> frozenset[str]:
         """Create, truncate (``fresh``) or resume the file; return the keys already written."""
@@ -188,9 +246,14 @@ class ResultStore:
                 key = record.get(self.key_field) if isinstance(record, dict) else None
                 if not isinstance(record, dict) or "schema_version" not in record:
                     raise StoreError(f"{self.path}: line {lineno}: {_NOT_OURS}")
+                good_end = offset + len(line)
+                # Only the last line decides (a marker followed by more lines is history).
+                self.finished = _finishes(record, self.key_field)
+                if self.finished or is_marker(record, self.key_field):
+                    self.markers += 1
+                    continue
                 if key is None and isinstance(record.get(self.side_field), str):
                     self.side_records += 1
-                    good_end = offset + len(line)
                     continue
                 if not isinstance(key, str):
                     raise StoreError(f"{self.path}: line {lineno}: {_NOT_OURS}")
@@ -198,7 +261,6 @@ class ResultStore:
                     self.duplicate_keys += 1
                 keys.add(key)
                 self.resumed += 1
-                good_end = offset + len(line)
         if self.dropped_torn_tail:
             os.ftruncate(fd, good_end)
         return frozenset(keys)

@@ -131,6 +131,11 @@ class Offload:
             self._lose(f"the probe process did not start within {startup:g}s")
             raise OffloadLost(self._lost or "") from None
 
+    @property
+    def lost(self) -> str | None:
+        """Why the child is gone (every call now raises OffloadLost), or None while it serves."""
+        return self._lost
+
     def _lose(self, why: str) -> None:
         if self._lost is None:
             self._lost = why

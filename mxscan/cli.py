@@ -9,6 +9,8 @@ from pathlib import Path
 from engine.exclude import ExcludeList
 from engine.limits import Limit
 from engine.limitspec import PER_IP_KEY, default_limits, load_limits_toml, parse_limit_spec
+from engine.options import Parser, prepare_output, seconds, whole
+from engine.options import port as port_number
 from mxscan import __version__, defaults
 from report.commands import add_parsers as add_report_parsers
 
@@ -25,27 +27,13 @@ def _endpoint(text: str) -> tuple[str, int]:
         host, _, port = text.partition(":")
     else:
         host, port = text, "53"
+    if not host:
+        raise argparse.ArgumentTypeError(f"must be HOST[:PORT] (e.g. 127.0.0.1:53), got {text!r}")
     try:
-        number = int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
-    if not host or not 0 < number < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST[:PORT], got {text!r}")
+        number = port_number(port)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be HOST[:PORT] with a port 1-65535, got {text!r}") from None
     return host, number
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
 
 
 def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,23 +57,21 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         action="store_true",
         help="re-probe, in place, the domains whose results were unknown (timeouts, throttling, SERVFAIL)",
     )
-    p.add_argument(
-        "--concurrency", type=_positive_int, default=defaults.CONCURRENCY, help="domains in flight"
-    )
+    p.add_argument("--concurrency", type=whole(1), default=defaults.CONCURRENCY, help="domains in flight")
     p.add_argument(
         "--max-parked",
-        type=int,
+        type=whole(0),
         default=defaults.MAX_PARKED,
         help="domains waiting on connection limits that do not count against --concurrency",
     )
     p.add_argument(
-        "--dns-in-flight", type=_positive_int, default=defaults.DNS_IN_FLIGHT, help="DNS queries in flight"
+        "--dns-in-flight", type=whole(1), default=defaults.DNS_IN_FLIGHT, help="DNS queries in flight"
     )
     p.add_argument(
-        "--dns-timeout", type=_positive_float, default=defaults.DNS_TIMEOUT, help="seconds per DNS attempt"
+        "--dns-timeout", type=seconds, default=defaults.DNS_TIMEOUT, help="seconds per DNS attempt"
     )
     p.add_argument(
-        "--dns-attempts", type=_positive_int, default=defaults.DNS_ATTEMPTS, help="attempts per query"
+        "--dns-attempts", type=whole(1, 10), default=defaults.DNS_ATTEMPTS, help="attempts per query"
     )
     p.add_argument(
         "--preflight-signed",
@@ -105,7 +91,7 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument(
         "--grace",
-        type=_positive_float,
+        type=seconds,
         default=defaults.SHUTDOWN_GRACE,
         help="seconds to finish after Ctrl-C",
     )
@@ -153,7 +139,7 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="where operators learn about the scan and opt out; logged in every record",
     )
     smtp.add_argument(
-        "--smtp-port", type=_positive_int, default=defaults.SMTP_PORT, help="SMTP port (default 25)"
+        "--smtp-port", type=port_number, default=defaults.SMTP_PORT, help="SMTP port (default 25)"
     )
     smtp.add_argument(
         "--inline-probes",
@@ -163,46 +149,46 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     smtp.add_argument(
         "--smtp-in-flight",
-        type=_positive_int,
+        type=whole(1),
         default=defaults.SMTP_IN_FLIGHT,
         help="SMTP connections at once",
     )
     smtp.add_argument(
         "--per-ip-connections",
-        type=_positive_int,
+        type=whole(1),
         default=defaults.PER_IP_CONNECTIONS,
         help="connections at once to one IP address (default 1)",
     )
     smtp.add_argument(
-        "--smtp-connect-timeout", type=_positive_float, default=defaults.SMTP_CONNECT_TIMEOUT, help="seconds"
+        "--smtp-connect-timeout", type=seconds, default=defaults.SMTP_CONNECT_TIMEOUT, help="seconds"
     )
     smtp.add_argument(
         "--smtp-timeout",
-        type=_positive_float,
+        type=seconds,
         default=defaults.SMTP_TIMEOUT,
         help="seconds per SMTP phase (banner, each command, TLS handshake)",
     )
     smtp.add_argument(
         "--smtp-host-timeout",
-        type=_positive_float,
+        type=seconds,
         default=defaults.SMTP_HOST_TIMEOUT,
         help="seconds for the whole exchange with one address (default 90)",
     )
     smtp.add_argument(
         "--smtp-retries",
-        type=int,
+        type=whole(0, 10),
         default=defaults.SMTP_RETRIES,
         help="retries after 421/450/451 or timeouts",
     )
     smtp.add_argument(
         "--smtp-retry-delay",
-        type=_positive_float,
+        type=seconds,
         default=defaults.SMTP_RETRY_DELAY,
         help="first retry pause (s)",
     )
     smtp.add_argument(
         "--https-port",
-        type=_positive_int,
+        type=port_number,
         default=defaults.HTTPS_PORT,
         help="MTA-STS policy port (default 443)",
     )
@@ -254,7 +240,7 @@ def _providers(args: argparse.Namespace) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="mxscan", description="Measure whether email to a list of domains is confidential in transit."
     )
     parser.add_argument("--version", action="version", version=f"mxscan {__version__}")
@@ -303,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"mxscan: {exc}", file=sys.stderr)
             return 2
+        # Checked now, not after a scan of hours: the totals have somewhere to go.
+        problem = prepare_output(args.summary_json) if args.summary_json is not None else None
+        if problem:
+            print(f"mxscan: --summary-json: {problem}", file=sys.stderr)
+            return 2
 
         return run_scan(
             ScanConfig(
@@ -311,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 resolver=args.resolver,
                 fresh=args.fresh,
                 concurrency=args.concurrency,
-                max_parked=max(args.max_parked, 0),
+                max_parked=args.max_parked,
                 dns_in_flight=args.dns_in_flight,
                 dns_timeout=args.dns_timeout,
                 dns_attempts=args.dns_attempts,
@@ -329,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                 smtp_connect_timeout=args.smtp_connect_timeout,
                 smtp_timeout=args.smtp_timeout,
                 smtp_host_timeout=args.smtp_host_timeout,
-                smtp_retries=max(args.smtp_retries, 0),
+                smtp_retries=args.smtp_retries,
                 smtp_retry_delay=args.smtp_retry_delay,
                 ipv6=not args.no_ipv6,
                 trust_store=args.trust_store,
@@ -355,10 +346,18 @@ def main(argv: list[str] | None = None) -> int:
         from mxscan.schema import schema_text
 
         text = schema_text()
-        if args.out:
-            args.out.write_text(text)
-        else:
+        if args.out is None:
             sys.stdout.write(text)
+            return 0
+        try:
+            problem = prepare_output(args.out)
+            if problem is None:
+                args.out.write_text(text)
+        except OSError as exc:
+            problem = f"cannot write {args.out}: {exc.strerror or exc}"
+        if problem:
+            print(f"mxscan: {problem}", file=sys.stderr)
+            return 2
         return 0
     raise AssertionError(args.command)  # pragma: no cover
 

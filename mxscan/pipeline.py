@@ -21,8 +21,10 @@ from probes.dns.probe import probe_dns
 from probes.dns.records import Answer, DnsResult, Dnssec, MxHost, Outcome, TlsaSkip
 from probes.domain import ProbeError
 from probes.mtasts.assess import assess_mta_sts
+from probes.mtasts.fetch import POLICY_PATH
 from probes.mtasts.records import MtaStsResult, PolicyFetch
 from probes.smtp.probe import SmtpProbe
+from probes.smtp.records import Phase, SmtpResult, Starttls
 from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_txt
 from probes.transport import (
     MxTransport,
@@ -48,6 +50,8 @@ class PipelineOptions:
     ipv6: bool = True
     #: Domain-level SMTP fan-out: MX addresses probed at once for one domain.
     addresses_per_domain: int = 8
+    #: The port the SMTP probes connect to (recorded in a result a probe could not give).
+    smtp_port: int = 25
 
 
 @dataclass(slots=True)
@@ -72,6 +76,53 @@ def failure_detail(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     text = f"{type(exc).__name__}: {exc}" + (f" (and {more} more)" if more else "")
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def unmeasured_smtp(host: str, address: str, port: int, exc: BaseException) -> SmtpProbe:
+    """The result of an SMTP probe that gave none: the probe process died (``OffloadLost``)
+    or the probe crashed.  ``unknown-error`` with STARTTLS unknown, never "no": the domain's
+    posture is then unknown and ``--retry-unknown`` measures it again."""
+    result = SmtpResult(
+        host=host,
+        address=address,
+        port=port,
+        status=Status.UNKNOWN_ERROR,
+        phase=Phase.CONNECT,
+        starttls=Starttls.UNKNOWN,
+        banner_code=None,
+        banner="",
+        ehlo=None,
+        ehlo_tls=None,
+        last_code=None,
+        last_text="",
+        tls=None,
+        pkix=None,
+        plaintext_injection=False,
+        attempts=0,
+        detail=failure_detail(exc),
+        duration_ms=0.0,
+        phase_ms={},
+    )
+    return SmtpProbe(result, ())
+
+
+def unfetched_policy(domain: str, address: str, exc: BaseException) -> PolicyFetch:
+    """The result of a policy fetch that gave none (as ``unmeasured_smtp``): the policy is
+    then unknown, never absent."""
+    return PolicyFetch(
+        url=f"https://mta-sts.{domain}{POLICY_PATH}",
+        address=address,
+        status=Status.UNKNOWN_ERROR,
+        http_status=None,
+        content_type="",
+        location="",
+        body_bytes=0,
+        tls_version="",
+        chain=None,
+        pkix=None,
+        detail=failure_detail(exc),
+        duration_ms=0.0,
+    )
 
 
 def addresses_of(host: MxHost, *, ipv6: bool) -> list[str]:
@@ -211,6 +262,15 @@ class Pipeline:
             errors.append(ProbeError(probe=probe, status=Status.UNKNOWN_ERROR, detail=failure_detail(exc)))
             return fallback
 
+    async def _smtp(self, host: str, address: str) -> SmtpProbe:
+        """One address's probe; a probe that fails to give a result gives an unknown one for
+        this address alone (kept like any result: each address is asked once per run)."""
+        assert self.probe_smtp is not None
+        try:
+            return await self.probe_smtp(host, address)
+        except Exception as exc:  # the probe process is gone (OffloadLost) or the probe crashed
+            return unmeasured_smtp(host, address, self.options.smtp_port, exc)
+
     async def _policy(self, domain: str) -> tuple[Answer, PolicyFetch | None, bytes | None]:
         """Resolve mta-sts.<domain> and fetch its policy when it has an address.
 
@@ -220,7 +280,10 @@ class Pipeline:
         policy_a = await self.lookup_own(f"mta-sts.{domain}", "A")
         if self.fetch_policy is None or policy_a.outcome is not Outcome.OK or not policy_a.data:
             return policy_a, None, None
-        fetch, body = await self.fetch_policy(domain, policy_a.data[0])
+        try:
+            fetch, body = await self.fetch_policy(domain, policy_a.data[0])
+        except Exception as exc:  # the probe process is gone (OffloadLost) or the fetch crashed
+            return policy_a, unfetched_policy(domain, policy_a.data[0], exc), None
         return policy_a, fetch, body
 
     async def _transport(
@@ -236,10 +299,8 @@ class Pipeline:
 
         async def one(host: str, address: str) -> None:
             async with gate:
-                assert self.probe_smtp is not None
-                probe = self.probe_smtp
                 results[(host, address)] = await self.smtp_cache.get(
-                    (host, address), lambda: probe(host, address)
+                    (host, address), lambda: self._smtp(host, address)
                 )
 
         if len(targets) == 1:  # the common case: no task of its own

@@ -1,70 +1,239 @@
 """``mxscan scan --retry-unknown``: re-probe, in place, the domains whose results
-were unknown (timeouts, throttling, SERVFAIL, crashes).
+were unknown (timeouts, throttling, SERVFAIL, crashes, a lost probe process).
 
-Crash safety comes from the checkpoint itself: the unknown records are removed
-from the results file in one atomic rename, and the normal resume logic then
-measures exactly the domains the file no longer holds.  A run killed at any
-point is finished by running the same command again.
+Nothing is removed before its replacement exists.  The retried domains are
+measured into a side file (``<results>.retry``, an ordinary results file) while
+the results file stays as it is; when the pass ends -- done, stopped, or failed
+-- the side file is merged in with one atomic rename: each retried domain's old
+line gives way to its new one, every other line is kept, and the new host lines
+follow the old ones (a reference still resolves to the latest host line before
+it).  A resolver that is down, a probe process that does not start, a bad list:
+the side file is empty and the results file is never touched.  A pass killed
+outright leaves the side file behind; the next scan of the same results file
+(with or without ``--retry-unknown``) merges it first, so nothing measured is
+lost and nothing is lost that was not yet measured again.
+
+The merged file is finished (ends with a run line) when the retry pass itself
+finished, or when the results file was finished and the pass only replaced
+domains it already held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import time
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
+from engine.checkpoint import MAX_LINE_BYTES, finished, is_marker
+from mxscan import __version__
+from probes.domain import RunEnd, run_line
 from probes.results import is_host_line
 from report.figures import domain_facts
 
-__all__ = ["drop_unknown", "needs_retry"]
+__all__ = ["Merged", "RetryError", "RetryRun", "needs_retry", "side_path"]
 
 #: The questions a record answers; "unknown" in any of them means "we could not tell".
 _QUESTIONS = ("mx", "starttls", "pkix", "dnssec", "dane", "sts_record", "sts_policy", "tlsrpt")
 
 
-def needs_retry(record: dict[str, Any]) -> bool:
-    """A crash, or a question the measurement could not settle (never a definite no)."""
-    if record.get("status") == "unknown-error":
+def needs_retry(record: dict[str, Any], crashed_refs: AbstractSet[str] = frozenset()) -> bool:
+    """A crash, or a question the measurement could not settle (never a definite no).
+
+    A crash is the domain's own status, a probe that gave no result (``errors``), a policy
+    fetch or an SMTP probe (``crashed_refs``: refs whose host line says ``unknown-error``,
+    e.g. the probe process died) that ended in ``unknown-error``: even where the other MX
+    hosts settle the domain's figures, such a result is no measurement."""
+    if record.get("status") == "unknown-error" or record.get("errors"):
+        return True
+    if ((record.get("mta_sts") or {}).get("fetch") or {}).get("status") == "unknown-error":
+        return True
+    if crashed_refs and any(
+        ref in crashed_refs for t in record.get("mx_transport") or () for ref in t.get("smtp_refs") or ()
+    ):
         return True
     facts = domain_facts(record)
     return any(getattr(facts, question) == "unknown" for question in _QUESTIONS)
 
 
 class RetryError(Exception):
-    """The results file cannot be prepared for a retry (missing, in use, corrupt)."""
+    """The results file cannot be retried or merged (missing, in use, corrupt)."""
 
 
-def drop_unknown(path: Path) -> tuple[int, int]:
-    """Remove records that need a retry; returns (kept, dropped).  Atomic: the file
-    is either untouched or fully rewritten.  A torn last line is dropped too."""
-    if not path.exists():
-        raise RetryError(f"{path}: no results file to retry (run the scan first)")
-    temporary = path.with_name(path.name + ".retry-tmp")
-    kept = dropped = 0
-    with path.open("rb") as source:
+def side_path(path: Path) -> Path:
+    """Where a retry pass writes before its lines are merged into ``path``."""
+    return path.with_name(path.name + ".retry")
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    raw: bytes
+    record: dict[str, Any]
+
+    @property
+    def key(self) -> str | None:
+        if is_marker(self.record) or is_host_line(self.record):
+            return None
+        domain = self.record.get("domain")
+        return domain if isinstance(domain, str) else None
+
+
+def _lines(stream: BinaryIO, label: Path) -> Iterator[_Line]:
+    """Complete lines of a results file; a torn last line is skipped (a kill left it),
+    anything unparseable before the end is refused."""
+    for number, raw in enumerate(iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b""), start=1):
+        if not raw.endswith(b"\n"):
+            return  # torn tail (or an over-long line at the end): its domain is measured again
         try:
-            fcntl.flock(source.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise RetryError(f"{label}: corrupt line {number}; not an mxscan results file?") from None
+        if not isinstance(record, dict) or "schema_version" not in record:
+            raise RetryError(f"{label}: line {number} is not an mxscan results line")
+        yield _Line(raw, record)
+
+
+def _finishes(line: _Line | None) -> bool:
+    return line is not None and is_marker(line.record) and line.record["run"].get("finished") is True
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """What merging a side file changed."""
+
+    #: Domain lines of the results file replaced by newer ones.
+    replaced: int
+    #: Domains the results file did not hold before.
+    added: int
+    #: Retried domains whose new result is still unknown.
+    still_unknown: int
+    #: The merged file ends with a run line.
+    finished: bool
+
+
+class RetryRun:
+    """One results file held (``flock``) for a retry pass or a merge of a leftover side file.
+
+    ``open`` merges a side file an earlier pass left; ``plan`` reads which domains need a
+    retry (without changing anything); ``merge`` folds this pass's side file in."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.side = side_path(path)
+        self._fd: int | None = None
+
+    def __enter__(self) -> RetryRun:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise RetryError(f"{self.path}: no results file to retry (run the scan first)") from None
+        except OSError as exc:
+            raise RetryError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RetryError(f"{path}: in use by another mxscan process") from None
-        with temporary.open("wb") as target:
-            for number, line in enumerate(source, start=1):
-                if not line.endswith(b"\n"):
-                    dropped += 1  # torn tail: that domain is redone
-                    break
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    temporary.unlink()
-                    raise RetryError(f"{path}: corrupt line {number}; not an mxscan results file?") from None
-                if not is_host_line(record) and needs_retry(record):
-                    dropped += 1
-                else:
-                    target.write(line)
-                    kept += 1
+            os.close(fd)
+            raise RetryError(f"{self.path}: in use by another mxscan process") from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+
+    def plan(self) -> tuple[frozenset[str], int]:
+        """(domains kept as they are, domains to measure again): each domain's latest line
+        decides.  Reads only; the file changes when ``merge`` runs."""
+        latest: dict[str, bool] = {}
+        crashed: set[str] = set()  # refs whose latest host line so far is unknown-error
+        with self.path.open("rb") as stream:
+            for line in _lines(stream, self.path):
+                key = line.key
+                if key is not None:
+                    latest[key] = needs_retry(line.record, crashed)
+                elif is_host_line(line.record):
+                    ref = str(line.record["ref"])
+                    if (line.record.get("smtp") or {}).get("status") == "unknown-error":
+                        crashed.add(ref)
+                    else:
+                        crashed.discard(ref)
+        kept = frozenset(key for key, retry in latest.items() if not retry)
+        return kept, len(latest) - len(kept)
+
+    def merge(self) -> Merged | None:
+        """Fold the side file into the results file (one atomic rename) and remove it;
+        None when there is no side file.  Idempotent: a merge killed after its rename is
+        done again from the same side file with the same result."""
+        if not self.side.exists():
+            return None
+        side_keys: set[str] = set()
+        still_unknown = 0
+        side_last: _Line | None = None
+        with self.side.open("rb") as stream:
+            for line in _lines(stream, self.side):
+                side_last = line
+                if (key := line.key) is not None:
+                    side_keys.add(key)
+                    still_unknown += needs_retry(line.record)
+        side_finished = _finishes(side_last)
+        if not side_keys and not (side_finished and not finished(self.path)):
+            self.side.unlink()  # nothing measured again (a resolver that was down, ...)
+            return Merged(0, 0, 0, finished(self.path))
+        temporary = self.path.with_name(self.path.name + ".retry-tmp")
+        main_keys: set[str] = set()
+        main_last: _Line | None = None
+        replaced = 0
+        with self.path.open("rb") as source, temporary.open("wb") as target:
+            for line in _lines(source, self.path):
+                main_last = line
+                if (key := line.key) is not None:
+                    main_keys.add(key)
+                    if key in side_keys:
+                        replaced += 1
+                        continue
+                if not is_marker(line.record):  # a run line is written anew at the end
+                    target.write(line.raw)
+            with self.side.open("rb") as stream:
+                target.writelines(
+                    line.raw for line in _lines(stream, self.side) if not is_marker(line.record)
+                )
+            done = side_finished or (_finishes(main_last) and side_keys <= main_keys)
+            if done:
+                marker = side_last if side_finished else main_last
+                assert marker is not None
+                started = str(marker.record["run"].get("started", ""))
+                target.write(_run_line(len(main_keys | side_keys), started))
             target.flush()
             os.fsync(target.fileno())
-        os.replace(temporary, path)
-    return kept, dropped
+        os.replace(temporary, self.path)
+        _fsync_directory(self.path.parent)
+        self.side.unlink()
+        return Merged(replaced, len(side_keys - main_keys), still_unknown, done)
+
+
+def _run_line(domains: int, started: str) -> bytes:
+    now = time.time()  # the format of every other timestamp in the file
+    ended = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    return run_line(
+        RunEnd(
+            finished=True, domains=domains, started=started, ended=ended, tool="mxscan", version=__version__
+        )
+    )
+
+
+def _fsync_directory(directory: Path) -> None:
+    """The rename itself survives a power cut only once the directory is synced."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

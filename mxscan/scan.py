@@ -38,13 +38,13 @@ from mxscan.probeservice import (
     probe_process,
     remote_services,
 )
-from mxscan.retry import RetryError, drop_unknown
+from mxscan.retry import Merged, RetryError, RetryRun, side_path
 from mxscan.wiring import smtp_prober
 from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import PreflightResult, preflight
 from probes.dns.records import Answer, ResolverCheck
 from probes.dns.resolver import StubResolver
-from probes.domain import SCHEMA_VERSION, DomainRecord, ScanMeta, host_line
+from probes.domain import SCHEMA_VERSION, DomainRecord, RunEnd, ScanMeta, host_line, run_line
 from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.smtp.records import SmtpResult
@@ -78,6 +78,8 @@ class _Run:
         self.skipped_done = 0
         self.written = 0
         self.input_error = ""
+        #: The loss of the probe process has been reported.
+        self.warned_lost = False
         self._invalid_seen: set[str] = set()
         #: ref -> the result its latest host line holds (bounded: an evicted entry only
         #: costs a repeated, identical line).
@@ -245,7 +247,7 @@ async def _scan_with_store(
             fetch_policy=services.fetch_policy if services is not None else None,
             smtp_cache=smtp_cache,
             provider_of=providers.provider_of,
-            options=PipelineOptions(dns_only=cfg.dns_only, ipv6=cfg.ipv6),
+            options=PipelineOptions(dns_only=cfg.dns_only, ipv6=cfg.ipv6, smtp_port=cfg.smtp_port),
             now=lambda: dt.datetime.now(dt.UTC),
         )
 
@@ -278,6 +280,9 @@ async def _scan_with_store(
         def tick() -> None:
             # The store flushes on append; an idle scan (slow domains) still needs its lines written.
             store.flush()
+            if offload is not None and offload.lost is not None and not run.warned_lost:
+                run.warned_lost = True
+                print(f"mxscan: WARNING: {_lost_probe_process(offload.lost)}", file=stderr)
             if progress is not None:
                 progress.set_extra("dns", f"{client.statistics().sent} q")
                 if services is not None:
@@ -314,9 +319,13 @@ async def _scan_with_store(
             with contextlib.suppress(OffloadError):
                 await services.refresh(True)
         dns_stats = client.statistics()
+    if not stats.stopped and not run.input_error:
+        _mark_finished(store, run, done)
     store.flush()
     if progress is not None:
         progress.finish()
+    if offload is not None and offload.lost is not None and not run.warned_lost:
+        print(f"mxscan: WARNING: {_lost_probe_process(offload.lost)}", file=stderr)
     if cfg.summary_json is not None:
         caches: dict[str, HasStatistics] = {"dns": dns_cache, "smtp": smtp_cache}
         politeness = services.politeness() if services is not None else None
@@ -332,6 +341,29 @@ async def _scan_with_store(
         )
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _mark_finished(store: ResultStore, run: _Run, done: frozenset[str]) -> None:
+    """Every domain of the list has a line: end the file with a run line, unless it already
+    ends with one and this run added nothing (see engine.checkpoint, "Finished or not")."""
+    if store.finished and not store.appended:
+        return
+    end = RunEnd(
+        finished=True,
+        domains=len(done) + run.written,
+        started=run.meta.started,
+        ended=_now(),
+        tool="mxscan",
+        version=__version__,
+    )
+    store.append(run_line(end))
+
+
+def _lost_probe_process(why: str) -> str:
+    return (
+        f"the probe process is gone ({why}); every SMTP and MTA-STS result since is recorded as "
+        "unknown-error (detail OffloadLost). Run the same command with --retry-unknown to measure them again."
+    )
 
 
 class HasStatistics(Protocol):
@@ -397,31 +429,89 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
     except (InputError, TrustStoreError, OSError, ValueError) as exc:
         print(f"mxscan: {exc}", file=stderr)
         return EXIT_USAGE
-    if cfg.retry_unknown:
-        try:
-            kept, dropped = drop_unknown(cfg.out)
-        except RetryError as exc:
-            print(f"mxscan: {exc}", file=stderr)
-            return EXIT_USAGE
-        print(f"mxscan: retrying {dropped} domains with unknown results ({kept} kept)", file=stderr)
-    store = ResultStore(cfg.out, fresh=cfg.fresh)
+    # A retry pass writes beside the results file and merges at the end (mxscan.retry).
+    store = ResultStore(
+        side_path(cfg.out) if cfg.retry_unknown else cfg.out, fresh=cfg.fresh or cfg.retry_unknown
+    )
     settle_heap()
     offload = None
     if prober is not None and not cfg.inline_probes:
         # Forked before the store is opened (the child must not hold its lock) and before
         # the event loop starts (a fork must not copy a running loop).
         offload = probe_process(cfg, prober, providers)
+    retry: RetryRun | None = None
     try:
         try:
+            if cfg.retry_unknown:
+                retry = RetryRun(cfg.out).__enter__()
+                _say_merged(cfg.out, retry.merge(), stderr, leftover=True)
+                kept, redo = retry.plan()
+            else:
+                _settle_leftover_retry(cfg, stderr)
             done = store.open()
-        except StoreError as exc:
+        except (StoreError, RetryError) as exc:
             print(f"mxscan: {exc}", file=stderr)
             return EXIT_USAGE
+        if retry is not None:
+            done = kept
+            print(
+                f"mxscan: retrying {redo} domains with unknown results ({len(kept)} kept); "
+                f"{cfg.out} changes only when they are measured",
+                file=stderr,
+            )
         scan = _scan_with_store(
             cfg, itertools.chain([first], items), total, store, done, prober, providers, stderr, offload
         )
         return uvloop.run(scan)
     finally:
-        store.close()
-        if offload is not None:
-            offload.kill()
+        try:
+            store.close()
+        finally:
+            if retry is not None:
+                _finish_retry(retry, stderr)
+            if offload is not None:
+                offload.kill()
+
+
+def _settle_leftover_retry(cfg: ScanConfig, stderr: TextIO) -> None:
+    """A retry pass killed outright left its side file: merge it before the results file is
+    resumed (``--fresh`` discards it with the results)."""
+    side = side_path(cfg.out)
+    if not side.exists():
+        return
+    if cfg.fresh or not cfg.out.exists():
+        side.unlink()
+        return
+    with RetryRun(cfg.out) as retry:
+        _say_merged(cfg.out, retry.merge(), stderr, leftover=True)
+
+
+def _finish_retry(retry: RetryRun, stderr: TextIO) -> None:
+    """Merge this pass's results (whatever ended it) and release the results file."""
+    try:
+        _say_merged(retry.path, retry.merge(), stderr, leftover=False)
+    except (OSError, RetryError) as exc:
+        print(
+            f"mxscan: {exc}; {retry.path} is unchanged and {retry.side} keeps the retried domains "
+            "(the next scan of the file merges them)",
+            file=stderr,
+        )
+    finally:
+        retry.__exit__()
+
+
+def _say_merged(path: Path, merged: Merged | None, stderr: TextIO, *, leftover: bool) -> None:
+    if merged is None:
+        return
+    redone = merged.replaced + merged.added
+    if not redone:
+        if not leftover:
+            print(f"mxscan: {path} is unchanged (no domain was measured again)", file=stderr)
+        return
+    what = "an interrupted --retry-unknown pass" if leftover else "the retried domains"
+    print(
+        f"mxscan: merged {what} into {path}: {redone} domains measured again, "
+        f"{redone - merged.still_unknown} now settled, {merged.still_unknown} still unknown"
+        + ("" if merged.finished or leftover else "; the scan is not finished: run the same command again"),
+        file=stderr,
+    )

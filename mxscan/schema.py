@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 
 from engine.records import json_schema
-from probes.domain import DomainRecord, HostRecord
+from probes.domain import DomainRecord, HostRecord, RunRecord
 
 __all__ = ["schema", "schema_text"]
 
 
 def schema() -> dict[str, object]:
-    # One schema for both kinds of line (probes.domain): a domain line or a host line.
-    return json_schema(DomainRecord | HostRecord, title="mxscan results line")
+    # One schema for every kind of line (probes.domain): a domain, host or run line.
+    return json_schema(DomainRecord | HostRecord | RunRecord, title="mxscan results line")
 
 
 def schema_text() -> str:

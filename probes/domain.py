@@ -8,7 +8,9 @@ written once, just before the first domain line that references it: a host share
 by 10,000 domains is stored once, not 10,000 times.  A reference resolves to the
 latest host line with that ``ref`` before the domain line (a resumed or retried
 run may probe a host again).  ``probes.results`` reads a file back with the
-references resolved.
+references resolved.  A *run line* (a ``RunRecord``, it has a ``run`` field) ends
+a file whose scan has a line for every domain of its list: the file is finished
+exactly when its last line is one (``engine.checkpoint.finished``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,17 @@ from probes.smtp.records import SmtpResult
 from probes.tlsrpt.record import TlsRptRecord
 from probes.transport import MxTransport, Posture, smtp_ref
 
-__all__ = ["SCHEMA_VERSION", "DomainRecord", "HostRecord", "ProbeError", "ScanMeta", "host_line"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "DomainRecord",
+    "HostRecord",
+    "ProbeError",
+    "RunEnd",
+    "RunRecord",
+    "ScanMeta",
+    "host_line",
+    "run_line",
+]
 
 #: Bumped whenever a field changes meaning or shape; readers check it.
 #: 2: SMTP results moved out of domain lines into host lines (``MxTransport.smtp_refs``).
@@ -131,3 +143,44 @@ class HostRecord:
 def host_line(result: SmtpResult) -> bytes:
     """The results-file line holding ``result`` (with its newline)."""
     return encode(HostRecord(schema_version=SCHEMA_VERSION, ref=smtp_ref(result), smtp=result))
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """The end of a scan that has a line for every domain of its list.
+
+    Fields:
+      finished: always true: every domain of the list has a domain line in the file.
+      domains: the distinct domains (invalid input lines included) the file holds.
+      started: when the run that finished the file started, ISO 8601 UTC.
+      ended: when it finished, ISO 8601 UTC.
+      tool: always "mxscan".
+      version: the mxscan version that finished the file.
+    """
+
+    finished: bool
+    domains: int
+    started: str
+    ended: str
+    tool: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run line: a file is finished exactly when its last line is one; readers skip it.
+
+    A resumed or retried scan that appends more lines writes a new one when it is done.
+
+    Fields:
+      schema_version: the record schema version (see SCHEMA_VERSION).
+      run: the run that finished the file.
+    """
+
+    schema_version: int
+    run: RunEnd
+
+
+def run_line(end: RunEnd) -> bytes:
+    """The results-file line marking the file finished (with its newline)."""
+    return encode(RunRecord(schema_version=SCHEMA_VERSION, run=end))

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from engine.checkpoint import StoreError, read_records
+from engine.checkpoint import StoreError, is_marker, read_records
 
 __all__ = ["DanglingReference", "domain_records", "is_host_line", "read_domain_records"]
 
@@ -34,11 +34,14 @@ def is_host_line(record: dict[str, Any]) -> bool:
 def domain_records(
     records: Iterable[dict[str, Any]], project: Projection | None = None
 ) -> Iterator[dict[str, Any]]:
-    """The domain lines of ``records``, each transport's ``addresses`` filled from the host
-    lines before it (latest wins).  Raises DanglingReference for a reference no earlier line
-    defines: the file was cut or edited, and silently dropping a probe would change figures."""
+    """The domain lines of ``records`` (run lines skipped), each transport's ``addresses``
+    filled from the host lines before it (latest wins).  Raises DanglingReference for a
+    reference no earlier line defines: the file was cut or edited, and silently dropping a
+    probe would change figures."""
     hosts: dict[str, dict[str, Any]] = {}
     for record in records:
+        if is_marker(record):
+            continue  # a run line (the scan finished): no domain
         if is_host_line(record):
             smtp = record.get("smtp")
             if isinstance(smtp, dict):

@@ -3,6 +3,13 @@
 Each handler reads results files through ``probes.results.read_domain_records``
 (streaming, torn last line skipped, SMTP references resolved to what the report
 uses of them) and returns an exit code.
+
+A results file whose scan has not finished (no run line at its end:
+``engine.checkpoint.finished``) lacks domains: ``diff`` would call them
+disappeared and ``trend`` would chart a smaller run, so both refuse it (exit 2)
+unless ``--allow-unfinished`` includes it, flagged.  ``report`` describes what
+the file holds and warns.  Output directories are created; one that cannot be
+is an error (exit 2) before any file is read.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from typing import Any
 
 import orjson
 
-from engine.checkpoint import StoreError
+from engine.checkpoint import StoreError, finished
+from engine.options import prepare_output, whole
 from probes.results import read_domain_records
 from report.breakdowns import report_view_of_smtp
 from report.diff import diff_records, render_diff_ndjson, render_diff_text
@@ -29,17 +37,49 @@ EXIT_OK = 0
 EXIT_INPUT = 2
 
 
-def _write(out: Path | None, data: str | bytes) -> None:
+def _outputs_ready(*paths: Path | None) -> bool:
+    """Create the directories of the output files; say why not (before any work is done)."""
+    for path in paths:
+        problem = prepare_output(path) if path is not None else None
+        if problem:
+            print(f"mxscan: {problem}", file=sys.stderr)
+            return False
+    return True
+
+
+def _unfinished(paths: list[Path], allow: bool) -> list[str] | None:
+    """The unfinished files among ``paths`` (flagged), or None after refusing them."""
+    found = [str(p) for p in paths if p.exists() and not finished(p)]
+    if found and not allow:
+        for path in found:
+            print(
+                f"mxscan: {path}: the scan has not finished (no run line at its end), so the file lacks "
+                "domains; finish it by running the same scan command again, or pass --allow-unfinished "
+                "to include it flagged",
+                file=sys.stderr,
+            )
+        return None
+    for path in found:
+        print(f"mxscan: WARNING: {path}: unfinished scan, included as it is", file=sys.stderr)
+    return found
+
+
+def _write(out: Path | None, data: str | bytes) -> int:
     if out is None:
         if isinstance(data, bytes):
             sys.stdout.buffer.write(data)
         else:
             sys.stdout.write(data)
         sys.stdout.flush()
-        return
+        return EXIT_OK
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
-    tmp.replace(out)  # a reader never sees half a report
+    try:
+        tmp.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+        tmp.replace(out)  # a reader never sees half a report
+    except OSError as exc:
+        print(f"mxscan: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
+    return EXIT_OK
 
 
 def _nothing(_smtp: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +88,14 @@ def _nothing(_smtp: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    if not _outputs_ready(args.out):
+        return EXIT_INPUT
+    if Path(args.results).exists() and not finished(args.results):
+        print(
+            f"mxscan: WARNING: {args.results}: the scan has not finished; the figures cover the domains "
+            "it holds so far",
+            file=sys.stderr,
+        )
     try:
         summary = summarise(
             read_domain_records(args.results, report_view_of_smtp), top=args.top, cap=args.cap
@@ -65,11 +113,15 @@ def run_report(args: argparse.Namespace) -> int:
         rendered = render_html(summary, title)
     else:
         rendered = render_text(summary, title)
-    _write(args.out, rendered)
-    return EXIT_OK
+    return _write(args.out, rendered)
 
 
 def run_diff(args: argparse.Namespace) -> int:
+    if not _outputs_ready(args.out):
+        return EXIT_INPUT
+    unfinished = _unfinished([args.old, args.new], args.allow_unfinished)
+    if unfinished is None:
+        return EXIT_INPUT
     try:
         result = diff_records(
             read_domain_records(args.old, _nothing), read_domain_records(args.new, _nothing)
@@ -77,29 +129,31 @@ def run_diff(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"mxscan: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    result.unfinished = unfinished
     if args.format == "ndjson":
-        _write(args.out, b"".join(render_diff_ndjson(result)))
-    else:
-        _write(args.out, render_diff_text(result, old_label=str(args.old), new_label=str(args.new)))
-    return EXIT_OK
+        return _write(args.out, b"".join(render_diff_ndjson(result)))
+    return _write(args.out, render_diff_text(result, old_label=str(args.old), new_label=str(args.new)))
 
 
 def run_trend(args: argparse.Namespace) -> int:
+    if not _outputs_ready(args.csv, args.html):
+        return EXIT_INPUT
+    unfinished = _unfinished(args.runs, args.allow_unfinished)
+    if unfinished is None:
+        return EXIT_INPUT
     rows: list[dict[str, Any]] = []
     for run in args.runs:
         try:
-            rows.append(trend_row(run, summarise(read_domain_records(run, report_view_of_smtp))))
+            summary = summarise(read_domain_records(run, report_view_of_smtp))
+            rows.append(trend_row(run, summary, finished=str(run) not in unfinished))
         except StoreError as exc:
             print(f"mxscan: {exc}", file=sys.stderr)
             return EXIT_INPUT
     csv_text = render_trend_csv(rows)
-    if args.csv is not None:
-        _write(args.csv, csv_text)
-    if args.html is not None:
-        _write(args.html, render_trend_html(rows))
     if args.csv is None and args.html is None:
-        _write(None, csv_text)
-    return EXIT_OK
+        return _write(None, csv_text)
+    code = _write(args.csv, csv_text) if args.csv is not None else EXIT_OK
+    return code or (_write(args.html, render_trend_html(rows)) if args.html is not None else EXIT_OK)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -108,8 +162,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("results", type=Path, help="results file (NDJSON)")
     p.add_argument("--format", choices=["text", "markdown", "json", "html"], default="text")
     p.add_argument("--out", "-o", type=Path, help="write to a file instead of stdout")
-    p.add_argument("--top", type=int, default=10, help="providers shown in the provider tables (default 10)")
-    p.add_argument("--cap", type=int, default=20, help="rows shown per misconfiguration list (default 20)")
+    p.add_argument(
+        "--top", type=whole(1), default=10, help="providers shown in the provider tables (default 10)"
+    )
+    p.add_argument(
+        "--cap", type=whole(0), default=20, help="rows shown per misconfiguration list (default 20)"
+    )
     p.set_defaults(handler=run_report)
 
     d = sub.add_parser("diff", help="per-domain changes between two results files")
@@ -117,10 +175,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     d.add_argument("new", type=Path, help="the later results file")
     d.add_argument("--format", choices=["text", "ndjson"], default="text")
     d.add_argument("--out", "-o", type=Path, help="write to a file instead of stdout")
+    d.add_argument("--allow-unfinished", action="store_true", help=_ALLOW_UNFINISHED)
     d.set_defaults(handler=run_diff)
 
     t = sub.add_parser("trend", help="headline figures across dated results files (CSV and HTML chart)")
     t.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="results files, one per dated scan")
     t.add_argument("--csv", type=Path, help="write the CSV here (default: stdout when no --html)")
     t.add_argument("--html", type=Path, help="write an HTML chart here")
+    t.add_argument("--allow-unfinished", action="store_true", help=_ALLOW_UNFINISHED)
     t.set_defaults(handler=run_trend)
+
+
+_ALLOW_UNFINISHED = (
+    "include results files whose scan has not finished (flagged); without it they are refused, "
+    "since they lack domains"
+)

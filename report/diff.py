@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -70,14 +70,20 @@ class DiffResult:
     old_domains: int
     new_domains: int
     unchanged: int
+    #: Files compared although their scan had not finished (--allow-unfinished): the domains
+    #: one of them lacks show up as appeared or disappeared.
+    unfinished: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        return {
+        summary = {
             "old_domains": self.old_domains,
             "new_domains": self.new_domains,
             "unchanged": self.unchanged,
             "changes": {kind: self.counts[kind] for kind in CHANGE_KINDS if self.counts[kind]},
         }
+        if self.unfinished:
+            summary["unfinished"] = list(self.unfinished)
+        return summary
 
 
 _INTERN: dict[str, str] = {}
@@ -185,6 +191,10 @@ def render_diff_text(result: DiffResult, *, old_label: str = "OLD", new_label: s
     lines = [
         f"mxscan diff: {printable(old_label)} -> {printable(new_label)}",
         f"domains: {s['old_domains']:,} before, {s['new_domains']:,} after, {s['unchanged']:,} unchanged",
+        *(
+            f"WARNING: {printable(path)} is an unfinished scan (domains it lacks count as (dis)appeared)"
+            for path in result.unfinished
+        ),
         "",
         "Summary",
     ]

@@ -31,8 +31,9 @@ def date_from_name(path: str | Path) -> str | None:
     return f"{match[1]}-{match[2]}-{match[3]}" if match else None
 
 
-def trend_row(path: str | Path, summary: dict[str, Any]) -> TrendRow:
-    """One run's date and headline counts and percentages."""
+def trend_row(path: str | Path, summary: dict[str, Any], *, finished: bool = True) -> TrendRow:
+    """One run's date and headline counts and percentages; ``finished`` false flags a run
+    whose scan had not finished (``trend --allow-unfinished``): its figures cover part of it."""
     dates = summary["meta"]["scan_dates"]
     known = {d: n for d, n in dates.items() if _DATE.fullmatch(d)}
     date = max(known, key=lambda d: (known[d], d)) if known else date_from_name(path) or "undated"
@@ -43,6 +44,7 @@ def trend_row(path: str | Path, summary: dict[str, Any]) -> TrendRow:
             row[f"{fig['key']}_pct"] = fig["percent"]
         if fig["key"] not in ("scanned", "with_mx"):
             row[f"{fig['key']}_unknown"] = fig["unknown"]
+    row["finished"] = finished
     return row
 
 
@@ -86,7 +88,7 @@ def render_trend_html(rows: Iterable[TrendRow], title: str = "mxscan trend") -> 
     low_chart = (
         line_chart("The same, figures under 20%", dates, low) if low and len(low) < len(series) else ""
     )
-    columns = ["date", "file", "scanned", "with_mx", *(f"{k}_pct" for k in _CHARTED)]
+    columns = ["date", "file", "scanned", "with_mx", *(f"{k}_pct" for k in _CHARTED), "finished"]
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join(
         "<tr>"

@@ -7,6 +7,7 @@ never a hang.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -45,34 +46,55 @@ def _facts(path: Path) -> dict[str, Any]:
     return facts
 
 
-def test_inline_and_probe_process_scans_measure_the_same(world: RunningWorld, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def separate_run(world: RunningWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted scan of the whole world with a probe process."""
+    out = tmp_path_factory.mktemp("separate") / "separate.ndjson"
+    argv = world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out)
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return out
+
+
+def test_inline_and_probe_process_scans_measure_the_same(
+    world: RunningWorld, separate_run: Path, tmp_path: Path
+) -> None:
     domains = world.state_dir / "domains.txt"
-    runs = {}
-    for mode, extra in (("separate", ()), ("inline", ("--inline-probes",))):
-        out = tmp_path / f"{mode}.ndjson"
-        argv = world_scan_argv(world.endpoints, domains, out, *extra)
-        done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=180, check=False)
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
-        runs[mode] = _facts(out)
-    assert len(runs["separate"]) == len(domains.read_text().split())
-    assert runs["separate"] == runs["inline"]
+    out = tmp_path / "inline.ndjson"
+    argv = world_scan_argv(world.endpoints, domains, out, "--inline-probes")
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    separate = _facts(separate_run)
+    assert len(separate) == len(domains.read_text().split())
+    assert separate == _facts(out)
 
 
 def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def test_a_killed_probe_process_leaves_every_domain_recorded_and_classified(
-    world: RunningWorld, tmp_path: Path
+def _domain_lines(path: Path) -> int:
+    return sum(1 for line in path.read_bytes().splitlines() if b'"domain"' in line) if path.exists() else 0
+
+
+def _lost(address: dict[str, Any]) -> bool:
+    return bool(address["detail"].startswith("OffloadLost"))
+
+
+def test_a_killed_probe_process_is_recorded_unknown_counted_unknown_and_retried(
+    world: RunningWorld, separate_run: Path, tmp_path: Path
 ) -> None:
+    """Issue #18 item 2: the domains whose SMTP and MTA-STS results were lost with the probe
+    process record them as unknown-error (OffloadLost) with STARTTLS unknown, never
+    not-applicable; the report counts them unknown; --retry-unknown measures them again."""
+    domains = world.state_dir / "domains.txt"
     out = tmp_path / "killed.ndjson"
-    argv = world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out, "--concurrency", "4")
+    argv = world_scan_argv(world.endpoints, domains, out, "--concurrency", "4")
     scan = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while not out.exists() or out.stat().st_size == 0:  # probing has started
-            assert time.monotonic() < deadline and scan.poll() is None
-            time.sleep(0.05)
+        while _domain_lines(out) < 10:  # kill point chosen by progress: 10 domains written
+            assert scan.poll() is None, "the scan ended before the probe process could be killed"
+            time.sleep(0.02)
         (probe_process,) = _children(scan.pid)
         os.kill(probe_process, signal.SIGKILL)
         _, stderr = scan.communicate(timeout=120)
@@ -80,10 +102,44 @@ def test_a_killed_probe_process_leaves_every_domain_recorded_and_classified(
         if scan.poll() is None:
             scan.kill()
     assert scan.returncode == 0, stderr.decode()[-2000:]
+    assert b"WARNING: the probe process is gone" in stderr and b"--retry-unknown" in stderr
     records = list(read_domain_records(out))
-    assert len({r["domain"] for r in records}) == len((world.state_dir / "domains.txt").read_text().split())
-    lost = [r for r in records if any("OffloadLost" in e["detail"] for e in r["errors"])]
-    assert lost, "domains measured after the kill record the lost probe process"
+    assert len({r["domain"] for r in records}) == len(domains.read_text().split())
+
+    # 1. recorded as unknown
+    lost = [r for r in records if any(_lost(a) for t in r["mx_transport"] for a in t["addresses"])]
+    assert len(lost) >= 10, "domains measured after the kill record the lost probe process"
     for r in lost:
-        assert {e["status"] for e in r["errors"]} == {"unknown-error"}
-        assert r["posture"] is None or r["posture"]["starttls"] in ("unknown", "not-applicable")
+        addresses = [a for t in r["mx_transport"] for a in t["addresses"]]
+        for a in filter(_lost, addresses):
+            assert (a["status"], a["starttls"], a["pkix"]) == ("unknown-error", "unknown", None)
+        if all(map(_lost, addresses)):
+            assert r["posture"]["starttls"] == "unknown" and r["posture"]["pkix_valid"] == "unknown"
+    fetches = [r["mta_sts"]["fetch"] for r in records if (r["mta_sts"] or {}).get("fetch")]
+    assert any(f["status"] == "unknown-error" and f["detail"].startswith("OffloadLost") for f in fetches)
+
+    # 2. counted as unknown by the report
+    report = subprocess.run(
+        [*argv[:3], "report", str(out), "--format", "json"], cwd=ROOT, capture_output=True, timeout=60
+    )
+    assert report.returncode == 0, report.stderr.decode()
+    starttls = next(f for f in json.loads(report.stdout)["headline"] if f["key"] == "starttls")
+    with_mx = [r for r in records if r["dns"] and r["dns"]["has_mx"]]
+    lost_entirely = [
+        r for r in lost if r in with_mx and all(_lost(a) for t in r["mx_transport"] for a in t["addresses"])
+    ]
+    assert lost_entirely
+    assert starttls["unknown"] == sum(r["posture"]["starttls"] == "unknown" for r in with_mx)
+    assert starttls["unknown"] >= len(lost_entirely)
+
+    # 3. measured again by --retry-unknown: the file then says what an uninterrupted scan says
+    again = subprocess.run([*argv, "--retry-unknown"], cwd=ROOT, capture_output=True, timeout=180)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    retried = {r["domain"] for r in lost}
+    redone = int(again.stderr.decode().split("retrying ")[1].split()[0])
+    assert redone >= len(retried)
+    after = list(read_domain_records(out))
+    assert not [
+        r["domain"] for r in after if any(_lost(a) for t in r["mx_transport"] for a in t["addresses"])
+    ]
+    assert _facts(out) == _facts(separate_run)

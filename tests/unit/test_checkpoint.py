@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.checkpoint import ResultStore, StoreError, read_records
+from engine.checkpoint import ResultStore, StoreError, finished, read_records
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -321,3 +321,82 @@ def test_any_appended_bytes_resume_or_raise_store_error(tmp_path: Path, keys: li
 
 def prefix_of(keys: list[str]) -> bytes:
     return b"".join(line(k) for k in keys)
+
+
+# --- finished or not: the run line ---------------------------------------------------------------
+
+
+def marker(finished: bool = True) -> bytes:
+    return orjson.dumps({"schema_version": 2, "run": {"finished": finished, "domains": 1}}) + b"\n"
+
+
+def host(ref: str) -> bytes:
+    return orjson.dumps({"schema_version": 2, "ref": ref, "smtp": {}}) + b"\n"
+
+
+def test_a_file_is_finished_exactly_while_a_run_line_ends_it(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(line("a.com") + marker())
+    store, keys = reopen(path)
+    assert keys == {"a.com"} and store.finished and store.markers == 1 and store.resumed == 1
+    assert finished(path)
+    store.append(line("b.com"))  # a resume with a longer list: unfinished until its own run line
+    store.close()
+    assert not finished(path)
+    again, keys = reopen(path)
+    assert keys == {"a.com", "b.com"} and not again.finished
+    again.append(marker())
+    again.close()
+    assert finished(path)
+    assert [r.get("domain") for r in read_records(path)] == ["a.com", None, "b.com", None]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", False),
+        (line("a.com"), False),  # killed, stopped, or written before run lines existed
+        (line("a.com") + marker(finished=False), False),
+        (line("a.com") + marker() + host("smtp:x@1:25"), False),
+        (line("a.com") + marker() + b'{"schema_version":2,"dom', False),  # torn tail after it
+        (line("a.com") + marker() + b"\x00" * 10, False),
+        (line("a.com", pad="x" * 100_000) + marker(), True),  # a long line before it
+        (marker(), True),
+        (b"not json\n", False),
+    ],
+    ids=["empty", "no-run-line", "not-finished", "host-after", "torn-after", "nul-after", "long-before",
+         "only", "foreign"],
+)  # fmt: skip
+def test_finished_reads_the_last_line_only(tmp_path: Path, content: bytes, expected: bool) -> None:
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(content)
+    assert finished(path) is expected
+
+
+def test_finished_of_a_missing_file_or_an_over_long_last_line_is_false(tmp_path: Path) -> None:
+    assert not finished(tmp_path / "absent.ndjson")
+    path = tmp_path / "long.ndjson"
+    path.write_bytes(line("a.com", pad="x" * 200_000))
+    assert not finished(path)
+
+
+def test_a_run_line_is_neither_a_domain_nor_a_refusal_on_resume(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(line("a.com") + marker() + line("b.com") + marker())
+    store, keys = reopen(path)
+    assert keys == {"a.com", "b.com"} and store.markers == 2 and store.finished and store.duplicate_keys == 0
+    store.close()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["domain", "host", "run", "open-run"]), max_size=8))
+def test_finished_agrees_with_the_store_and_the_last_line(tmp_path: Path, kinds: list[str]) -> None:
+    path = tmp_path / "prop.ndjson"
+    make = {"domain": lambda i: line(f"d{i}.com"), "host": lambda i: host(f"smtp:h{i}@1:25"),
+            "run": lambda i: marker(), "open-run": lambda i: marker(finished=False)}  # fmt: skip
+    path.write_bytes(b"".join(make[kind](i) for i, kind in enumerate(kinds)))
+    expected = bool(kinds) and kinds[-1] == "run"
+    assert finished(path) is expected
+    store, _ = reopen(path)
+    assert store.finished is expected
+    store.close()
