@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from engine.peertext import bound_text
 from probes.dane.chain import ChainMatch, match_chain
 from probes.dane.record import TlsaParseError, TlsaRecord, parse_tlsa, unusable_reason
 from probes.dns.records import Dnssec
@@ -91,7 +92,7 @@ class DaneResult:
 
 
 def _bounded(text: str) -> str:
-    return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
+    return bound_text(text, _DETAIL_LIMIT)
 
 
 def assess_dane(

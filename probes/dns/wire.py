@@ -28,6 +28,7 @@ from __future__ import annotations
 import socket
 import struct
 
+from engine.peertext import bound_text
 from probes.dns.message import (
     Message,
     MxData,
@@ -381,8 +382,6 @@ def _read_ede(data: bytes, pos: int, end: int) -> tuple[tuple[int, str], ...]:
 
 def _sanitise(raw: bytes) -> str:
     """RFC 8914 §2: EXTRA-TEXT is UTF-8 that MAY end in NUL; it is untrusted,
-    so control characters become U+FFFD and the length is bounded."""
-    text = raw[: EDE_TEXT_LIMIT * 4].decode("utf-8", errors="replace").rstrip("\x00")
-    if not text.isprintable():
-        text = "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
-    return text[:EDE_TEXT_LIMIT]
+    so control characters are escaped and the length is bounded (``bound_text``)."""
+    text = raw[: (EDE_TEXT_LIMIT + 1) * 4].decode("utf-8", errors="replace").rstrip("\x00")
+    return bound_text(text, EDE_TEXT_LIMIT)

@@ -52,6 +52,7 @@ from aiohttp import http_exceptions
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from engine.peertext import bound_text
 from engine.status import Status
 from probes.mtasts.policy import MAX_POLICY_BYTES
 from probes.mtasts.records import PolicyFetch
@@ -173,8 +174,7 @@ def policy_url(domain: str) -> str:
 
 
 def _bounded(text: str) -> str:
-    text = "".join(ch if ch.isprintable() else "?" for ch in " ".join(text.split()))
-    return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
+    return bound_text(" ".join(text.split()), _DETAIL_LIMIT)
 
 
 def is_text_plain(content_type: str) -> bool:

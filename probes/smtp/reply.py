@@ -33,6 +33,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from engine.peertext import bound_text
+
 __all__ = ["ERROR_REASONS", "Reply", "ReplyParser", "SmtpProtocolError", "sanitise"]
 
 #: Stable values of ``SmtpProtocolError.reason``.
@@ -48,23 +50,12 @@ ERROR_REASONS = (
 
 # RFC 3463 §2: class.subject.detail; RFC 2034 §4: the class repeats the reply class.
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
 
 
 def sanitise(text: str | bytes, limit: int = 512) -> str:
-    """Peer text made safe to record: UTF-8 with replacement, control characters
-    escaped, at most ``limit`` characters (an ellipsis marks a cut)."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    if not text.isprintable():  # every character _CONTROL matches is unprintable (Cc)
-        text = _CONTROL.sub(_escape, text)
-    if len(text) > limit:
-        return text[: max(limit - 1, 0)] + "…"
-    return text
+    """Peer text made safe to record (``engine.peertext.bound_text``): UTF-8 with
+    replacement, control characters escaped, at most ``limit`` characters ("…" marks a cut)."""
+    return bound_text(text, limit)
 
 
 class SmtpProtocolError(Exception):

@@ -25,6 +25,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from engine.peertext import bound_text
+
 __all__ = [
     "EXTENSION_ERRORS",
     "MAX_CERT_BYTES",
@@ -43,6 +45,9 @@ __all__ = [
 MAX_CHAIN_CERTS = 16
 #: A single certificate larger than this is not parsed (real ones are < 8 KiB).
 MAX_CERT_BYTES = 64 * 1024
+#: Longest subject or issuer text recorded: real names are under 300 characters, a
+#: hostile certificate can carry ~64 KiB of them.
+NAME_TEXT_LIMIT = 1024
 
 _ISSUED_BY_ERRORS = (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm)
 #: What reading a parsed certificate's extensions may raise for malformed input.
@@ -58,8 +63,9 @@ class CertFacts:
     """What one certificate says about itself.
 
     Fields:
-      subject: the subject as an RFC 4514 string ("" when empty).
-      issuer: the issuer as an RFC 4514 string.
+      subject: the subject as an RFC 4514 string ("" when empty), control characters escaped,
+        at most NAME_TEXT_LIMIT (1024) characters ("…" marks a cut).
+      issuer: the issuer as an RFC 4514 string, bounded like subject.
       serial: the serial number in lowercase hex.
       not_before: start of validity, ISO 8601 UTC ("2025-01-31T00:00:00Z").
       not_after: end of validity, ISO 8601 UTC.
@@ -155,7 +161,7 @@ def _iso(moment: dt.datetime) -> str:
 
 def _name(name: x509.Name) -> str:
     try:
-        return name.rfc4514_string()
+        return bound_text(name.rfc4514_string(), NAME_TEXT_LIMIT)
     except ValueError:  # an attribute value that cannot be rendered
         return "<unrenderable name>"
 
