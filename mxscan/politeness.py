@@ -9,6 +9,7 @@ outcomes count as "the provider is throttling us" and what happens then.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -121,9 +122,13 @@ class PoliteProber:
             return excluded_result(host, address, port)
         provider = self.provider_of(host) or host
         attempts = 0
+        started = 0.0
         while True:
             async with self.slot(host, address):
+                if not attempts:
+                    started = time.perf_counter()
                 exchanged = await self.prober.exchange(host, address)
+                ended = time.perf_counter()
             outcome = await self.prober.analyse(exchanged)  # with the connection slot already free
             attempts += outcome.result.attempts
             result = outcome.result
@@ -137,5 +142,10 @@ class PoliteProber:
                 break
             await self.sleep(self.throttle_delay * 2 ** (attempts - 1))
         if attempts != result.attempts:
-            outcome = SmtpProbe(replace(result, attempts=attempts), outcome.chain_der)
+            # duration_ms includes the retries: from the first connection to the end of the
+            # last exchange, the pauses and slot waits between them included
+            duration_ms = round((ended - started) * 1000, 3)
+            outcome = SmtpProbe(
+                replace(result, attempts=attempts, duration_ms=duration_ms), outcome.chain_der
+            )
         return outcome

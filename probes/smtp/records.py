@@ -73,11 +73,13 @@ class SmtpResult:
       last_text: the last reply text received, sanitised and bounded.
       tls: the negotiated session and presented chain; null without a completed handshake.
       pkix: PKIX verification of the presented chain for the host name; null without a chain.
-      plaintext_injection: bytes arrived after the 220 reply to STARTTLS and before the
-        handshake (RFC 3207 §4.2: discarded; their presence is a finding).
+      plaintext_injection: bytes arrived after the 220 reply to STARTTLS and before the server's
+        first TLS record, in the 220's read or later (RFC 3207 §4.2: discarded, never parsed nor
+        given to TLS; their presence is a finding, also when the handshake then failed).
       attempts: connections made (retries after 421/450/timeouts included).
       detail: why the status is not success (bounded text), else "".
-      duration_ms: wall-clock time of the probe including retries, in milliseconds.
+      duration_ms: wall-clock time of the probe including retries, in milliseconds: from the
+        first connection attempt to the end of the last, the pauses between them included.
       phase_ms: milliseconds spent in each phase the last attempt reached (connect, banner, ehlo,
         starttls, tls, ehlo-tls, quit), the one it stopped in included.
     """

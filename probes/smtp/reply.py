@@ -24,6 +24,11 @@ more than ``max_lines`` lines or ``max_bytes`` bytes.  Any violation raises
 same ``feed`` call.  After an error the parser is dead: every later ``feed``
 raises the same reason.
 
+``feed_one`` stops at the end of the first complete reply and hands back the
+bytes after it unparsed: after the 220 to STARTTLS the stream is no longer
+SMTP (RFC 3207 §4.2), so whatever shares the read with that reply must not be
+parsed, let alone fail the parser.
+
 Text is decoded as UTF-8 with replacement characters, and control characters
 are escaped (``\\x1b``), so peer text can be logged and stored safely.
 """
@@ -128,6 +133,19 @@ class ReplyParser:
         return bool(self._buf) or bool(self._lines)
 
     def feed(self, data: bytes) -> list[Reply]:
+        return self._feed(data, first_only=False)[0]
+
+    def feed_one(self, data: bytes) -> tuple[Reply | None, bytes]:
+        """At most one reply; the bytes after it are returned unparsed.
+
+        For the reply that switches protocols (220 to STARTTLS, RFC 3207 §4.2):
+        what follows it is not SMTP and must not be parsed as such.  Before the
+        reply is complete this is ``feed``; after it the buffer is empty.
+        """
+        replies, rest = self._feed(data, first_only=True)
+        return (replies[0] if replies else None), rest
+
+    def _feed(self, data: bytes, *, first_only: bool) -> tuple[list[Reply], bytes]:
         if self._dead is not None:
             raise SmtpProtocolError(*self._dead)
         self._buf += data
@@ -144,6 +162,10 @@ class ReplyParser:
                 reply = self._line(line, len(line) + 1)  # + the LF
                 if reply is not None:
                     out.append(reply)
+                    if first_only:
+                        rest = bytes(buf[start:])
+                        buf.clear()
+                        return out, rest
             del buf[:start]
             tail = len(buf) - (1 if buf.endswith(b"\r") else 0)
             if tail > self.max_line:
@@ -154,7 +176,7 @@ class ReplyParser:
             self._dead = (exc.reason, exc.detail)
             self._buf = bytearray()
             raise SmtpProtocolError(exc.reason, exc.detail, tuple(out)) from None
-        return out
+        return out, b""
 
     def _line(self, raw: bytes, size: int) -> Reply | None:
         line = raw[:-1] if raw.endswith(b"\r") else raw

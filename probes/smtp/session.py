@@ -8,9 +8,13 @@ and records what it saw in an ``Observation``.  ``_Wire`` is an
 ``ReplyParser`` (which enforces the byte caps) and hands complete replies to
 the walker; every wait has its own deadline (``SmtpTimeouts``).  Failures are
 translated to the closed status vocabulary in exactly one place,
-``_classify``.  The TLS handshake runs with verification OFF so the presented
-chain is always captured; verification happens afterwards, in the pure
-certificate core.  mxscan never sends MAIL, RCPT or DATA.
+``_classify``; nothing is ever raised into the event loop.  The reply to
+STARTTLS is the last one parsed in the clear: the bytes after it, whichever
+read brings them, go through ``TlsClient`` (probes/smtp/starttls.py), whose
+preamble discards and counts what precedes the server's first TLS record
+(RFC 3207 §4.2).  The TLS handshake runs with verification OFF so the
+presented chain is always captured; verification happens afterwards, in the
+pure certificate core.  mxscan never sends MAIL, RCPT or DATA.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import ssl
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -27,6 +32,7 @@ from engine.status import Status
 from probes.smtp.ehlo import EhloInfo, parse_ehlo
 from probes.smtp.records import Phase, Starttls
 from probes.smtp.reply import Reply, ReplyParser, SmtpProtocolError, sanitise
+from probes.smtp.starttls import TlsClient
 
 __all__ = ["Observation", "SmtpTimeouts", "client_tls_context", "converse"]
 
@@ -92,11 +98,17 @@ class _Closed(Exception):
 
 
 class _Wire(asyncio.Protocol):
+    """Bytes from the socket to replies: SMTP in the clear, the STARTTLS switch, then TLS."""
+
     def __init__(self) -> None:
         self.parser = ReplyParser()
         self.replies: deque[Reply] = deque()
         self.error: BaseException | None = None
         self.transport: asyncio.Transport | None = None
+        #: Set with ``expect_tls``: the reply to STARTTLS is the last the parser reads in the
+        #: clear; every byte after it goes here (its preamble discards injected ones).
+        self.tls: TlsClient | None = None
+        self._switched = False
         self._waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -104,14 +116,44 @@ class _Wire(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.error is not None:
+            return
         try:
-            self.replies.extend(self.parser.feed(data))
-        except SmtpProtocolError as exc:
-            self.replies.extend(exc.replies)
-            self.error = exc
-            if self.transport is not None:
-                self.transport.abort()
+            if self.tls is not None:
+                data = self._through_tls(data)
+            if data:
+                self.replies.extend(self.parser.feed(data))
+        except Exception as exc:  # classified by the walker; never raised into the event loop
+            self._fail(exc)
         self._wake()
+
+    def _through_tls(self, data: bytes) -> bytes:
+        """The clear text ``data`` carries: SMTP up to the STARTTLS reply, TLS after it."""
+        tls = self.tls
+        assert tls is not None
+        if not self._switched:
+            reply, data = self.parser.feed_one(data)
+            if reply is None:
+                return b""
+            self.replies.append(reply)
+            self._switched = True
+        try:
+            clear = tls.receive(data)
+        except ssl.SSLError as exc:
+            if not tls.established:
+                raise  # a failed handshake: the walker classifies it in phase TLS
+            raise _Closed(f"TLS session ended: {exc}") from None
+        outgoing = tls.outgoing()
+        if outgoing and self.transport is not None:
+            self.transport.write(outgoing)
+        return clear
+
+    def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, SmtpProtocolError):
+            self.replies.extend(exc.replies)
+        self.error = exc
+        if self.transport is not None:
+            self.transport.abort()
 
     def eof_received(self) -> bool:
         self.error = self.error or _Closed("peer closed the connection")
@@ -128,20 +170,29 @@ class _Wire(asyncio.Protocol):
 
     async def reply(self, within: float) -> Reply:
         """The next complete reply, waiting at most ``within`` seconds for it."""
-        if self.replies:
-            return self.replies.popleft()
+        if not self.replies:
+            await self._until(self.replies.__len__, within)
+        return self.replies.popleft()
+
+    async def handshake(self, within: float) -> TlsClient:
+        """The established TLS session, waiting at most ``within`` seconds for it."""
+        tls = self.tls
+        assert tls is not None
+        if not tls.established:
+            await self._until(lambda: tls.established, within)
+        return tls
+
+    async def _until(self, ready: Callable[[], object], within: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while True:
-            if self.replies:
-                return self.replies.popleft()
+        while not ready():
             if self.error is not None:
                 raise self.error
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError
             # A bare timer on the waiter: asyncio.timeout() costs several times more, and
-            # this wait runs five times per host.
+            # this wait runs six times per host.
             self._waiter = waiter = loop.create_future()
             timer = loop.call_later(remaining, _expire, waiter)
             try:
@@ -150,21 +201,23 @@ class _Wire(asyncio.Protocol):
                 timer.cancel()
 
     def send(self, line: bytes) -> None:
+        # What ended the connection is why the exchange stopped: a protocol error seen in
+        # the same read as a valid reply, not "already closed" (our own abort).
+        if self.error is not None:
+            raise self.error
         if self.transport is None or self.transport.is_closing():
             raise _Closed("connection already closed")
-        self.transport.write(line)
+        tls = self.tls
+        self.transport.write(tls.encrypt(line) if tls is not None and tls.established else line)
 
-    def reset_for_tls(self) -> bool:
-        """Forget everything read so far; True if there was something to forget.
+    def expect_tls(self, ctx: ssl.SSLContext, host: str) -> None:
+        """The next reply answers STARTTLS: nothing after it is parsed as SMTP in the clear."""
+        self.tls = TlsClient(ctx, host)
 
-        RFC 3207 §4.2: bytes received after the 220 to STARTTLS and before the
-        handshake are an injection attempt (CVE-2011-0411 class) and must be
-        discarded, never parsed as post-TLS replies.
-        """
-        injected = self.parser.pending or bool(self.replies)
-        self.parser = ReplyParser()
-        self.replies.clear()
-        return injected
+    def start_tls(self) -> None:
+        """Send the ClientHello (the server said 220 to STARTTLS)."""
+        assert self.tls is not None and self.transport is not None
+        self.transport.write(self.tls.start())
 
 
 def client_tls_context() -> ssl.SSLContext:
@@ -266,28 +319,26 @@ async def _walk(
         return
     obs.starttls = Starttls.YES
     obs.enter(Phase.STARTTLS)
+    wire.expect_tls(ctx, host)
     wire.send(b"STARTTLS\r\n")
     reply = await wire.reply(timeouts.command)
     obs.saw(reply)
     if reply.code != 220:
         obs.status, obs.detail = Status.APPLICATION_ERROR, f"STARTTLS {reply.code}"
         return
-    obs.plaintext_injection = wire.reset_for_tls()
     obs.enter(Phase.TLS)
-    assert wire.transport is not None
-    loop = asyncio.get_running_loop()
-    tls_transport = await loop.start_tls(
-        wire.transport, wire, ctx, server_hostname=host, ssl_handshake_timeout=timeouts.handshake
-    )
-    if tls_transport is None:
-        raise _Closed("connection closed during the TLS handshake")
-    wire.transport = tls_transport
-    ssl_object = tls_transport.get_extra_info("ssl_object")
-    if ssl_object is not None:
-        obs.tls_version = ssl_object.version() or ""
-        name, _, bits = ssl_object.cipher() or ("", "", 0)
-        obs.tls_cipher, obs.tls_bits = name, bits or 0
-        obs.chain = _presented_chain(ssl_object)
+    try:
+        wire.start_tls()
+        tls = await wire.handshake(timeouts.handshake)
+    finally:
+        # RFC 3207 §4.2: what came between the 220 and the first TLS record was discarded
+        assert wire.tls is not None
+        obs.plaintext_injection = wire.tls.preamble.injected
+    ssl_object = tls.ssl
+    obs.tls_version = ssl_object.version() or ""
+    name, _, bits = ssl_object.cipher() or ("", "", 0)
+    obs.tls_cipher, obs.tls_bits = name, bits or 0
+    obs.chain = _presented_chain(ssl_object)
     obs.enter(Phase.EHLO_TLS)
     wire.send(b"EHLO " + ehlo_name.encode("ascii") + b"\r\n")
     reply = await wire.reply(timeouts.command)

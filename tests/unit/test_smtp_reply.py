@@ -184,3 +184,59 @@ def test_reply_record_round_trips() -> None:
     reply = ReplyParser().feed(b"250-mx\r\n250 2.0.0 ok\r\n")[0]
     assert records.decode(Reply, orjson.loads(records.encode(reply))) == reply
     records.json_schema(Reply)
+
+
+# name, bytes, expected (code of the one reply or None, the bytes handed back unparsed)
+FEED_ONE_CASES = [
+    ("starttls-220-and-junk", b"220 ready\r\nJUNK\r\n", (220, b"JUNK\r\n")),
+    ("starttls-220-and-tls", b"220 ready\r\n\x16\x03\x03\x00\x02", (220, b"\x16\x03\x03\x00\x02")),
+    ("two-replies", b"220 ready\r\n250 injected\r\n", (220, b"250 injected\r\n")),
+    ("multi-line-reply", b"220-a\r\n220 b\r\nrest", (220, b"rest")),
+    ("exactly-one", b"454 no\r\n", (454, b"")),
+    ("incomplete", b"220 rea", (None, b"")),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), FEED_ONE_CASES, ids=[c[0] for c in FEED_ONE_CASES])
+def test_feed_one_stops_after_the_first_reply_and_hands_back_the_rest_unparsed(
+    name: str, data: bytes, expected: tuple[int | None, bytes]
+) -> None:
+    """RFC 3207 §4.2: after the 220 to STARTTLS the stream is not SMTP; bytes sharing its read
+    must come back untouched, never fail the parser (the old shell aborted on them)."""
+    parser = ReplyParser()
+    reply, rest = parser.feed_one(data)
+    assert ((reply.code if reply else None), rest) == expected
+    if reply is not None:  # the parser kept nothing and still works
+        assert not parser.pending and _simple(parser.feed(b"250 ok\r\n")) == [(250, ("ok",), None)]
+
+
+def test_feed_one_before_the_reply_completes_is_feed() -> None:
+    parser = ReplyParser()
+    assert parser.feed_one(b"220-a\r\n") == (None, b"") and parser.pending
+    reply, rest = parser.feed_one(b"220 b\r\nJUNK")
+    assert reply is not None and reply.lines == ("a", "b") and rest == b"JUNK"
+    with pytest.raises(SmtpProtocolError, match="not-a-reply"):
+        ReplyParser().feed_one(b"JUNK\r\n220 ready\r\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(_stream, st.binary(max_size=40), st.data())
+def test_feed_one_does_not_depend_on_how_the_stream_was_split(
+    stream: bytes, after: bytes, data: st.DataObject
+) -> None:
+    whole = stream + after
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(whole)), max_size=6)))
+    chunks = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
+
+    def run(pieces: list[bytes]) -> tuple[int | None, bytes] | str:
+        parser = ReplyParser(max_line=64, max_lines=8, max_bytes=300)
+        for index, piece in enumerate(pieces):
+            try:
+                reply, rest = parser.feed_one(piece)
+            except SmtpProtocolError as exc:
+                return exc.reason
+            if reply is not None:
+                return reply.code, rest + b"".join(pieces[index + 1 :])
+        return None, b""
+
+    assert run(chunks) == run([whole])
