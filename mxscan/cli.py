@@ -71,7 +71,10 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--dns-timeout", type=seconds, default=defaults.DNS_TIMEOUT, help="seconds per DNS attempt"
     )
     p.add_argument(
-        "--dns-attempts", type=whole(1, 10), default=defaults.DNS_ATTEMPTS, help="attempts per query"
+        "--dns-attempts",
+        type=whole(1, defaults.MAX_DNS_ATTEMPTS),
+        default=defaults.DNS_ATTEMPTS,
+        help="attempts per query",
     )
     p.add_argument(
         "--preflight-signed",
@@ -176,7 +179,7 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     smtp.add_argument(
         "--smtp-retries",
-        type=whole(0, 10),
+        type=whole(0, defaults.MAX_SMTP_RETRIES),
         default=defaults.SMTP_RETRIES,
         help="retries after 421/450/451 or timeouts",
     )

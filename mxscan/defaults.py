@@ -23,6 +23,9 @@ DNS_TIMEOUT = 3.0
 
 #: Attempts per question before it is recorded as a timeout.
 DNS_ATTEMPTS = 2
+#: The most --dns-attempts accepts: each attempt waits a full --dns-timeout, so more only
+#: multiplies the time a dead name costs.
+MAX_DNS_ATTEMPTS = 10
 
 #: Pre-flight: a name that is signed (AD=1 from a validating resolver) and one
 #: that is deliberately bogus (SERVFAIL from a validating resolver).  The root
@@ -68,6 +71,9 @@ SMTP_HOST_TIMEOUT = 90.0
 #: between them (doubled each time): transient refusals are not findings.
 SMTP_RETRIES = 2
 SMTP_RETRY_DELAY = 5.0
+#: The most --smtp-retries accepts: the pause doubles each time, so the tenth retry of a
+#: 5 s delay already waits ~43 minutes.
+MAX_SMTP_RETRIES = 10
 
 #: Probed (host, address) results kept for the run: MX hosts are shared by
 #: thousands of domains, and each is probed once.
