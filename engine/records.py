@@ -11,6 +11,9 @@ walks the type hints to rebuild the objects; ``json_schema`` walks the same
 hints to describe them.  Because all three read the same annotations, a field
 cannot be written one way and read or documented another.
 
+``encode`` also makes the line safe for line-splitting readers and bounded in
+size (``engine.linecap``); ``decode`` gives back the same strings.
+
 Field documentation lives in the class docstring, one ``name: text`` line per
 field after a line reading ``Fields:``; ``json_schema`` copies it into
 ``description`` and refuses a record with an undocumented field.
@@ -28,7 +31,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-__all__ = ["DecodeError", "decode", "encode", "field_docs", "json_schema"]
+from engine.linecap import MAX_LINE_BYTES, escape_separators, fit_line
+
+__all__ = ["MAX_LINE_BYTES", "DecodeError", "decode", "encode", "field_docs", "json_schema"]
 
 T = TypeVar("T")
 
@@ -40,8 +45,11 @@ class DecodeError(ValueError):
 
 
 def encode(record: object) -> bytes:
-    """One NDJSON line (with its newline) for ``record``."""
-    return orjson.dumps(record, option=_ORJSON_OPTIONS)
+    """One NDJSON line (with its newline) for ``record``: line separators inside strings
+    escaped, at most ``MAX_LINE_BYTES`` long (a longer record is cut and lists the cuts in
+    its ``truncated`` field; see ``engine.linecap``)."""
+    line = escape_separators(orjson.dumps(record, option=_ORJSON_OPTIONS))
+    return line if len(line) <= MAX_LINE_BYTES else fit_line(record, line)
 
 
 def decode(cls: type[T], value: Any) -> T:
@@ -91,7 +99,7 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
         for f in dataclasses.fields(tp):
             if f.name in value:
                 kwargs[f.name] = _decode(hints[f.name], value[f.name], f"{where}.{f.name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            elif _no_default(f):
                 raise DecodeError(f"{where}: missing field {f.name!r}")
         return tp(**kwargs)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -151,6 +159,10 @@ def json_schema(cls: Any, *, title: str | None = None) -> dict[str, Any]:
     }
 
 
+def _no_default(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
 def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
@@ -187,7 +199,8 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
                 "type": "object",
                 "description": summary,
                 "properties": props,
-                "required": [f.name for f in dataclasses.fields(tp)],
+                # A field with a default was added later: lines written before it still validate.
+                "required": [f.name for f in dataclasses.fields(tp) if _no_default(f)],
                 "additionalProperties": False,
             }
         return {"$ref": f"#/$defs/{name}"}

@@ -107,6 +107,11 @@ class DomainRecord:
       tlsrpt: the TLS-RPT record as RFC 8460 judges it; null when DNS failed.
       posture: the study's domain-level roll-ups; null when DNS failed.
       errors: probes that failed to produce a result, with why.
+      truncated: JSON paths ("[]" for list items) of the strings and lists cut so the line fits
+        MAX_LINE_BYTES (64 KiB), sorted; empty for a complete record.  A cut string ends in "…";
+        a cut list keeps its first items.  Peer text is also bounded where it is read (banners and
+        replies 512 characters, EHLO parameters 256, certificate names 1024, details 300, EDE
+        texts 256), a cut there likewise ending in "…".
     """
 
     schema_version: int
@@ -123,6 +128,8 @@ class DomainRecord:
     tlsrpt: TlsRptRecord | None
     posture: Posture | None
     errors: tuple[ProbeError, ...]
+    #: Last, with a default: written by every writer, optional in lines from before it.
+    truncated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +140,17 @@ class HostRecord:
       schema_version: the record schema version (see SCHEMA_VERSION).
       ref: how domain lines reference this probe (MxTransport.smtp_refs): "smtp:host@address:port".
       smtp: the probe's result.
+      truncated: JSON paths ("[]" for list items) of the strings and lists cut so the line fits
+        MAX_LINE_BYTES (64 KiB), sorted; empty for a complete record.  A cut string ends in "…";
+        a cut list keeps its first items.  Peer text is also bounded where it is read (banners and
+        replies 512 characters, EHLO parameters 256, certificate names 1024, details 300, EDE
+        texts 256), a cut there likewise ending in "…".
     """
 
     schema_version: int
     ref: str
     smtp: SmtpResult
+    truncated: tuple[str, ...] = ()
 
 
 def host_line(result: SmtpResult) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.records import DecodeError, decode, encode, field_docs, json_schema
+from engine.peertext import TRUNCATION_MARK
+from engine.records import MAX_LINE_BYTES, DecodeError, decode, encode, field_docs, json_schema
 from engine.status import Status
 from mxscan.schema import schema, schema_text
 from probes.dns.records import Answer, DnsResult, Dnssec, Ede, ImplicitMx, MxHost, Outcome, TlsaSkip
@@ -25,7 +27,7 @@ texts = st.text(max_size=40)
 
 
 @st.composite
-def answers(draw: st.DrawFn) -> Answer:
+def answers(draw: st.DrawFn, texts: st.SearchStrategy[str] = texts) -> Answer:
     return Answer(
         name=draw(names),
         rrtype=draw(st.sampled_from(["MX", "A", "AAAA", "TXT", "TLSA"])),
@@ -42,14 +44,14 @@ def answers(draw: st.DrawFn) -> Answer:
 
 
 @st.composite
-def domain_records(draw: st.DrawFn) -> DomainRecord:
+def domain_records(draw: st.DrawFn, texts: st.SearchStrategy[str] = texts) -> DomainRecord:
     hosts = tuple(
         MxHost(
             preference=draw(st.integers(0, 65535)),
             host=draw(names),
-            a=draw(answers()),
-            aaaa=draw(answers()),
-            tlsa=draw(st.none() | answers()),
+            a=draw(answers(texts)),
+            aaaa=draw(answers(texts)),
+            tlsa=draw(st.none() | answers(texts)),
             tlsa_skipped=draw(st.none() | st.sampled_from(TlsaSkip)),
         )
         for _ in range(draw(st.integers(0, 3)))
@@ -58,13 +60,13 @@ def domain_records(draw: st.DrawFn) -> DomainRecord:
         st.none()
         | st.builds(
             DnsResult,
-            mx=answers(),
+            mx=answers(texts),
             has_mx=st.booleans(),
             null_mx=st.booleans(),
             mx_hosts=st.just(hosts),
-            implicit_mx=st.none() | st.builds(ImplicitMx, a=answers(), aaaa=answers()),
-            mta_sts=answers(),
-            tlsrpt=answers(),
+            implicit_mx=st.none() | st.builds(ImplicitMx, a=answers(texts), aaaa=answers(texts)),
+            mta_sts=answers(texts),
+            tlsrpt=answers(texts),
         )
     )
     return DomainRecord(
@@ -163,3 +165,178 @@ def test_decode_rejects_unknown_enum_value() -> None:
 
 def test_schema_is_valid_json_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(json.loads(schema_text()))
+
+
+# ------------------------------------------------ line separators (issue 13, item 14)
+
+#: Every character str.splitlines splits on.
+SEPARATORS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+@st.composite
+def separator_texts(draw: st.DrawFn) -> str:
+    """Text holding every line separator, among other characters."""
+    parts = [*SEPARATORS, *draw(st.lists(st.text(max_size=5), max_size=len(SEPARATORS) + 1))]
+    return "".join(draw(st.permutations(parts)))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(domain_records(separator_texts()), min_size=1, max_size=3))
+def test_line_separators_are_escaped_so_splitlines_sees_one_record_per_line(
+    records: list[DomainRecord],
+) -> None:
+    blob = b"".join(encode(record) for record in records)
+    lines = blob.decode("utf-8").splitlines()
+    assert len(lines) == len(records)
+    assert [decode(DomainRecord, orjson.loads(line)) for line in lines] == records
+
+
+@pytest.mark.parametrize("separator", list(SEPARATORS), ids=[f"U+{ord(c):04X}" for c in SEPARATORS])
+def test_each_separator_is_written_as_a_json_escape(separator: str) -> None:
+    line = encode(Ede(code=6, text=f"a{separator}b"))
+    assert separator.encode() not in line[:-1] and line.decode().count("\n") == 1
+    assert len(line.decode().splitlines()) == 1
+    assert orjson.loads(line)["text"] == f"a{separator}b"
+
+
+# ------------------------------------------------ the line cap (issue 13, item 14)
+
+
+def _answer(name: str, rrtype: str, data: tuple[str, ...] = ()) -> Answer:
+    return Answer(name, rrtype, Outcome.OK, Dnssec.INSECURE, False, 300, (), data, "NOERROR", (), "")
+
+
+def _record(
+    *,
+    txt: tuple[str, ...] = (),
+    hosts: int = 1,
+    reason: str = "",
+    errors: int = 0,
+    domain: str = "example.com",
+) -> DomainRecord:
+    mx_hosts = tuple(
+        MxHost(10, f"mx{i}.example.com", _answer(f"mx{i}.example.com", "A", ("192.0.2.1",)),
+               _answer(f"mx{i}.example.com", "AAAA"), None, TlsaSkip.ADDRESS_INSECURE)
+        for i in range(hosts)
+    )  # fmt: skip
+    dns = DnsResult(
+        mx=_answer(domain, "MX", tuple(f"10 {h.host}" for h in mx_hosts)),
+        has_mx=True,
+        null_mx=False,
+        mx_hosts=mx_hosts,
+        implicit_mx=None,
+        mta_sts=_answer(f"_mta-sts.{domain}", "TXT", txt),
+        tlsrpt=_answer(f"_smtp._tls.{domain}", "TXT"),
+    )
+    return DomainRecord(
+        schema_version=SCHEMA_VERSION,
+        domain=domain,
+        input_line=1,
+        status=Status.SUCCESS,
+        reason=reason,
+        scan=ScanMeta("mxscan", "0.1.0", "2026-11-29T00:00:00Z", "127.0.0.1:53", True, "s.test", ""),
+        measured_at="2026-11-29T00:00:01.000Z",
+        duration_ms=1.0,
+        dns=dns,
+        mx_transport=(),
+        mta_sts=None,
+        tlsrpt=None,
+        posture=None,
+        errors=tuple(ProbeError("dns", Status.UNKNOWN_ERROR, f"error {i}") for i in range(errors)),
+    )
+
+
+def _fits(line: bytes) -> dict[str, object]:
+    assert len(line) <= MAX_LINE_BYTES and line.endswith(b"\n")
+    assert len(line.decode("utf-8").splitlines()) == 1
+    value = orjson.loads(line)
+    jsonschema.validate(value, schema())
+    decode(DomainRecord, value)
+    return typing.cast(dict[str, object], value)
+
+
+@pytest.mark.parametrize(
+    ("record", "cuts"),
+    [
+        (_record(txt=("v=STSv1; id=" + "x" * 100_000,)), ["dns.mta_sts.data[]"]),
+        (_record(txt=("\u2028\x01" * 40_000,)), ["dns.mta_sts.data[]"]),
+        (_record(hosts=1500), ["dns.mx.data", "dns.mx_hosts"]),
+        (_record(errors=3000, reason="r" * 30_000), ["errors"]),
+        (_record(txt=("a" * 40_000, "b" * 40_000, "c" * 100)), ["dns.mta_sts.data[]"]),
+    ],
+    ids=["one-huge-txt", "escapes-counted-in-bytes", "many-mx-hosts", "many-errors", "two-long-txt"],
+)
+def test_a_record_over_the_line_cap_is_cut_to_fit_and_lists_the_cuts(
+    record: DomainRecord, cuts: list[str]
+) -> None:
+    assert len(orjson.dumps(record)) > MAX_LINE_BYTES  # the hostile case is real
+    value = _fits(encode(record))
+    assert value["truncated"] == cuts
+    assert value["domain"] == record.domain
+
+
+def test_a_cut_keeps_the_start_of_each_string_and_list_and_everything_short() -> None:
+    record = _record(txt=("v=STSv1; id=" + "x" * 100_000, "short"), hosts=1500, reason="why")
+    got = decode(DomainRecord, orjson.loads(encode(record)))
+    assert got.dns is not None and record.dns is not None
+    long_txt, short_txt = got.dns.mta_sts.data
+    assert long_txt.endswith(TRUNCATION_MARK) and record.dns.mta_sts.data[0].startswith(long_txt[:-1])
+    assert short_txt == "short" and got.reason == "why" and got.scan == record.scan
+    assert got.dns.mx_hosts == record.dns.mx_hosts[: len(got.dns.mx_hosts)] and got.dns.mx_hosts
+
+
+def test_a_record_within_the_cap_is_written_whole() -> None:
+    record = _record(txt=("x" * 60_000,))
+    line = encode(record)
+    assert len(line) <= MAX_LINE_BYTES and orjson.loads(line)["truncated"] == []
+    assert decode(DomainRecord, orjson.loads(line)) == record
+
+
+@st.composite
+def hostile_records(draw: st.DrawFn) -> DomainRecord:
+    """Records with long strings (some all escapes) and long lists, in any mix."""
+    chars = st.sampled_from(["x", "é", "\u2028", "\x01", "📧"])
+    txt = tuple(draw(chars) * draw(st.integers(0, 70_000)) for _ in range(draw(st.integers(0, 4))))
+    return _record(
+        txt=txt,
+        hosts=draw(st.integers(0, 600)),
+        reason=draw(chars) * draw(st.integers(0, 70_000)),
+        errors=draw(st.integers(0, 800)),
+        domain=draw(names),
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(hostile_records())
+def test_any_record_is_written_within_the_line_cap_as_valid_json(record: DomainRecord) -> None:
+    whole = len(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+    value = _fits(encode(record))
+    assert value["domain"] == record.domain  # the checkpoint's key is never cut
+    if whole <= MAX_LINE_BYTES // 2:  # short enough even with every separator escaped
+        assert value["truncated"] == [] and decode(DomainRecord, value) == record
+    if whole > MAX_LINE_BYTES:
+        assert value["truncated"]
+
+
+@dataclass(frozen=True, slots=True)
+class _NoCutField:
+    """A line kind with nowhere to list cuts.
+
+    Fields:
+      text: some text.
+    """
+
+    text: str
+
+
+def test_a_line_kind_without_a_truncated_field_is_refused_rather_than_cut_silently() -> None:
+    with pytest.raises(TypeError, match="no 'truncated' field"):
+        encode(_NoCutField("x" * (MAX_LINE_BYTES + 1)))
+
+
+def test_lines_written_before_the_truncated_field_still_read_and_validate() -> None:
+    record = _record(txt=("v=STSv1; id=1",))
+    value = orjson.loads(encode(record))
+    del value["truncated"]
+    assert decode(DomainRecord, value) == record
+    jsonschema.validate(value, schema())
