@@ -25,7 +25,7 @@ from probes.mtasts.fetch import POLICY_PATH
 from probes.mtasts.records import MtaStsResult, PolicyFetch
 from probes.smtp.probe import SmtpProbe
 from probes.smtp.records import Phase, SmtpResult, Starttls
-from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_txt
+from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_answer
 from probes.transport import (
     MxTransport,
     Posture,
@@ -220,7 +220,7 @@ class Pipeline:
                     "smtp", self._transport(dns), ((), ()), errors
                 )
             policy = policy_task.result()
-        outcome.tlsrpt = assess_tlsrpt_txt(dns.tlsrpt.data if dns.tlsrpt.outcome is Outcome.OK else ())
+        outcome.tlsrpt = assess_tlsrpt_answer(dns.tlsrpt)
         published = dane_published(dns.mx, dns.mx_hosts)
         if policy is not None:
             policy_a, fetch, body = policy

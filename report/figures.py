@@ -179,7 +179,9 @@ def _sts(
     rec = mta_sts.get("record") or {}
     if rec.get("valid"):
         record = YES
-    elif not rec.get("present") and ((dns or {}).get("mta_sts") or {}).get("outcome") in DNS_UNSETTLED:
+    elif rec.get("valid") is None or _txt_failed(dns, "mta_sts"):
+        # The TXT lookup failed: unknown (null since the record said so itself; files from
+        # before carry present/valid false beside the failed DNS answer).
         record = UNKNOWN
     else:
         record = NO
@@ -200,9 +202,17 @@ def _sts(
     return record, False, delegated, policy, mode, str(rec.get("id") or "")
 
 
+def _txt_failed(dns: dict[str, Any] | None, key: str) -> bool:
+    """The TXT lookup ``dns[key]`` failed (servfail, refused, timeout, error)."""
+    return ((dns or {}).get(key) or {}).get("outcome") in DNS_UNSETTLED
+
+
 def _tlsrpt(tlsrpt: dict[str, Any] | None, dns: dict[str, Any] | None) -> str:
     if tlsrpt is not None:
-        return YES if tlsrpt.get("valid") else NO
+        if tlsrpt.get("valid"):
+            return YES
+        # A failed lookup is unknown, never "no" (see _sts for files from before the null).
+        return UNKNOWN if tlsrpt.get("valid") is None or _txt_failed(dns, "tlsrpt") else NO
     if dns is None:
         return NOT_MEASURED
     answer = dns.get("tlsrpt") or {}

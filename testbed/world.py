@@ -57,7 +57,7 @@ class ZoneStatus(StrEnum):
 
 
 class ResolverFault(StrEnum):
-    """What the resolver does for every question about one name (tier (a) only)."""
+    """What the resolver does for every question about one name and the names below it."""
 
     #: Never answers (over UDP and TCP).
     TIMEOUT = "timeout"
@@ -232,7 +232,7 @@ class Domain:
     #: False: the name does not exist (NXDOMAIN for every type).
     exists: bool = True
     dnssec: ZoneStatus = ZoneStatus.UNSIGNED
-    #: The resolver's misbehaviour for questions about exactly this name.
+    #: The resolver's misbehaviour for questions about this name and the names below it.
     fault: ResolverFault | None = None
     #: The apex is an alias (CNAME) to this name, which the world defines.
     cname: str | None = None

@@ -86,6 +86,7 @@ class WorldIndex:
         self.world = world
         self.tlsa_data = tlsa_data
         self.domains: dict[str, Domain] = {d.name: d for d in world.domains}
+        self.faults: dict[str, ResolverFault] = {d.name: d.fault for d in world.domains if d.fault}
         self.zones: dict[str, ZoneStatus] = {z.apex: z.status for z in world.zones}
         self.hosts: dict[str, Host] = {}
         self.extra: dict[str, list[Rr]] = {}
@@ -169,14 +170,24 @@ class WorldIndex:
             return recs
         return None
 
+    def fault_of(self, name: str) -> ResolverFault | None:
+        """The resolver fault of ``name`` or of the nearest domain above it: a resolver that
+        cannot resolve a domain cannot resolve the names below it either (its _mta-sts and
+        _smtp._tls TXT records, its policy host), as tier (b)'s unbound does."""
+        while True:
+            fault = self.faults.get(name)
+            if fault is not None or "." not in name:
+                return fault
+            name = name.partition(".")[2]
+
     def resolve(self, name: str, rtype: str, cd: bool = False) -> Resolution:
         """The validating resolver's answer to ``name``/``rtype`` (CD as asked)."""
         name = name.lower().rstrip(".")
-        owner = self.domains.get(name)
-        if owner is not None and owner.fault is not None:
-            if owner.fault is ResolverFault.TIMEOUT:
+        fault = self.fault_of(name) if self.faults else None
+        if fault is not None:
+            if fault is ResolverFault.TIMEOUT:
                 return Resolution(SERVFAIL, drop=True)
-            return Resolution(REFUSED if owner.fault is ResolverFault.REFUSED else SERVFAIL)
+            return Resolution(REFUSED if fault is ResolverFault.REFUSED else SERVFAIL)
         answer: list[Rr] = []
         secure = True
         for _ in range(MAX_CNAME_CHAIN + 1):

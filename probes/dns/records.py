@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "DEFINITE_OUTCOMES",
     "Answer",
     "DnsResult",
     "Dnssec",
@@ -34,6 +35,11 @@ class Outcome(StrEnum):
     TIMEOUT = "timeout"
     #: Anything else: another RCODE, an unparsable or mismatched reply.
     ERROR = "error"
+
+
+#: Outcomes that settle what the name holds: data, or a definite absence.  The others
+#: (servfail, refused, timeout, error) are a failed lookup: unknown, never "absent".
+DEFINITE_OUTCOMES = frozenset({Outcome.OK, Outcome.NXDOMAIN, Outcome.NODATA})
 
 
 class Dnssec(StrEnum):

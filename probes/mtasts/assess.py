@@ -8,7 +8,8 @@ MX hosts with their PKIX and DANE verdicts, TLS-RPT and DANE publication) and
 returns one ``MtaStsResult``.  Three notions, each defined once below:
 
 * the **record** is valid: exactly one ``v=STSv1`` TXT record fitting RFC 8461
-  §3.1 (``assess_sts_txt``);
+  §3.1 (``assess_sts_answer``); unknown (``valid`` null) when the TXT lookup
+  failed, which no finding below reads as "no record";
 * the **policy is usable**: fetched with status success (a 200 ``text/plain``
   body within the cap, §3.3), over a PKIX-valid certificate for
   ``mta-sts.<domain>`` (§3.3: "the certificate presented by the Policy Host
@@ -41,8 +42,10 @@ Findings (each rule names its RFC section; all sorted, without repeats):
   lookup failed (timeout, SERVFAIL): that is unknown, not absent.
 * ``tlsrpt-without-mta-sts-or-dane``: a valid TLS-RPT record (RFC 8460 §3),
   but no valid MTA-STS record and no DANE (RFC 8460 §1: reports are about
-  MTA-STS or DANE validation, so there is nothing to report on).  Needs a
-  definite TXT answer, as above.
+  MTA-STS or DANE validation, so there is nothing to report on).  Needs both
+  TXT answers definite, as above, and DANE known to be absent: not said while
+  some MX host's DANE status is undetermined (its TLSA lookup failed, or the
+  resolver does not validate).
 * ``dane-mta-sts-disagree``: effective mode enforce/testing and, for some MX
   host, DANE says "deliver" (status valid) while MTA-STS says "refuse" (not
   covered, or a certificate known to be PKIX-invalid), or DANE says "refuse"
@@ -57,16 +60,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 from engine.status import Status
 from probes.dane.tlsa import DaneResult, DaneStatus
-from probes.dns.records import Answer, Outcome
+from probes.dns.records import Answer
 from probes.mtasts.match import Coverage, coverage, normalize_name
 from probes.mtasts.policy import Mode, StsPolicy, parse_policy
-from probes.mtasts.record import assess_sts_txt
+from probes.mtasts.record import assess_sts_answer
 from probes.mtasts.records import Finding, MtaStsResult, PolicyFetch
 
 __all__ = ["assess_mta_sts", "policy_usable", "would_deliver"]
 
-#: TXT outcomes that are definite answers: "no valid record" is then a fact, not a failed lookup.
-_DEFINITE = frozenset({Outcome.OK, Outcome.NXDOMAIN, Outcome.NODATA})
 #: DANE statuses under which a DANE sender refuses the host (RFC 7672 §2.2, §3).
 _DANE_REFUSES = frozenset({DaneStatus.MISMATCH, DaneStatus.BOGUS})
 _APPLIED_MODES = (Mode.ENFORCE, Mode.TESTING)
@@ -126,6 +127,11 @@ def _disagrees(
     return (dane.status is DaneStatus.VALID and sts_refuses) or (dane.status in _DANE_REFUSES and sts_accepts)
 
 
+def _dane_unknown(dane_by_host: Mapping[str, DaneResult | None]) -> bool:
+    """Some MX host's DANE status is undetermined: "no DANE" cannot be said for the domain."""
+    return any(d is not None and d.status is DaneStatus.UNDETERMINED for d in dane_by_host.values())
+
+
 def assess_mta_sts(
     *,
     domain: str,
@@ -136,13 +142,14 @@ def assess_mta_sts(
     mx_hosts: Sequence[str],
     pkix_by_host: Mapping[str, bool | None],
     dane_by_host: Mapping[str, DaneResult | None],
-    tlsrpt_valid: bool,
+    tlsrpt_valid: bool | None,
     dane_published: bool,
     provider_of: Callable[[str], str | None],
 ) -> MtaStsResult:
     """The MTA-STS result of ``domain`` with its cross-check findings (see the module docstring)."""
-    record = assess_sts_txt(sts_txt.data)
-    txt_definite = sts_txt.outcome in _DEFINITE
+    record = assess_sts_answer(sts_txt)
+    # "No valid record" is a fact only after a definite answer, not after a failed lookup.
+    txt_definite = record.valid is not None
     policy_host = f"mta-sts.{domain}"
     host_cname = tuple(policy_host_a.cname_chain) if policy_host_a is not None else ()
     policy = parse_policy(body) if body is not None else None
@@ -164,7 +171,13 @@ def assess_mta_sts(
         findings.add(Finding.TXT_WITHOUT_POLICY)
     if usable and txt_definite and not record.valid:
         findings.add(Finding.POLICY_WITHOUT_TXT)
-    if tlsrpt_valid and txt_definite and not record.valid and not dane_published:
+    if (
+        tlsrpt_valid
+        and txt_definite
+        and not record.valid
+        and not dane_published
+        and not _dane_unknown(dane_by_host)
+    ):
         findings.add(Finding.TLSRPT_WITHOUT_POLICY)
     if mode in _APPLIED_MODES and cover is not None:
         for entry in cover.hosts:

@@ -22,6 +22,11 @@ no reasons.  Things the RFC itself tolerates (a repeated ``id``, where §3.2's
 "all entries except for the first SHALL be ignored" is applied) are
 ``warnings`` and leave the record valid.
 
+``assess_sts_answer`` judges the DNS answer: a lookup that failed (SERVFAIL,
+REFUSED, timeout, error) says nothing about the records, so the record is
+unknown (``present`` and ``valid`` null, reason ``lookup-failed:<outcome>``),
+never "no record".
+
 Sample: ``v=STSv1; id=20190429T010101;``
 """
 
@@ -31,11 +36,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from probes.dns.records import DEFINITE_OUTCOMES, Answer, Outcome
+
 __all__ = [
     "StsRecord",
+    "assess_sts_answer",
     "assess_sts_txt",
     "bound_reasons",
     "is_sts_candidate",
+    "lookup_failure",
     "near_misses",
     "reason_code",
     "reason_detail",
@@ -61,20 +70,21 @@ class StsRecord:
 
     Fields:
       present: at least one TXT record begins with the version field "v=STSv1" (not followed by a letter
-        or digit): the domain tried to publish MTA-STS.
+        or digit): the domain tried to publish MTA-STS.  Null when the TXT lookup failed (unknown).
       valid: exactly one such record and it fits the §3.1 ABNF with an id; a sender would go on to fetch
-        the policy.  True exactly when reasons is empty.
+        the policy.  True exactly when reasons is empty; null when the TXT lookup failed (unknown).
       id: the policy id (1-32 letters and digits; the first if repeated), also when other parts of the
         record are wrong; "" when absent, malformed, or when several records make it ambiguous.
-      reasons: why the record is not valid, each "code" or "code:detail": no-sts-record,
+      reasons: why the record is not valid, each "code" or "code:detail": lookup-failed:<outcome> (the
+        TXT lookup failed: servfail, refused, timeout or error; the record is unknown), no-sts-record,
         multiple-sts-records, missing-id, invalid-id, bad-syntax, trailing-whitespace, version-not-first,
         version-wrong-case; repeats dropped, past 32 the rest counted as more-problems:<n>.
       warnings: departures the RFC tolerates, record still valid: duplicate-id (the first id counts).
       extensions: unknown fields of the record as written, "name=value", in order (ignored by senders).
     """
 
-    present: bool
-    valid: bool
+    present: bool | None
+    valid: bool | None
     id: str
     reasons: tuple[str, ...]
     warnings: tuple[str, ...]
@@ -112,6 +122,23 @@ def is_sts_candidate(txt: str) -> bool:
     ("v=STSv10" would be another version).
     """
     return txt.startswith(VERSION) and not txt[len(VERSION) : len(VERSION) + 1].isalnum()
+
+
+def lookup_failure(answer: Answer) -> str | None:
+    """``lookup-failed:<outcome>`` when the TXT lookup failed, None when it settled
+    what the name holds (records, NXDOMAIN or NODATA).  Shared with TLS-RPT."""
+    if answer.outcome in DEFINITE_OUTCOMES:
+        return None
+    return f"lookup-failed:{answer.outcome.value}"
+
+
+def assess_sts_answer(answer: Answer) -> StsRecord:
+    """Judge the ``_mta-sts.<domain>`` TXT lookup: its records, no record (NXDOMAIN, NODATA),
+    or unknown when the lookup failed."""
+    failure = lookup_failure(answer)
+    if failure is not None:
+        return StsRecord(None, None, "", (failure,), (), ())
+    return assess_sts_txt(answer.data if answer.outcome is Outcome.OK else ())
 
 
 def assess_sts_txt(txt_records: Sequence[str]) -> StsRecord:

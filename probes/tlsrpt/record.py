@@ -21,7 +21,10 @@ schemes, "mailto" (RFC 6068: an addr-spec is needed to send a report) and
 "https" (a host is needed to POST one).
 
 ``assess_tlsrpt_txt`` never raises; ``valid`` is true exactly when
-``reasons`` is empty.
+``reasons`` is empty.  ``assess_tlsrpt_answer`` judges the DNS answer: a
+lookup that failed (SERVFAIL, REFUSED, timeout, error) leaves the record
+unknown (``present`` and ``valid`` null, reason ``lookup-failed:<outcome>``),
+never "no record".
 
 Sample: ``v=TLSRPTv1; rua=mailto:tlsrpt@example.com,https://reports.example.com/v1``
 """
@@ -34,9 +37,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from probes.mtasts.record import bound_reasons, near_misses, reason_code, reason_detail
+from probes.dns.records import Answer, Outcome
+from probes.mtasts.record import bound_reasons, lookup_failure, near_misses, reason_code, reason_detail
 
-__all__ = ["SUPPORTED_SCHEMES", "TlsRptRecord", "assess_tlsrpt_txt", "rua_problem"]
+__all__ = ["SUPPORTED_SCHEMES", "TlsRptRecord", "assess_tlsrpt_answer", "assess_tlsrpt_txt", "rua_problem"]
 
 #: RFC 8460 §3: the version field, case-sensitive.
 VERSION = "v=TLSRPTv1"
@@ -65,10 +69,12 @@ class TlsRptRecord:
 
     Fields:
       present: at least one TXT record begins with "v=TLSRPTv1" (not followed by a letter or digit).
+        Null when the TXT lookup failed (unknown).
       valid: exactly one such record, fitting the §3 ABNF, with at least one usable rua URI; true exactly
-        when reasons is empty.
+        when reasons is empty; null when the TXT lookup failed (unknown).
       rua: every rua URI as written, in order (from the first rua field), valid or not.
-      reasons: why the record is not valid, each "code" or "code:detail": no-tlsrpt-record,
+      reasons: why the record is not valid, each "code" or "code:detail": lookup-failed:<outcome> (the
+        TXT lookup failed: servfail, refused, timeout or error; the record is unknown), no-tlsrpt-record,
         multiple-tlsrpt-records, missing-rua, empty-rua-uri, invalid-rua-uri:<uri>,
         unsupported-rua-scheme:<scheme> (when no URI is usable), bad-syntax, trailing-whitespace,
         version-not-first, version-wrong-case; repeats dropped, past 32 the rest counted as
@@ -78,8 +84,8 @@ class TlsRptRecord:
       extensions: unknown fields as written, "name=value", in order (ignored by reporters).
     """
 
-    present: bool
-    valid: bool
+    present: bool | None
+    valid: bool | None
     rua: tuple[str, ...]
     reasons: tuple[str, ...]
     warnings: tuple[str, ...]
@@ -91,6 +97,15 @@ def _is_candidate(txt: str) -> bool:
     # says "v=TLSRPTv1;", the ABNF allows WSP before the ";", and a complete
     # version token followed by anything else is a malformed attempt.
     return txt.startswith(VERSION) and not txt[len(VERSION) : len(VERSION) + 1].isalnum()
+
+
+def assess_tlsrpt_answer(answer: Answer) -> TlsRptRecord:
+    """Judge the ``_smtp._tls.<domain>`` TXT lookup: its records, no record (NXDOMAIN,
+    NODATA), or unknown when the lookup failed."""
+    failure = lookup_failure(answer)
+    if failure is not None:
+        return TlsRptRecord(None, None, (), (failure,), (), ())
+    return assess_tlsrpt_txt(answer.data if answer.outcome is Outcome.OK else ())
 
 
 def assess_tlsrpt_txt(txt_records: Sequence[str]) -> TlsRptRecord:

@@ -20,8 +20,8 @@ resolver configuration (``local-zone`` types):
   TCP), like tier (a)'s silent drop;
 - ``refused`` → ``always_refuse``: REFUSED whatever local data exists.
 
-Both apply to the whole subtree below the name, where tier (a) misbehaves
-only for the name itself (see world_b.py for the list of differences).
+Both apply to the whole subtree below the name, as tier (a)'s faults do
+(see world_b.py for the differences in form).
 """
 
 from __future__ import annotations

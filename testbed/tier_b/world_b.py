@@ -15,17 +15,16 @@ root key as unbound's trust anchor, the root hints, nsd.conf and unbound.conf.
 127.0.0.54:53), each in its own session, and returns when unbound answers the
 root SOA with AD=1 — the whole chain works.  Root is needed for port 53.
 
-Differences from tier (a) (``TIER_A_DIFFERENCES``), all about the resolver
-faults, which tier (a) applies to exactly one name and a real resolver to a
-whole subtree:
+Differences from tier (a) (``TIER_A_DIFFERENCES``), all about the form of the
+resolver faults (both tiers apply a fault to the domain and the names below it):
 
 - ``timeout``: unbound drops the queries (``local-zone deny``); same as tier (a)
   over UDP; over TCP unbound closes the connection unanswered (tier (a) keeps
-  it open); names below it are dropped too (tier (a): NXDOMAIN).
+  it open).
 - ``refused``: unbound answers REFUSED (``always_refuse``), with AA set (tier
-  (a): no AA); names below it are REFUSED too (tier (a): NXDOMAIN).
+  (a): no AA).
 - ``servfail``: a delegation with no usable server; unbound answers SERVFAIL
-  at once, also with CD=1, no EDE, like tier (a); names below it SERVFAIL too.
+  at once, also with CD=1, no EDE, like tier (a).
 - ``ns1.testbed.test`` / ``ns-lame.testbed.test`` exist in tier (b) (the
   servers' names), and are NXDOMAIN in tier (a).
 """
@@ -81,9 +80,9 @@ READY_TIMEOUT = 300.0
 STOP_GRACE = 5.0
 #: Scenario key -> how tier (b) answers differently from tier (a) (module docstring).
 TIER_A_DIFFERENCES = {
-    "timeout": "dropped by unbound (local-zone deny; TCP closed unanswered): names below dropped too",
-    "refused": "REFUSED by unbound (always_refuse, AA set): names below the domain are REFUSED too",
-    "servfail": "delegation with no usable server: SERVFAIL also with CD=1; names below SERVFAIL too",
+    "timeout": "dropped by unbound (local-zone deny); over TCP closed unanswered (tier (a) keeps it open)",
+    "refused": "REFUSED by unbound (always_refuse) with AA set (tier (a): no AA)",
+    "servfail": "delegation with no usable server: SERVFAIL also with CD=1, no EDE, like tier (a)",
 }
 
 

@@ -5,19 +5,15 @@ The resolver here plays a validating resolver behind a private root: the signed
 name (the root SOA) and every name of ``signed.test`` come back with AD=1, and
 the default bogus probe name ``dnssec-failed.org`` does not exist (NXDOMAIN),
 so there is nothing bogus for it to reject.  ``quiet-bogus.test`` is never
-answered.  The server is a thread on a free UDP port of 127.0.0.1; replies are
-built with dnspython.
+answered.  The server is ``tests.integration.loopback_resolver`` (a thread on a free
+UDP port of 127.0.0.1); replies are built with dnspython.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import dns.flags
@@ -31,9 +27,9 @@ import pytest
 from probes.dns.client import DnsClient
 from probes.dns.preflight import PreflightResult, preflight
 from probes.dns.records import ResolverCheck
+from tests.integration.loopback_resolver import resolver
 
 ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 
 #: name -> {type: records} of the signed test zone; every answer gets AD=1.
 ZONE = {
@@ -66,34 +62,6 @@ def answer(wire: bytes) -> bytes | None:
     return reply.to_wire()
 
 
-@contextlib.contextmanager
-def resolver() -> Iterator[tuple[str, int]]:
-    """The resolver thread on a free UDP port; stopped (and joined) on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, 0))
-    sock.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            out = answer(data)
-            if out is not None:
-                sock.sendto(out, peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield HOST, int(sock.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(5)
-        sock.close()
-
-
 def check(server: tuple[str, int], bogus: str, *, client_timeout: float, budget: float) -> PreflightResult:
     async def main() -> PreflightResult:
         async with DnsClient(server, timeout=client_timeout, attempts=1) as client:
@@ -103,7 +71,7 @@ def check(server: tuple[str, int], bogus: str, *, client_timeout: float, budget:
 
 
 def test_bogus_name_that_does_not_exist_is_inconclusive_not_not_validating() -> None:
-    with resolver() as server:
+    with resolver(answer) as server:
         result = check(server, "dnssec-failed.org", client_timeout=2.0, budget=5.0)
     assert (result.reachable, result.check, result.signed_ad, result.bogus_servfail) == (
         True,
@@ -118,7 +86,7 @@ def test_bogus_name_that_does_not_exist_is_inconclusive_not_not_validating() -> 
 def test_unanswered_bogus_name_is_inconclusive_not_an_unreachable_resolver() -> None:
     """The deadline is per question: the signed name answered, so the resolver is reachable
     even when the bogus name's answer never comes (before: the whole check timed out)."""
-    with resolver() as server:
+    with resolver(answer) as server:
         result = check(server, "quiet-bogus.test", client_timeout=5.0, budget=1.0)
     assert (result.reachable, result.check) == (True, ResolverCheck.INCONCLUSIVE)
     assert "no answer (timeout)" in result.detail
@@ -148,11 +116,11 @@ def scan(server: tuple[str, int], tmp: Path, *extra: str) -> tuple[int, str, lis
 
 
 def test_inconclusive_check_keeps_dnssec_data_and_warns_loudly(tmp_path: Path) -> None:
-    with resolver() as server:
+    with resolver(answer) as server:
         code, stderr, lines = scan(server, tmp_path)
     assert code == 0, stderr
     assert "WARNING" in stderr and "INCONCLUSIVE" in stderr and "--preflight-bogus" in stderr
-    (record,) = lines
+    (record,) = [line for line in lines if "domain" in line]  # domain lines only
     assert record["scan"]["dnssec_validating"] is True  # type: ignore[index]
     assert record["scan"]["dnssec_check"] == "inconclusive"  # type: ignore[index]
     dns = record["dns"]
@@ -163,7 +131,7 @@ def test_inconclusive_check_keeps_dnssec_data_and_warns_loudly(tmp_path: Path) -
 
 @pytest.mark.parametrize("bogus", ["dnssec-failed.org", "quiet-bogus.test"])
 def test_require_validation_refuses_an_inconclusive_check(tmp_path: Path, bogus: str) -> None:
-    with resolver() as server:
+    with resolver(answer) as server:
         code, stderr, lines = scan(server, tmp_path, "--require-validation", "--preflight-bogus", bogus)
     assert code == 2
     assert "INCONCLUSIVE" in stderr and "--require-validation" in stderr

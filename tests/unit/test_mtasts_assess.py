@@ -276,6 +276,34 @@ FINDING_CASES = [
         False,
         id="tlsrpt-txt-unknown",
     ),
+    pytest.param(
+        {"sts_txt": answer(outcome=Outcome.NXDOMAIN), "fetch": None, "body": None, "tlsrpt_valid": None},
+        Finding.TLSRPT_WITHOUT_POLICY,
+        False,
+        id="tlsrpt-lookup-failed",
+    ),
+    pytest.param(
+        {
+            "sts_txt": answer(outcome=Outcome.NXDOMAIN),
+            "fetch": None,
+            "body": None,
+            "dane_by_host": {MX1: dane(DaneStatus.NONE), MX2: dane(DaneStatus.UNDETERMINED)},
+        },
+        Finding.TLSRPT_WITHOUT_POLICY,
+        False,
+        id="tlsrpt-not-when-dane-undetermined",
+    ),
+    pytest.param(
+        {
+            "sts_txt": answer(outcome=Outcome.NXDOMAIN),
+            "fetch": None,
+            "body": None,
+            "dane_by_host": {MX1: dane(DaneStatus.NONE), MX2: dane(DaneStatus.INSECURE)},
+        },
+        Finding.TLSRPT_WITHOUT_POLICY,
+        True,
+        id="tlsrpt-with-dane-known-absent",
+    ),
     # dane-mta-sts-disagree (RFC 8461 §2, RFC 7672 §2.2)
     pytest.param(
         {"body": body("enforce", MX1), "dane_by_host": {MX2: dane(DaneStatus.VALID)}},
@@ -334,6 +362,21 @@ FINDING_CASES = [
 @pytest.mark.parametrize(("overrides", "finding", "present"), FINDING_CASES)
 def test_finding(overrides: dict[str, Any], finding: Finding, present: bool) -> None:
     assert (finding in run(**overrides).findings) is present
+
+
+@pytest.mark.parametrize("outcome", [Outcome.SERVFAIL, Outcome.REFUSED, Outcome.TIMEOUT, Outcome.ERROR])
+def test_failed_txt_lookup_leaves_the_record_unknown_never_absent(outcome: Outcome) -> None:
+    """Issue #13 item 9: a failed _mta-sts lookup is unknown with the reason, not "no record"."""
+    for overrides in ({}, {"fetch": None, "body": None}):
+        result = run(sts_txt=answer(outcome=outcome), **overrides)
+        assert (result.record.present, result.record.valid) == (None, None)
+        assert result.record.reasons == (f"lookup-failed:{outcome.value}",)
+        assert result.mode is None
+        assert not {
+            Finding.POLICY_WITHOUT_TXT,
+            Finding.TXT_WITHOUT_POLICY,
+            Finding.TLSRPT_WITHOUT_POLICY,
+        } & set(result.findings)
 
 
 def test_every_finding_has_a_case() -> None:
@@ -397,7 +440,7 @@ def _inputs(draw: st.DrawFn) -> dict[str, Any]:
         "mx_hosts": hosts,
         "pkix_by_host": {h: draw(_TRI) for h in draw(st.lists(_HOSTS, max_size=4))},
         "dane_by_host": {h: draw(_DANE) for h in draw(st.lists(_HOSTS, max_size=4))},
-        "tlsrpt_valid": draw(st.booleans()),
+        "tlsrpt_valid": draw(_TRI),
         "dane_published": draw(st.booleans()),
     }
 
@@ -405,7 +448,7 @@ def _inputs(draw: st.DrawFn) -> dict[str, Any]:
 def _expected_mode_ok(result: MtaStsResult, inputs: Mapping[str, Any]) -> bool:
     fetch = inputs["fetch"]
     return (
-        result.record.valid
+        result.record.valid is True
         and fetch is not None
         and fetch.status is Status.SUCCESS
         and fetch.pkix is not None
@@ -439,6 +482,14 @@ def test_any_inputs_give_a_consistent_result(inputs: dict[str, Any]) -> None:
     )
     if Finding.DANE_MTA_STS_DISAGREE in result.findings:
         assert result.mode in ("enforce", "testing")
+    # the record is unknown exactly when the TXT lookup failed, and then no finding says "no record"
+    failed = inputs["sts_txt"].outcome in (Outcome.SERVFAIL, Outcome.REFUSED, Outcome.TIMEOUT, Outcome.ERROR)
+    assert (result.record.valid is None) == failed == (result.record.present is None)
+    if failed:
+        assert Finding.POLICY_WITHOUT_TXT not in result.findings
+        assert Finding.TLSRPT_WITHOUT_POLICY not in result.findings
+    if inputs["tlsrpt_valid"] is not True:
+        assert Finding.TLSRPT_WITHOUT_POLICY not in result.findings
     # the policy is parsed exactly when a body was obtained
     assert (result.policy is None) == (inputs["body"] is None)
     assert decode(MtaStsResult, orjson.loads(encode(result))) == result

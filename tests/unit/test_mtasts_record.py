@@ -9,7 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.records import decode, encode, json_schema
-from probes.mtasts.record import StsRecord, assess_sts_txt, reason_code
+from probes.dns.records import Answer, Dnssec, Outcome
+from probes.mtasts.record import StsRecord, assess_sts_answer, assess_sts_txt, lookup_failure, reason_code
+
+NAME = "_mta-sts.example.test"
 
 VALID = [
     pytest.param(["v=STSv1; id=20160831085700Z;"], "20160831085700Z", (), id="rfc8461-3.1-example"),
@@ -94,8 +97,36 @@ def test_reasons_are_bounded_and_deduplicated() -> None:
     assert record.reasons[-1] == "missing-id"
 
 
-def test_record_round_trips_and_matches_schema() -> None:
-    record = assess_sts_txt(["v=STSv1; id=1; x=y; id=2"])
+def txt_answer(outcome: Outcome, *data: str) -> Answer:
+    """The TXT lookup as the DNS probe records it (data only when ok)."""
+    return Answer(NAME, "TXT", outcome, Dnssec.INSECURE, False, 300 if data else None, (), data, "", (), "")
+
+
+_FAILED = [Outcome.SERVFAIL, Outcome.REFUSED, Outcome.TIMEOUT, Outcome.ERROR]
+
+
+@pytest.mark.parametrize("outcome", _FAILED)
+def test_failed_txt_lookup_is_unknown_never_no_record(outcome: Outcome) -> None:
+    """Issue #13 item 9: SERVFAIL, REFUSED, timeout or error at _mta-sts is unknown, with the
+    DNS outcome as the reason; never "no-sts-record"."""
+    expected = StsRecord(None, None, "", (f"lookup-failed:{outcome.value}",), (), ())
+    assert assess_sts_answer(txt_answer(outcome)) == expected
+    assert lookup_failure(txt_answer(outcome)) == f"lookup-failed:{outcome.value}"
+
+
+@pytest.mark.parametrize("outcome", [Outcome.NXDOMAIN, Outcome.NODATA, Outcome.OK])
+def test_definite_answers_are_judged(outcome: Outcome) -> None:
+    data = ("v=STSv1; id=7",) if outcome is Outcome.OK else ()
+    assert assess_sts_answer(txt_answer(outcome, *data)) == assess_sts_txt(data)
+    assert lookup_failure(txt_answer(outcome, *data)) is None
+
+
+@pytest.mark.parametrize(
+    "record",
+    [assess_sts_txt(["v=STSv1; id=1; x=y; id=2"]), assess_sts_answer(txt_answer(Outcome.SERVFAIL))],
+    ids=["judged", "unknown"],
+)
+def test_record_round_trips_and_matches_schema(record: StsRecord) -> None:
     data = orjson.loads(encode(record))
     jsonschema.validate(data, json_schema(StsRecord))
     assert decode(StsRecord, data) == record

@@ -9,8 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.records import decode, encode, json_schema
+from probes.dns.records import Answer, Dnssec, Outcome
 from probes.mtasts.record import reason_code
-from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_txt, rua_problem
+from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_answer, assess_tlsrpt_txt, rua_problem
+
+NAME = "_smtp._tls.example.test"
 
 VALID = [
     pytest.param(
@@ -201,8 +204,45 @@ def test_rua_problem(uri: str, code: str | None) -> None:
     assert (problem and reason_code(problem)) == code
 
 
-def test_record_round_trips_and_matches_schema() -> None:
-    record = assess_tlsrpt_txt(["v=TLSRPTv1; rua=ftp://x.example,mailto:a@b.example; z=1"])
+def txt_answer(outcome: Outcome, *data: str) -> Answer:
+    """The TXT lookup as the DNS probe records it (data only when ok)."""
+    return Answer(NAME, "TXT", outcome, Dnssec.INSECURE, False, 300 if data else None, (), data, "", (), "")
+
+
+_FAILED = [Outcome.SERVFAIL, Outcome.REFUSED, Outcome.TIMEOUT, Outcome.ERROR]
+
+
+@pytest.mark.parametrize("outcome", _FAILED)
+def test_failed_txt_lookup_is_unknown_never_no_record(outcome: Outcome) -> None:
+    """Issue #13 item 9: SERVFAIL, REFUSED, timeout or error at _smtp._tls is unknown, with the
+    DNS outcome as the reason; never "no-tlsrpt-record"."""
+    assert assess_tlsrpt_answer(txt_answer(outcome)) == TlsRptRecord(
+        None, None, (), (f"lookup-failed:{outcome.value}",), (), ()
+    )
+
+
+@pytest.mark.parametrize("outcome", [Outcome.NXDOMAIN, Outcome.NODATA])
+def test_definite_absence_is_no_record(outcome: Outcome) -> None:
+    assert assess_tlsrpt_answer(txt_answer(outcome)) == TlsRptRecord(
+        False, False, (), ("no-tlsrpt-record",), (), ()
+    )
+
+
+def test_answer_with_records_is_judged() -> None:
+    txt = "v=TLSRPTv1; rua=mailto:r@example.test"
+    assert assess_tlsrpt_answer(txt_answer(Outcome.OK, txt)) == assess_tlsrpt_txt([txt])
+    assert assess_tlsrpt_answer(txt_answer(Outcome.OK, txt)).valid is True
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        assess_tlsrpt_txt(["v=TLSRPTv1; rua=ftp://x.example,mailto:a@b.example; z=1"]),
+        assess_tlsrpt_answer(txt_answer(Outcome.TIMEOUT)),
+    ],
+    ids=["judged", "unknown"],
+)
+def test_record_round_trips_and_matches_schema(record: TlsRptRecord) -> None:
     data = orjson.loads(encode(record))
     jsonschema.validate(data, json_schema(TlsRptRecord))
     assert decode(TlsRptRecord, data) == record
