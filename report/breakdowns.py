@@ -12,7 +12,15 @@ from typing import Any
 
 from report.figures import DNS_UNSETTLED, UNKNOWN, YES, DomainFacts
 
-__all__ = ["Breakdowns", "Capped", "report_view_of_smtp"]
+__all__ = [
+    "CERT_INVALID",
+    "STS_CERT_TITLE",
+    "STS_FETCH_TITLE",
+    "Breakdowns",
+    "Capped",
+    "report_view_of_smtp",
+    "sts_fetch_outcome",
+]
 
 
 class Capped:
@@ -47,6 +55,28 @@ def _code(reason: str) -> str:
     return reason.partition(":")[0] or "(empty)"
 
 
+#: A policy fetch whose HTTPS exchange worked but whose certificate failed PKIX.  RFC 8461
+#: §3.3 makes such a policy unusable; the fetch shell keeps the exchange's status
+#: ``success`` (the HTTP part did work) with ``pkix.valid`` false, so a report that counted
+#: the status alone would call a refused policy a success.
+CERT_INVALID = "certificate-invalid"
+#: A fetch recorded ``success`` without a certificate verdict (no chain could be read).
+NO_CERT_VERDICT = "success, no certificate verdict"
+STS_FETCH_TITLE = "MTA-STS: policy fetch outcome"
+STS_CERT_TITLE = "MTA-STS: policy-host certificate failures by PKIX reason, domains"
+
+
+def sts_fetch_outcome(fetch: dict[str, Any]) -> str:
+    """The fetch status, except that a success whose certificate failed PKIX is CERT_INVALID."""
+    status = str(fetch.get("status", "?"))
+    if status != "success":
+        return status
+    pkix = fetch.get("pkix")
+    if pkix is None:
+        return NO_CERT_VERDICT
+    return "success" if pkix.get("valid") is True else CERT_INVALID
+
+
 class Breakdowns:
     """Failure breakdowns, misconfiguration lists and the reasons behind unknowns.
 
@@ -67,6 +97,7 @@ class Breakdowns:
         self.plaintext_injection = 0
         self.dane_status: Counter[str] = Counter()
         self.sts_fetch: Counter[str] = Counter()
+        self.sts_cert_reasons: Counter[str] = Counter()
         self.sts_findings: Counter[str] = Counter()
         self.sts_record_reasons: Counter[str] = Counter()
         self.sts_policy_reasons: Counter[str] = Counter()
@@ -157,7 +188,11 @@ class Breakdowns:
                 self.sts_record_reasons[_code(reason)] += 1
         fetch = mta_sts.get("fetch")
         if fetch is not None:
-            self.sts_fetch[str(fetch.get("status", "?"))] += 1
+            self.sts_fetch[sts_fetch_outcome(fetch)] += 1
+            pkix = fetch.get("pkix")
+            # Every fetch whose policy host presented an invalid chain, whatever HTTP said after.
+            if pkix is not None and pkix.get("valid") is not True:
+                self.sts_cert_reasons[str(pkix.get("reason", "?"))] += 1
         policy = mta_sts.get("policy")
         if policy is not None and not policy.get("valid"):
             for reason in policy.get("reasons") or ():
@@ -226,11 +261,19 @@ class Breakdowns:
                     self.pkix_reasons.most_common()
                 ),
                 "DANE: verdict per (domain, MX host)": dict(self.dane_status.most_common()),
-                "MTA-STS: policy fetch status": dict(self.sts_fetch.most_common()),
+                STS_FETCH_TITLE: dict(self.sts_fetch.most_common()),
+                STS_CERT_TITLE: dict(self.sts_cert_reasons.most_common()),
                 "MTA-STS: findings": dict(self.sts_findings.most_common()),
                 "MTA-STS: invalid TXT record reasons": dict(self.sts_record_reasons.most_common(top)),
                 "MTA-STS: invalid policy reasons": dict(self.sts_policy_reasons.most_common(top)),
                 "TLS-RPT: invalid record reasons": dict(self.tlsrpt_reasons.most_common(top)),
+            },
+            "failure_notes": {
+                STS_FETCH_TITLE: f"{CERT_INVALID}: the policy host answered over HTTPS but its certificate "
+                "failed PKIX for mta-sts.<domain>, so no sender may use the policy (RFC 8461 §3.3); it is "
+                "not counted as success.",
+                STS_CERT_TITLE: "Every policy fetch whose host presented a certificate chain that is not "
+                "PKIX-valid for mta-sts.<domain>, whatever the HTTP exchange gave after the handshake.",
             },
             "plaintext_injection": self.plaintext_injection,
             "misconfigurations": {

@@ -138,17 +138,19 @@ def _providers(summary: dict[str, Any]) -> list[Section]:
     return [study, adoption, hosting]
 
 
-def _counters(title: str, key: str, counts: dict[str, int]) -> Section:
+def _counters(title: str, key: str, counts: dict[str, int], note: str = "") -> Section:
     total = sum(counts.values())
     rows = [[printable(k), f"{v:,}", f"{100 * v / total:.1f}%" if total else ""] for k, v in counts.items()]
-    return Section(key, title, ["Value", "Count", "Share"], rows, [] if rows else ["none in this file"])
+    notes = ([note] if note else []) + ([] if rows else ["none in this file"])
+    return Section(key, title, ["Value", "Count", "Share"], rows, notes)
 
 
 def sections(summary: dict[str, Any]) -> list[Section]:
     """Every table of the report, in order."""
     out = [_headline(summary), *_providers(summary)]
+    notes = summary.get("failure_notes") or {}
     for title, counts in summary["failures"].items():
-        out.append(_counters(title, "failure", counts))
+        out.append(_counters(title, "failure", counts, notes.get(title, "")))
     for title, listing in summary["misconfigurations"].items():
         shown = f"{listing['total']:,} in total" + (
             f", the first {listing['shown']:,} by name shown" if listing["shown"] < listing["total"] else ""
