@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import typing
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from engine.status import Status
 from mxscan.schema import schema, schema_text
 from probes.dns.records import Answer, DnsResult, Dnssec, Ede, ImplicitMx, MxHost, Outcome, TlsaSkip
 from probes.domain import SCHEMA_VERSION, DomainRecord, ProbeError, ScanMeta
+from probes.mtasts.match import coverage
+from probes.mtasts.policy import MAX_POLICY_BYTES, parse_policy
+from probes.mtasts.record import StsRecord
+from probes.mtasts.records import MtaStsResult
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -340,3 +345,34 @@ def test_lines_written_before_the_truncated_field_still_read_and_validate() -> N
     del value["truncated"]
     assert decode(DomainRecord, value) == record
     jsonschema.validate(value, schema())
+
+
+def test_a_policy_of_64_kib_of_mx_patterns_is_written_within_the_line_cap() -> None:
+    """The shape of the 103 KB record seen in the wild: a policy body at the 64 KiB cap full of
+    mx lines, each pattern then written twice (the policy and the stale patterns of coverage)."""
+    lines = ["version: STSv1", "mode: enforce", "max_age: 86400"]
+    lines += [f"mx: mx{i:05d}.example.net" for i in range(2_600)]
+    body = ("\r\n".join(lines) + "\r\n").encode()
+    assert len(body) <= MAX_POLICY_BYTES
+    policy = parse_policy(body)
+    assert policy.valid and len(policy.mx) == 2_600
+    sts = MtaStsResult(
+        record=StsRecord(present=True, valid=True, id="1", reasons=(), warnings=(), extensions=()),
+        txt_cname=(),
+        policy_host="mta-sts.example.com",
+        policy_host_cname=(),
+        policy_host_provider="example.com",
+        fetch=None,
+        policy=policy,
+        coverage=coverage(policy.mx, ("mx.example.com",)),
+        mode="enforce",
+        would_deliver=False,
+        findings=(),
+    )
+    record = dataclasses.replace(_record(), mta_sts=sts)
+    assert len(orjson.dumps(record)) > 100_000
+    value = _fits(encode(record))
+    assert value["truncated"] == ["mta_sts.coverage.stale_patterns", "mta_sts.policy.mx"]
+    got = decode(DomainRecord, value)
+    assert got.mta_sts is not None and got.mta_sts.policy is not None
+    assert got.mta_sts.policy.mx == policy.mx[: len(got.mta_sts.policy.mx)] and got.mta_sts.mode == "enforce"
