@@ -112,7 +112,6 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> SmtpResult:
                 trust_store=trust,
                 port=server.sockets[0].getsockname()[1],
                 timeouts=SmtpTimeouts(connect=5.0, banner=5.0, command=5.0, handshake=10.0, quit=1.0),
-                retries=0,
             )
             prober = SmtpProber(settings, now=lambda: dt.datetime.now(dt.UTC))
             return (await prober.probe(HOST, ADDRESS)).result
