@@ -110,7 +110,6 @@ def main() -> None:
             trust_store=trust,
             port=int(ep["smtp_port"]),
             timeouts=SmtpTimeouts(connect=5, banner=5, command=5, handshake=5, quit=1),
-            retries=0,
             intermediates=IntermediatePool.from_der([]),
         )
         probers = {size: SmtpProber(settings, batch=size) for size in sizes}

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["RATE_WINDOW", "Progress", "format_duration"]
+__all__ = ["RATE_WINDOW", "Progress", "Tail", "format_duration"]
 
 #: Seconds of history the rate (and so the ETA) is computed over.
 RATE_WINDOW = 30.0
@@ -43,6 +43,40 @@ def format_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
+
+
+class Tail:
+    """Why the last domains take time: how many wait on how many unresponsive targets, and by
+    when (wall-clock seconds) the last of those targets is settled at the latest."""
+
+    __slots__ = ("deadline", "domains", "peak_domains", "peak_targets", "targets")
+
+    def __init__(self) -> None:
+        self.domains = self.targets = self.peak_domains = self.peak_targets = 0
+        self.deadline: float | None = None
+
+    def update(self, domains: int, targets: int, deadline: float | None) -> None:
+        self.domains, self.targets = domains, targets
+        self.deadline = deadline if targets else None
+        self.peak_domains = max(self.peak_domains, domains)
+        self.peak_targets = max(self.peak_targets, targets)
+
+    def text(self, now: float) -> str:
+        """``3 domains/2 hosts <=41s`` (empty when nothing waits)."""
+        if not self.targets:
+            return ""
+        left = "" if self.deadline is None else f" <={format_duration(max(0.0, self.deadline - now))}"
+        return f"{self.domains} domains/{self.targets} hosts{left}"
+
+    def summary(self, now: float) -> dict[str, float | int | None]:
+        left = None if self.deadline is None else round(max(0.0, self.deadline - now), 3)
+        return {
+            "domains": self.domains,
+            "hosts": self.targets,
+            "settled_within_s": left,
+            "peak_domains": self.peak_domains,
+            "peak_hosts": self.peak_targets,
+        }
 
 
 def _stream_is_tty(stream: TextIO) -> bool:

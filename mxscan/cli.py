@@ -154,7 +154,29 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--smtp-in-flight",
         type=whole(1),
         default=defaults.SMTP_IN_FLIGHT,
-        help="SMTP connections at once",
+        help="SMTP and policy connections doing work at once; one waiting on a silent host "
+        f"gives its slot back after {defaults.ACTIVE_GRACE:g} s (default {defaults.SMTP_IN_FLIGHT})",
+    )
+    smtp.add_argument(
+        "--max-open-connections",
+        type=whole(1, 16_384),
+        default=defaults.MAX_OPEN_CONNECTIONS,
+        help="connections open at once, waiting or working; keep under the open-file limit "
+        f"(default {defaults.MAX_OPEN_CONNECTIONS})",
+    )
+    smtp.add_argument(
+        "--max-addresses-per-host",
+        type=whole(1),
+        default=defaults.MAX_ADDRESSES_PER_HOST,
+        help="addresses probed per MX host and address family; the rest are recorded as not "
+        f"probed (default {defaults.MAX_ADDRESSES_PER_HOST})",
+    )
+    smtp.add_argument(
+        "--max-addresses-per-domain",
+        type=whole(1),
+        default=defaults.MAX_ADDRESSES_PER_DOMAIN,
+        help="addresses probed per domain over its MX hosts in preference order; the rest are "
+        f"recorded as not probed (default {defaults.MAX_ADDRESSES_PER_DOMAIN})",
     )
     smtp.add_argument(
         "--per-ip-connections",
@@ -181,13 +203,14 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--smtp-retries",
         type=whole(0, defaults.MAX_SMTP_RETRIES),
         default=defaults.SMTP_RETRIES,
-        help="retries after 421/450/451 or timeouts",
+        help="connections again after a timeout or reset, and again after greylisting or a 421 "
+        f"(each kind at most this many; default {defaults.SMTP_RETRIES})",
     )
     smtp.add_argument(
         "--smtp-retry-delay",
         type=seconds,
         default=defaults.SMTP_RETRY_DELAY,
-        help="first retry pause (s)",
+        help=f"pause before a retry in seconds, doubled per 421 (default {defaults.SMTP_RETRY_DELAY:g})",
     )
     smtp.add_argument(
         "--https-port",
@@ -320,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                 smtp_in_flight=args.smtp_in_flight,
                 inline_probes=args.inline_probes,
                 per_ip_connections=args.per_ip_connections,
+                max_open_connections=args.max_open_connections,
+                max_addresses_per_host=args.max_addresses_per_host,
+                max_addresses_per_domain=args.max_addresses_per_domain,
                 smtp_connect_timeout=args.smtp_connect_timeout,
                 smtp_timeout=args.smtp_timeout,
                 smtp_host_timeout=args.smtp_host_timeout,

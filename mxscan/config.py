@@ -35,7 +35,10 @@ class ScanConfig:
     smtp_in_flight: int = defaults.SMTP_IN_FLIGHT
     #: SMTP and policy connections in the scan's own process instead of a probe process.
     inline_probes: bool = False
+    max_open_connections: int = defaults.MAX_OPEN_CONNECTIONS
     per_ip_connections: int = defaults.PER_IP_CONNECTIONS
+    max_addresses_per_host: int = defaults.MAX_ADDRESSES_PER_HOST
+    max_addresses_per_domain: int = defaults.MAX_ADDRESSES_PER_DOMAIN
     smtp_connect_timeout: float = defaults.SMTP_CONNECT_TIMEOUT
     smtp_timeout: float = defaults.SMTP_TIMEOUT
     smtp_host_timeout: float = defaults.SMTP_HOST_TIMEOUT

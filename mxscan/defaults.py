@@ -52,9 +52,21 @@ PROGRESS_INTERVAL_PLAIN = 5.0
 #: (each simulated host has its own address, so one port number serves all).
 SMTP_PORT = 25
 
-#: SMTP connections open at once across the whole scan.  Each costs ~1 ms of
-#: client CPU for the handshake; more than this only queues inside the kernel.
+#: SMTP and policy connections doing work at once (exchanging, handshaking) across the whole
+#: scan.  Each costs ~1 ms of client CPU for the handshake; more than this only queues inside
+#: the kernel.  A connection still open after ACTIVE_GRACE is waiting on a deadline, not
+#: working, and gives its slot back (mxscan/politeness.py).
 SMTP_IN_FLIGHT = 256
+
+#: Seconds a connection counts as active work.  An exchange with an answering server takes a
+#: few round trips (~1 s even at 200 ms RTT); one still open after this waits on a silent or
+#: tarpitting host and holds only a socket and a timer from then on.
+ACTIVE_GRACE = 5.0
+
+#: Connections open at once, waiting or not: the process's open-file limit (20,000 hard
+#: here, and typical) minus room for DNS sockets, the results file and the probe process's
+#: pipes.  At 2% silent hosts, 1,000 domains/s and 45 s per silent host this is ~900.
+MAX_OPEN_CONNECTIONS = 8192
 
 #: Connections at once to one IP address: one, so no server sees us twice at a time.
 PER_IP_CONNECTIONS = 1
@@ -67,13 +79,37 @@ SMTP_TIMEOUT = 20.0
 #: each phase just inside its own deadline.
 SMTP_HOST_TIMEOUT = 90.0
 
-#: Further connections after a 421/450/451 or a timeout, and the first pause
-#: between them (doubled each time): transient refusals are not findings.
-SMTP_RETRIES = 2
+# One domain's configured worst case (README "What to expect on the Internet"): its addresses
+# are probed at once, each at most SMTP_HOST_TIMEOUT twice with SMTP_RETRY_DELAY between
+# (185 s); a silent host (accepts, never greets) costs 2 x SMTP_TIMEOUT + SMTP_RETRY_DELAY
+# (45 s), one that drops SYNs 2 x SMTP_CONNECT_TIMEOUT + SMTP_RETRY_DELAY (25 s).
+
+#: Further connections after silence (a timeout or a reset), and after a transient refusal
+#: (greylisting 450/451 on first contact, 421): each kind at most this many (probes/retry.py).
+#: One: a host silent twice is the finding; a second retry would add another full timeout to
+#: the scan's tail for a share of hosts that answers a third time too small to measure.
+SMTP_RETRIES = 1
+#: Pause before a retry (a throttle's doubles with each throttle seen).  Greylisting servers
+#: often want minutes (RFC 6647 §2.1 leaves it to them): those stay "application-error" with
+#: greylisted false, which the record shows, rather than the whole scan waiting for them.
 SMTP_RETRY_DELAY = 5.0
-#: The most --smtp-retries accepts: the pause doubles each time, so the tenth retry of a
-#: 5 s delay already waits ~43 minutes.
+#: The most --smtp-retries accepts: every retry after silence waits a full timeout again.
 MAX_SMTP_RETRIES = 10
+
+#: Timeouts and resets lower a provider's rate only when this many distinct hosts of the
+#: provider show them within THROTTLE_CORRELATION_WINDOW seconds: one silent server is a
+#: finding about that server, many at once are the provider shedding load (issue #12).
+THROTTLE_CORRELATION_HOSTS = 5
+THROTTLE_CORRELATION_WINDOW = 60.0
+
+#: Addresses probed per MX host and address family, in answer order (a sender tries a few;
+#: a host with 200 addresses would otherwise cost 200 connections).  The rest are recorded
+#: as not probed ("host-cap"), never dropped silently.
+MAX_ADDRESSES_PER_HOST = 4
+#: Addresses probed per domain over its MX hosts in preference order ("domain-cap"): 16 MX
+#: hosts with 2 addresses each fit; all are probed at once, so a domain's worst case stays
+#: one address's worst case.
+MAX_ADDRESSES_PER_DOMAIN = 32
 
 #: Probed (host, address) results kept for the run: MX hosts are shared by
 #: thousands of domains, and each is probed once.
@@ -87,12 +123,11 @@ BACKOFF_COOLDOWN = 5.0
 #: ... and recovers by this many connections per second per quiet cooldown.
 BACKOFF_INCREASE = 0.5
 
-#: Connections at once for hosts known to be slow (tarpits, greeting delays),
-#: so they never hold the fast lane's slots.
-SLOW_LANE_SLOTS = 16
-
 #: HTTPS port of MTA-STS policy hosts (RFC 8461 §3.3 fixes 443; the test world may differ).
 HTTPS_PORT = 443
 
+#: Deadline of each policy fetch phase (TLS, headers, the whole 64 KiB body), at most the SMTP
+#: phase deadline: a policy host is a web server, and 10 s is generous for 64 KiB.
+HTTPS_PHASE_TIMEOUT = 10.0
 #: Deadline for a whole policy fetch (connect, TLS, headers, 64 KiB body).
-HTTPS_TOTAL_TIMEOUT = 60.0
+HTTPS_TOTAL_TIMEOUT = 30.0

@@ -8,8 +8,9 @@ module decides what runs after what, which results are shared between domains
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,8 +49,12 @@ T = TypeVar("T")
 class PipelineOptions:
     dns_only: bool = False
     ipv6: bool = True
-    #: Domain-level SMTP fan-out: MX addresses probed at once for one domain.
-    addresses_per_domain: int = 8
+    #: Addresses probed per MX host and family, and per domain (the rest recorded as not probed).
+    #: All of a domain's probed addresses are probed at once: waiting is cheap (the probe's
+    #: politeness limits connections per address and provider), and one silent address in a
+    #: later round would add a second worst case to the domain's time.
+    max_addresses_per_host: int = 4
+    max_addresses_per_domain: int = 32
     #: The port the SMTP probes connect to (recorded in a result a probe could not give).
     smtp_port: int = 25
 
@@ -135,6 +140,31 @@ def addresses_of(host: MxHost, *, ipv6: bool) -> list[str]:
     return found
 
 
+def capped_addresses(
+    hosts: tuple[MxHost, ...], *, ipv6: bool, per_host: int, per_domain: int
+) -> list[tuple[list[str], dict[str, int]]]:
+    """Per host (in the given preference order): the addresses to probe, in the order a sender
+    tries them, and the others counted by reason.  The per-family cap applies first, then the
+    domain's budget, spent in host order."""
+    budget = per_domain
+    selected = []
+    for host in hosts:
+        probed: list[str] = []
+        skipped: dict[str, int] = {}
+        families = {"ipv4": 0, "ipv6": 0}
+        for address in addresses_of(host, ipv6=ipv6):
+            family = "ipv6" if ":" in address else "ipv4"
+            reason = "host-cap" if families[family] >= per_host else "domain-cap" if budget <= 0 else None
+            if reason is None:
+                families[family] += 1
+                budget -= 1
+                probed.append(address)
+            else:
+                skipped[reason] = skipped.get(reason, 0) + 1
+        selected.append((probed, skipped))
+    return selected
+
+
 def dane_for(
     host: MxHost, mx: Answer, chain: list[bytes] | None, at: dt.datetime, no_tls: str | None = None
 ) -> DaneResult:
@@ -192,6 +222,26 @@ class Pipeline:
         self.provider_of = provider_of
         self.options = options
         self.now = now
+        #: The domains awaiting each (host, address) probe or fetch right now (the visible tail).
+        self.awaiting: dict[tuple[str, str], set[str]] = {}
+
+    @contextlib.contextmanager
+    def _awaiting(self, key: tuple[str, str], domain: str) -> Iterator[None]:
+        self.awaiting.setdefault(key, set()).add(domain)
+        try:
+            yield
+        finally:
+            waiting = self.awaiting[key]
+            waiting.discard(domain)
+            if not waiting:
+                del self.awaiting[key]
+
+    def domains_awaiting(self, keys: Iterable[tuple[str, str]]) -> int:
+        """How many domains await at least one of ``keys`` (e.g. the unresponsive targets)."""
+        domains: set[str] = set()
+        for key in keys:
+            domains |= self.awaiting.get(key, set())
+        return len(domains)
 
     async def measure(self, domain: str) -> DomainOutcome:
         outcome = DomainOutcome()
@@ -217,7 +267,7 @@ class Pipeline:
             async with parked(), asyncio.TaskGroup() as group:
                 policy_task = group.create_task(self._guarded("mta-sts", self._policy(domain), None, errors))
                 outcome.mx_transport, outcome.smtp_probes = await self._guarded(
-                    "smtp", self._transport(dns), ((), ()), errors
+                    "smtp", self._transport(domain, dns), ((), ()), errors
                 )
             policy = policy_task.result()
         outcome.tlsrpt = assess_tlsrpt_answer(dns.tlsrpt)
@@ -281,24 +331,29 @@ class Pipeline:
         if self.fetch_policy is None or policy_a.outcome is not Outcome.OK or not policy_a.data:
             return policy_a, None, None
         try:
-            fetch, body = await self.fetch_policy(domain, policy_a.data[0])
+            with self._awaiting((f"mta-sts.{domain}", policy_a.data[0]), domain):
+                fetch, body = await self.fetch_policy(domain, policy_a.data[0])
         except Exception as exc:  # the probe process is gone (OffloadLost) or the fetch crashed
             return policy_a, unfetched_policy(domain, policy_a.data[0], exc), None
         return policy_a, fetch, body
 
     async def _transport(
-        self, dns: DnsResult
+        self, domain: str, dns: DnsResult
     ) -> tuple[tuple[MxTransport, ...], tuple[tuple[SmtpProbe, ...], ...]]:
         if not dns.mx_hosts:
             return (), ()
-        targets = [(h, a) for h in dns.mx_hosts for a in addresses_of(h, ipv6=self.options.ipv6)]
+        options = self.options
+        selected = capped_addresses(
+            dns.mx_hosts,
+            ipv6=options.ipv6,
+            per_host=options.max_addresses_per_host,
+            per_domain=options.max_addresses_per_domain,
+        )
+        targets = [(h, a) for h, (probed, _) in zip(dns.mx_hosts, selected, strict=True) for a in probed]
         results: dict[tuple[str, str], SmtpProbe] = {}
-        # Bounded fan-out inside one domain: a domain listing 16 MX hosts must not
-        # take 32 connection slots at once.
-        gate = asyncio.Semaphore(self.options.addresses_per_domain)
 
         async def one(host: str, address: str) -> None:
-            async with gate:
+            with self._awaiting((host, address), domain):
                 results[(host, address)] = await self.smtp_cache.get(
                     (host, address), lambda: self._smtp(host, address)
                 )
@@ -312,8 +367,8 @@ class Pipeline:
         at = self.now()
         transports = []
         smtp_probes = []
-        for host in dns.mx_hosts:
-            probes = tuple(results[(host.host, a)] for a in addresses_of(host, ipv6=self.options.ipv6))
+        for host, (probed, skipped) in zip(dns.mx_hosts, selected, strict=True):
+            probes = tuple(results[(host.host, a)] for a in probed)
             chain = next((r.chain_der for r in probes if r.chain_der), None) if probes else None
             smtp_probes.append(probes)
             transports.append(
@@ -329,6 +384,7 @@ class Pipeline:
                         at,
                         no_tls=None if chain else no_tls_reason([r.result for r in probes]),
                     ),
+                    not_probed=skipped,
                 )
             )
         return tuple(transports), tuple(smtp_probes)

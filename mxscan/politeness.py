@@ -1,9 +1,23 @@
-"""Politeness around the SMTP probe: exclusions, per-address and per-provider
-limits, AIMD back-off on throttling, retries later, and a slow lane.
+"""Politeness around the connections of a scan (SMTP probes, MTA-STS policy fetches):
+exclusions, per-address and per-provider limits, AIMD back-off on throttling, the one
+retry policy (probes/retry.py), and cheap waiting.
 
-Composition, not policy: the limiter, the back-off rule and the slow-lane rule
-live in ``engine/``; the probe lives in ``probes/``.  This module decides which
-outcomes count as "the provider is throttling us" and what happens then.
+Composition, not policy: the limiter, the back-off rule and the slow-lane memory live in
+``engine/``; the retry rule and the probes live in ``probes/``.
+
+Three different limits, because they limit different things (issue #12):
+
+* **Politeness** (``address_limits``, ``provider_limits`` and the back-off): what an
+  operator sees of us.  A connection holds its address's and provider's slots for its
+  whole life, a pause before a retry holds none.
+* **Active work** (``active``, ``--smtp-in-flight``): connections that are exchanging
+  and handshaking, i.e. using CPU.  A connection that has not finished after
+  ``active_grace`` seconds is waiting on a deadline (a silent or tarpitting host), and
+  gives its active slot back; a host that was slow before never takes one.
+* **Open sockets** (``sockets``, ``--max-open-connections``): every connection, waiting or
+  not, so the process stays under its open-file limit.
+
+So a silent host costs a socket and a timer, never a slot that other domains' probes need.
 """
 
 from __future__ import annotations
@@ -12,7 +26,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from engine.backoff import AimdPolicy, SlowLane
 from engine.exclude import ExcludeList
@@ -20,24 +35,14 @@ from engine.limits import KeyedLimiter
 from engine.status import Status
 from probes.mtasts.fetch import policy_url
 from probes.mtasts.records import PolicyFetch
+from probes.retry import CorrelatedSignals, RetryPolicy, fetch_signal, smtp_signal
 from probes.smtp.probe import SmtpProbe, SmtpProber
-from probes.smtp.records import Phase, SmtpResult, Starttls
+from probes.smtp.records import Phase, Signal, SmtpAttempt, SmtpResult, Starttls
 
-__all__ = ["PoliteProber", "excluded_fetch", "excluded_result", "is_throttle"]
+__all__ = ["PoliteProber", "Unresponsive", "excluded_fetch", "excluded_result"]
 
-#: Replies that mean "too many connections / come back later" (RFC 5321 §4.2.2, §3.8).
-THROTTLE_CODES = frozenset({421, 450, 451, 452})
-
-
-def is_throttle(result: SmtpResult) -> bool:
-    """Outcomes that say more about our pace than about the server's TLS support:
-    a 4xx refusal before EHLO completed, a reset or a timeout before the banner.
-    These are retried later at a lower rate, never reported as "no STARTTLS"."""
-    if result.status is Status.APPLICATION_ERROR:
-        return result.last_code in THROTTLE_CODES and result.phase in (Phase.BANNER, Phase.EHLO)
-    if result.status in (Status.CONNECTION_CLOSED, Status.CONNECTION_TIMEOUT):
-        return result.phase in (Phase.CONNECT, Phase.BANNER)
-    return result.status is Status.IO_TIMEOUT and result.phase is Phase.BANNER
+T = TypeVar("T")
+PolicyFetchFn = Callable[[str, str], Awaitable[tuple[PolicyFetch, bytes | None]]]
 
 
 def excluded_result(host: str, address: str, port: int) -> SmtpProbe:
@@ -84,20 +89,56 @@ def excluded_fetch(domain: str, address: str) -> PolicyFetch:
     )
 
 
+class Unresponsive:
+    """The (host, address) targets waiting on a deadline right now: connections past their
+    active grace, and pauses before a retry after silence.  Each has the wall-clock time by
+    which it is settled at the latest; the progress line shows how many and the latest."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._until: dict[tuple[str, str], float] = {}
+        self.peak = 0
+
+    def wait(self, key: tuple[str, str], seconds: float) -> None:
+        self._until[key] = self._clock() + seconds
+        self.peak = max(self.peak, len(self._until))
+
+    def done(self, key: tuple[str, str]) -> None:
+        self._until.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def targets(self) -> list[tuple[str, str]]:
+        return list(self._until)
+
+    def latest(self) -> float | None:
+        """The wall-clock time (epoch seconds) by which every waiting target is settled."""
+        return max(self._until.values(), default=None)
+
+
 @dataclass
 class PoliteProber:
     prober: SmtpProber
     address_limits: KeyedLimiter
     provider_limits: KeyedLimiter
     backoff: AimdPolicy
-    slow_lane: SlowLane
-    fast_lane: asyncio.Semaphore
-    slow_lane_slots: asyncio.Semaphore
     provider_of: Callable[[str], str | None]
+    #: Connections doing work at once (``--smtp-in-flight``).
+    active: asyncio.Semaphore
+    #: Connections open at once, waiting or not (``--max-open-connections``).
+    sockets: asyncio.Semaphore
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Seconds a connection may hold an active slot; longer, it is waiting on a deadline.
+    active_grace: float = 5.0
+    #: Timeouts and resets count against a provider only when correlated across its hosts.
+    correlated: CorrelatedSignals = field(default_factory=lambda: CorrelatedSignals(hosts=5, window=60.0))
+    slow_lane: SlowLane = field(default_factory=SlowLane)
     exclude: ExcludeList | None = None
-    #: Connections after a throttle signal, each after a longer pause.
-    throttle_retries: int = 3
-    throttle_delay: float = 5.0
+    #: The latest an SMTP exchange / a policy fetch can last (the tail's deadlines).
+    exchange_bound: float = 90.0
+    fetch_bound: float = 30.0
+    unresponsive: Unresponsive = field(default_factory=Unresponsive)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def excluded(self, host: str, address: str) -> bool:
@@ -107,45 +148,113 @@ class PoliteProber:
 
     @asynccontextmanager
     async def slot(self, host: str, address: str) -> AsyncIterator[None]:
-        """The limits one connection to ``host`` at ``address`` waits for (SMTP or HTTPS).
+        """The politeness limits one connection to ``host`` at ``address`` waits for.
 
         Address first: waiting for one busy IP must not hold a provider-wide slot.
         """
         provider = self.provider_of(host) or host
-        lane = self.slow_lane_slots if self.slow_lane.is_slow(host) else self.fast_lane
-        async with self.address_limits.hold(address), self.provider_limits.hold(provider), lane:
+        async with self.address_limits.hold(address), self.provider_limits.hold(provider), self.sockets:
             yield
+
+    async def _connection(self, host: str, address: str, bound: float, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one connection's ``work`` under the slots; after ``active_grace`` seconds it
+        waits on its own deadline without an active slot (structured: the task is awaited or
+        cancelled here, never left behind)."""
+        key = (host, address)
+        async with self.slot(host, address):
+            if self.slow_lane.is_slow(host):  # known to wait: never takes an active slot
+                self.unresponsive.wait(key, bound)
+                try:
+                    return await work()
+                finally:
+                    self.unresponsive.done(key)
+            task = asyncio.ensure_future(work())
+            try:
+                async with self.active:
+                    done, _ = await asyncio.wait({task}, timeout=self.active_grace)
+                if done:
+                    return task.result()
+                self.unresponsive.wait(key, max(0.0, bound - self.active_grace))
+                try:
+                    return await task
+                finally:
+                    self.unresponsive.done(key)
+            finally:
+                if not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+    async def _pause(self, key: tuple[str, str], delay: float, bound: float) -> None:
+        self.unresponsive.wait(key, delay + bound)
+        try:
+            await self.sleep(delay)
+        finally:
+            self.unresponsive.done(key)
+
+    def _provider_signal(self, provider: str, host: str, signal: Signal, explicit: bool) -> None:
+        """The back-off hears explicit throttles at once, timeouts and resets only correlated."""
+        if explicit or (signal in (Signal.TIMEOUT, Signal.RESET) and self.correlated.observe(provider, host)):
+            self.backoff.on_throttle(provider)
+        elif signal is Signal.DEFINITE:
+            self.backoff.on_success(provider)
 
     async def probe(self, host: str, address: str) -> SmtpProbe:
         port = self.prober.settings.port
         if self.excluded(host, address):
             return excluded_result(host, address, port)
         provider = self.provider_of(host) or host
-        attempts = 0
-        started = 0.0
+        key = (host, address)
+        started = time.perf_counter()
+        log: list[SmtpAttempt] = []
         while True:
-            async with self.slot(host, address):
-                if not attempts:
-                    started = time.perf_counter()
-                exchanged = await self.prober.exchange(host, address)
-                ended = time.perf_counter()
-            outcome = await self.prober.analyse(exchanged)  # with the connection slot already free
-            attempts += outcome.result.attempts
+            exchanged = await self._connection(
+                host, address, self.exchange_bound, lambda: self.prober.exchange(host, address)
+            )
+            # with the connection's slots already free
+            outcome = await self.prober.analyse(exchanged)
             result = outcome.result
+            signal = smtp_signal(result, first_contact=not log)
+            log.append(SmtpAttempt(result.status, result.phase, result.last_code, signal, result.duration_ms))
             timed_out = result.status in (Status.IO_TIMEOUT, Status.CONNECTION_TIMEOUT)
             self.slow_lane.observe(host, greeting_delay=None, timed_out=timed_out)
-            if not is_throttle(result):
-                self.backoff.on_success(provider)
+            decision = self.retry.decide([a.signal for a in log])
+            self._provider_signal(provider, host, signal, decision.provider_signal)
+            if not decision.retry:
                 break
-            self.backoff.on_throttle(provider)
-            if attempts > self.throttle_retries:
-                break
-            await self.sleep(self.throttle_delay * 2 ** (attempts - 1))
-        if attempts != result.attempts:
-            # duration_ms includes the retries: from the first connection to the end of the
-            # last exchange, the pauses and slot waits between them included
-            duration_ms = round((ended - started) * 1000, 3)
-            outcome = SmtpProbe(
-                replace(result, attempts=attempts, duration_ms=duration_ms), outcome.chain_der
+            await self._pause(key, decision.delay, self.exchange_bound)
+        # duration_ms spans the retries: from the first connection to the end of the last
+        # exchange, the pauses and slot waits between them included
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        final = replace(
+            result,
+            attempts=len(log),
+            duration_ms=duration_ms if len(log) > 1 else result.duration_ms,
+            greylisted=log[0].signal is Signal.GREYLIST and len(log) > 1,
+            attempt_log=tuple(log),
+        )
+        return SmtpProbe(final, outcome.chain_der, outcome.host_line)
+
+    async def fetch(
+        self, fetcher: PolicyFetchFn, domain: str, address: str
+    ) -> tuple[PolicyFetch, bytes | None]:
+        """A policy fetch under the same exclusions, limits and retry policy as SMTP."""
+        host = f"mta-sts.{domain}"
+        if self.excluded(host, address):
+            return excluded_fetch(domain, address), None
+        provider = self.provider_of(host) or host
+        signals: list[Signal] = []
+        started = time.perf_counter()
+        while True:
+            fetched, body = await self._connection(
+                host, address, self.fetch_bound, lambda: fetcher(domain, address)
             )
-        return outcome
+            signal = fetch_signal(fetched)
+            signals.append(signal)
+            decision = self.retry.decide(signals)
+            self._provider_signal(provider, host, signal, decision.provider_signal)
+            if not decision.retry:
+                break
+            await self._pause((host, address), decision.delay, self.fetch_bound)
+        if len(signals) > 1:
+            fetched = replace(fetched, duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        return fetched, body

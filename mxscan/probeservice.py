@@ -56,9 +56,20 @@ async def _nothing() -> None:
 
 def politeness_of(polite: PoliteProber, *, full: bool = True) -> Politeness:
     """The progress line's figures; ``full`` adds the per-key lists (one entry per provider
-    ever seen: thousands in a big scan, so only for the summary at the end)."""
+    ever seen: thousands in a big scan, so only for the summary at the end).
+
+    ``unresponsive``: the (host, address) targets waiting on a deadline now (at most
+    ``--max-open-connections`` of them, plus those pausing before a retry), ``deadline``: the
+    wall-clock time by which all of them are settled."""
     backoff = polite.backoff.statistics()
-    brief: Politeness = {"slow_hosts": len(polite.slow_lane), "throttled": sum(b.throttles for b in backoff)}
+    waiting = polite.unresponsive
+    brief: Politeness = {
+        "slow_hosts": len(polite.slow_lane),
+        "throttled": sum(b.throttles for b in backoff),
+        "unresponsive": [list(key) for key in waiting.targets()],
+        "deadline": waiting.latest(),
+        "peak_unresponsive": waiting.peak,
+    }
     if not full:
         return brief
     return {

@@ -22,7 +22,7 @@ from engine.checkpoint import ResultStore, StoreError
 from engine.heap import settle_heap
 from engine.inputs import DomainReader, InputError, InputItem, count_names
 from engine.offload import Offload, OffloadError
-from engine.progress import Progress
+from engine.progress import Progress, Tail
 from engine.records import encode
 from engine.scheduler import RunStats, run_targets
 from engine.singleflight import SingleFlight
@@ -247,7 +247,13 @@ async def _scan_with_store(
             fetch_policy=services.fetch_policy if services is not None else None,
             smtp_cache=smtp_cache,
             provider_of=providers.provider_of,
-            options=PipelineOptions(dns_only=cfg.dns_only, ipv6=cfg.ipv6, smtp_port=cfg.smtp_port),
+            options=PipelineOptions(
+                dns_only=cfg.dns_only,
+                ipv6=cfg.ipv6,
+                smtp_port=cfg.smtp_port,
+                max_addresses_per_host=cfg.max_addresses_per_host,
+                max_addresses_per_domain=cfg.max_addresses_per_domain,
+            ),
             now=lambda: dt.datetime.now(dt.UTC),
         )
 
@@ -276,6 +282,7 @@ async def _scan_with_store(
         run.progress = progress
 
         live: RunStats[InputItem] = RunStats()
+        tail = Tail()
 
         def tick() -> None:
             # The store flushes on append; an idle scan (slow domains) still needs its lines written.
@@ -283,13 +290,18 @@ async def _scan_with_store(
             if offload is not None and offload.lost is not None and not run.warned_lost:
                 run.warned_lost = True
                 print(f"mxscan: WARNING: {_lost_probe_process(offload.lost)}", file=stderr)
+            if services is not None:
+                politeness = services.politeness(False)
+                waiting = [tuple(key) for key in politeness.get("unresponsive", ())]
+                tail.update(pipeline.domains_awaiting(waiting), len(waiting), politeness.get("deadline"))
             if progress is not None:
                 progress.set_extra("dns", f"{client.statistics().sent} q")
                 if services is not None:
-                    politeness = services.politeness(False)
                     progress.set_extra("parked", str(live.parked))
                     progress.set_extra("throttled", str(politeness.get("throttled", 0)))
                     progress.set_extra("slow", str(politeness.get("slow_hosts", 0)))
+                    # the visible tail: domains waiting on unresponsive hosts, settled at the latest in
+                    progress.set_extra("waiting", tail.text(time.time()) or "0")
                 progress.tick()
 
         stop = asyncio.Event()
@@ -329,7 +341,9 @@ async def _scan_with_store(
     if cfg.summary_json is not None:
         caches: dict[str, HasStatistics] = {"dns": dns_cache, "smtp": smtp_cache}
         politeness = services.politeness() if services is not None else None
-        _write_summary(cfg.summary_json, run, stats, dns_stats, caches, time.monotonic() - began, politeness)
+        _write_summary(
+            cfg.summary_json, run, stats, dns_stats, caches, time.monotonic() - began, politeness, tail
+        )
     if run.input_error:
         print(f"mxscan: {run.input_error}; stopped taking new domains", file=stderr)
         return EXIT_USAGE
@@ -378,6 +392,7 @@ def _write_summary(
     caches: Mapping[str, HasStatistics],
     seconds: float,
     politeness: Politeness | None,
+    tail: Tail,
 ) -> None:
     """Machine-readable totals for benchmarks and scheduled jobs."""
     summary = {
@@ -387,7 +402,10 @@ def _write_summary(
         "scheduler": dataclasses.asdict(stats),
         "dns": dataclasses.asdict(dns_stats),
         "caches": {name: dataclasses.asdict(cache.statistics()) for name, cache in caches.items()},  # type: ignore[call-overload]
-        "politeness": {k: v for k, v in (politeness or {}).items() if k != "throttled"},
+        "politeness": {
+            k: v for k, v in (politeness or {}).items() if k not in ("throttled", "unresponsive", "deadline")
+        },
+        "tail": tail.summary(time.time()),
     }
     path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
 

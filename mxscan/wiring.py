@@ -6,22 +6,23 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from engine.backoff import AimdPolicy, SlowLane
+from engine.backoff import AimdPolicy
 from engine.limits import KeyedLimiter, Limit
 from engine.limitspec import PER_IP_KEY, provider_limit
 from mxscan import defaults
 from mxscan.config import ScanConfig
 from mxscan.pipeline import PolicyFetchFn
-from mxscan.politeness import PoliteProber, excluded_fetch
+from mxscan.politeness import PoliteProber
 from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
 from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap
+from probes.retry import CorrelatedSignals, RetryPolicy
 from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
 from probes.tls.verify import IntermediatePool
 
-__all__ = ["policy_fetcher", "polite_fetch", "polite_prober", "smtp_prober"]
+__all__ = ["policy_fetcher", "polite_fetch", "polite_prober", "retry_policy", "smtp_prober"]
 
 
 def smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
@@ -47,8 +48,6 @@ def smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
             handshake=cfg.smtp_timeout,
             total=cfg.smtp_host_timeout,
         ),
-        retries=0,  # retries happen in PoliteProber, under the provider's back-off
-        retry_delay=cfg.smtp_retry_delay,
         keep_certs=cfg.keep_certs,
         intermediates=pool,
     )
@@ -57,16 +56,17 @@ def smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
 
 def policy_fetcher(cfg: ScanConfig, prober: SmtpProber) -> PolicyFetcher:
     """The MTA-STS policy fetcher: the SMTP probe's trust store, the scan's HTTPS port,
-    per-phase deadlines from the SMTP ones (the same servers' patience)."""
+    per-phase deadlines at most the SMTP ones (short SMTP deadlines shorten fetches too)."""
+    phase = min(cfg.smtp_timeout, defaults.HTTPS_PHASE_TIMEOUT)
     return PolicyFetcher(
         trust_store=prober.settings.trust_store,
         intermediates=prober.settings.intermediates,
         port=cfg.https_port,
         timeouts=FetchTimeouts(
             connect=cfg.smtp_connect_timeout,
-            tls=cfg.smtp_timeout,
-            headers=cfg.smtp_timeout,
-            body=cfg.smtp_timeout,
+            tls=phase,
+            headers=phase,
+            body=phase,
             total=defaults.HTTPS_TOTAL_TIMEOUT,
         ),
     )
@@ -89,24 +89,32 @@ def polite_prober(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -
         address_limits=address_limits,
         provider_limits=provider_limits,
         backoff=backoff,
-        slow_lane=SlowLane(),
-        fast_lane=asyncio.Semaphore(cfg.smtp_in_flight),
-        slow_lane_slots=asyncio.Semaphore(defaults.SLOW_LANE_SLOTS),
         provider_of=providers.provider_of,
+        active=asyncio.Semaphore(cfg.smtp_in_flight),
+        sockets=asyncio.Semaphore(cfg.max_open_connections),
+        retry=retry_policy(cfg),
+        active_grace=defaults.ACTIVE_GRACE,
+        correlated=CorrelatedSignals(
+            hosts=defaults.THROTTLE_CORRELATION_HOSTS, window=defaults.THROTTLE_CORRELATION_WINDOW
+        ),
         exclude=cfg.exclude,
-        throttle_retries=cfg.smtp_retries,
-        throttle_delay=cfg.smtp_retry_delay,
+        exchange_bound=cfg.smtp_host_timeout,
+        fetch_bound=min(cfg.smtp_host_timeout, defaults.HTTPS_TOTAL_TIMEOUT),
+    )
+
+
+def retry_policy(cfg: ScanConfig) -> RetryPolicy:
+    """The one retry policy of SMTP probes and policy fetches (probes/retry.py)."""
+    return RetryPolicy(
+        timeout_retries=cfg.smtp_retries, transient_retries=cfg.smtp_retries, delay=cfg.smtp_retry_delay
     )
 
 
 def polite_fetch(polite: PoliteProber, fetcher: PolicyFetcher) -> PolicyFetchFn:
-    """Policy fetches obey the same exclusions and per-address/per-provider limits as SMTP."""
+    """Policy fetches obey the same exclusions, per-address/per-provider limits and retry
+    policy as SMTP."""
 
     async def fetch(domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
-        host = f"mta-sts.{domain}"
-        if polite.excluded(host, address):
-            return excluded_fetch(domain, address), None
-        async with polite.slot(host, address):
-            return await fetcher.fetch(domain, address)
+        return await polite.fetch(fetcher.fetch, domain, address)
 
     return fetch

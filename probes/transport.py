@@ -7,7 +7,7 @@ re-assessed without rescanning.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from engine.status import Status
@@ -52,6 +52,10 @@ class MxTransport:
         probe (shared with every domain using the host; see smtp_ref).
       dane: the DANE verdict for this host in this domain's context (needs the domain's MX
         RRset DNSSEC status); null when not assessed.
+      not_probed: addresses of the host not probed, counted by reason: "host-cap" (more than
+        --max-addresses-per-host of one address family), "domain-cap" (the domain's
+        --max-addresses-per-domain spent on hosts of lower preference values); empty when every
+        address was probed.
     """
 
     host: str
@@ -59,6 +63,8 @@ class MxTransport:
     provider: str | None
     smtp_refs: tuple[str, ...]
     dane: DaneResult | None
+    #: Last, with a default: optional in lines from before it.
+    not_probed: dict[str, int] = field(default_factory=dict)
 
 
 def smtp_ref(result: SmtpResult) -> str:

@@ -61,7 +61,15 @@ from probes.tls.certs import chain_facts
 from probes.tls.truststore import TrustStore
 from probes.tls.verify import IntermediatePool, verify_chain
 
-__all__ = ["POLICY_PATH", "FetchTimeouts", "PolicyFetcher", "is_text_plain", "policy_url"]
+__all__ = [
+    "POLICY_PATH",
+    "TIMEOUT_DETAIL",
+    "FetchTimeouts",
+    "PolicyFetcher",
+    "is_text_plain",
+    "policy_url",
+    "timed_out",
+]
 
 #: RFC 8461 §3.3: the well-known path of the policy.
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -205,9 +213,19 @@ _TIMEOUT_STATUS = {
 }
 
 
+#: How a fetch's detail starts when a phase deadline fired: the retry policy (probes/retry.py)
+#: treats it as silence, whatever status the phase maps it to.
+TIMEOUT_DETAIL = "timeout in phase"
+
+
+def timed_out(fetch: PolicyFetch) -> bool:
+    """A phase deadline ended ``fetch`` (not an answer of the policy host)."""
+    return fetch.detail.startswith(TIMEOUT_DETAIL)
+
+
 def _classify(exc: BaseException, phase: _Phase) -> tuple[Status, str]:
     if isinstance(exc, TimeoutError):
-        return _TIMEOUT_STATUS[phase], f"timeout in phase {phase}"
+        return _TIMEOUT_STATUS[phase], f"{TIMEOUT_DETAIL} {phase}"
     # aiohttp wraps OS and ssl errors (ClientConnectorError.os_error, ClientOSError.__cause__):
     # look at the wrapper first, then at what it wraps, for the most specific row.
     candidates: list[BaseException] = [exc]

@@ -1,36 +1,33 @@
-"""The SMTP probe of one (MX host, address): exchange, retries, certificate facts
-and PKIX verdict.  Scheduling, sharing and politeness belong to the caller."""
+"""The SMTP probe of one (MX host, address): one connection's exchange, certificate facts
+and PKIX verdict.  Retries (probes/retry.py), scheduling, sharing and politeness belong to
+the caller."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_der_x509_certificate
 
 from engine.batching import Batcher
-from engine.status import Status
-from probes.smtp.records import SmtpResult, TlsSession
+from probes.retry import smtp_signal
+from probes.smtp.records import SmtpAttempt, SmtpResult, TlsSession
 from probes.smtp.session import Observation, SmtpTimeouts, client_tls_context, converse
 from probes.tls.certs import chain_facts
 from probes.tls.truststore import TrustStore
 from probes.tls.verify import IntermediatePool, PkixResult, verify_chain
 
-__all__ = ["ANALYSIS_BATCH", "Exchange", "SmtpProbe", "SmtpProber", "SmtpSettings", "should_retry"]
+__all__ = ["ANALYSIS_BATCH", "Exchange", "SmtpProbe", "SmtpProber", "SmtpSettings"]
 
 #: Certificate work of up to this many finished exchanges runs back to back, waiting at most
 #: ANALYSIS_WAIT seconds for company (engine/batching.py says why; benchmarks/README.md has the
 #: measurements: 64 at once used ~17% less CPU per probe than none, 16 and 32 less than 64).
 ANALYSIS_BATCH = 64
 ANALYSIS_WAIT = 0.02
-
-#: Reply codes that mean "come back later" (RFC 5321 §4.2.2): retried, never "no STARTTLS".
-RETRY_CODES = frozenset({421, 450, 451})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +38,6 @@ class SmtpSettings:
     trust_store: TrustStore
     port: int = 25
     timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
-    retries: int = 1
-    retry_delay: float = 5.0
     keep_certs: bool = False
     intermediates: IntermediatePool = field(default_factory=IntermediatePool)
 
@@ -62,17 +57,9 @@ class SmtpProbe:
     host_line: bytes = b""
 
 
-def should_retry(obs: Observation) -> bool:
-    """Transient outcomes worth another connection after a pause."""
-    if obs.status in (Status.CONNECTION_TIMEOUT, Status.IO_TIMEOUT, Status.CONNECTION_CLOSED):
-        # after a completed handshake the facts are in hand; a retry would only repeat them
-        return obs.tls_version == ""
-    return obs.status is Status.APPLICATION_ERROR and obs.last_code in RETRY_CODES
-
-
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """A finished exchange (with its retries), waiting for its certificate work."""
+    """A finished exchange (one connection), waiting for its certificate work."""
 
     host: str
     address: str
@@ -112,28 +99,20 @@ class SmtpProber:
         return await self.analysis.run(done)
 
     async def exchange(self, host: str, address: str) -> Exchange:
-        """The connection(s) to ``address`` for ``host``: every byte exchanged, no analysis."""
+        """One connection to ``address`` for ``host``: every byte exchanged, no analysis."""
         settings = self.settings
         started = time.perf_counter()
-        attempts = 0
-        delay = settings.retry_delay
-        while True:
-            attempts += 1
-            with self.analysis.upcoming() if self.analysis is not None else nullcontext():
-                obs = await converse(
-                    address,
-                    settings.port,
-                    host,
-                    ehlo_name=settings.ehlo_name,
-                    tls_context=self._tls,
-                    timeouts=settings.timeouts,
-                )
-            if attempts > settings.retries or not should_retry(obs):
-                break
-            await asyncio.sleep(delay)
-            delay *= 2
+        with self.analysis.upcoming() if self.analysis is not None else nullcontext():
+            obs = await converse(
+                address,
+                settings.port,
+                host,
+                ehlo_name=settings.ehlo_name,
+                tls_context=self._tls,
+                timeouts=settings.timeouts,
+            )
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        return Exchange(host, address, obs, attempts, duration_ms)
+        return Exchange(host, address, obs, 1, duration_ms)
 
     def _analyse(self, done: Exchange) -> SmtpProbe:
         result = self._result(done.host, done.address, done.obs, done.attempts, done.duration_ms)
@@ -163,7 +142,7 @@ class SmtpProber:
                 at=self._now(),
                 intermediates=self.settings.intermediates,
             )
-        return SmtpResult(
+        result = SmtpResult(
             host=host,
             address=address,
             port=self.settings.port,
@@ -184,6 +163,10 @@ class SmtpProber:
             duration_ms=duration_ms,
             phase_ms=obs.phase_ms,
         )
+        attempt = SmtpAttempt(
+            obs.status, obs.phase, obs.last_code, smtp_signal(result, first_contact=True), duration_ms
+        )
+        return replace(result, attempt_log=(attempt,))
 
 
 def _pem(der: bytes) -> str:

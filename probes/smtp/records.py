@@ -10,7 +10,7 @@ from probes.smtp.ehlo import EhloInfo
 from probes.tls.certs import ChainFacts
 from probes.tls.verify import PkixResult
 
-__all__ = ["Phase", "SmtpResult", "Starttls", "TlsSession"]
+__all__ = ["Phase", "Signal", "SmtpAttempt", "SmtpResult", "Starttls", "TlsSession"]
 
 
 class Starttls(StrEnum):
@@ -54,6 +54,42 @@ class TlsSession:
     chain_pem: tuple[str, ...]
 
 
+class Signal(StrEnum):
+    """What one connection's outcome says about trying again (the vocabulary of the one retry
+    policy, probes/retry.py, for SMTP probes and policy fetches alike)."""
+
+    #: An answer that is data (success, a 5xx, no STARTTLS, a handshake failure, a refusal):
+    #: another connection would only repeat it.
+    DEFINITE = "definite"
+    #: No answer within a phase's deadline (connect, banner, a reply, TLS, a body).
+    TIMEOUT = "timeout"
+    #: The peer closed or reset the connection before greeting.
+    RESET = "reset"
+    #: 421, or a 4xx before EHLO completed after the first contact: "slow down".
+    THROTTLE = "throttle"
+    #: 450/451 before EHLO completed on the first contact: greylisting (RFC 6647 §2.1).
+    GREYLIST = "greylist"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpAttempt:
+    """One connection of a probe, as the retry policy saw it (probes/retry.py).
+
+    Fields:
+      status: how this connection ended (closed vocabulary, engine.status).
+      phase: the phase it reached.
+      last_code: the last reply code it received, or null.
+      signal: what the retry policy read from it: definite, timeout, reset, throttle or greylist.
+      duration_ms: milliseconds from its connect to its end (the pause before it excluded).
+    """
+
+    status: Status
+    phase: Phase
+    last_code: int | None
+    signal: Signal
+    duration_ms: float
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpResult:
     """One SMTP STARTTLS probe of one address of one MX host.
@@ -76,12 +112,16 @@ class SmtpResult:
       plaintext_injection: bytes arrived after the 220 reply to STARTTLS and before the server's
         first TLS record, in the 220's read or later (RFC 3207 §4.2: discarded, never parsed nor
         given to TLS; their presence is a finding, also when the handshake then failed).
-      attempts: connections made (retries after 421/450/timeouts included).
+      attempts: connections made (retries after timeouts, resets, greylisting and 421/4xx included).
       detail: why the status is not success (bounded text), else "".
       duration_ms: wall-clock time of the probe including retries, in milliseconds: from the
         first connection attempt to the end of the last, the pauses between them included.
       phase_ms: milliseconds spent in each phase the last attempt reached (connect, banner, ehlo,
         starttls, tls, ehlo-tls, quit), the one it stopped in included.
+      greylisted: the first connection got a 450/451 before EHLO completed (greylisting,
+        RFC 6647) and a later one was made; the status is the later one's.
+      attempt_log: every connection made, oldest first (the last is the one the other fields
+        describe); empty for an address never contacted.
     """
 
     host: str
@@ -103,3 +143,6 @@ class SmtpResult:
     detail: str
     duration_ms: float
     phase_ms: dict[str, float]
+    #: Last, with defaults: optional in lines from before them.
+    greylisted: bool = False
+    attempt_log: tuple[SmtpAttempt, ...] = ()

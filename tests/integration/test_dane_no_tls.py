@@ -70,7 +70,6 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SmtpProbe]:
         trust_store=load_trust_store("none", [str(root)]),
         port=PORT,
         timeouts=TIMEOUTS,
-        retries=0,
     )
     specs = {}
     for behaviour, address in BEHAVIOURS.items():

@@ -116,7 +116,6 @@ def world(mtas: RealMtas) -> Iterator[World]:
         trust_store=load_trust_store("none", [str(ca_file)]),
         port=PORT,
         timeouts=TIMEOUTS,
-        retries=0,
         intermediates=IntermediatePool.from_der([pki.intermediate.der]),
     )
 
@@ -239,7 +238,6 @@ def test_stopped_instance_is_gone(mtas: RealMtas) -> None:
             trust_store=load_trust_store("mozilla"),
             port=PORT,
             timeouts=TIMEOUTS,
-            retries=0,
         )
         result = asyncio.run(SmtpProber(settings).probe(host, address)).result
         assert result.status is Status.CONNECTION_REFUSED and result.starttls is Starttls.UNKNOWN

@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 import pytest
 import uvloop
 
-from engine.backoff import AimdPolicy, SlowLane
+from engine.backoff import AimdPolicy
 from engine.limits import KeyedLimiter, Limit
 from engine.status import Status
 from mxscan.politeness import PoliteProber
+from probes.retry import RetryPolicy
 from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.records import Phase, Starttls
 from probes.smtp.session import Observation, SmtpTimeouts, client_tls_context, converse
@@ -174,15 +175,8 @@ def test_a_junk_line_read_with_a_valid_reply_is_a_protocol_error(
     assert elapsed < TIMEOUTS.command + MARGIN
 
 
-def _settings(trust: TrustStore, port: int, retries: int = 0, retry_delay: float = 0.25) -> SmtpSettings:
-    return SmtpSettings(
-        ehlo_name="scanner.mxscan.test",
-        trust_store=trust,
-        port=port,
-        timeouts=TIMEOUTS,
-        retries=retries,
-        retry_delay=retry_delay,
-    )
+def _settings(trust: TrustStore, port: int) -> SmtpSettings:
+    return SmtpSettings(ehlo_name="scanner.mxscan.test", trust_store=trust, port=port, timeouts=TIMEOUTS)
 
 
 def _polite(prober: SmtpProber, delay: float) -> PoliteProber:
@@ -196,18 +190,15 @@ def _polite(prober: SmtpProber, delay: float) -> PoliteProber:
         backoff=AimdPolicy(
             provider_limits, base_rate_for=lambda _key: limit.rate, floor=2.0, increase=1.0, cooldown=0.1
         ),
-        slow_lane=SlowLane(),
-        fast_lane=asyncio.Semaphore(8),
-        slow_lane_slots=asyncio.Semaphore(2),
         provider_of=lambda _host: "hostile.test",
-        throttle_retries=3,
-        throttle_delay=delay,
+        active=asyncio.Semaphore(8),
+        sockets=asyncio.Semaphore(8),
+        retry=RetryPolicy(timeout_retries=1, transient_retries=3, delay=delay),
     )
 
 
-@pytest.mark.parametrize("retry_loop", ["politeness", "prober"])
 def test_duration_includes_retries_and_the_pauses_between_them(
-    retry_loop: str, server_tls: Any, trust: TrustStore, capfd: pytest.CaptureFixture[str]
+    server_tls: Any, trust: TrustStore, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """SmtpResult.duration_ms is "including retries": a probe throttled twice, pausing 0.25 s
     and 0.5 s before its third connection, lasted at least 0.75 s."""
@@ -216,12 +207,7 @@ def test_duration_includes_retries_and_the_pauses_between_them(
     async def main() -> tuple[Any, int, float]:
         async with hostile_server(Script(throttle_first=2), server_tls) as (port, state):
             started = time.monotonic()
-            if retry_loop == "politeness":
-                probe = await _polite(SmtpProber(_settings(trust, port)), delay).probe(HOST, "127.0.0.1")
-            else:
-                probe = await SmtpProber(_settings(trust, port, retries=2, retry_delay=delay)).probe(
-                    HOST, "127.0.0.1"
-                )
+            probe = await _polite(SmtpProber(_settings(trust, port)), delay).probe(HOST, "127.0.0.1")
             return probe.result, state.connections, time.monotonic() - started
 
     result, connections, elapsed = _quietly("uvloop", main, capfd)

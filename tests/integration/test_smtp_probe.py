@@ -148,7 +148,6 @@ def results(request: pytest.FixtureRequest, pki: TestPki, trust) -> dict[str, Sm
         trust_store=trust,
         port=PORT,
         timeouts=TIMEOUTS,
-        retries=0,
         intermediates=pool,
     )
 
@@ -225,26 +224,6 @@ def test_timeout_is_never_reported_as_no_starttls(results: dict[str, SmtpResult]
         assert results[name].starttls is Starttls.UNKNOWN
 
 
-def test_retry_after_421_then_gives_up(pki: TestPki, trust) -> None:
-    spec = HostSpec(name="mx.busy.smtp.test", address="127.77.9.1", behaviour="421-close")
-    settings = SmtpSettings(
-        ehlo_name="scanner.mxscan.test",
-        trust_store=trust,
-        port=PORT,
-        timeouts=TIMEOUTS,
-        retries=2,
-        retry_delay=0.05,
-    )
-
-    async def main() -> tuple[SmtpResult, int]:
-        async with SmtpFleet([spec], PORT) as fleet:
-            result = (await SmtpProber(settings).probe(spec.name, spec.address)).result
-            return result, fleet.stats.connections[spec.name]
-
-    result, connections = asyncio.run(main())
-    assert result.attempts == 3 and connections == 3 and result.status is Status.APPLICATION_ERROR
-
-
 def test_keep_certs_stores_pem(pki: TestPki, trust) -> None:
     issued = pki.issue(["mx.keep.smtp.test"], kind="valid")
     spec = HostSpec(
@@ -307,7 +286,6 @@ def test_whole_host_deadline_ends_a_slow_drip(trust) -> None:
         trust_store=trust,
         port=PORT,
         timeouts=SmtpTimeouts(connect=2, banner=30, command=30, handshake=30, quit=0.5, total=1.0),
-        retries=0,
     )
 
     async def main() -> SmtpResult:
@@ -326,10 +304,8 @@ def test_batched_certificate_work_records_what_unbatched_work_records(pki: TestP
     from probes.tls.verify import VERIFIED_ISSUERS, VERIFIED_PATHS
 
     specs = _specs(pki)
-    settings = SmtpSettings(
-        ehlo_name="scanner.mxscan.test", trust_store=trust, port=PORT, timeouts=TIMEOUTS, retries=0
-    )
-    untimed = {"duration_ms": 0.0, "phase_ms": {}}
+    settings = SmtpSettings(ehlo_name="scanner.mxscan.test", trust_store=trust, port=PORT, timeouts=TIMEOUTS)
+    untimed = {"duration_ms": 0.0, "phase_ms": {}, "attempt_log": ()}
 
     async def probe_all(batch: int) -> dict[str, SmtpResult]:
         VERIFIED_PATHS.clear()

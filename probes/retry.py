@@ -1,0 +1,184 @@
+"""The one retry policy of every connection a scan makes (SMTP probes and MTA-STS policy
+fetches): which outcomes deserve another connection, after what pause, and which tell us
+something about a provider's patience rather than one host's.
+
+Theory of operation
+-------------------
+Each attempt's outcome is first reduced to a ``Signal`` (``smtp_signal``,
+``fetch_signal``: pure functions of the classified record), then ``RetryPolicy.decide``
+looks at the signals of every attempt so far.  Two budgets, so that a host that
+greylists and then times out is still judged on each:
+
+* **Timeouts and resets** (``timeout_retries``, default 1): a host that said
+  nothing is asked once more, after ``delay``.  A second silence is the
+  finding (``timeout`` in its phase), never "no STARTTLS".
+* **Transient refusals** (``transient_retries``, default 1): a 450/451 before
+  EHLO completed on the first contact is greylisting (RFC 6647 §2.1: the
+  client is expected to come back), retried after ``delay``; a 421 (RFC 5321
+  §3.8: the server is closing the channel) or any later 4xx is a throttle,
+  retried after ``delay`` doubled per throttle already seen.
+
+Only a throttle is a provider-level signal by itself.  A timeout or a reset at
+one host is evidence about that host; it lowers a provider's rate only when
+many distinct hosts of the provider show it within a window
+(``CorrelatedSignals``), so one silent self-hosted server never slows anyone.
+
+``decide`` never sleeps and reads no clock: the caller owns the pause, which is
+why the unit tests need no timers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+from engine.status import Status
+from probes.mtasts.fetch import timed_out
+from probes.mtasts.records import PolicyFetch
+from probes.smtp.records import Phase, Signal, SmtpResult
+
+__all__ = [
+    "CorrelatedSignals",
+    "Decision",
+    "RetryPolicy",
+    "Signal",
+    "fetch_signal",
+    "smtp_signal",
+]
+
+
+#: Timeout-like signals (the ``timeout_retries`` budget).
+_SILENT = frozenset({Signal.TIMEOUT, Signal.RESET})
+#: Transient refusals (the ``transient_retries`` budget).
+_TRANSIENT = frozenset({Signal.THROTTLE, Signal.GREYLIST})
+#: Greylisting answers (RFC 6647 §2.1 names 451 and also sees 450).
+_GREYLIST_CODES = frozenset({450, 451})
+#: Every "try again later" code before EHLO completed (RFC 5321 §4.2.2, §3.8).
+_TRANSIENT_CODES = frozenset({421, 450, 451, 452})
+
+
+def smtp_signal(result: SmtpResult, *, first_contact: bool) -> Signal:
+    """The signal of one SMTP attempt; ``first_contact``: no earlier attempt to this address."""
+    status, phase = result.status, result.phase
+    if status is Status.APPLICATION_ERROR and phase in (Phase.BANNER, Phase.EHLO):
+        code = result.last_code
+        if code in _GREYLIST_CODES and first_contact:
+            return Signal.GREYLIST
+        if code in _TRANSIENT_CODES:
+            return Signal.THROTTLE
+        return Signal.DEFINITE
+    if status in (Status.CONNECTION_TIMEOUT, Status.IO_TIMEOUT):
+        # after a completed handshake the facts are in hand; a retry would only repeat them
+        return Signal.DEFINITE if result.tls is not None else Signal.TIMEOUT
+    if status is Status.CONNECTION_CLOSED and phase in (Phase.CONNECT, Phase.BANNER):
+        return Signal.RESET
+    return Signal.DEFINITE
+
+
+def fetch_signal(fetch: PolicyFetch) -> Signal:
+    """The signal of one policy fetch (an HTTP answer of any status is definite)."""
+    if timed_out(fetch):
+        return Signal.TIMEOUT
+    if fetch.status is Status.CONNECTION_CLOSED and not fetch.tls_version:
+        return Signal.RESET
+    return Signal.DEFINITE
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do after an attempt.
+
+    Fields:
+      retry: connect again.
+      delay: seconds to wait first (0 when not retrying).
+      provider_signal: the outcome by itself says the provider wants us slower.
+    """
+
+    retry: bool
+    delay: float
+    provider_signal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Fields:
+    timeout_retries: connections again after timeouts and resets (in all).
+    transient_retries: connections again after greylisting and throttles (in all).
+    delay: seconds before a retry; a throttle's doubles with each throttle already seen.
+    """
+
+    timeout_retries: int = 1
+    transient_retries: int = 1
+    delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.timeout_retries < 0 or self.transient_retries < 0 or self.delay < 0:
+            raise ValueError("retries and delay must be >= 0")
+
+    @property
+    def max_attempts(self) -> int:
+        """The most connections one target can cost."""
+        return 1 + self.timeout_retries + self.transient_retries
+
+    def worst_case_pause(self) -> float:
+        """The longest total pause one target can cost between its attempts."""
+        throttles = sum(self.delay * (1 << k) for k in range(self.transient_retries))
+        return self.delay * self.timeout_retries + throttles
+
+    def decide(self, signals: Sequence[Signal]) -> Decision:
+        """After the attempts whose signals are ``signals`` (oldest first, at least one)."""
+        last = signals[-1]
+        throttle = last is Signal.THROTTLE
+        if last in _SILENT:
+            used = sum(1 for s in signals if s in _SILENT)
+            if used <= self.timeout_retries:
+                return Decision(True, self.delay, False)
+        elif last in _TRANSIENT:
+            used = sum(1 for s in signals if s in _TRANSIENT)
+            if used <= self.transient_retries:
+                throttles_before = sum(1 for s in signals[:-1] if s is Signal.THROTTLE)
+                delay = self.delay * (1 << throttles_before) if throttle else self.delay
+                return Decision(True, delay, throttle)
+        return Decision(False, 0.0, throttle)
+
+
+class CorrelatedSignals:
+    """Timeouts and resets as a provider-level signal only when correlated: ``hosts`` distinct
+    hosts of one provider within ``window`` seconds.  A self-hosted server is its own
+    provider with one host, so its silence never cuts anyone's rate.  After firing, a
+    provider's evidence starts afresh (the back-off's cooldown absorbs the burst anyway).
+    Remembers at most ``max_providers`` providers (least recently signalled forgotten)."""
+
+    def __init__(
+        self,
+        *,
+        hosts: int,
+        window: float,
+        max_providers: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if hosts < 2 or window <= 0 or max_providers < 1:
+            raise ValueError("hosts must be >= 2, window > 0, max_providers >= 1")
+        self.hosts = hosts
+        self.window = window
+        self._max = max_providers
+        self._clock = clock
+        self._seen: OrderedDict[Hashable, deque[tuple[float, str]]] = OrderedDict()
+
+    def observe(self, provider: Hashable, host: str) -> bool:
+        """A timeout or reset at ``host`` of ``provider``; True: treat it as a throttle signal."""
+        now = self._clock()
+        seen = self._seen.pop(provider, None) or deque()
+        self._seen[provider] = seen
+        while seen and seen[0][0] <= now - self.window:
+            seen.popleft()
+        if all(h != host for _, h in seen):
+            seen.append((now, host))
+        if len(self._seen) > self._max:
+            self._seen.popitem(last=False)
+        if len(seen) >= self.hosts:
+            seen.clear()
+            return True
+        return False
