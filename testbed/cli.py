@@ -1,17 +1,18 @@
 """``mxscan testbed up|down|status|stats|truth`` (and the internal ``serve``, ``serve-mail``).
 
-    mxscan testbed up --scenarios
-    mxscan testbed up --domains 100000 --seed 7 [--profile p.toml] [--dns-port 0] [--smtp-port 0]
+    mxscan testbed up --scenarios [internet]
+    mxscan testbed up --domains 100000 --seed 7 [--profile internet|p.toml] [--dns-port 0] [--smtp-port 0]
     mxscan testbed status
-    mxscan testbed stats [--reset]
-    mxscan testbed truth --out truth.ndjson
+    mxscan testbed stats [--reset] [--merged]
+    mxscan testbed truth --out truth.ndjson [--policy policy.toml] [--conditions conditions.json]
     mxscan testbed down
 
 ``up`` writes ``<state-dir>/endpoints.json`` and prints the scan command that
 measures the world (resolver, ports, the world's CA and intermediates), with
 the list in ``<state-dir>/domains.txt``.  Every command takes ``--state-dir``;
 without it they share ``control.default_state_dir()``, whatever the working
-directory.
+directory.  Output into a closed pipe (``status | head``) ends quietly with
+exit status 141, as a process killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import orjson
 
 from testbed import control
 from testbed.heap import settle_heap
+from testbed.internet import BUILTIN_PROFILES
 from testbed.ports import (
     DEFAULT_DNS_PORT,
     HIGH_PORTS,
@@ -40,6 +43,7 @@ from testbed.ports import (
     report_busy,
     write_ready,
 )
+from testbed.scanpolicy import DEFAULT_POLICY, load_policy
 from testbed.truth import truth
 from testbed.worldpki import WorldPki
 
@@ -62,15 +66,29 @@ def _fraction(text: str) -> float:
 
 def _world_args(p: argparse.ArgumentParser, required: bool) -> None:
     group = p.add_mutually_exclusive_group(required=required)
-    group.add_argument("--scenarios", action="store_true", help="one domain per scenario")
+    group.add_argument(
+        "--scenarios",
+        nargs="?",
+        const="catalogue",
+        choices=["catalogue", "internet"],
+        help="one domain per scenario: the catalogue (default), or 'internet': one per Internet-like "
+        "behaviour (silent, SYN drop, tarpit, greylist, 421, many addresses, silent IPv6, slow policy hosts)",
+    )
     group.add_argument("--domains", type=int, metavar="N", help="a scale world of N domains")
     p.add_argument("--seed", type=int, default=1, help="the scale world's seed (default: 1)")
-    p.add_argument("--profile", metavar="TOML", help="a scale world's prevalence rates, overridden")
+    p.add_argument(
+        "--profile",
+        metavar="NAME|TOML",
+        help="'internet' (latency and hostile hosts, testbed/internet.toml) or a TOML file overriding the "
+        'study\'s rates and the Internet-like shares (extends = "internet" to start from that profile)',
+    )
 
 
 def _net_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rtt", type=_duration, default=0.0, help="delay every DNS reply (e.g. 80ms)")
-    p.add_argument("--jitter", type=_duration, default=0.0, help="+/- uniform jitter on the delay")
+    p.add_argument("--rtt", type=_duration, help="delay every DNS reply (e.g. 80ms; default: the profile's)")
+    p.add_argument(
+        "--jitter", type=_duration, help="+/- uniform jitter on the delay (default: the profile's)"
+    )
     p.add_argument("--blackhole", type=_fraction, default=0.0, help="drop this share of replies (e.g. 0.5%%)")
 
 
@@ -138,6 +156,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _state_arg(p)
     p.add_argument("--reset", action="store_true", help="then start counting again from zero")
+    p.add_argument(
+        "--merged",
+        action="store_true",
+        help="one object over all mail processes: connections per host, the most at once per address, "
+        "421 and 451 counts, and peak open connections (per process and their sum, an upper bound)",
+    )
     p = sub.add_parser(
         "truth",
         help="write the ground truth as NDJSON",
@@ -147,6 +171,20 @@ def _parser() -> argparse.ArgumentParser:
     _world_args(p, required=False)
     _state_arg(p)
     p.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    p.add_argument(
+        "--policy",
+        type=Path,
+        metavar="TOML",
+        help="the scan policy to judge by (testbed/scanpolicy.py field names; default: the scanner's "
+        "defaults: connect 10 s, each phase 20 s, one retry after a timeout, 4 addresses per family)",
+    )
+    p.add_argument(
+        "--conditions",
+        type=Path,
+        metavar="FILE",
+        help="also write the world's conditions as JSON: latency, hostile shares and their sources, "
+        "and the scan policy the truth assumes",
+    )
     p = sub.add_parser("serve", help="(internal) run the DNS server in the foreground")
     _world_args(p, required=True)
     p.add_argument("--dns-addr", default=control.DEFAULT_DNS_ADDR)
@@ -167,9 +205,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _spec(args: argparse.Namespace) -> control.WorldSpec:
+    profile = args.profile
+    if profile and not (profile in BUILTIN_PROFILES and not Path(profile).exists()):
+        profile = str(Path(profile).resolve())  # a file: the same from any working directory
+    if args.scenarios == "internet":
+        return control.WorldSpec("internet-scenarios", profile=profile)
     if args.scenarios:
         return control.WorldSpec("scenarios")
-    profile = str(Path(args.profile).resolve()) if args.profile else None
     return control.WorldSpec("scale", args.domains, args.seed, profile)
 
 
@@ -178,10 +220,11 @@ def _serve(args: argparse.Namespace) -> int:
     from testbed.zones import placeholder_tlsa_data
 
     tlsa_data = WorldPki.load(args.pki_dir).tlsa_data if args.pki_dir else placeholder_tlsa_data
+    world = _spec(args).build()
     server = DnsServer(
-        _spec(args).build(),
-        rtt=args.rtt,
-        jitter=args.jitter,
+        world,
+        rtt=world.conditions.dns.rtt if args.rtt is None else args.rtt,
+        jitter=world.conditions.dns.jitter if args.jitter is None else args.jitter,
         blackhole=args.blackhole,
         seed=args.seed,
         tlsa_data=tlsa_data,
@@ -238,12 +281,21 @@ def _truth(args: argparse.Namespace) -> int:
             print(f"no world in {state_dir}: pass --scenarios or --domains N, or run `testbed up` first",
                   file=sys.stderr)  # fmt: skip
             return 2
+    try:
+        policy = load_policy(args.policy) if args.policy else DEFAULT_POLICY
+    except (OSError, ValueError) as exc:
+        print(f"testbed truth: --policy {args.policy}: {exc}", file=sys.stderr)
+        return 2
+    world = spec.build()
+    if args.conditions:
+        info = {**world.conditions.as_dict(), "policy": asdict(policy)}
+        args.conditions.write_text(json.dumps(info, indent=2) + "\n")
     out = args.out.open("wb") if args.out else os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
     # TLSA data from the running world's certificates when there is one (else placeholders).
     pki_dir = state_dir / "pki"
     tlsa_data = WorldPki.load(pki_dir).tlsa_data if (pki_dir / "pki.json").exists() else None
     with out:
-        for row in truth(spec.build(), tlsa_data) if tlsa_data else truth(spec.build()):
+        for row in truth(world, tlsa_data, policy) if tlsa_data else truth(world, policy=policy):
             out.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
     return 0
 
@@ -287,6 +339,23 @@ def _up(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        # The reader left (``status | head``): nothing more to say.  Point stdout at /dev/null
+        # so the interpreter's own flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+    except control.ControlError as exc:
+        print(f"testbed {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "truth":
@@ -302,10 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         return _up(args)
     if args.command == "stats":
         try:
-            print(json.dumps(control.mail_stats(args.state_dir, reset=args.reset), indent=2))
+            snapshots = control.mail_stats(args.state_dir, reset=args.reset)
         except control.ControlError as exc:
             print(f"testbed stats: {exc}", file=sys.stderr)
             return 1
+        print(json.dumps(control.merge_stats(snapshots) if args.merged else snapshots, indent=2))
         return 0
     if args.command == "down":
         stopped = control.down(args.state_dir)

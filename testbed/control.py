@@ -16,8 +16,9 @@ Ports: ``ports.py`` (the standard ones, or one free port per kind when taken).
 
 State dir layout: ``state.json`` (servers, PIDs), ``endpoints.json`` (what a
 scan needs: resolver, ports, CA files, preflight name), ``world.json`` (the
-world spec and counts), ``domains.txt`` (the list to scan), ``pki/``,
-``dns.log``, ``mail-<i>.log``, ``mail-<i>.stats.json`` (``mail_stats``).
+world spec, counts and Internet-like conditions: latency, hostile shares and
+their sources), ``domains.txt`` (the list to scan), ``pki/``, ``dns.log``,
+``mail-<i>.log``, ``mail-<i>.stats.json`` (``mail_stats``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,6 +44,7 @@ import dns.message
 import dns.query
 
 from testbed import services
+from testbed.internet import conditions, internet_scenario_world
 from testbed.ports import PortBusy, PortChoice, busy_file, first_busy, raise_if_busy, read_ready
 from testbed.scale import load_profile, scale_world
 from testbed.scenarios import PREFLIGHT_BOGUS, scenario_world
@@ -58,6 +62,7 @@ __all__ = [
     "down",
     "mail_argv",
     "mail_stats",
+    "merge_stats",
     "serve_argv",
     "status",
     "tcp_answers",
@@ -85,10 +90,36 @@ def default_state_dir() -> Path:
     """
     named = os.environ.get(STATE_DIR_ENV)
     if named:
-        return Path(named).expanduser().absolute()
+        try:
+            return Path(named).expanduser().absolute()
+        except RuntimeError:  # "~" with no home to expand it to
+            raise ControlError(f"${STATE_DIR_ENV} is {named!r}, but there is no home directory") from None
     xdg = os.environ.get("XDG_STATE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "state"  # relative: ignored (spec)
-    return base / "mxscan" / "testbed"
+    if os.path.isabs(xdg):  # a relative value is ignored (XDG base directory spec)
+        return Path(xdg) / "mxscan" / "testbed"
+    try:
+        home = Path.home()
+    except RuntimeError:  # no $HOME and no passwd entry (a container's arbitrary uid)
+        return _private_tmp_dir()
+    return home / ".local" / "state" / "mxscan" / "testbed"
+
+
+def _private_tmp_dir() -> Path:
+    """``<tmp>/mxscan-testbed-<uid>``, created 0700; refused unless it is ours alone.
+
+    Another user could create that name first: a directory we do not own (or a link)
+    could hand ``down`` PIDs to signal, so it is an error, never used.
+    """
+    path = Path(tempfile.gettempdir()) / f"mxscan-testbed-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise ControlError(
+            f"no home directory, and {path} is not a private directory of ours: "
+            f"set ${STATE_DIR_ENV} or pass --state-dir"
+        )
+    return path
 
 
 class ControlError(RuntimeError):
@@ -97,7 +128,12 @@ class ControlError(RuntimeError):
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """Which world: enough to rebuild it identically in any process."""
+    """Which world: enough to rebuild it identically in any process.
+
+    kind: "scenarios" (the catalogue), "internet-scenarios" (``internet.py``'s set, under
+    the internet profile's latency or ``profile``'s), or "scale".  profile: a TOML path or a
+    built-in profile name ("internet").
+    """
 
     kind: str = "scenarios"
     domains: int = 0
@@ -108,25 +144,32 @@ class WorldSpec:
         if self.kind == "scenarios":
             return scenario_world()
         profile = load_profile(self.profile) if self.profile else None
+        if self.kind == "internet-scenarios":
+            return internet_scenario_world(profile)
         return scale_world(self.domains, self.seed, profile)
 
     def argv(self) -> list[str]:
         if self.kind == "scenarios":
             return ["--scenarios"]
-        args = ["--domains", str(self.domains), "--seed", str(self.seed)]
+        if self.kind == "internet-scenarios":
+            args = ["--scenarios", "internet"]
+        else:
+            args = ["--domains", str(self.domains), "--seed", str(self.seed)]
         return [*args, "--profile", self.profile] if self.profile else args
 
 
 @dataclass(frozen=True)
 class NetOptions:
-    """Imitated Internet conditions for the DNS server (seconds, fraction)."""
+    """Imitated Internet conditions for the DNS server (seconds, fraction); a latency left
+    None is the world's own (its profile's ``dns_rtt``/``dns_jitter``, else none)."""
 
-    rtt: float = 0.0
-    jitter: float = 0.0
+    rtt: float | None = None
+    jitter: float | None = None
     blackhole: float = 0.0
 
     def argv(self) -> list[str]:
-        return ["--rtt", str(self.rtt), "--jitter", str(self.jitter), "--blackhole", str(self.blackhole)]
+        given = [("--rtt", self.rtt), ("--jitter", self.jitter), ("--blackhole", self.blackhole)]
+        return [arg for flag, value in given if value is not None for arg in (flag, str(value))]
 
 
 def serve_argv(
@@ -373,12 +416,22 @@ def up(
         down(state_dir)  # crashed leftovers: clear them before starting afresh
     state_dir = state_dir.resolve()
     if tier == "b":
+        if spec.kind == "internet-scenarios" or (
+            spec.profile and conditions(load_profile(spec.profile)).active()
+        ):
+            raise ControlError("tier (b) does not serve the Internet-like conditions: use tier (a)")
         return _up_tier_b(spec, state_dir, smtp_port)
     world = spec.build()
     (state_dir / "domains.txt").write_text("".join(f"{d.name}\n" for d in world.domains))
     shards = services.shard_count(world)
     counts = {"domains": len(world.domains), "hosts": len(world.hosts), "zones": len(world.zones)}
-    _write_json(state_dir / "world.json", {"spec": asdict(spec), **counts, "mail_processes": shards})
+    info = {
+        "spec": asdict(spec),
+        **counts,
+        "mail_processes": shards,
+        "conditions": world.conditions.as_dict(),
+    }
+    _write_json(state_dir / "world.json", info)
     pki = WorldPki.load_or_create(state_dir / "pki")
     pki.prepare(world)
     probes = [services.probe_address(services.shard(world, i, shards)) for i in range(shards)]
@@ -537,3 +590,26 @@ def mail_stats(
             time.sleep(0.02)
         snapshots.append({"name": server["name"], **json.loads(path.read_text())})
     return snapshots
+
+
+def merge_stats(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """One view over every mail process's snapshot (``mail_stats``): counts summed per host
+    and provider, the most connections at once per address (each address is served by one
+    process, so exact), and the processes' peaks of open connections with their sum (an
+    upper bound of the world's peak: the processes peak at different moments)."""
+    merged: dict[str, Any] = {"processes": len(snapshots)}
+    for key in ("connections", "connections_per_provider", "refused_421", "greylisted"):
+        total: dict[str, int] = {}
+        for snap in snapshots:
+            for name, count in snap.get(key, {}).items():
+                total[name] = total.get(name, 0) + count
+        merged[key] = total
+    merged["peak_per_address"] = {
+        a: n for snap in snapshots for a, n in snap.get("peak_per_address", {}).items()
+    }
+    peaks = [snap.get("peak_open", 0) for snap in snapshots]
+    merged["peak_open_per_process"] = peaks
+    merged["peak_open_sum"] = sum(peaks)
+    merged["max_connections_per_host"] = max(merged["connections"].values(), default=0)
+    merged["max_at_once_per_address"] = max(merged["peak_per_address"].values(), default=0)
+    return merged

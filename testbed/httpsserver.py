@@ -10,6 +10,12 @@ handshake to the context of the site named in the SNI (or to the first site of
 the address when none matches or no SNI is sent), so several sites may share an
 address.  The contexts are built once by the caller (NOTES.md: ~0.7 ms each).
 
+TLS runs in memory (``ssl.MemoryBIO``, ``_TlsStream``) over a plain TCP stream,
+so the fleet decides when each flight leaves: with ``latency`` (rtt, jitter)
+every flight that answers the client (the handshake's, the response head) goes
+out one jittered round trip after what it answers; later pieces of the same
+answer follow at once.  A "silent" site never starts the handshake.
+
 A connection reads one request head (capped at 16 KiB, 5 s), then answers by
 the site's behaviour:
 
@@ -23,6 +29,8 @@ the site's behaviour:
                       that stops at 64 KiB leaves long before the end (``stats.aborted`` counts it)
   hang                completes TLS, reads the request, never answers
   garbage             completes TLS, answers with bytes that are not HTTP, closes
+  silent              accepts TCP, never sends a byte (no TLS handshake)
+  slow-body           as ok, the body in 8 pieces spread over ``body_seconds`` after the head
 
 ``stats`` counts requests, SNI names, Host headers, bytes of body sent and
 early aborts per site, so tests can assert what a client did.  Every
@@ -36,10 +44,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import ssl
 import weakref
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from testbed.serverset import ServerSet
@@ -56,6 +65,8 @@ BEHAVIOURS = (
     "oversized",
     "hang",
     "garbage",
+    "silent",
+    "slow-body",
 )
 #: Size of the "oversized" body: far past the 64 KiB RFC 8461 §3.3 suggests senders read.
 OVERSIZED_BYTES = 1024 * 1024
@@ -64,6 +75,10 @@ _CHUNK = 16 * 1024
 _CHUNK_PAUSE = 0.002
 _MAX_HEAD = 16 * 1024
 _HEAD_TIMEOUT = 5.0
+#: The handshake's deadline (asyncio's own default for TLS servers).
+_HANDSHAKE_TIMEOUT = 60.0
+#: Pieces of a "slow-body" body.
+_SLOW_PIECES = 8
 _DEFAULT_LOCATION = "https://elsewhere.test/.well-known/mta-sts.txt"
 
 
@@ -78,6 +93,8 @@ class PolicySite:
     tls: ssl.SSLContext | None
     #: Where "redirect" points.
     location: str = _DEFAULT_LOCATION
+    #: "slow-body": seconds from the response head to the body's last byte.
+    body_seconds: float = 0.0
 
 
 @dataclass
@@ -130,10 +147,140 @@ def _host_header(head: bytes) -> str:
     return ""
 
 
-class PolicyServerFleet(ServerSet):
-    """Start and stop every site's listener inside the running event loop."""
+class _Outbox:
+    """Writes in order, each after its own delay (a flight's round trip), none overtaking."""
 
-    def __init__(self, sites: Iterable[PolicySite], port: int | None = None) -> None:
+    __slots__ = ("idle", "queue", "timer", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.queue: deque[tuple[float, bytes]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+        #: Set while nothing waits in the queue.
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def put(self, data: bytes, delay: float) -> None:
+        if delay <= 0 and not self.queue:
+            self.writer.write(data)
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        if self.queue:
+            due = max(due, self.queue[-1][0])
+        self.queue.append((due, data))
+        self.idle.clear()
+        if self.timer is None:
+            self.timer = loop.call_at(due, self._flush)
+
+    def _flush(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        while self.queue and self.queue[0][0] <= loop.time() + 0.001:
+            data = self.queue.popleft()[1]
+            if not self.writer.is_closing():
+                self.writer.write(data)
+        if self.queue:
+            self.timer = loop.call_at(self.queue[0][0], self._flush)
+        else:
+            self.idle.set()
+
+    async def drain(self) -> None:
+        """Until every delayed write is out and the transport's buffer has room."""
+        await self.idle.wait()
+        await self.writer.drain()
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.queue.clear()
+        self.idle.set()
+
+
+class _TlsStream:
+    """Server-side TLS in memory over a plain stream; replies owe the client one round trip."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        context: ssl.SSLContext,
+        flight_delay: Callable[[], float],
+    ) -> None:
+        self.reader = reader
+        self.out = _Outbox(writer)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.flight_delay = flight_delay
+        #: The client spoke since our last flight: the next one answers it, a round trip later.
+        self.owed = False
+        self.plain = b""
+
+    async def _receive(self) -> None:
+        data = await self.reader.read(65536)
+        if not data:
+            raise asyncio.IncompleteReadError(b"", None)
+        self.incoming.write(data)
+        self.owed = True
+
+    async def flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            delay = self.flight_delay() if self.owed else 0.0
+            self.owed = False
+            self.out.put(data, delay)
+        await self.out.drain()
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self.flush()
+                await self._receive()
+        await self.flush()
+
+    async def read_head(self, limit: int) -> bytes:
+        """The request head up to and including the blank line; raises past ``limit`` bytes."""
+        while b"\r\n\r\n" not in self.plain:
+            if len(self.plain) > limit:
+                raise asyncio.LimitOverrunError("request head too long", len(self.plain))
+            try:
+                data = self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                await self._receive()
+                continue
+            except ssl.SSLZeroReturnError:
+                data = b""
+            if not data:  # close_notify (OpenSSL reads it as b""): the client is done
+                raise asyncio.IncompleteReadError(self.plain, None)
+            self.plain += data
+        head, _, self.plain = self.plain.partition(b"\r\n\r\n")
+        return head + b"\r\n\r\n"
+
+    async def send(self, data: bytes) -> None:
+        self.tls.write(data)
+        await self.flush()
+
+    def is_closing(self) -> bool:
+        return self.out.writer.is_closing()
+
+
+class PolicyServerFleet(ServerSet):
+    """Start and stop every site's listener inside the running event loop.
+
+    ``latency``: (rtt, jitter) seconds before each flight that answers the client;
+    ``seed`` makes the jitter repeatable.
+    """
+
+    def __init__(
+        self,
+        sites: Iterable[PolicySite],
+        port: int | None = None,
+        latency: tuple[float, float] = (0.0, 0.0),
+        seed: int = 0,
+    ) -> None:
         self.sites = list(sites)
         for site in self.sites:
             if site.behaviour not in BEHAVIOURS:
@@ -142,7 +289,15 @@ class PolicyServerFleet(ServerSet):
                 raise ValueError(f"{site.host_name}: a TLS context is needed for {site.behaviour!r}")
         self.port = port if port is not None else (443 if os.geteuid() == 0 else 8443)
         self.stats = PolicyServerStats()
+        self.latency = latency
+        self._rng = random.Random(seed)
         super().__init__()
+
+    def flight_delay(self) -> float:
+        rtt, jitter = self.latency
+        if rtt <= 0 and jitter <= 0:
+            return 0.0
+        return max(0.0, rtt + self._rng.uniform(-jitter, jitter))
 
     async def start(self) -> None:
         by_address: dict[str, list[PolicySite]] = {}
@@ -157,9 +312,7 @@ class PolicyServerFleet(ServerSet):
             ) -> None:
                 await self._serve(listener, reader, writer)
 
-            server = await asyncio.start_server(
-                handle, address, self.port, ssl=listener.context, reuse_address=True, backlog=512
-            )
+            server = await asyncio.start_server(handle, address, self.port, reuse_address=True, backlog=512)
             self._servers.append(server)
 
     async def _serve(
@@ -168,65 +321,90 @@ class PolicyServerFleet(ServerSet):
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)  # owned by the fleet: stop() cancels it
+        stream: _TlsStream | None = None
         try:
-            sni = listener.sni_seen.get(writer.get_extra_info("ssl_object"))
+            if listener.sites[0].behaviour == "silent":
+                self.stats.connections[listener.sites[0].host_name] += 1
+                while await reader.read(65536):  # never a byte back, until the client leaves
+                    pass
+                return
+            stream = _TlsStream(reader, writer, listener.context, self.flight_delay)
+            async with asyncio.timeout(_HANDSHAKE_TIMEOUT):
+                await stream.handshake()
+            sni = listener.sni_seen.get(stream.tls)
             site = listener.site_for(sni)
             self.stats.connections[site.host_name] += 1
             self.stats.sni[site.host_name].append(sni)
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _HEAD_TIMEOUT)
+                async with asyncio.timeout(_HEAD_TIMEOUT):
+                    head = await stream.read_head(_MAX_HEAD)
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
-                return
-            if len(head) > _MAX_HEAD:
                 return
             self.stats.requests[site.host_name] += 1
             self.stats.host_headers[site.host_name].append(_host_header(head))
-            await self._answer(site, writer)
-        except (OSError, ssl.SSLError):
-            pass  # the client went away: nothing to answer
+            await self._answer(site, stream)
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError):
+            pass  # the client went away, or never finished its handshake: nothing to answer
         except asyncio.CancelledError:
             pass  # stop() ends the connection; the task finishes quietly
         finally:
             self._tasks.discard(task)
+            if stream is not None:
+                stream.out.cancel()
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1)
 
-    async def _answer(self, site: PolicySite, writer: asyncio.StreamWriter) -> None:
+    async def _answer(self, site: PolicySite, stream: _TlsStream) -> None:
         behaviour = site.behaviour
         if behaviour == "hang":
             await asyncio.Event().wait()  # until stop() cancels
         elif behaviour == "garbage":
-            writer.write(b"\x00\xffTHIS IS NOT HTTP\r\n\xfe\r\n\r\n")
+            await stream.send(b"\x00\xffTHIS IS NOT HTTP\r\n\xfe\r\n\r\n")
         elif behaviour == "404":
             body = b"not found\n"
-            writer.write(_response_head("404 Not Found", "text/plain", len(body)) + body)
+            await stream.send(_response_head("404 Not Found", "text/plain", len(body)) + body)
         elif behaviour == "redirect":
-            writer.write(
+            await stream.send(
                 _response_head("301 Moved Permanently", "text/plain", 0, f"Location: {site.location}")
             )
         elif behaviour == "wrong-content-type":
-            writer.write(_response_head("200 OK", "text/html; charset=utf-8", len(site.body)) + site.body)
+            head = _response_head("200 OK", "text/html; charset=utf-8", len(site.body))
+            await stream.send(head + site.body)
         elif behaviour == "oversized":
-            await self._stream_oversized(site, writer)
-            return
+            await self._stream_oversized(site, stream)
+        elif behaviour == "slow-body":
+            await self._slow_body(site, stream)
         else:  # ok, wrong-cert
-            writer.write(_response_head("200 OK", "text/plain", len(site.body)) + site.body)
+            await stream.send(_response_head("200 OK", "text/plain", len(site.body)) + site.body)
             self.stats.body_bytes_sent[site.host_name] += len(site.body)
-        await writer.drain()
 
-    async def _stream_oversized(self, site: PolicySite, writer: asyncio.StreamWriter) -> None:
-        writer.write(_response_head("200 OK", "text/plain", OVERSIZED_BYTES))
+    async def _stream_oversized(self, site: PolicySite, stream: _TlsStream) -> None:
         chunk = (b"mx: mail.example.test\r\n" * (_CHUNK // 24 + 1))[:_CHUNK]
         sent = 0
         try:
+            await stream.send(_response_head("200 OK", "text/plain", OVERSIZED_BYTES))
             while sent < OVERSIZED_BYTES:
-                if writer.is_closing():
+                if stream.is_closing():
                     raise ConnectionResetError("transport closing")
-                writer.write(chunk)
-                await writer.drain()
+                await stream.send(chunk)
                 sent += len(chunk)
                 self.stats.body_bytes_sent[site.host_name] += len(chunk)
                 await asyncio.sleep(_CHUNK_PAUSE)
         except (OSError, ssl.SSLError):
             self.stats.aborted[site.host_name] += 1
+
+    async def _slow_body(self, site: PolicySite, stream: _TlsStream) -> None:
+        """The head at once, then the body in pieces, the last ``body_seconds`` after the head."""
+        body = site.body
+        await stream.send(_response_head("200 OK", "text/plain", len(body)))
+        size = -(-len(body) // _SLOW_PIECES) or 1
+        pieces = [body[i : i + size] for i in range(0, len(body), size)]
+        pause = site.body_seconds / max(len(pieces), 1)
+        for piece in pieces:
+            await asyncio.sleep(pause)
+            if stream.is_closing():
+                self.stats.aborted[site.host_name] += 1
+                return
+            await stream.send(piece)
+            self.stats.body_bytes_sent[site.host_name] += len(piece)

@@ -23,6 +23,11 @@ at most ``throttle_limit`` SMTP connections at once over all its hosts,
 greeting the next ones with 421 (``Host.connection_limit``).  With the default
 0 the world is exactly what it was without the option (no random draws).
 
+Internet-like conditions (``internet.py``; ``--profile internet``): latency on
+every protocol and shares of hostile self-hosted MX hosts and policy hosts, all
+0 by default.  Those draws come from an RNG of their own, so a world with them
+has the same domains as the same seed without them.
+
 Certificates: a provider's hosts whose certificate is valid all present one
 certificate, as real providers do (``_provider_cert_names``: outlook's
 ``*.mail.protection.outlook.com``, pphosted's pool wildcard, Google's one
@@ -41,6 +46,7 @@ from dataclasses import dataclass, field, fields, replace
 from itertools import accumulate
 from pathlib import Path
 
+from testbed.internet import Hostile, conditions, profile_file
 from testbed.scenarios import SCENARIO_SUFFIX, SCENARIOS, Builder, policy_body, sts_txt, tlsrpt_txt
 from testbed.world import (
     NULL_MX,
@@ -229,16 +235,57 @@ class Profile:
     throttle_limit: float = 4
     #: Domains with MX per provider; the long tail gets the rest of STUDY_MX_DOMAINS.
     providers: dict[str, int] = field(default_factory=lambda: {p.key: p.study_domains for p in PROVIDERS})
+    # -- Internet-like conditions (testbed/internet.py, internet.toml), all off by default --
+    #: One round trip (+/- jitter) in seconds added to every DNS reply, SMTP and HTTPS flight.
+    dns_rtt: float = 0.0
+    dns_jitter: float = 0.0
+    smtp_rtt: float = 0.0
+    smtp_jitter: float = 0.0
+    https_rtt: float = 0.0
+    https_jitter: float = 0.0
+    #: Shares of self-hosted MX hosts: accept and never greet; drop SYNs; tarpit; greylist;
+    #: 421 above ``client_limit_n`` per client; many addresses; a silent AAAA (::1).
+    silent: float = 0.0
+    syn_drop: float = 0.0
+    tarpit: float = 0.0
+    tarpit_min: float = 10.0
+    tarpit_max: float = 60.0
+    tarpit_reply_min: float = 1.0
+    tarpit_reply_max: float = 5.0
+    greylist: float = 0.0
+    client_limit: float = 0.0
+    client_limit_n: float = 2
+    many_addresses: float = 0.0
+    many_min: float = 10
+    many_max: float = 500
+    ipv6_silent: float = 0.0
+    #: Shares of MTA-STS policy hosts: silent (TCP up, no TLS); a body over sts_slow_min..max s.
+    sts_silent: float = 0.0
+    sts_slow_body: float = 0.0
+    sts_slow_min: float = 2.0
+    sts_slow_max: float = 30.0
+    #: The profile's name and where its figures come from (share name -> source).
+    name: str = ""
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def load_profile(path: str | Path) -> Profile:
-    data = tomllib.loads(Path(path).read_text())
+    """A profile from TOML, or a built-in one by name ("internet"); ``extends = "internet"``
+    in a file starts from that profile instead of the study's."""
+    data = tomllib.loads(profile_file(path).read_text())
+    base = load_profile(data.pop("extends")) if "extends" in data else Profile()
     known = {f.name for f in fields(Profile)}
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"unknown profile keys: {', '.join(sorted(unknown))}")
-    providers = {**Profile().providers, **data.pop("providers", {})}
-    return replace(Profile(), providers=providers, **{k: float(v) for k, v in data.items()})
+    providers = {**base.providers, **data.pop("providers", {})}
+    sources = {**base.sources, **data.pop("sources", {})}
+    name = str(data.pop("name", base.name))
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"profile {key} must be a number >= 0, got {value!r}")
+    rates = {k: float(v) for k, v in data.items()}
+    return replace(base, providers=providers, sources=sources, name=name, **rates)
 
 
 class _Plan:
@@ -272,6 +319,7 @@ def scale_world(n: int, seed: int = 1, profile: Profile | None = None) -> World:
     p = profile or Profile()
     plan = _Plan(p)
     rng = random.Random(seed)
+    hostile = Hostile(p, seed)
     b = Builder()
     web = [b.host(f"web{i}.webhosting.prov.test", role=HostRole.WEB, smtp=None, cert=None) for i in range(16)]
     b.zone(Zone("webhosting.prov.test"))
@@ -283,10 +331,12 @@ def scale_world(n: int, seed: int = 1, profile: Profile | None = None) -> World:
     )
     bodies: dict[tuple[int, str], bytes] = {}
     every = round(1 / p.sprinkle) if p.sprinkle > 0 else 0
+    # A world whose ::1 drops SYNs (ipv6_silent) cannot also serve the ipv6-only scenario there.
+    sprinkled = [s for s in SCENARIOS if not (p.ipv6_silent > 0 and s.key == "ipv6-only")]
     domains: list[Domain] = []
     for i in range(n):
         if every and i % every == every // 2:
-            sc = SCENARIOS[(i // every) % len(SCENARIOS)]
+            sc = sprinkled[(i // every) % len(sprinkled)]
             domains.append(replace(sc.build(f"{sc.key}-{i}.{SCENARIO_SUFFIX}", b), scenario=sc.key))
             continue
         name = f"{_WORDS[i % len(_WORDS)]}-{i}.test"
@@ -300,8 +350,9 @@ def scale_world(n: int, seed: int = 1, profile: Profile | None = None) -> World:
             else:
                 domains.append(Domain(name, a=(web[i % len(web)].ipv4 or "",)))
             continue
-        domains.append(_mx_domain(name, rng, plan, p, b, bodies, sts_zone))
-    return World("scale", tuple(domains), tuple(b.hosts), tuple(b.zones.values()), PROVIDERS)
+        domains.append(_mx_domain(name, rng, plan, p, b, bodies, sts_zone, hostile))
+    hosts, zones = tuple(b.hosts), tuple(b.zones.values())
+    return World("scale", tuple(domains), hosts, zones, PROVIDERS, conditions=conditions(p))
 
 
 def _mx_domain(
@@ -312,6 +363,7 @@ def _mx_domain(
     b: Builder,
     bodies: dict[tuple[int, str], bytes],
     sts_zone: str,
+    hostile: Hostile,
 ) -> Domain:
     if p.throttled > 0 and rng.random() < p.throttled:
         return _throttled_domain(name, b, p)
@@ -323,7 +375,7 @@ def _mx_domain(
         mx = provider_mx(b, key, name, dane=dane, variant=rng.randrange(3))
     else:
         mx = (Mx(10, f"mx.{name}"),)
-        _tail_host(b, mx[0].host, rng, plan, status)
+        _tail_host(b, mx[0].host, rng, plan, status, hostile)
     kw: dict[str, object] = {}
     if rng.random() < p.mta_sts:
         mode = (
@@ -335,7 +387,7 @@ def _mx_domain(
         if body is None:
             body = bodies[(id(mx), mode)] = policy_body(mode, tuple(m.host for m in mx))
         b.host(f"mta-sts.{name}", role=HostRole.POLICY, smtp=None, dnssec=status)
-        kw["policy"] = MtaStsPolicy(body, mode=mode)
+        kw["policy"] = hostile.policy_http(MtaStsPolicy(body, mode=mode))
         if rng.random() < p.sts_cname:
             kw["sts_cname"], kw["sts_txt"] = f"_mta-sts.{sts_zone}", (sts_txt("hosted1"),)
         else:
@@ -365,8 +417,11 @@ def _throttled_domain(name: str, b: Builder, p: Profile) -> Domain:
 _BAD_CUM = tuple(zip((k for k, _ in _BAD_CERTS), accumulate(w for _, w in _BAD_CERTS), strict=True))
 
 
-def _tail_host(b: Builder, name: str, rng: random.Random, plan: _Plan, status: ZoneStatus) -> None:
-    """A self-hosted MTA: its own address; no STARTTLS or a bad certificate at the derived rates."""
+def _tail_host(
+    b: Builder, name: str, rng: random.Random, plan: _Plan, status: ZoneStatus, hostile: Hostile
+) -> None:
+    """A self-hosted MTA: its own address; no STARTTLS or a bad certificate at the derived rates;
+    hostile at the profile's Internet-like shares."""
     smtp, cert = SmtpBehaviour.GOOD, CertKind.VALID
     if rng.random() < plan.tail_no_tls:
         smtp = SmtpBehaviour.NO_STARTTLS
@@ -374,4 +429,12 @@ def _tail_host(b: Builder, name: str, rng: random.Random, plan: _Plan, status: Z
         x = rng.random()
         cert = next((k for k, c in _BAD_CUM if x < c), CertKind.SELF_SIGNED)
     tlsa = _EE311 if status is ZoneStatus.SIGNED and rng.random() < plan.tail_tlsa else ()
-    b.host(name, tlsa=tlsa, smtp=smtp, cert=cert, dnssec=status, banner=f"{name} ESMTP")
+    kw: dict[str, object] = {
+        "tlsa": tlsa,
+        "smtp": smtp,
+        "cert": cert,
+        "dnssec": status,
+        "banner": f"{name} ESMTP",
+    }
+    hostile.tail_host(b, kw)
+    b.host(name, **kw)  # type: ignore[arg-type]

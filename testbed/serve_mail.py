@@ -69,9 +69,13 @@ async def _serve(
     part = services.shard(world, index, count)
     contexts = ContextCache(WorldPki.load(pki_dir))
     specs = [spec for host in part.smtp for spec in services.host_spec(host, contexts)]
+    # A host's other addresses may be bound by other shards: each address by exactly one.
+    specs = [spec for spec in specs if spec.address in part.addresses]
     sites = [services.policy_site(domain, host, contexts) for domain, host in part.policy]
-    smtp = SmtpFleet(specs, smtp_port)
-    https = PolicyServerFleet(sites, https_port)
+    # Latency from the world's conditions (testbed/internet.py); a seed per shard keeps jitter repeatable.
+    net = world.conditions
+    smtp = SmtpFleet(specs, smtp_port, latency=net.smtp, seed=index)
+    https = PolicyServerFleet(sites, https_port, latency=net.https, seed=index)
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()

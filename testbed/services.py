@@ -10,6 +10,12 @@ because a process may hold at most 20,000 open files here (NOTES.md) and a
 world, so ``up`` (which starts the processes and checks them) and each mail
 process (which serves its shard) compute the same one independently.
 
+Listeners are per *address*: an MX host may have many (``Host.extra``, each
+with its own behaviour), and hosts may share one (several on ::1); each address
+is bound by exactly one shard (``Shard.addresses``), with every host on it.  A
+"syn-drop" address costs two sockets (its listener and the connection that
+fills its accept queue, ``smtpfleet``).
+
 Hosts without a listener: an SMTP behaviour "refused" (nothing listens, so the
 connection is refused), a policy "no-server", hosts without an address.
 
@@ -27,7 +33,7 @@ from typing import NamedTuple
 
 from testbed.httpsserver import PolicySite
 from testbed.smtpfleet import HostSpec
-from testbed.world import CertKind, Domain, Host, HostRole, PolicyHttp, SmtpBehaviour, World
+from testbed.world import CertKind, Domain, Host, HostAddress, HostRole, PolicyHttp, SmtpBehaviour, World
 from testbed.worldpki import ContextCache, cert_spec
 
 __all__ = [
@@ -48,18 +54,24 @@ MAX_SOCKETS_PER_PROCESS = 8000
 
 
 class Shard(NamedTuple):
+    #: Hosts with at least one address this shard binds.
     smtp: list[Host]
     policy: list[tuple[Domain, Host]]
+    #: The SMTP addresses this shard binds (every host on each of them is in ``smtp``).
+    addresses: frozenset[str] = frozenset()
+
+
+def _listens(address: HostAddress) -> bool:
+    return address.smtp not in (None, SmtpBehaviour.REFUSED)
 
 
 def smtp_hosts(world: World) -> Iterator[Host]:
-    """MX hosts with an address and a listening SMTP service, in world order, one per name."""
+    """MX hosts with at least one listening SMTP address, in world order, one per name."""
     for host in world.hosts:
-        if host.role is not HostRole.MX or host.smtp in (None, SmtpBehaviour.REFUSED):
+        if host.role is not HostRole.MX or host.smtp is None:
             continue
-        if host.ipv4 is None and host.ipv6 is None:
-            continue
-        yield host
+        if any(_listens(a) for a in host.smtp_addresses()):
+            yield host
 
 
 def policy_hosts(world: World) -> Iterator[tuple[Domain, Host]]:
@@ -74,59 +86,75 @@ def policy_hosts(world: World) -> Iterator[tuple[Domain, Host]]:
             yield domain, host
 
 
-def _listeners(world: World) -> list[tuple[str, object]]:
+class _Listener(NamedTuple):
+    kind: str  # "policy" or "smtp"
+    #: (domain, policy host) for "policy"; the address for "smtp".
+    item: object
+    #: Sockets it holds open.
+    sockets: int
+
+
+def _listeners(world: World) -> tuple[list[_Listener], dict[str, list[Host]]]:
+    """Every listener in a fixed order, and the hosts on each SMTP address."""
     # Policy sites first: the first shard holds them, and every shard's size is bounded all the same.
-    out: list[tuple[str, object]] = [("policy", p) for p in policy_hosts(world)]
-    seen: set[str] = set()
+    out = [_Listener("policy", p, 1) for p in policy_hosts(world)]
+    on: dict[str, list[Host]] = {}
     for host in smtp_hosts(world):
-        for address in (host.ipv4, host.ipv6):
-            if address and address not in seen:  # one socket per address (::1 may be shared)
-                seen.add(address)
-                out.append(("smtp", host))
-                break
-        else:
-            out.append(("smtp-shared", host))
-    return out
+        for a in host.smtp_addresses():
+            if not _listens(a):
+                continue
+            if a.address not in on:  # one socket per address (::1 may be shared)
+                on[a.address] = []
+                out.append(_Listener("smtp", a.address, 2 if a.smtp is SmtpBehaviour.SYN_DROP else 1))
+            on[a.address].append(host)
+    return out, on
 
 
 def shard_count(world: World, per_process: int = MAX_SOCKETS_PER_PROCESS) -> int:
-    sockets = sum(kind != "smtp-shared" for kind, _ in _listeners(world))
+    sockets = sum(listener.sockets for listener in _listeners(world)[0])
     return max(1, -(-sockets // per_process))
 
 
 def shard(world: World, index: int, count: int) -> Shard:
-    """The hosts and sites of shard ``index`` of ``count``: contiguous runs of listeners.
-
-    Hosts sharing an address (listed as "smtp-shared") go with the shard that binds it.
-    """
-    listeners = _listeners(world)
-    sockets = [item for item in listeners if item[0] != "smtp-shared"]
-    size = -(-len(sockets) // count) if sockets else 0
-    mine = sockets[index * size : (index + 1) * size]
-    result = Shard([], [])
+    """The listeners of shard ``index`` of ``count``: a contiguous run holding about 1/count
+    of the sockets, with every host on each of its SMTP addresses."""
+    listeners, on = _listeners(world)
+    total = sum(listener.sockets for listener in listeners)
+    size = -(-total // count) if total else 0
+    result = Shard([], [], frozenset())
     addresses: set[str] = set()
-    for kind, item in mine:
-        if kind == "policy":
-            result.policy.append(item)  # type: ignore[arg-type]
-        else:
-            assert isinstance(item, Host)
-            result.smtp.append(item)
-            addresses.update(a for a in (item.ipv4, item.ipv6) if a)
-    for kind, item in listeners:
-        if kind == "smtp-shared":
-            assert isinstance(item, Host)
-            if {a for a in (item.ipv4, item.ipv6) if a} & addresses:
-                result.smtp.append(item)
-    return result
+    hosts: dict[str, Host] = {}
+    start = 0
+    for listener in listeners:
+        mine = index * size <= start < (index + 1) * size
+        start += listener.sockets
+        if not mine:
+            continue
+        if listener.kind == "policy":
+            result.policy.append(listener.item)  # type: ignore[arg-type]
+            continue
+        address = str(listener.item)
+        addresses.add(address)
+        for host in on[address]:
+            hosts.setdefault(host.name, host)
+    result.smtp.extend(hosts.values())
+    return result._replace(addresses=frozenset(addresses))
+
+
+#: Behaviours ``status`` may connect to: they accept, and one connection from 127.0.0.1
+#: changes nothing a scan then sees (a greylisting host would pass that client from then on).
+_QUIET = frozenset(SmtpBehaviour) - {SmtpBehaviour.SYN_DROP, SmtpBehaviour.REFUSED, SmtpBehaviour.GREYLIST}
 
 
 def probe_address(part: Shard) -> tuple[str, str] | None:
     """("smtp"|"https", address) of one listener of the shard: ``status`` connects to it."""
-    if part.smtp:
-        host = part.smtp[0]
-        return "smtp", host.ipv4 or host.ipv6 or ""
-    if part.policy:
-        return "https", part.policy[0][1].ipv4 or ""
+    for host in part.smtp:
+        for a in host.smtp_addresses():
+            if a.address in part.addresses and a.smtp in _QUIET:
+                return "smtp", a.address
+    for _, site in part.policy:
+        if site.ipv4:
+            return "https", site.ipv4
     return None
 
 
@@ -140,15 +168,18 @@ def host_spec(host: Host, contexts: ContextCache) -> list[HostSpec]:
     return [
         HostSpec(
             name=host.name,
-            address=address,
-            behaviour=host.smtp.value,
+            address=a.address,
+            behaviour=a.smtp.value,
             banner=host.banner,
             provider=host.provider,
             tls_factory=factory,
             provider_limit=host.connection_limit,
+            greeting_delay=host.greeting_delay,
+            reply_delay=host.reply_delay,
+            client_limit=host.client_limit,
         )
-        for address in (host.ipv4, host.ipv6)
-        if address
+        for a in host.smtp_addresses()
+        if a.smtp is not None
     ]
 
 
@@ -162,4 +193,5 @@ def policy_site(domain: Domain, host: Host, contexts: ContextCache) -> PolicySit
         body=domain.policy.body,
         behaviour=domain.policy.http.value,
         tls=contexts.get(host.name, kind.value),
+        body_seconds=domain.policy.body_seconds,
     )

@@ -30,9 +30,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import random
+import socket
 import ssl
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +57,10 @@ HOSTILE_BEHAVIOURS = (
     "long-chain",  # presents a 100-certificate chain
     "limit-421",  # 421 when the provider's connection limit is exceeded (politeness tests)
 )
+#: The accept queue of a "syn-drop" listener: listen(0) holds one connection, which the
+#: fleet makes itself; the kernel then drops every SYN (it never answers RST: the client's
+#: connect times out).
+_SYN_DROP_BACKLOG = 0
 
 #: A fatal TLS alert record: handshake_failure (40), TLS 1.2 record version.
 _TLS_ALERT = b"\x15\x03\x03\x00\x02\x02\x28"
@@ -75,19 +81,55 @@ class HostSpec:
     tarpit_delay: float = 3600.0
     #: For "limit-421": connections allowed at once per provider before 421.
     provider_limit: int = 0
+    #: For "tarpit-greeting": seconds before the greeting and before each reply.
+    greeting_delay: float = 0.0
+    reply_delay: float = 0.0
+    #: For "client-limit-421": connections one client address may hold at once.
+    client_limit: int = 0
 
 
 @dataclass
 class FleetStats:
-    """Connection counts; a host without a provider counts as its own provider (its name)."""
+    """Connection counts; a host without a provider counts as its own provider (its name).
+
+    ``connections`` is per host name (over all its addresses); ``peak_per_address`` the
+    most connections open at once to one address, ``peak_open`` over the whole fleet;
+    ``greylisted`` the 451 greetings per host.  A "syn-drop" address counts nothing: the
+    kernel drops those SYNs before the fleet sees them.
+    """
 
     connections: Counter[str] = field(default_factory=Counter)
     open_per_provider: Counter[str] = field(default_factory=Counter)
     peak_per_provider: Counter[str] = field(default_factory=Counter)
     refused_421: Counter[str] = field(default_factory=Counter)
     connections_per_provider: Counter[str] = field(default_factory=Counter)
+    open_per_address: Counter[str] = field(default_factory=Counter)
+    peak_per_address: Counter[str] = field(default_factory=Counter)
+    greylisted: Counter[str] = field(default_factory=Counter)
+    open_total: int = 0
+    peak_open: int = 0
 
-    def as_dict(self) -> dict[str, dict[str, int]]:
+    def opened(self, spec: HostSpec) -> None:
+        provider = spec.provider or spec.name
+        self.connections[spec.name] += 1
+        self.connections_per_provider[provider] += 1
+        self.open_per_provider[provider] += 1
+        self.peak_per_provider[provider] = max(
+            self.peak_per_provider[provider], self.open_per_provider[provider]
+        )
+        self.open_per_address[spec.address] += 1
+        self.peak_per_address[spec.address] = max(
+            self.peak_per_address[spec.address], self.open_per_address[spec.address]
+        )
+        self.open_total += 1
+        self.peak_open = max(self.peak_open, self.open_total)
+
+    def closed(self, spec: HostSpec) -> None:
+        self.open_per_provider[spec.provider or spec.name] -= 1
+        self.open_per_address[spec.address] -= 1
+        self.open_total -= 1
+
+    def as_dict(self) -> dict[str, object]:
         """Plain JSON-ready counters (zero entries dropped)."""
         return {
             "connections": dict(+self.connections),
@@ -95,6 +137,10 @@ class FleetStats:
             "open_per_provider": dict(+self.open_per_provider),
             "peak_per_provider": dict(+self.peak_per_provider),
             "refused_421": dict(+self.refused_421),
+            "peak_per_address": dict(+self.peak_per_address),
+            "greylisted": dict(+self.greylisted),
+            "open": self.open_total,
+            "peak_open": self.peak_open,
         }
 
     def reset(self) -> None:
@@ -102,7 +148,10 @@ class FleetStats:
         self.connections.clear()
         self.connections_per_provider.clear()
         self.refused_421.clear()
+        self.greylisted.clear()
         self.peak_per_provider = Counter(+self.open_per_provider)
+        self.peak_per_address = Counter(+self.open_per_address)
+        self.peak_open = self.open_total
 
 
 class _Session(asyncio.Protocol):
@@ -114,9 +163,16 @@ class _Session(asyncio.Protocol):
         self.tls = False
         self.timers: list[asyncio.TimerHandle] = []
         self.counted = False
+        self.client = ""
+        self.client_counted = False
         #: Bytes that arrive between "220 ready" and the end of the server-side
         #: handshake bookkeeping; replayed once writes go through TLS.
         self.held: bytes | None = None
+        #: The in-memory TLS of a fleet with latency (``_Link``); None otherwise.
+        self.link: _Link | None = None
+        #: Delayed writes, in order whatever the jitter: (due, bytes; None closes).
+        self.queue: deque[tuple[float, bytes | None]] = deque()
+        self.flush_timer: asyncio.TimerHandle | None = None
 
     # -- connection ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,35 +180,98 @@ class _Session(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         spec = self.spec
         stats = self.fleet.stats
-        stats.connections[spec.name] += 1
-        provider = spec.provider or spec.name
-        stats.connections_per_provider[provider] += 1
-        stats.open_per_provider[provider] += 1
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if peer else ""
+        stats.opened(spec)
         self.counted = True
-        stats.peak_per_provider[provider] = max(
-            stats.peak_per_provider[provider], stats.open_per_provider[provider]
-        )
+        provider = spec.provider or spec.name
         if spec.provider_limit and stats.open_per_provider[provider] > spec.provider_limit:
             stats.refused_421[provider] += 1
             self.write(b"421 4.7.0 too many connections from your network, try later\r\n")
-            transport.close()
+            self.close()
+            return
+        if spec.behaviour == "client-limit-421":
+            key = (spec.name, self.client)
+            self.fleet.client_open[key] += 1
+            self.client_counted = True
+            if self.fleet.client_open[key] > spec.client_limit:
+                stats.refused_421[provider] += 1
+                self.write(b"421 4.7.0 Too many concurrent SMTP connections from this IP address\r\n")
+                self.close()
+                return
+        if spec.behaviour == "greylist" and (spec.address, self.client) not in self.fleet.greylist:
+            # Keyed by (server address, client address), for the fleet's life (RFC 6647 §2.1
+            # keys on the client IP; there is no sender or recipient before RCPT).
+            self.fleet.greylist.add((spec.address, self.client))
+            stats.greylisted[spec.name] += 1
+            self.write(b"451 4.7.1 Greylisted, please try again later\r\n")
+            self.close()
             return
         self.greet()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in self.timers:
             timer.cancel()
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+        self.queue.clear()
         self.uncount()
 
     def uncount(self) -> None:
         """The session no longer occupies a slot of its provider (once per connection)."""
         if self.counted:
-            self.fleet.stats.open_per_provider[self.spec.provider or self.spec.name] -= 1
+            self.fleet.stats.closed(self.spec)
             self.counted = False
+        if self.client_counted:
+            self.fleet.client_open[(self.spec.name, self.client)] -= 1
+            self.client_counted = False
 
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+    def write(self, data: bytes, delay: float = 0.0) -> None:
+        """Send ``data`` (through TLS once it is up) after ``delay`` plus the fleet's latency."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.link is not None and self.link.established:
+            data = self.link.encrypt(data)
+        self.send_raw(data, delay)
+
+    def send_raw(self, data: bytes, delay: float = 0.0) -> None:
+        if data and self.transport is not None:
+            self._enqueue(data, delay + self.fleet.flight_delay())
+
+    def close(self, after: float = 0.0) -> None:
+        """Close once every write already scheduled has gone out (and ``after`` seconds)."""
+        if self.transport is not None:
+            self._enqueue(None, after)
+
+    def _enqueue(self, data: bytes | None, delay: float) -> None:
+        assert self.transport is not None
+        if delay <= 0 and not self.queue:
+            if data is None:
+                self.transport.close()
+            elif not self.transport.is_closing():
+                self.transport.write(data)
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        if self.queue:
+            due = max(due, self.queue[-1][0])
+        self.queue.append((due, data))
+        if self.flush_timer is None:
+            self.flush_timer = loop.call_at(due, self._flush)
+
+    def _flush(self) -> None:
+        self.flush_timer = None
+        loop = asyncio.get_running_loop()
+        while self.queue and self.queue[0][0] <= loop.time() + 0.001:
+            _, data = self.queue.popleft()
+            if self.transport is None:
+                continue
+            if data is None:
+                self.transport.close()
+            elif not self.transport.is_closing():
+                self.transport.write(data)
+        if self.queue:
+            self.flush_timer = loop.call_at(self.queue[0][0], self._flush)
 
     def later(self, delay: float, callback: object, *args: object) -> None:
         loop = asyncio.get_running_loop()
@@ -168,10 +287,11 @@ class _Session(asyncio.Protocol):
             self.write(f"554 5.3.2 {spec.name} no SMTP service here\r\n".encode())
         elif behaviour == "421-close":
             self.write(f"421 4.3.2 {spec.name} service not available, closing channel\r\n".encode())
-            assert self.transport is not None
-            self.transport.close()
+            self.close()
         elif behaviour == "slow-banner":
             self.later(spec.slow_banner_delay, self.write, banner)
+        elif behaviour == "tarpit-greeting":
+            self.write(banner, spec.greeting_delay)
         elif behaviour == "huge-banner":
             line = b"220-" + b"x" * 1000 + b"\r\n"
             self.write(line * 100)
@@ -186,6 +306,10 @@ class _Session(asyncio.Protocol):
         else:
             self.write(banner)
 
+    def reply(self, data: bytes) -> None:
+        """A reply to a command: a tarpit answers each one late."""
+        self.write(data, self.spec.reply_delay if self.spec.behaviour == "tarpit-greeting" else 0.0)
+
     def _continue(self) -> None:
         self.write(b"220-still greeting you\r\n" * 64)
         self.later(0.01, self._continue)
@@ -197,7 +321,11 @@ class _Session(asyncio.Protocol):
 
     # -- commands -----------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        if self.held is not None:
+        if self.link is not None:
+            data = self._from_link(data)
+            if not data:
+                return
+        elif self.held is not None:
             self.held += data
             return
         self.buffer += data
@@ -209,6 +337,21 @@ class _Session(asyncio.Protocol):
             line, self.buffer = self.buffer.split(b"\n", 1)
             self.command(line.rstrip(b"\r").decode("ascii", "replace"))
 
+    def _from_link(self, data: bytes) -> bytes:
+        """Ciphertext in, plaintext out; the handshake's flights go out with the latency."""
+        assert self.link is not None
+        try:
+            plain, out, done = self.link.feed(data)
+        except (ssl.SSLError, OSError):
+            self.send_raw(self.link.pending())  # the alert, if OpenSSL wrote one
+            self.close()
+            return b""
+        self.send_raw(out)
+        if done and not self.tls:
+            self.tls = True
+            self.buffer = b""
+        return plain
+
     def command(self, line: str) -> None:
         verb = line.split(" ", 1)[0].upper()
         behaviour = self.spec.behaviour
@@ -218,15 +361,14 @@ class _Session(asyncio.Protocol):
             self.starttls()  # a server that does not advertise STARTTLS does not know it (502 below)
         elif verb == "QUIT":
             self.uncount()  # before "221": the client may connect again as soon as it reads it
-            self.write(b"221 2.0.0 bye\r\n")
-            assert self.transport is not None
-            self.transport.close()
+            self.write(b"221 2.0.0 bye\r\n")  # never late: a tarpit's verdict is settled by then
+            self.close()
         elif verb == "NOOP":
-            self.write(b"250 2.0.0 ok\r\n")
+            self.reply(b"250 2.0.0 ok\r\n")
         elif verb in ("MAIL", "RCPT", "DATA") and behaviour:
-            self.write(b"503 5.5.1 this test server accepts no mail\r\n")
+            self.reply(b"503 5.5.1 this test server accepts no mail\r\n")
         else:
-            self.write(b"502 5.5.2 command not implemented\r\n")
+            self.reply(b"502 5.5.2 command not implemented\r\n")
 
     def ehlo(self) -> None:
         behaviour = self.spec.behaviour
@@ -242,23 +384,30 @@ class _Session(asyncio.Protocol):
         if offers_tls and behaviour != "no-starttls" and not self.tls:
             lines.insert(3, "STARTTLS")
         reply = "".join(f"250-{text}\r\n" for text in lines[:-1]) + f"250 {lines[-1]}\r\n"
-        self.write(reply.encode())
+        self.reply(reply.encode())
 
     def starttls(self) -> None:
         behaviour = self.spec.behaviour
         if behaviour == "starttls-454" or (
             not self.fleet.has_tls(self.spec) and behaviour not in ("handshake-fail", "tls-alert")
         ):
-            self.write(b"454 4.7.0 TLS not available due to temporary reason\r\n")
+            self.reply(b"454 4.7.0 TLS not available due to temporary reason\r\n")
             return
         if behaviour == "inject-after-starttls":
             self.write(b"220 2.0.0 go ahead\r\n250 injected before the handshake\r\n")
         else:
-            self.write(b"220 2.0.0 ready to start TLS\r\n")
+            self.reply(b"220 2.0.0 ready to start TLS\r\n")
         if behaviour in ("handshake-fail", "tls-alert"):
             self.write(_TLS_ALERT)
-            assert self.transport is not None
-            self.later(0.05, self.transport.close)
+            self.close(after=0.05)
+            return
+        if self.fleet.latency:
+            # In memory, so each handshake flight goes out with the latency (a loop's
+            # start_tls would write the flights itself, at once).
+            try:
+                self.link = _Link(self.fleet.context(self.spec))
+            except (ssl.SSLError, OSError):
+                self.close()
             return
         self.held = b""
         self.fleet.spawn(self.upgrade())
@@ -281,19 +430,79 @@ class _Session(asyncio.Protocol):
             self.data_received(held)
 
 
-class SmtpFleet(ServerSet):
-    """Start and stop every host's listener inside the running event loop."""
+class _Link:
+    """Server-side TLS in memory (``ssl.MemoryBIO``): the session decides when each
+    flight goes out, so latency applies to the handshake as to every reply."""
 
-    def __init__(self, specs: Iterable[HostSpec], port: int) -> None:
+    __slots__ = ("established", "incoming", "outgoing", "tls")
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.established = False
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes, bool]:
+        """(plaintext received, ciphertext to send, handshake done); raises ``ssl.SSLError``."""
+        self.incoming.write(data)
+        if not self.established:
+            try:
+                self.tls.do_handshake()
+            except ssl.SSLWantReadError:
+                return b"", self.pending(), False
+            self.established = True
+        chunks = []
+        while True:
+            try:
+                chunk = self.tls.read(65536)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks), self.pending(), True
+
+    def encrypt(self, data: bytes) -> bytes:
+        self.tls.write(data)
+        return self.pending()
+
+    def pending(self) -> bytes:
+        return self.outgoing.read()
+
+
+class SmtpFleet(ServerSet):
+    """Start and stop every host's listener inside the running event loop.
+
+    ``latency``: (rtt, jitter) seconds added to every flight the servers send, the TLS
+    handshake's included (then done in memory, ``_Link``); ``seed`` makes the jitter
+    sequence repeatable.  ``greylist`` remembers (server address, client address) pairs
+    for the fleet's life; ``client_open`` counts connections per (host, client address).
+    """
+
+    def __init__(
+        self, specs: Iterable[HostSpec], port: int, latency: tuple[float, float] = (0.0, 0.0), seed: int = 0
+    ) -> None:
         self.specs = [s for s in specs if s.behaviour != "refused"]
         self.port = port
         self.stats = FleetStats()
+        self.latency = latency if latency[0] > 0 or latency[1] > 0 else None
+        self._rng = random.Random(seed)
+        self.greylist: set[tuple[str, str]] = set()
+        self.client_open: Counter[tuple[str, str]] = Counter()
+        #: The sockets that keep "syn-drop" listeners full (listener, filler), closed by stop().
+        self._plugged: list[socket.socket] = []
         super().__init__()
         #: address -> the hosts on it (first one answers); host name -> its context once built.
         self._by_address: dict[str, list[HostSpec]] = {}
         for spec in self.specs:
             self._by_address.setdefault(spec.address, []).append(spec)
         self._contexts: dict[str, ssl.SSLContext] = {}
+
+    def flight_delay(self) -> float:
+        """Seconds one flight waits: one round trip, jittered (never negative)."""
+        if self.latency is None:
+            return 0.0
+        rtt, jitter = self.latency
+        return max(0.0, rtt + self._rng.uniform(-jitter, jitter))
 
     def has_tls(self, spec: HostSpec) -> bool:
         return spec.tls is not None or spec.tls_factory is not None
@@ -341,6 +550,9 @@ class SmtpFleet(ServerSet):
         loop = asyncio.get_running_loop()
         for hosts in self._by_address.values():
             spec = hosts[0]
+            if spec.behaviour == "syn-drop":
+                self._plug(spec.address)
+                continue
             server = await loop.create_server(
                 functools.partial(_Session, spec, self),
                 spec.address,
@@ -349,6 +561,32 @@ class SmtpFleet(ServerSet):
                 backlog=512,
             )
             self._servers.append(server)
+
+    def _plug(self, address: str) -> None:
+        """A listener that never accepts, its queue filled at once: later SYNs are dropped."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((address, self.port))
+            listener.listen(_SYN_DROP_BACKLOG)
+            self._plugged.append(listener)
+            filler = socket.socket(family, socket.SOCK_STREAM)
+            self._plugged.append(filler)
+            filler.settimeout(5)
+            filler.connect(listener.getsockname()[:2])  # completes: the queue had its one place
+        except OSError:
+            self._unplug()
+            raise
+
+    def _unplug(self) -> None:
+        for sock in self._plugged:
+            sock.close()
+        self._plugged.clear()
+
+    async def stop(self) -> None:
+        self._unplug()
+        await super().stop()
 
 
 def server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:

@@ -37,18 +37,46 @@ Interpretations a reader should know:
   (``MX_HOSTS_FOLLOWED``), and the roll-ups and findings are over those.
 - ``tlsa_data`` gives the association data: ``worldpki.WorldPki.tlsa_data``
   for a running world (real certificates), placeholders otherwise.
+
+The Internet-like hosts (``internet.py``) are judged under the scanner's
+documented policy (``scanpolicy.ScanPolicy``, one place for every deadline,
+retry and cap the truth reads):
+- Each MX host lists ``addresses`` in the order a sender tries them (IPv4 first,
+  answer order), each with its own behaviour and expectation, and whether a
+  correct scan probes it: at most ``max_addresses_per_family`` per family of a
+  host ("host-cap") and ``max_addresses_per_domain`` over the followed hosts
+  ("domain-cap"); ``not_probed`` counts the rest by reason (recorded, never
+  dropped).  The host's ``smtp`` is over its probed addresses: a field where
+  they agree (null where they differ), STARTTLS and PKIX rolled up as
+  ``probes/transport.py`` does, the certificate of the addresses with TLS.
+- Timeouts say the phase ("connection-timeout" at connect, "io-timeout" at the
+  phase, a TLS handshake timeout "tls-handshake-error" at tls) and allow
+  ``1 + timeout_retries`` connections (``max_attempts``); a greylisting 451
+  greeting is retried once: "success" with ``greylisted`` true; a host that
+  answers 421 above N connections per client never shows it to a scanner
+  holding at most ``per_address_connections`` <= N (success); a tarpit greeting
+  after d seconds is a success when d (and each slow reply) is inside its
+  deadline, else a timeout in that phase.  ``max_connections`` per MX host
+  bounds what ``testbed stats`` may count for it.
+- A policy whose body trickles over ``body_seconds`` is usable only when that
+  fits the fetch deadlines; ``mta_sts.fetch`` gives the fetch's status and phase
+  where the world's timing decides them (silent and slow policy hosts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
+from testbed.scanpolicy import DEFAULT_POLICY, ScanPolicy
 from testbed.world import (
     CertKind,
     Domain,
     Host,
+    HostAddress,
     MtaStsPolicy,
+    PolicyHttp,
     SmtpBehaviour,
     Tlsa,
     TlsaBinds,
@@ -57,21 +85,38 @@ from testbed.world import (
 )
 from testbed.zones import TlsaData, placeholder_tlsa_data
 
-__all__ = ["domain_truth", "smtp_expectation", "truth"]
+__all__ = ["address_expectation", "domain_truth", "smtp_expectation", "truth"]
 
 _S = SmtpBehaviour
-#: SMTP behaviour -> (Status, Phase reached, STARTTLS advertised: yes/no/unknown, TLS established).
-_SMTP: dict[SmtpBehaviour, tuple[str, str, str, bool]] = {
-    _S.GOOD: ("success", "done", "yes", True),
-    _S.REFUSED: ("connection-refused", "connect", "unknown", False),
-    _S.BLACKHOLE: ("io-timeout", "banner", "unknown", False),
-    _S.BANNER_554: ("application-error", "banner", "unknown", False),
-    _S.CLOSE_421: ("application-error", "banner", "unknown", False),
-    _S.NO_STARTTLS: ("success", "done", "no", False),
-    _S.STARTTLS_454: ("application-error", "starttls", "yes", False),
-    _S.HANDSHAKE_FAIL: ("tls-handshake-error", "tls", "yes", False),
-    _S.SLOW_BANNER: ("success", "done", "yes", True),
-    _S.TARPIT: ("io-timeout", "ehlo", "unknown", False),
+
+
+class _Expect(NamedTuple):
+    """Status, phase reached, STARTTLS advertised (yes/no/unknown), TLS established; whether
+    the status is a timeout, and whether the greeting is a transient 4xx (retried)."""
+
+    status: str | None
+    phase: str | None
+    starttls: str
+    tls: bool
+    timeout: bool = False
+    transient: bool = False
+
+
+#: SMTP behaviour -> what one probe of an address finds (timed behaviours: ``_timed``).
+_SMTP: dict[SmtpBehaviour, _Expect] = {
+    _S.GOOD: _Expect("success", "done", "yes", True),
+    _S.REFUSED: _Expect("connection-refused", "connect", "unknown", False),
+    _S.BLACKHOLE: _Expect("io-timeout", "banner", "unknown", False, timeout=True),
+    _S.BANNER_554: _Expect("application-error", "banner", "unknown", False),
+    _S.CLOSE_421: _Expect("application-error", "banner", "unknown", False, transient=True),
+    _S.NO_STARTTLS: _Expect("success", "done", "no", False),
+    _S.STARTTLS_454: _Expect("application-error", "starttls", "yes", False),
+    _S.HANDSHAKE_FAIL: _Expect("tls-handshake-error", "tls", "yes", False),
+    _S.SLOW_BANNER: _Expect("success", "done", "yes", True),
+    _S.TARPIT: _Expect("io-timeout", "ehlo", "unknown", False, timeout=True),
+    _S.SYN_DROP: _Expect("connection-timeout", "connect", "unknown", False, timeout=True),
+    # The first greeting is 451; the one retry the policy allows succeeds (``_transient``).
+    _S.GREYLIST: _Expect("success", "done", "yes", True, transient=True),
 }
 #: Certificate kind -> PkixReason (with the world's intermediates known to the scanner).
 _PKIX: dict[CertKind, str] = {
@@ -89,12 +134,14 @@ MX_HOSTS_FOLLOWED = 16
 _DNSSEC = {ZoneStatus.SIGNED: "secure", ZoneStatus.UNSIGNED: "insecure", ZoneStatus.BOGUS: "bogus"}
 
 
-def truth(world: World, tlsa_data: TlsaData = placeholder_tlsa_data) -> Iterator[dict[str, Any]]:
+def truth(
+    world: World, tlsa_data: TlsaData = placeholder_tlsa_data, policy: ScanPolicy = DEFAULT_POLICY
+) -> Iterator[dict[str, Any]]:
     """One dict per domain, in the world's domain order."""
     hosts = {h.name: h for h in world.hosts}
     zones = {z.apex: z.status for z in world.zones}
     for d in world.domains:
-        yield domain_truth(d, hosts, zones, tlsa_data)
+        yield domain_truth(d, hosts, zones, tlsa_data, policy)
 
 
 def _zone_status(name: str, zones: dict[str, ZoneStatus]) -> ZoneStatus:
@@ -110,8 +157,10 @@ def domain_truth(
     hosts: dict[str, Host],
     zones: dict[str, ZoneStatus],
     tlsa_data: TlsaData = placeholder_tlsa_data,
+    policy: ScanPolicy = DEFAULT_POLICY,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"domain": d.name, "scenario": d.scenario}
+    d = _as_fetched(d, policy)
     chain: list[str] = []
     if d.fault is not None:
         outcome, dnssec = d.fault.value, "indeterminate"
@@ -133,7 +182,12 @@ def domain_truth(
     usable = outcome == "ok" and d.mx is not None
     null_mx = usable and d.mx is not None and any(m.host == "." for m in d.mx)
     mx = sorted(d.mx or (), key=lambda m: (m.preference, m.host)) if usable and not null_mx else []
-    mx_hosts = [_mx_host(m.preference, m.host, hosts.get(m.host), tlsa_data, dnssec) for m in mx]
+    budget = [policy.max_addresses_per_domain]  # addresses the domain may still probe
+    mx_hosts = [
+        _mx_host(m.preference, m.host, hosts.get(m.host), tlsa_data, dnssec, policy,
+                 budget if i < MX_HOSTS_FOLLOWED else None)
+        for i, m in enumerate(mx)
+    ]  # fmt: skip
     out.update(
         mx_outcome=outcome,
         mx_dnssec=dnssec,
@@ -159,7 +213,7 @@ def domain_truth(
     out["mta_sts_txt_valid"] = None if txt_fails else len([t for t in sts if t.startswith("v=STSv1")]) == 1
     measured = mx_hosts[:MX_HOSTS_FOLLOWED] if validated == "ok" else []
     dane_published = dnssec == "secure" and any(h["tlsa"] for h in measured)
-    out["mta_sts"] = _mta_sts(d, sts, measured)
+    out["mta_sts"] = _mta_sts(d, sts, measured, policy)
     out["mta_sts_findings"] = _findings(
         d, present and not txt_fails, sts, measured, bool(out["tlsrpt_valid"]), dane_published
     )
@@ -187,9 +241,19 @@ def _txt_lookups_fail(d: Domain, zones: dict[str, ZoneStatus]) -> bool:
     return zone is ZoneStatus.BOGUS
 
 
-def _mx_host(pref: int, name: str, host: Host | None, tlsa_data: TlsaData, mx_dnssec: str) -> dict[str, Any]:
-    ipv4 = [host.ipv4] if host and host.ipv4 else []
-    ipv6 = [host.ipv6] if host and host.ipv6 else []
+def _mx_host(
+    pref: int,
+    name: str,
+    host: Host | None,
+    tlsa_data: TlsaData,
+    mx_dnssec: str,
+    policy: ScanPolicy = DEFAULT_POLICY,
+    budget: list[int] | None = None,
+) -> dict[str, Any]:
+    """One MX host; ``budget``: addresses the domain may still probe (None: not followed)."""
+    every = host.smtp_addresses() if host else ()
+    ipv4 = [a.address for a in every if ":" not in a.address]
+    ipv6 = [a.address for a in every if ":" in a.address]
     status = host.dnssec if host else ZoneStatus.UNSIGNED
     tlsa: list[str] | None = None
     skipped: str | None
@@ -201,8 +265,14 @@ def _mx_host(pref: int, name: str, host: Host | None, tlsa_data: TlsaData, mx_dn
         skipped = None
         assert host is not None
         tlsa = [f"{t.usage} {t.selector} {t.mtype} {tlsa_data(host, t)}" for t in host.tlsa]
-    smtp = smtp_expectation(host, tlsa)
+    addresses = _addresses(host, every, policy, budget) if host else []
+    probed = [a["smtp"] for a in addresses if a["probed"]]
+    smtp = smtp_expectation(host, tlsa, probed) if host and every else smtp_expectation(None)
     smtp["dane"] = _dane(host, tlsa, mx_dnssec, smtp)
+    not_probed: dict[str, int] = {}
+    for a in addresses:
+        if a["not_probed"]:
+            not_probed[a["not_probed"]] = not_probed.get(a["not_probed"], 0) + 1
     return {
         "preference": pref,
         "host": name,
@@ -212,31 +282,126 @@ def _mx_host(pref: int, name: str, host: Host | None, tlsa_data: TlsaData, mx_dn
         "tlsa": tlsa,
         "tlsa_skipped": skipped,
         "smtp": smtp,
+        "addresses": addresses,
+        "not_probed": not_probed,
+        # What ``testbed stats`` may count for this host: the retry policy's bound.
+        "max_connections": sum(a["smtp"]["max_attempts"] for a in addresses if a["probed"]),
     }
 
 
-def smtp_expectation(host: Host | None, tlsa: list[str] | None = None) -> dict[str, Any]:
-    """What an SMTP probe of each address of the host must find (status, phase, STARTTLS, PKIX)."""
-    if host is None or not (host.ipv4 or host.ipv6):
-        return {
-            "status": None,
-            "phase": None,
-            "starttls": "unknown",
-            "pkix": None,
-            "pkix_valid": None,
-            "cert": None,
-        }
-    status, phase, starttls, tls = _SMTP[host.smtp or SmtpBehaviour.REFUSED]
-    cert = host.cert if tls else None
+def _addresses(
+    host: Host, every: tuple[HostAddress, ...], policy: ScanPolicy, budget: list[int] | None
+) -> list[dict[str, Any]]:
+    """Each address in the order a sender tries them, with its expectation and whether a
+    correct scan probes it (the per-family cap first, then the domain's budget)."""
+    out = []
+    position = {"ipv4": 0, "ipv6": 0}
+    for a in every:
+        family = "ipv6" if ":" in a.address else "ipv4"
+        position[family] += 1
+        reason: str | None = None
+        if budget is None:
+            reason = "mx-not-followed"
+        elif position[family] > policy.max_addresses_per_family:
+            reason = "host-cap"
+        elif budget[0] <= 0:
+            reason = "domain-cap"
+        else:
+            budget[0] -= 1
+        out.append({
+            "address": a.address,
+            "family": family,
+            "behaviour": a.smtp.value if a.smtp else None,
+            "probed": reason is None,
+            "not_probed": reason,
+            "smtp": address_expectation(host, a.smtp, policy),
+        })  # fmt: skip
+    return out
+
+
+def address_expectation(
+    host: Host, behaviour: SmtpBehaviour | None, policy: ScanPolicy = DEFAULT_POLICY
+) -> dict[str, Any]:
+    """What one probe of one address finds under ``policy`` (with the retries it allows)."""
+    behaviour = behaviour or SmtpBehaviour.REFUSED
+    e = _timed(host, behaviour, policy) if behaviour not in _SMTP else _SMTP[behaviour]
+    attempts = 1
+    if e.timeout and not e.tls:  # after a completed handshake the facts are in: no retry
+        attempts += policy.timeout_retries
+    if e.transient:
+        attempts += policy.transient_retries
+        if behaviour is SmtpBehaviour.GREYLIST and not policy.transient_retries:
+            e = _Expect("application-error", "banner", "unknown", False, transient=True)
+    cert = host.cert if e.tls else None
     # probes/transport.py host_pkix_valid: "no STARTTLS" settles it (False); no chain otherwise is unknown.
-    pkix_valid = cert is CertKind.VALID if cert else (False if starttls == "no" else None)
+    pkix_valid = cert is CertKind.VALID if cert else (False if e.starttls == "no" else None)
     return {
-        "status": status,
-        "phase": phase,
-        "starttls": starttls,
+        "status": e.status,
+        "phase": e.phase,
+        "starttls": e.starttls,
         "pkix": _PKIX[cert] if cert else None,
         "pkix_valid": pkix_valid,
         "cert": cert.value if cert else None,
+        "timeout": e.timeout,
+        "greylisted": behaviour is SmtpBehaviour.GREYLIST and e.status == "success",
+        "max_attempts": attempts,
+    }
+
+
+#: The replies a STARTTLS probe waits for after the greeting (QUIT's is not waited on).
+_REPLY_PHASES = ("ehlo", "starttls", "ehlo-tls")
+
+
+def _timed(host: Host, behaviour: SmtpBehaviour, policy: ScanPolicy) -> _Expect:
+    """Behaviours whose verdict depends on the scanner's deadlines."""
+    if behaviour is SmtpBehaviour.CLIENT_LIMIT:
+        # The scanner never holds more than per_address_connections to one address at once.
+        if policy.per_address_connections <= host.client_limit:
+            return _SMTP[SmtpBehaviour.GOOD]
+        return _Expect(None, None, "unknown", False)  # it may or may not meet the 421
+    if behaviour is not SmtpBehaviour.TARPIT_GREETING:
+        raise ValueError(f"no expectation for SMTP behaviour {behaviour}")
+    elapsed = host.greeting_delay
+    if elapsed >= min(policy.phase_timeout, policy.host_timeout):
+        return _Expect("io-timeout", "banner", "unknown", False, timeout=True)
+    for phase in _REPLY_PHASES:
+        elapsed += host.reply_delay
+        if host.reply_delay >= policy.phase_timeout or elapsed >= policy.host_timeout:
+            starttls = "unknown" if phase == "ehlo" else "yes"
+            # Past STARTTLS the handshake is done: the chain was presented.
+            return _Expect("io-timeout", phase, starttls, phase == "ehlo-tls", timeout=True)
+    return _SMTP[SmtpBehaviour.GOOD]
+
+
+def smtp_expectation(
+    host: Host | None, tlsa: list[str] | None = None, probed: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """What the SMTP probes of a host's probed addresses show together (``probed``: their
+    expectations; default: every address behaves as ``host.smtp``).  A field where they all
+    agree keeps its value (null where they differ); STARTTLS and PKIX validity are rolled
+    up as probes/transport.py does; the certificate is that of the addresses with TLS."""
+    if host is None or not host.addresses():
+        return {"status": None, "phase": None, "starttls": "unknown", "pkix": None, "pkix_valid": None,
+                "cert": None}  # fmt: skip
+    if probed is None:
+        probed = [address_expectation(host, host.smtp)]
+    if not probed:
+        return smtp_expectation(None)
+
+    def agreed(key: str, among: list[dict[str, Any]]) -> Any:
+        values = {e[key] for e in among}
+        return values.pop() if len(values) == 1 else None
+
+    starttls = {e["starttls"] for e in probed}
+    pkix = [e["pkix_valid"] for e in probed]
+    with_tls = [e for e in probed if e["cert"]] or probed
+    return {
+        "status": agreed("status", probed),
+        "phase": agreed("phase", probed),
+        "starttls": "yes" if "yes" in starttls else "no" if starttls == {"no"} else "unknown",
+        "pkix": agreed("pkix", with_tls),
+        "pkix_valid": True if True in pkix else False if all(v is False for v in pkix) else None,
+        "cert": agreed("cert", with_tls),
     }
 
 
@@ -324,7 +489,30 @@ def _policy_mode(p: MtaStsPolicy) -> str | None:
     return None
 
 
-def _mta_sts(d: Domain, txt: list[str], mx_hosts: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _as_fetched(d: Domain, policy: ScanPolicy) -> Domain:
+    """The domain with its policy as a fetch under ``policy`` obtains it: a body that
+    trickles past the fetch's deadlines is no policy (a timeout in the body phase)."""
+    p = d.policy
+    if p is None or p.http is not PolicyHttp.SLOW_BODY or _fetch(p, policy)["status"] == "success":
+        return d
+    return replace(d, policy=replace(p, mode=None, valid=False, reasons=("timeout-body",)))
+
+
+def _fetch(p: MtaStsPolicy, policy: ScanPolicy) -> dict[str, Any]:
+    """The policy fetch where the world's timing decides it (silent and slow hosts)."""
+    retried = {"timeout": True, "max_attempts": 1 + policy.fetch_retries}
+    if p.http is PolicyHttp.SILENT:  # TCP up, no TLS handshake: probes/mtasts/fetch.py's tls timeout
+        return {"status": "tls-handshake-error", "phase": "tls", **retried}
+    if p.http is PolicyHttp.SLOW_BODY:
+        if p.body_seconds >= min(policy.fetch_body, policy.fetch_total):
+            return {"status": "io-timeout", "phase": "body", **retried}
+        return {"status": "success", "phase": "body", "timeout": False, "max_attempts": 1}
+    return {}
+
+
+def _mta_sts(
+    d: Domain, txt: list[str], mx_hosts: list[dict[str, Any]], policy: ScanPolicy = DEFAULT_POLICY
+) -> dict[str, Any] | None:
     if not txt:
         return None
     records = [t for t in txt if t.startswith("v=STSv1")]
@@ -342,6 +530,7 @@ def _mta_sts(d: Domain, txt: list[str], mx_hosts: list[dict[str, Any]]) -> dict[
         "mx_covered": p.mx_covered,
         # RFC 8461 §5: in enforce mode, mail goes only to MX hosts with valid PKIX certificates.
         "would_bounce": mode == "enforce" and not any(h["smtp"]["pkix_valid"] for h in mx_hosts),
+        "fetch": _fetch(p, policy) or None,
     }
 
 

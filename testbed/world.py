@@ -29,9 +29,12 @@ from typing import NamedTuple
 __all__ = [
     "NULL_MX",
     "CertKind",
+    "Conditions",
     "Domain",
     "Host",
+    "HostAddress",
     "HostRole",
+    "Latency",
     "MtaStsPolicy",
     "Mx",
     "PolicyHttp",
@@ -90,6 +93,19 @@ class SmtpBehaviour(StrEnum):
     SLOW_BANNER = "slow-banner"
     #: Greets promptly, then answers EHLO later than the scanner's read timeout.
     TARPIT = "tarpit"
+    # -- Internet-like hosts (testbed/internet.py) --------------------------------------
+    #: The TCP handshake never completes: a listener whose accept queue is full and that
+    #: never accepts, so the kernel drops the SYNs (a connect times out, it is not refused).
+    SYN_DROP = "syn-drop"
+    #: Greets after ``Host.greeting_delay`` seconds and answers each command (QUIT aside)
+    #: after ``Host.reply_delay`` seconds.
+    TARPIT_GREETING = "tarpit-greeting"
+    #: Greets the first connection from each client address with 451 and closes (remembered
+    #: for the world's life, per server address); later connections as good.
+    GREYLIST = "greylist"
+    #: As good, but greets with 421 and closes above ``Host.client_limit`` connections at
+    #: once from one client address.
+    CLIENT_LIMIT = "client-limit-421"
 
 
 class CertKind(StrEnum):
@@ -118,6 +134,11 @@ class PolicyHttp(StrEnum):
     NO_SERVER = "no-server"
     #: A body larger than the 64 KiB senders are expected to read.
     OVERSIZED = "oversized"
+    #: Accepts TCP and never sends a byte (not even the TLS handshake).
+    SILENT = "silent"
+    #: 200 text/plain with the headers at once and the body in pieces spread over
+    #: ``MtaStsPolicy.body_seconds``.
+    SLOW_BODY = "slow-body"
 
 
 class HostRole(StrEnum):
@@ -161,6 +182,23 @@ class Mx(NamedTuple):
 NULL_MX: tuple[Mx, ...] = (Mx(0, "."),)
 
 
+class HostAddress(NamedTuple):
+    """One address of a host and how the SMTP server behind it behaves (None: no SMTP)."""
+
+    address: str
+    smtp: SmtpBehaviour | None
+
+
+class Latency(NamedTuple):
+    """One round trip added to every server flight: ``rtt`` +/- uniform ``jitter`` seconds."""
+
+    rtt: float = 0.0
+    jitter: float = 0.0
+
+    def __bool__(self) -> bool:
+        return self.rtt > 0 or self.jitter > 0
+
+
 class Record(NamedTuple):
     """An extra resource record in presentation form (owner without trailing dot)."""
 
@@ -200,6 +238,27 @@ class Host:
     #: other hosts (a provider's wildcard or SAN list, RFC 6125 §6.4.3); () means its own
     #: name only.  Hosts with equal (cert, cert_names) present the very same certificate.
     cert_names: tuple[str, ...] = ()
+    #: ``TARPIT_GREETING``: seconds before the greeting, and before each reply.
+    greeting_delay: float = 0.0
+    reply_delay: float = 0.0
+    #: ``CLIENT_LIMIT``: connections one client address may hold at once before 421.
+    client_limit: int = 0
+    #: Further addresses (127.x, or "::1"), each with its own SMTP behaviour; in the A and
+    #: AAAA answers they follow ``ipv4`` / ``ipv6``, in this order.
+    extra: tuple[HostAddress, ...] = ()
+
+    def smtp_addresses(self) -> tuple[HostAddress, ...]:
+        """Every address with its SMTP behaviour, as a sender tries them: IPv4 first, each
+        family in answer order (``smtp`` for ``ipv4``/``ipv6``; None when it runs no SMTP)."""
+        own = [HostAddress(a, self.smtp) for a in (self.ipv4, self.ipv6) if a]
+        both = [*own, *self.extra]
+        return (*(a for a in both if ":" not in a.address), *(a for a in both if ":" in a.address))
+
+    def addresses(self) -> tuple[str, ...]:
+        """Every address of the name (A then AAAA, each in answer order)."""
+        if not self.extra:
+            return tuple(a for a in (self.ipv4, self.ipv6) if a)
+        return tuple(a.address for a in self.smtp_addresses())
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +279,10 @@ class MtaStsPolicy:
     reasons: tuple[str, ...] = ()
     #: Whether the policy's mx patterns cover every MX host of the domain.
     mx_covered: bool = True
+    #: ``SLOW_BODY``: seconds from the headers to the body's last byte.  Whether a fetch then
+    #: gets the policy depends on its deadline (``testbed/scanpolicy.py``): the truth decides,
+    #: so ``mode``/``valid``/``reasons`` describe the policy as fetched in time.
+    body_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +346,44 @@ class Provider:
     study_domains: int
 
 
+NO_LATENCY = Latency()
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """The Internet-like conditions a world is served under (``testbed/internet.py``).
+
+    Fields:
+      dns, smtp, https: the round trip added to every reply (DNS) or server flight.
+      shares: the profile's shares of hostile hosts, name -> share, as the world was built.
+      sources: share name -> where the figure comes from (a publication, or "assumption").
+      profile: the profile's name ("" for the study's plain world).
+    """
+
+    dns: Latency = NO_LATENCY
+    smtp: Latency = NO_LATENCY
+    https: Latency = NO_LATENCY
+    shares: tuple[tuple[str, float], ...] = ()
+    sources: tuple[tuple[str, str], ...] = ()
+    profile: str = ""
+
+    def active(self) -> bool:
+        """Whether the servers do anything an undisturbed world does not."""
+        return bool(self.dns or self.smtp or self.https or any(share for _, share in self.shares))
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "profile": self.profile,
+            "latency": {
+                "dns": self.dns._asdict(),
+                "smtp": self.smtp._asdict(),
+                "https": self.https._asdict(),
+            },
+            "shares": dict(self.shares),
+            "sources": dict(self.sources),
+        }
+
+
 @dataclass(frozen=True)
 class World:
     """Everything the servers and the truth need.
@@ -294,6 +395,7 @@ class World:
       zones: the zones that are not a domain's own (see the module docstring).
       providers: the ten providers.
       ca_names: the CAs ``testbed/pki.py`` issues from ("public" root, intermediate, untrusted).
+      conditions: latency and hostile shares the servers apply (none by default).
     """
 
     kind: str
@@ -302,11 +404,12 @@ class World:
     zones: tuple[Zone, ...]
     providers: tuple[Provider, ...] = ()
     ca_names: tuple[str, ...] = ("mxscan-test-root", "mxscan-test-intermediate", "mxscan-untrusted-root")
+    conditions: Conditions = field(default_factory=Conditions)
     _addresses: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def addresses(self, name: str) -> tuple[str, ...]:
         """The A and AAAA addresses of a host name (empty when it has none)."""
         if not self._addresses:
             for host in self.hosts:
-                self._addresses[host.name] = tuple(a for a in (host.ipv4, host.ipv6) if a)
+                self._addresses[host.name] = host.addresses()
         return self._addresses.get(name, ())

@@ -149,7 +149,7 @@ class WorldIndex:
             recs["NS"] = [Rr(name, "NS", "ns1.testbed.test.")]
         h = self.hosts.get(name)
         if h is not None:
-            _addresses(recs, name, tuple(a for a in (h.ipv4, h.ipv6) if a))
+            _addresses(recs, name, h.addresses())
         head, _, rest = name.partition(".")
         if head == "_mta-sts" and (owner := self.domains.get(rest)) is not None and owner.exists:
             if owner.sts_cname is not None:

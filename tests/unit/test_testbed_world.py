@@ -5,8 +5,16 @@ from __future__ import annotations
 import dataclasses
 import errno
 import ipaddress
+import json
+import os
+import pwd
 import socket
+import stat
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -15,16 +23,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testbed import ports
+from testbed import ports, services
 from testbed.addressing import AddressAllocator, is_world_address
-from testbed.cli import _duration, _fraction
-from testbed.control import STATE_DIR_ENV, default_state_dir
+from testbed.cli import _duration, _fraction, main
+from testbed.control import STATE_DIR_ENV, ControlError, default_state_dir
 from testbed.dnsserver import DnsServer, parse_query
+from testbed.internet import HOSTILE_SHARES, INTERNET_SCENARIOS, internet_scenario_world
 from testbed.scale import PROVIDERS, STUDY_MX_DOMAINS, Profile, load_profile, scale_world
+from testbed.scanpolicy import DEFAULT_POLICY, ScanPolicy
 from testbed.scenarios import SCENARIOS, scenario_world
 from testbed.truth import truth
-from testbed.world import Domain, World, ZoneStatus
+from testbed.world import Domain, Host, HostAddress, HostRole, PolicyHttp, SmtpBehaviour, World, ZoneStatus
 from testbed.zones import WorldIndex
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SCENARIO_WORLD = scenario_world()
 SCALE_20K = scale_world(20_000, seed=11)
@@ -317,3 +329,308 @@ def test_is_taken_sees_the_errno_uvloop_chains_behind_its_own_error() -> None:
     except OSError as outer:
         assert outer.errno is None and ports.is_taken(outer)
     assert not ports.is_taken(OSError(errno.ENOENT, "no such file"))
+
+
+# -- the Internet-like profile and scenario set (issue #12, the test-world half) --------------------
+
+INTERNET = load_profile("internet")
+INTERNET_WORLD = internet_scenario_world(INTERNET)
+#: Hostile shares raised so that 20,000 domains give enough hosts of each kind to count.
+LOUD = dataclasses.replace(
+    INTERNET,
+    **{k: 0.05 for k in ("silent", "syn_drop", "tarpit", "greylist", "client_limit", "ipv6_silent")},
+    many_addresses=0.01,
+    many_max=40,
+    sts_silent=0.2,
+    sts_slow_body=0.2,
+)
+LOUD_20K = scale_world(20_000, seed=11, profile=LOUD)
+
+
+def test_internet_profile_loads_by_name_with_a_source_for_every_share() -> None:
+    assert INTERNET.name == "internet" and INTERNET.smtp_rtt > 0 and INTERNET.dns_rtt > 0
+    assert all(getattr(INTERNET, share) > 0 for share in HOSTILE_SHARES)
+    assert set(HOSTILE_SHARES) | {"latency"} <= set(INTERNET.sources)
+    info = scale_world(300, seed=2, profile=INTERNET).conditions.as_dict()
+    assert info["profile"] == "internet" and info["shares"]["silent"] == INTERNET.silent  # type: ignore[index]
+    assert info["latency"] == {k: {"rtt": 0.04, "jitter": 0.01} for k in ("dns", "smtp", "https")}
+
+
+def test_a_profile_file_extends_internet_and_overrides_one_share(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        'extends = "internet"\nsilent = 0.2\nsmtp_rtt = 0.1\n[sources]\nsilent = "my own count"\n'
+    )
+    mine = load_profile(path)
+    assert (mine.silent, mine.smtp_rtt, mine.syn_drop, mine.name) == (0.2, 0.1, INTERNET.syn_drop, "internet")
+    assert (
+        mine.sources["silent"] == "my own count" and mine.sources["greylist"] == INTERNET.sources["greylist"]
+    )
+    path.write_text('extends = "internet"\nsilent = "many"\n')
+    with pytest.raises(ValueError, match="silent must be a number"):
+        load_profile(path)
+
+
+def test_the_studys_world_draws_nothing_internet_like_by_default() -> None:
+    assert not SCALE_20K.conditions.active()
+    assert all(h.extra == () and h.greeting_delay == 0 and h.client_limit == 0 for h in SCALE_20K.hosts)
+    internet_kinds = {SmtpBehaviour.SYN_DROP, SmtpBehaviour.TARPIT_GREETING, SmtpBehaviour.GREYLIST,
+                      SmtpBehaviour.CLIENT_LIMIT}  # fmt: skip
+    assert not any(h.smtp in internet_kinds for h in SCALE_20K.hosts)
+
+
+def test_the_internet_world_has_the_domains_of_its_seed_without_hostile_hosts() -> None:
+    """The hostile draws use their own RNG: the same seed's world with every share 0 is the
+    benchmark's "same world with no unresponsive hosts"."""
+    quiet = dataclasses.replace(LOUD, **{k: 0.0 for k in HOSTILE_SHARES})
+    calm = scale_world(20_000, seed=11, profile=quiet)
+
+    def shape(world: World) -> list[tuple[str, tuple[str, ...]]]:
+        return [(d.name, tuple(m.host for m in d.mx or ())) for d in world.domains if not d.scenario]
+
+    assert shape(calm) == shape(LOUD_20K)
+    assert not any(h.extra or h.smtp is SmtpBehaviour.SYN_DROP for h in calm.hosts)
+
+
+def _tail(world: World) -> list[Host]:
+    return [h for h in world.hosts if h.role is HostRole.MX and h.provider is None and not _sprinkled(h)]
+
+
+def _sprinkled(host: Host) -> bool:
+    return host.name.endswith(".scenario.test")
+
+
+@pytest.mark.parametrize(
+    ("share", "count"),
+    [
+        ("silent", lambda h: h.smtp is SmtpBehaviour.BLACKHOLE),
+        ("syn_drop", lambda h: h.smtp is SmtpBehaviour.SYN_DROP and not h.extra),
+        ("tarpit", lambda h: h.smtp is SmtpBehaviour.TARPIT_GREETING),
+        ("greylist", lambda h: h.smtp is SmtpBehaviour.GREYLIST),
+        ("client_limit", lambda h: h.smtp is SmtpBehaviour.CLIENT_LIMIT and h.client_limit == 2),
+        ("many_addresses", lambda h: len(h.extra) >= 9),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_hostile_shares_of_self_hosted_mx_hosts_follow_the_profile(share: str, count: object) -> None:
+    tail = _tail(LOUD_20K)
+    got = sum(1 for h in tail if count(h)) / len(tail)  # type: ignore[operator]
+    # ~3,300 self-hosted hosts: 3 binomial standard deviations of a 5% share are ~1.1%.
+    assert got == pytest.approx(getattr(LOUD, share), abs=0.015 if share != "many_addresses" else 0.006)
+
+
+def test_ipv6_silent_hosts_keep_a_working_ipv4_and_get_a_syn_dropping_aaaa() -> None:
+    tail = _tail(LOUD_20K)
+    silent6 = [h for h in tail if h.extra and h.extra[0].address == "::1"]
+    assert len(silent6) / len(tail) == pytest.approx(0.05 * 0.7, abs=0.012)  # only hosts not drawn otherwise
+    assert all(h.extra == (HostAddress("::1", SmtpBehaviour.SYN_DROP),) and h.ipv4 for h in silent6)
+    assert all(h.smtp is not SmtpBehaviour.SYN_DROP for h in silent6)
+    on_loopback6 = {a.smtp for h in LOUD_20K.hosts for a in h.smtp_addresses() if a.address == "::1"}
+    assert on_loopback6 == {SmtpBehaviour.SYN_DROP}  # one listener on ::1: one behaviour (no ipv6-only)
+
+
+def test_many_address_hosts_mix_refused_silent_and_working_addresses() -> None:
+    many = [h for h in _tail(LOUD_20K) if len(h.extra) >= 9]
+    assert many and all(10 <= len(h.addresses()) <= 40 for h in many)
+    kinds = {a.smtp for h in many for a in h.smtp_addresses()}
+    assert {
+        SmtpBehaviour.REFUSED,
+        SmtpBehaviour.BLACKHOLE,
+        SmtpBehaviour.SYN_DROP,
+        SmtpBehaviour.GOOD,
+    } <= kinds
+    index = WorldIndex(LOUD_20K)
+    host = many[0]
+    answer = index.resolve(host.name, "A")
+    assert [r.rdata for r in answer.answer] == list(host.addresses())  # in the order a sender tries them
+
+
+def test_drawn_delays_keep_clear_of_the_policys_deadlines() -> None:
+    margin = DEFAULT_POLICY.margin
+    tarpits = [h for h in LOUD_20K.hosts if h.smtp is SmtpBehaviour.TARPIT_GREETING]
+    assert tarpits and all(10 <= h.greeting_delay <= 60 for h in tarpits)
+    assert all(abs(h.greeting_delay - DEFAULT_POLICY.phase_timeout) >= margin - 1e-9 for h in tarpits)
+    slow = [d.policy for d in LOUD_20K.domains if d.policy and d.policy.http is PolicyHttp.SLOW_BODY]
+    assert slow and all(abs(p.body_seconds - DEFAULT_POLICY.fetch_body) >= margin - 1e-9 for p in slow)
+    assert {p.body_seconds < DEFAULT_POLICY.fetch_body for p in slow} == {True, False}
+
+
+def _internet_truth(policy: ScanPolicy = DEFAULT_POLICY) -> dict[str, dict[str, Any]]:
+    return {row["scenario"]: row for row in truth(INTERNET_WORLD, policy=policy)}
+
+
+def _smtp_of(row: dict[str, Any]) -> dict[str, Any]:
+    smtp: dict[str, Any] = row["mx_hosts"][0]["smtp"]
+    return smtp
+
+
+def test_internet_scenario_world_has_each_behaviour_once() -> None:
+    names = [d.name for d in INTERNET_WORLD.domains]
+    assert names == [f"{s.key}.scenario.test" for s in INTERNET_SCENARIOS]
+    wanted = {"greylist", "syn-drop", "many-addresses", "ipv6-silent", "tarpit-long", "421-above-2",
+              "sts-policy-silent", "sts-policy-slow-body", "silent-after-accept", "tarpit-short"}  # fmt: skip
+    assert wanted <= {s.key for s in INTERNET_SCENARIOS}
+    assert INTERNET_WORLD.conditions.smtp == (INTERNET.smtp_rtt, INTERNET.smtp_jitter)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "status", "phase", "starttls", "max_connections"),
+    [
+        ("latency-only", "success", "done", "yes", 1),
+        ("silent-after-accept", "io-timeout", "banner", "unknown", 2),
+        ("syn-drop", "connection-timeout", "connect", "unknown", 2),
+        ("tarpit-short", "success", "done", "yes", 1),
+        ("tarpit-long", "io-timeout", "banner", "unknown", 2),
+        ("greylist", "success", "done", "yes", 2),
+        ("421-above-2", "success", "done", "yes", 1),
+        ("many-addresses-refused", "connection-refused", "connect", "unknown", 4),
+        ("many-addresses-silent", "io-timeout", "banner", "unknown", 8),
+    ],
+    ids=lambda v: v if isinstance(v, str) and "-" in v else None,
+)
+def test_truth_of_each_internet_scenario_under_the_scanners_policy(
+    scenario: str, status: str, phase: str, starttls: str, max_connections: int
+) -> None:
+    row = _internet_truth()[scenario]
+    smtp = _smtp_of(row)
+    assert (smtp["status"], smtp["phase"], smtp["starttls"]) == (status, phase, starttls)
+    assert row["mx_hosts"][0]["max_connections"] == max_connections
+    timeout = status.endswith("timeout")
+    assert all(a["smtp"]["timeout"] == timeout for a in row["mx_hosts"][0]["addresses"] if a["probed"])
+
+
+def test_truth_greylisting_is_a_success_recorded_as_greylisted_after_one_retry() -> None:
+    (address,) = _internet_truth()["greylist"]["mx_hosts"][0]["addresses"]
+    assert address["smtp"]["greylisted"] and address["smtp"]["max_attempts"] == 2
+    strict = _internet_truth(dataclasses.replace(DEFAULT_POLICY, transient_retries=0))
+    assert _smtp_of(strict["greylist"])["status"] == "application-error"
+
+
+def test_truth_follows_the_policys_deadlines_not_fixed_seconds() -> None:
+    short = _internet_truth(dataclasses.replace(DEFAULT_POLICY, phase_timeout=10.0))
+    assert (_smtp_of(short["tarpit-short"])["status"], _smtp_of(short["tarpit-short"])["phase"]) == (
+        "io-timeout", "banner",
+    )  # fmt: skip
+    whole = _internet_truth(dataclasses.replace(DEFAULT_POLICY, host_timeout=14.5))
+    assert _smtp_of(whole["tarpit-short"])["phase"] == "ehlo"  # greeting at 12 s, EHLO's reply due at 15 s
+    late = _internet_truth(dataclasses.replace(DEFAULT_POLICY, host_timeout=20.0))["tarpit-short"]
+    (address,) = late["mx_hosts"][0]["addresses"]
+    assert (address["smtp"]["phase"], address["smtp"]["cert"]) == ("ehlo-tls", "valid")  # TLS was done
+    assert address["smtp"]["max_attempts"] == 1  # a timeout after the handshake is not retried
+    crowded = _internet_truth(dataclasses.replace(DEFAULT_POLICY, per_address_connections=3))
+    assert _smtp_of(crowded["421-above-2"])["status"] is None  # it may meet the 421: no single verdict
+    fetch = _internet_truth(dataclasses.replace(DEFAULT_POLICY, fetch_body=3.0))["sts-policy-slow-ok"]
+    assert fetch["mta_sts"]["fetch"]["status"] == "io-timeout" and fetch["mta_sts"]["mode"] is None
+
+
+def test_truth_caps_addresses_per_family_and_per_domain_and_counts_the_rest() -> None:
+    host = _internet_truth()["many-addresses"]["mx_hosts"][0]
+    probed = [a for a in host["addresses"] if a["probed"]]
+    assert [a["behaviour"] for a in probed] == ["refused", "blackhole", "good", "syn-drop"]
+    assert host["not_probed"] == {"host-cap": 36} and len(host["addresses"]) == 40
+    assert host["smtp"]["starttls"] == "yes" and host["smtp"]["status"] is None  # the addresses differ
+    assert host["max_connections"] == 1 + 2 + 1 + 2
+    capped = _internet_truth(dataclasses.replace(DEFAULT_POLICY, max_addresses_per_domain=2))[
+        "many-addresses"
+    ]
+    assert capped["mx_hosts"][0]["not_probed"] == {"domain-cap": 2, "host-cap": 36}
+    assert capped["posture"]["starttls"] == "unknown"  # refused and silent: nothing settled
+
+
+def test_truth_ipv6_silent_is_an_ipv6_timeout_beside_an_ipv4_success() -> None:
+    row = _internet_truth()["ipv6-silent"]
+    by_family = {a["family"]: a["smtp"] for a in row["mx_hosts"][0]["addresses"]}
+    assert (by_family["ipv4"]["status"], by_family["ipv6"]["status"]) == ("success", "connection-timeout")
+    assert row["mx_hosts"][0]["ipv6"] == ["::1"] and row["posture"]["starttls"] == "all"
+    assert row["posture"]["pkix_valid"] == "all"
+
+
+def test_truth_silent_and_slow_policy_hosts() -> None:
+    rows = _internet_truth()
+    silent, slow, ok = rows["sts-policy-silent"], rows["sts-policy-slow-body"], rows["sts-policy-slow-ok"]
+    assert silent["mta_sts"]["fetch"] == {"status": "tls-handshake-error", "phase": "tls", "timeout": True,
+                                          "max_attempts": 2}  # fmt: skip
+    assert slow["mta_sts"]["fetch"]["status"] == "io-timeout" and slow["mta_sts"]["fetch"]["phase"] == "body"
+    assert silent["mta_sts"]["mode"] is None and slow["mta_sts"]["mode"] is None
+    assert silent["mta_sts_findings"] == slow["mta_sts_findings"] == ["txt-without-policy"]
+    assert ok["mta_sts"]["mode"] == "enforce" and ok["mta_sts"]["fetch"]["status"] == "success"
+
+
+def test_every_listening_address_is_bound_by_exactly_one_shard() -> None:
+    world = scale_world(3000, seed=5, profile=LOUD)
+    count = services.shard_count(world, per_process=300)
+    parts = [services.shard(world, i, count) for i in range(count)]
+    assert count > 3
+    listening = {a.address for h in services.smtp_hosts(world) for a in h.smtp_addresses()
+                 if a.smtp not in (None, SmtpBehaviour.REFUSED)}  # fmt: skip
+    bound = [a for part in parts for a in part.addresses]
+    assert sorted(bound) == sorted(listening)  # each once
+    holder = next(part for part in parts if "::1" in part.addresses)
+    on_loopback6 = {h.name for h in world.hosts for a in h.extra if a.address == "::1"}
+    assert on_loopback6 <= {h.name for h in holder.smtp}  # every host on ::1, with the shard binding it
+    for part in parts:
+        probe = services.probe_address(part)
+        if probe and probe[0] == "smtp":
+            behaviours = {a.smtp for h in part.smtp for a in h.smtp_addresses() if a.address == probe[1]}
+            assert behaviours.isdisjoint({SmtpBehaviour.SYN_DROP, SmtpBehaviour.GREYLIST})
+
+
+def test_cli_truth_records_the_conditions_and_the_policy(tmp_path: Path) -> None:
+    out, conditions = tmp_path / "truth.ndjson", tmp_path / "conditions.json"
+    policy = tmp_path / "policy.toml"
+    policy.write_text("phase_timeout = 10\n")
+    args = ["truth", "--scenarios", "internet", "--out", str(out), "--conditions", str(conditions)]
+    assert main([*args, "--policy", str(policy), "--state-dir", str(tmp_path)]) == 0
+    rows = {r["scenario"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows["tarpit-short"]["mx_hosts"][0]["smtp"]["status"] == "io-timeout"  # judged by the 10 s
+    info = json.loads(conditions.read_text())
+    assert info["policy"]["phase_timeout"] == 10.0 and info["profile"] == "internet"
+    assert info["sources"]["greylist"].startswith("assumption")
+    policy.write_text("phase_timeout = -1\n")
+    assert main([*args, "--policy", str(policy), "--state-dir", str(tmp_path)]) == 2
+
+
+# -- small things: no home directory, a closed pipe ------------------------------------------------
+
+
+def _homeless(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
+    for name in (STATE_DIR_ENV, "XDG_STATE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_entry(uid: int) -> object:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)  # a container's arbitrary uid
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+
+
+def test_state_dir_without_a_home_is_a_private_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _homeless(monkeypatch, tmp_path)
+    state = default_state_dir()
+    assert state == tmp_path / f"mxscan-testbed-{os.getuid()}" and stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert main(["status"]) == 3 and json.loads(capsys.readouterr().out)["state"] == "stopped"
+
+
+def test_state_dir_without_a_home_refuses_a_directory_others_could_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _homeless(monkeypatch, tmp_path)
+    (tmp_path / f"mxscan-testbed-{os.getuid()}").mkdir(mode=0o777)
+    os.chmod(tmp_path / f"mxscan-testbed-{os.getuid()}", 0o777)
+    with pytest.raises(ControlError, match="MXSCAN_TESTBED_DIR"):
+        default_state_dir()
+    assert main(["down"]) == 1  # a clear error, no traceback
+    assert "no home directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["status"], ["truth", "--scenarios"]], ids=["status", "truth"])
+def test_output_into_a_closed_pipe_ends_quietly(command: list[str], tmp_path: Path) -> None:
+    """``mxscan testbed status | head``: the reader leaves; no BrokenPipe traceback."""
+    argv = [sys.executable, "-m", "testbed", *command, "--state-dir", str(tmp_path)]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    with os.fdopen(write, "wb") as stdout:
+        done = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 141 and b"Traceback" not in done.stderr, done.stderr.decode()[-800:]
