@@ -14,7 +14,8 @@ import ipaddress
 
 __all__ = ["IPV6_LOOPBACK", "AddressAllocator", "is_world_address"]
 
-#: The only IPv6 loopback address; at most one IPv6-only host may use it.
+#: The only IPv6 loopback address, so one listener: the catalogue's IPv6-only host works there;
+#: in an Internet-like world it is every "silent IPv6" host's SYN-dropping AAAA instead.
 IPV6_LOOPBACK = "::1"
 
 _FIRST = (1 << 24) * 127 + (1 << 16)  # 127.1.0.0

@@ -13,10 +13,20 @@ address (several IPv6-only hosts on ::1) share one listener; the first host's
 behaviour answers, and the TLS context is picked by SNI among them.
 Behaviours are data: a name chosen per host, switched on in a few small methods.
 
+The Internet-like behaviours (``testbed/internet.py``): "syn-drop" is no asyncio
+server but a listening socket with a one-place accept queue that the fleet fills
+with a connection of its own and never accepts from, so the kernel drops every
+later SYN (the client's connect times out, it is never refused); "greylist"
+answers 451 to the first connection of each client address (``greylist``, for
+the fleet's life); "client-limit-421" counts connections per (host, client
+address); "tarpit-greeting" writes its greeting and each reply late.  With
+``latency`` every write waits one jittered round trip, in order (``_enqueue``),
+and STARTTLS runs TLS in memory (``_Link``) so each handshake flight waits too.
+
 The banner is ``220 <banner>``, ``<name> ESMTP`` when the spec has none.
 
-``stats`` counts connections per host and per provider, including the peak
-number open at once, so politeness tests can assert what the scanner did.
+``stats`` counts connections per host, per provider and per address, including
+the peaks open at once, so politeness tests can assert what the scanner did.
 A connection is open from accept until the server has answered QUIT or the
 connection is lost, whichever comes first: after "221" the session is over for
 the server (an MTA's connection counter, e.g. Postfix's anvil, drops then),

@@ -215,6 +215,8 @@ class Host:
     the servers' own endpoints); ``ipv6`` is "::1" for at most the IPv6-only
     scenario host.  A host with neither address does not exist in DNS
     (its name is NXDOMAIN), which is how "MX to a name with no address" is built.
+    ``extra`` gives a host more addresses, each with its own SMTP behaviour (many
+    addresses; in an Internet-like world a SYN-dropping "::1" beside a working IPv4).
     """
 
     name: str

@@ -634,3 +634,13 @@ def test_output_into_a_closed_pipe_ends_quietly(command: list[str], tmp_path: Pa
     with os.fdopen(write, "wb") as stdout:
         done = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT, timeout=60, check=False)
     assert done.returncode == 141 and b"Traceback" not in done.stderr, done.stderr.decode()[-800:]
+
+
+def test_tier_b_refuses_the_internet_like_worlds(tmp_path: Path) -> None:
+    """Tier (b)'s nginx and unbound have no silent, slow or SYN-dropping hosts: say so."""
+    from testbed import control
+
+    for spec in (control.WorldSpec("internet-scenarios"), control.WorldSpec("scale", 50, 1, "internet")):
+        with pytest.raises(ControlError, match="tier \\(b\\)"):
+            control.up(spec, tmp_path / "state", tier="b")
+    assert not (tmp_path / "state" / "state.json").exists()
