@@ -26,12 +26,13 @@ from engine.options import prepare_output, whole
 from probes.results import read_domain_records
 from report.breakdowns import report_view_of_smtp
 from report.diff import diff_records, render_diff_ndjson, render_diff_text
+from report.export import LEVELS, ExportStats, MissingExtra, csv_chunks, export_rows, write_parquet
 from report.render_html import render_html
 from report.render_text import render_markdown, render_text
 from report.summary import summarise
 from report.trend import render_trend_csv, render_trend_html, trend_row
 
-__all__ = ["add_parsers", "run_diff", "run_report", "run_trend"]
+__all__ = ["add_parsers", "run_diff", "run_export", "run_report", "run_trend"]
 
 EXIT_OK = 0
 EXIT_INPUT = 2
@@ -156,6 +157,55 @@ def run_trend(args: argparse.Namespace) -> int:
     return code or (_write(args.html, render_trend_html(rows)) if args.html is not None else EXIT_OK)
 
 
+def run_export(args: argparse.Namespace) -> int:
+    """Flat tables (report.export); an unfinished file is exported, flagged on stderr."""
+    if args.format == "parquet" and args.out is None:
+        print("mxscan: --format parquet writes a file: give --out FILE", file=sys.stderr)
+        return EXIT_INPUT
+    if not _outputs_ready(args.out):
+        return EXIT_INPUT
+    if not Path(args.results).exists():
+        print(f"mxscan: {args.results}: no such file", file=sys.stderr)
+        return EXIT_INPUT
+    if not finished(args.results):
+        print(
+            f"mxscan: WARNING: {args.results}: the scan has not finished (no run line at its end); the "
+            "export holds the domains written so far",
+            file=sys.stderr,
+        )
+    stats = ExportStats()
+    rows = export_rows(args.results, args.level, stats)
+    target = None if args.out is None else args.out.with_name(args.out.name + ".tmp")
+    try:
+        if args.format == "parquet":
+            assert target is not None
+            write_parquet(target, args.level, rows)
+        elif target is None:
+            for chunk in csv_chunks(args.level, rows):
+                sys.stdout.write(chunk)
+            sys.stdout.flush()
+        else:
+            with target.open("w", encoding="utf-8", newline="") as stream:
+                stream.writelines(csv_chunks(args.level, rows))
+        if target is not None:
+            target.replace(args.out)  # a reader never sees half a table
+    except MissingExtra as exc:
+        print(f"mxscan: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except StoreError as exc:
+        print(f"mxscan: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:
+        print(f"mxscan: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
+    finally:
+        if target is not None and target.exists():
+            target.unlink()
+    if stats.duplicates:
+        print(f"mxscan: {stats.duplicates} repeated domain lines skipped (the first counts)", file=sys.stderr)
+    return EXIT_OK
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``report``, ``diff`` and ``trend``; each sets ``handler(args) -> int``."""
     p = sub.add_parser("report", help="the study's figures and tables (and more) from a results file")
@@ -184,6 +234,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     t.add_argument("--html", type=Path, help="write an HTML chart here")
     t.add_argument("--allow-unfinished", action="store_true", help=_ALLOW_UNFINISHED)
     t.set_defaults(handler=run_trend)
+
+    e = sub.add_parser(
+        "export",
+        help="flat tables (CSV or Parquet): one row per domain, MX host or probed address",
+        description="Flat tables of a results file, host lines joined in. Columns: schema/export-columns.md.",
+    )
+    e.add_argument("results", type=Path, help="results file (NDJSON)")
+    e.add_argument("--format", choices=["csv", "parquet"], default="csv", help="csv (default) or parquet")
+    e.add_argument("--level", choices=list(LEVELS), default="domain", help="one row per ... (default domain)")
+    e.add_argument("--out", "-o", type=Path, help="write to a file (required for parquet; csv: stdout)")
+    e.set_defaults(handler=run_export)
 
 
 _ALLOW_UNFINISHED = (
