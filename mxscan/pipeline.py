@@ -22,10 +22,10 @@ from probes.dns.probe import probe_dns
 from probes.dns.records import Answer, DnsResult, Dnssec, MxHost, Outcome, TlsaSkip
 from probes.domain import ProbeError
 from probes.mtasts.assess import assess_mta_sts
-from probes.mtasts.fetch import POLICY_PATH
+from probes.mtasts.fetch import policy_url
 from probes.mtasts.records import MtaStsResult, PolicyFetch
 from probes.smtp.probe import SmtpProbe
-from probes.smtp.records import Phase, SmtpResult, Starttls
+from probes.smtp.records import SmtpResult
 from probes.tlsrpt.record import TlsRptRecord, assess_tlsrpt_answer
 from probes.transport import (
     MxTransport,
@@ -87,47 +87,14 @@ def unmeasured_smtp(host: str, address: str, port: int, exc: BaseException) -> S
     """The result of an SMTP probe that gave none: the probe process died (``OffloadLost``)
     or the probe crashed.  ``unknown-error`` with STARTTLS unknown, never "no": the domain's
     posture is then unknown and ``--retry-unknown`` measures it again."""
-    result = SmtpResult(
-        host=host,
-        address=address,
-        port=port,
-        status=Status.UNKNOWN_ERROR,
-        phase=Phase.CONNECT,
-        starttls=Starttls.UNKNOWN,
-        banner_code=None,
-        banner="",
-        ehlo=None,
-        ehlo_tls=None,
-        last_code=None,
-        last_text="",
-        tls=None,
-        pkix=None,
-        plaintext_injection=False,
-        attempts=0,
-        detail=failure_detail(exc),
-        duration_ms=0.0,
-        phase_ms={},
-    )
+    result = SmtpResult.not_measured(host, address, port, Status.UNKNOWN_ERROR, failure_detail(exc))
     return SmtpProbe(result, ())
 
 
 def unfetched_policy(domain: str, address: str, exc: BaseException) -> PolicyFetch:
     """The result of a policy fetch that gave none (as ``unmeasured_smtp``): the policy is
     then unknown, never absent."""
-    return PolicyFetch(
-        url=f"https://mta-sts.{domain}{POLICY_PATH}",
-        address=address,
-        status=Status.UNKNOWN_ERROR,
-        http_status=None,
-        content_type="",
-        location="",
-        body_bytes=0,
-        tls_version="",
-        chain=None,
-        pkix=None,
-        detail=failure_detail(exc),
-        duration_ms=0.0,
-    )
+    return PolicyFetch.not_fetched(policy_url(domain), address, Status.UNKNOWN_ERROR, failure_detail(exc))
 
 
 def addresses_of(host: MxHost, *, ipv6: bool) -> list[str]:

@@ -37,7 +37,7 @@ from probes.mtasts.fetch import policy_url
 from probes.mtasts.records import PolicyFetch
 from probes.retry import CorrelatedSignals, RetryPolicy, fetch_signal, smtp_signal
 from probes.smtp.probe import SmtpProbe, SmtpProber
-from probes.smtp.records import Phase, Signal, SmtpAttempt, SmtpResult, Starttls
+from probes.smtp.records import Signal, SmtpAttempt, SmtpResult
 
 __all__ = ["PoliteProber", "Unresponsive", "excluded_fetch", "excluded_result"]
 
@@ -47,46 +47,12 @@ PolicyFetchFn = Callable[[str, str], Awaitable[tuple[PolicyFetch, bytes | None]]
 
 def excluded_result(host: str, address: str, port: int) -> SmtpProbe:
     """The record for an MX address on the opt-out list: never contacted."""
-    result = SmtpResult(
-        host=host,
-        address=address,
-        port=port,
-        status=Status.SKIPPED,
-        phase=Phase.CONNECT,
-        starttls=Starttls.UNKNOWN,
-        banner_code=None,
-        banner="",
-        ehlo=None,
-        ehlo_tls=None,
-        last_code=None,
-        last_text="",
-        tls=None,
-        pkix=None,
-        plaintext_injection=False,
-        attempts=0,
-        detail="excluded",
-        duration_ms=0.0,
-        phase_ms={},
-    )
-    return SmtpProbe(result, ())
+    return SmtpProbe(SmtpResult.not_measured(host, address, port, Status.SKIPPED, "excluded"), ())
 
 
 def excluded_fetch(domain: str, address: str) -> PolicyFetch:
     """The record for a policy host on the opt-out list: never contacted."""
-    return PolicyFetch(
-        url=policy_url(domain),
-        address=address,
-        status=Status.SKIPPED,
-        http_status=None,
-        content_type="",
-        location="",
-        body_bytes=0,
-        tls_version="",
-        chain=None,
-        pkix=None,
-        detail="excluded",
-        duration_ms=0.0,
-    )
+    return PolicyFetch.not_fetched(policy_url(domain), address, Status.SKIPPED, "excluded")
 
 
 class Unresponsive:

@@ -69,6 +69,25 @@ class PolicyFetch:
     detail: str
     duration_ms: float
 
+    @classmethod
+    def not_fetched(cls, url: str, address: str, status: Status, detail: str) -> PolicyFetch:
+        """The record for a policy host no fetch measured (excluded, or the fetch gave nothing):
+        the policy is then unknown, never absent."""
+        return cls(
+            url=url,
+            address=address,
+            status=status,
+            http_status=None,
+            content_type="",
+            location="",
+            body_bytes=0,
+            tls_version="",
+            chain=None,
+            pkix=None,
+            detail=detail,
+            duration_ms=0.0,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MtaStsResult:

@@ -146,3 +146,29 @@ class SmtpResult:
     #: Last, with defaults: optional in lines from before them.
     greylisted: bool = False
     attempt_log: tuple[SmtpAttempt, ...] = ()
+
+    @classmethod
+    def not_measured(cls, host: str, address: str, port: int, status: Status, detail: str) -> SmtpResult:
+        """The result for an address no exchange measured (excluded, or the probe gave nothing):
+        STARTTLS unknown, never "no", so the domain's posture says it could not tell."""
+        return cls(
+            host=host,
+            address=address,
+            port=port,
+            status=status,
+            phase=Phase.CONNECT,
+            starttls=Starttls.UNKNOWN,
+            banner_code=None,
+            banner="",
+            ehlo=None,
+            ehlo_tls=None,
+            last_code=None,
+            last_text="",
+            tls=None,
+            pkix=None,
+            plaintext_injection=False,
+            attempts=0,
+            detail=detail,
+            duration_ms=0.0,
+            phase_ms={},
+        )
