@@ -27,6 +27,7 @@ from probes.results import read_domain_records
 from report.breakdowns import report_view_of_smtp
 from report.diff import diff_records, render_diff_ndjson, render_diff_text
 from report.export import LEVELS, ExportStats, MissingExtra, csv_chunks, export_rows, write_parquet
+from report.openmetrics import render_openmetrics, run_seconds
 from report.render_html import render_html
 from report.render_text import render_markdown, render_text
 from report.summary import summarise
@@ -112,6 +113,11 @@ def run_report(args: argparse.Namespace) -> int:
         rendered = render_markdown(summary, title)
     elif args.format == "html":
         rendered = render_html(summary, title)
+    elif args.format == "openmetrics":
+        done = finished(args.results)
+        rendered = render_openmetrics(
+            summary, finished=done, duration=run_seconds(args.results) if done else None
+        )
     else:
         rendered = render_text(summary, title)
     return _write(args.out, rendered)
@@ -210,7 +216,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     """Add ``report``, ``diff`` and ``trend``; each sets ``handler(args) -> int``."""
     p = sub.add_parser("report", help="the study's figures and tables (and more) from a results file")
     p.add_argument("results", type=Path, help="results file (NDJSON)")
-    p.add_argument("--format", choices=["text", "markdown", "json", "html"], default="text")
+    p.add_argument(
+        "--format",
+        choices=["text", "markdown", "json", "html", "openmetrics"],
+        default="text",
+        help="openmetrics: gauges for node_exporter's textfile collector (scheduled re-measurement)",
+    )
     p.add_argument("--out", "-o", type=Path, help="write to a file instead of stdout")
     p.add_argument(
         "--top", type=whole(1), default=10, help="providers shown in the provider tables (default 10)"

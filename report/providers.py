@@ -62,10 +62,21 @@ def all_some_none(yes: int, measured: int, *, some: str) -> str:
 
 
 class _Provider:
-    __slots__ = ("dane_unknown", "dane_yes", "domains", "enforce", "pkix_yes", "sts", "tlsrpt", "unknown")
+    __slots__ = (
+        "dane_unknown",
+        "dane_yes",
+        "domains",
+        "enforce",
+        "pkix_yes",
+        "starttls_yes",
+        "sts",
+        "tlsrpt",
+        "unknown",
+    )
 
     def __init__(self) -> None:
         self.domains = 0
+        self.starttls_yes = 0
         self.dane_yes = 0
         self.dane_unknown = 0
         self.sts = 0
@@ -122,6 +133,7 @@ class ProviderTally:
         p.enforce += facts.sts_mode == "enforce"
         p.tlsrpt += facts.tlsrpt == "yes"
         p.pkix_yes += facts.pkix in ("all", "some")
+        p.starttls_yes += facts.starttls in ("all", "some")
 
     def result(self, top: int = 10) -> dict[str, Any]:
         hosts: dict[str, Counter[str]] = {}
@@ -151,6 +163,7 @@ class ProviderTally:
                     "hosts_pkix_invalid": h["pkix invalid"],
                     "hosts_pkix_unknown": h["pkix unknown"],
                     "hosts_dane_valid": h["dane valid"],
+                    "domains_starttls": p.starttls_yes,
                     "domains_pkix_valid": p.pkix_yes,
                     "mta_sts": p.sts,
                     "mta_sts_enforce": p.enforce,
