@@ -96,6 +96,15 @@ SMTP_RETRY_DELAY = 5.0
 #: The most --smtp-retries accepts: every retry after silence waits a full timeout again.
 MAX_SMTP_RETRIES = 10
 
+#: (address, port) pairs where the TCP connection itself failed after the retry (SYNs dropped,
+#: or refused) are remembered this long: a later MX host name at the same address is recorded
+#: with the same status without connecting again (shared-hosting addresses sit behind many MX
+#: names; on loopback every silent IPv6 host is ::1).  30 minutes outlasts a 100k scan's probes,
+#: and an address that comes back is tried again after it.
+UNREACHABLE_MEMORY_SECONDS = 1800.0
+#: ... at most this many (least recently used forgotten first): ~200 bytes each.
+UNREACHABLE_MEMORY_ENTRIES = 100_000
+
 #: Timeouts and resets lower a provider's rate only when this many distinct hosts of the
 #: provider show them within THROTTLE_CORRELATION_WINDOW seconds: one silent server is a
 #: finding about that server, many at once are the provider shedding load (issue #12).

@@ -18,11 +18,21 @@ Three different limits, because they limit different things (issue #12):
   not, so the process stays under its open-file limit.
 
 So a silent host costs a socket and a timer, never a slot that other domains' probes need.
+
+**Unreachable addresses** (``unreachable``): a probe whose connection itself failed after
+its retry (SYNs dropped, or refused) leaves its (address, port) in a bounded memory, and a
+later probe of another host name at that address is recorded with the same status, phase
+connect, ``attempts`` 0 and a detail naming the probe that found it, without connecting.
+While the first probe of an address is between a failed connect and its retry, other
+probes of that address wait for its verdict instead of connecting in the pause (else N
+names on one silent address would still cost N connect deadlines, one after another under
+the per-address limit).  Only SMTP probes use it: a policy host is one name per domain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,13 +43,23 @@ from engine.backoff import AimdPolicy, SlowLane
 from engine.exclude import ExcludeList
 from engine.limits import KeyedLimiter
 from engine.status import Status
+from mxscan import defaults
 from probes.mtasts.fetch import policy_url
 from probes.mtasts.records import PolicyFetch
-from probes.retry import CorrelatedSignals, RetryPolicy, fetch_signal, smtp_signal
-from probes.smtp.probe import SmtpProbe, SmtpProber
+from probes.retry import (
+    CorrelatedSignals,
+    RetryPolicy,
+    Unreachable,
+    UnreachableAddresses,
+    connect_failed,
+    fetch_signal,
+    smtp_signal,
+)
+from probes.smtp.probe import Exchange, SmtpProbe, SmtpProber
 from probes.smtp.records import Signal, SmtpAttempt, SmtpResult
+from probes.transport import smtp_ref
 
-__all__ = ["PoliteProber", "Unresponsive", "excluded_fetch", "excluded_result"]
+__all__ = ["PoliteProber", "Unresponsive", "excluded_fetch", "excluded_result", "remembered_result"]
 
 T = TypeVar("T")
 PolicyFetchFn = Callable[[str, str], Awaitable[tuple[PolicyFetch, bytes | None]]]
@@ -53,6 +73,24 @@ def excluded_result(host: str, address: str, port: int) -> SmtpProbe:
 def excluded_fetch(domain: str, address: str) -> PolicyFetch:
     """The record for a policy host on the opt-out list: never contacted."""
     return PolicyFetch.not_fetched(policy_url(domain), address, Status.SKIPPED, "excluded")
+
+
+def remembered_result(host: str, address: str, port: int, found: Unreachable, ttl: float) -> SmtpResult:
+    """The record for a target at an address an earlier probe found unreachable: the same
+    status in phase connect, no connection made (``attempts`` 0 unless this probe had made
+    some before the verdict came), STARTTLS unknown."""
+    when = dt.datetime.fromtimestamp(found.at, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    detail = (
+        f"not connected: {found.status.value} at this address and port found by an earlier probe at "
+        f"{when} ({found.ref}); remembered for {ttl:g} s"
+    )
+    return SmtpResult.not_measured(host, address, port, found.status, detail)
+
+
+def _unreachable_memory() -> UnreachableAddresses:
+    return UnreachableAddresses(
+        ttl=defaults.UNREACHABLE_MEMORY_SECONDS, max_entries=defaults.UNREACHABLE_MEMORY_ENTRIES
+    )
 
 
 class Unresponsive:
@@ -106,6 +144,12 @@ class PoliteProber:
     fetch_bound: float = 30.0
     unresponsive: Unresponsive = field(default_factory=Unresponsive)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: (address, port) where connecting failed after the retry policy (see the module docstring).
+    unreachable: UnreachableAddresses = field(default_factory=_unreachable_memory)
+    #: The verdicts pending: (address, port) -> resolved when the probe that owns it ends.
+    _verdicts: dict[tuple[str, int], asyncio.Future[None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def excluded(self, host: str, address: str) -> bool:
         return self.exclude is not None and (
@@ -123,32 +167,79 @@ class PoliteProber:
             yield
 
     async def _connection(self, host: str, address: str, bound: float, work: Callable[[], Awaitable[T]]) -> T:
-        """Run one connection's ``work`` under the slots; after ``active_grace`` seconds it
-        waits on its own deadline without an active slot (structured: the task is awaited or
-        cancelled here, never left behind)."""
-        key = (host, address)
+        """Run one connection's ``work`` under the slots (see ``_run``)."""
         async with self.slot(host, address):
-            if self.slow_lane.is_slow(host):  # known to wait: never takes an active slot
-                self.unresponsive.wait(key, bound)
-                try:
-                    return await work()
-                finally:
-                    self.unresponsive.done(key)
-            task = asyncio.ensure_future(work())
+            return await self._run((host, address), bound, work)
+
+    async def _run(self, key: tuple[str, str], bound: float, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` (its slots held by the caller); after ``active_grace`` seconds it waits
+        on its own deadline without an active slot (structured: the task is awaited or
+        cancelled here, never left behind)."""
+        if self.slow_lane.is_slow(key[0]):  # known to wait: never takes an active slot
+            self.unresponsive.wait(key, bound)
             try:
-                async with self.active:
-                    done, _ = await asyncio.wait({task}, timeout=self.active_grace)
-                if done:
-                    return task.result()
-                self.unresponsive.wait(key, max(0.0, bound - self.active_grace))
-                try:
-                    return await task
-                finally:
-                    self.unresponsive.done(key)
+                return await work()
             finally:
-                if not task.done():
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+                self.unresponsive.done(key)
+        task = asyncio.ensure_future(work())
+        try:
+            async with self.active:
+                done, _ = await asyncio.wait({task}, timeout=self.active_grace)
+            if done:
+                return task.result()
+            self.unresponsive.wait(key, max(0.0, bound - self.active_grace))
+            try:
+                return await task
+            finally:
+                self.unresponsive.done(key)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _attempt(
+        self, host: str, address: str, port: int, claim: list[asyncio.Future[None]]
+    ) -> Exchange | Unreachable:
+        """One SMTP connection, unless (address, port) is known unreachable, or its verdict is
+        pending at another probe (then wait for it outside the slots and look again).  A
+        connect that failed claims the verdict (into ``claim``) before the address slot is
+        released, so no other probe slips a connection into this one's retry pause."""
+        target, key = (address, port), (host, address)
+        while True:
+            async with self.slot(host, address):
+                pending = self._verdicts.get(target)
+                if pending is None or pending in claim:
+                    found = self.unreachable.get(address, port)
+                    if found is not None:
+                        return found
+                    exchanged = await self._run(
+                        key, self.exchange_bound, lambda: self.prober.exchange(host, address)
+                    )
+                    obs = exchanged.obs
+                    if pending is None and not claim and connect_failed(obs.status, obs.phase):
+                        claim.append(asyncio.get_running_loop().create_future())
+                        self._verdicts[target] = claim[0]
+                    return exchanged
+            # the owner settles within its deadlines and one pause
+            self.unresponsive.wait(key, 2 * self.exchange_bound + self.retry.delay)
+            try:
+                await asyncio.wait({pending})  # never cancels the owner's future
+            finally:
+                self.unresponsive.done(key)
+
+    def _settle(
+        self, address: str, port: int, claim: list[asyncio.Future[None]], last: SmtpResult | None
+    ) -> None:
+        """The probe owning ``claim`` has ended (or crashed, or was cancelled: ``last`` None):
+        remember a connect failure, then wake the waiters."""
+        if not claim:
+            return
+        if last is not None and last.attempts and connect_failed(last.status, last.phase):
+            self.unreachable.note(address, port, last.status, smtp_ref(last))
+        if self._verdicts.get((address, port)) is claim[0]:
+            del self._verdicts[(address, port)]
+        if not claim[0].done():
+            claim[0].set_result(None)
 
     async def _pause(self, key: tuple[str, str], delay: float, bound: float) -> None:
         self.unresponsive.wait(key, delay + bound)
@@ -168,14 +259,27 @@ class PoliteProber:
         port = self.prober.settings.port
         if self.excluded(host, address):
             return excluded_result(host, address, port)
+        claim: list[asyncio.Future[None]] = []  # the verdict this probe owns, if any
+        result: SmtpResult | None = None
+        try:
+            probed = await self._probe(host, address, port, claim)
+            result = probed.result
+            return probed
+        finally:
+            self._settle(address, port, claim, result)
+
+    async def _probe(
+        self, host: str, address: str, port: int, claim: list[asyncio.Future[None]]
+    ) -> SmtpProbe:
         provider = self.provider_of(host) or host
         key = (host, address)
         started = time.perf_counter()
         log: list[SmtpAttempt] = []
         while True:
-            exchanged = await self._connection(
-                host, address, self.exchange_bound, lambda: self.prober.exchange(host, address)
-            )
+            exchanged = await self._attempt(host, address, port, claim)
+            if isinstance(exchanged, Unreachable):
+                found = remembered_result(host, address, port, exchanged, self.unreachable.ttl)
+                return SmtpProbe(replace(found, attempts=len(log), attempt_log=tuple(log)), ())
             # with the connection's slots already free
             outcome = await self.prober.analyse(exchanged)
             result = outcome.result

@@ -25,6 +25,14 @@ many distinct hosts of the provider show it within a window
 
 ``decide`` never sleeps and reads no clock: the caller owns the pause, which is
 why the unit tests need no timers.
+
+After the policy has run out, one more rule spares connections: a connect-level
+failure (SYNs dropped: ``connection-timeout`` at connect; an RST:
+``connection-refused``) is a property of the address and port, not of the host
+name, so ``UnreachableAddresses`` remembers it for the run and later targets at
+that address get the same classification without connecting (shared-hosting
+addresses sit behind many MX names).  Silence after the TCP handshake is not
+remembered: virtual hosts behind one address can behave differently.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ __all__ = [
     "Decision",
     "RetryPolicy",
     "Signal",
+    "Unreachable",
+    "UnreachableAddresses",
+    "connect_failed",
     "fetch_signal",
     "smtp_signal",
 ]
@@ -182,3 +193,69 @@ class CorrelatedSignals:
             seen.clear()
             return True
         return False
+
+
+#: The statuses that say the address itself could not be connected to (in phase connect).
+_UNREACHABLE = frozenset({Status.CONNECTION_TIMEOUT, Status.CONNECTION_REFUSED})
+
+
+def connect_failed(status: Status, phase: Phase) -> bool:
+    """The TCP connection itself failed: a property of (address, port), not of the host name."""
+    return phase is Phase.CONNECT and status in _UNREACHABLE
+
+
+@dataclass(frozen=True, slots=True)
+class Unreachable:
+    """An (address, port) found unreachable in this run.
+
+    Fields:
+      status: connection-timeout or connection-refused, as the probe that found it ended.
+      at: when it was found (the memory's clock: epoch seconds by default).
+      ref: the probe that found it (``smtp:host@address:port``).
+    """
+
+    status: Status
+    at: float
+    ref: str
+
+
+class UnreachableAddresses:
+    """(address, port) pairs where connecting failed after the retry policy ran out, each for
+    ``ttl`` seconds; at most ``max_entries`` (the least recently used forgotten first), so a
+    scan of millions of dead addresses stays bounded and an address that comes back is tried
+    again after ``ttl``."""
+
+    def __init__(self, *, ttl: float, max_entries: int, clock: Callable[[], float] = time.time) -> None:
+        if ttl <= 0 or max_entries < 1:
+            raise ValueError("ttl must be > 0 and max_entries >= 1")
+        self.ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._found: OrderedDict[tuple[str, int], Unreachable] = OrderedDict()
+
+    def note(self, address: str, port: int, status: Status, ref: str) -> bool:
+        """A probe of ``address``:``port`` ended with ``status`` at connect; True if remembered
+        (only connect-level failures are)."""
+        if status not in _UNREACHABLE:
+            return False
+        key = (address, port)
+        self._found.pop(key, None)
+        self._found[key] = Unreachable(status, self._clock(), ref)
+        if len(self._found) > self._max:
+            self._found.popitem(last=False)
+        return True
+
+    def get(self, address: str, port: int) -> Unreachable | None:
+        """What an earlier probe found at ``address``:``port`` within ``ttl``, else None."""
+        key = (address, port)
+        found = self._found.get(key)
+        if found is None:
+            return None
+        if self._clock() - found.at >= self.ttl:
+            del self._found[key]
+            return None
+        self._found.move_to_end(key)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._found)

@@ -112,8 +112,12 @@ class SmtpResult:
       plaintext_injection: bytes arrived after the 220 reply to STARTTLS and before the server's
         first TLS record, in the 220's read or later (RFC 3207 §4.2: discarded, never parsed nor
         given to TLS; their presence is a finding, also when the handshake then failed).
-      attempts: connections made (retries after timeouts, resets, greylisting and 421/4xx included).
-      detail: why the status is not success (bounded text), else "".
+      attempts: connections made (retries after timeouts, resets, greylisting and 421/4xx included);
+        0 when an earlier probe in this run found the address and port unreachable (connection-timeout
+        or connection-refused at connect after its retry): the status is then that probe's, not
+        measured again (remembered for a bounded time, see README "Politeness").
+      detail: why the status is not success (bounded text), else ""; for an address remembered as
+        unreachable it names when and by which probe (its smtp: reference) that was found.
       duration_ms: wall-clock time of the probe including retries, in milliseconds: from the
         first connection attempt to the end of the last, the pauses between them included.
       phase_ms: milliseconds spent in each phase the last attempt reached (connect, banner, ehlo,
