@@ -111,19 +111,22 @@ def capped_addresses(
     hosts: tuple[MxHost, ...], *, ipv6: bool, per_host: int, per_domain: int
 ) -> list[tuple[list[str], dict[str, int]]]:
     """Per host (in the given preference order): the addresses to probe, in the order a sender
-    tries them, and the others counted by reason.  The per-family cap applies first, then the
-    domain's budget, spent in host order."""
+    tries them, and the others counted by reason.  The rule is by position, so it depends only
+    on the answers (testbed/truth.py says the same): an address past the ``per_host``-th of
+    its family, as the resolver returned them, is "host-cap", even when the domain's budget
+    (spent in host order) stopped an earlier one; else it is "domain-cap" once the budget is
+    spent."""
     budget = per_domain
     selected = []
     for host in hosts:
         probed: list[str] = []
         skipped: dict[str, int] = {}
-        families = {"ipv4": 0, "ipv6": 0}
+        position = {"ipv4": 0, "ipv6": 0}
         for address in addresses_of(host, ipv6=ipv6):
             family = "ipv6" if ":" in address else "ipv4"
-            reason = "host-cap" if families[family] >= per_host else "domain-cap" if budget <= 0 else None
+            position[family] += 1
+            reason = "host-cap" if position[family] > per_host else "domain-cap" if budget <= 0 else None
             if reason is None:
-                families[family] += 1
                 budget -= 1
                 probed.append(address)
             else:
