@@ -13,6 +13,7 @@ from engine.options import Parser, prepare_output, seconds, whole
 from engine.options import port as port_number
 from mxscan import __version__, defaults
 from report.commands import add_parsers as add_report_parsers
+from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
 
 __all__ = ["main"]
 
@@ -103,6 +104,25 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument(
         "--summary-json", type=Path, help="write run totals (counts, DNS and cache statistics) to this file"
+    )
+    p.add_argument(
+        "--metrics",
+        type=Path,
+        metavar="FILE",
+        help="keep an OpenMetrics textfile (node_exporter textfile collector) of the report's figures "
+        "current during the scan and write it at the end (see mxscan report --format openmetrics)",
+    )
+    p.add_argument(
+        "--metrics-interval",
+        type=seconds,
+        default=METRICS_INTERVAL,
+        help=f"seconds between rewrites of --metrics during the scan (default {METRICS_INTERVAL:g})",
+    )
+    p.add_argument(
+        "--metrics-top",
+        type=whole(1),
+        default=METRICS_TOP,
+        help=f"providers with their own series in --metrics (default {METRICS_TOP})",
     )
     p.add_argument(
         "--providers",
@@ -220,6 +240,19 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     smtp.add_argument("--no-ipv6", action="store_true", help="probe only the IPv4 addresses of MX hosts")
     smtp.add_argument(
+        "--egress-check",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="egress pre-flight target (name or address, port default --smtp-port); repeatable; "
+        "default: the MX hosts of the largest mailbox providers",
+    )
+    smtp.add_argument(
+        "--skip-egress-check",
+        action="store_true",
+        help="do not test outbound port 25 before scanning (recorded as skipped)",
+    )
+    smtp.add_argument(
         "--trust-store",
         choices=["mozilla", "system", "none"],
         default="mozilla",
@@ -312,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             exclude, limits = _politeness(args)
+            from probes.egress import parse_target
+
+            egress_check = tuple(parse_target(t, args.smtp_port) for t in args.egress_check)
         except (OSError, ValueError) as exc:
             print(f"mxscan: {exc}", file=sys.stderr)
             return 2
@@ -319,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         problem = prepare_output(args.summary_json) if args.summary_json is not None else None
         if problem:
             print(f"mxscan: --summary-json: {problem}", file=sys.stderr)
+            return 2
+        problem = prepare_output(args.metrics) if args.metrics is not None else None
+        if problem:
+            print(f"mxscan: --metrics: {problem}", file=sys.stderr)
             return 2
 
         return run_scan(
@@ -359,10 +399,15 @@ def main(argv: list[str] | None = None) -> int:
                 providers_file=args.providers,
                 retry_unknown=args.retry_unknown,
                 contact=args.contact,
+                egress_check=egress_check,
+                skip_egress_check=args.skip_egress_check,
                 https_port=args.https_port,
                 exclude=exclude,
                 limits=limits,
                 summary_json=args.summary_json,
+                metrics=args.metrics,
+                metrics_interval=args.metrics_interval,
+                metrics_top=args.metrics_top,
             )
         )
     if args.command == "testbed":

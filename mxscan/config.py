@@ -9,6 +9,7 @@ from engine.exclude import ExcludeList
 from engine.limits import Limit
 from engine.limitspec import default_limits
 from mxscan import defaults
+from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
 
 __all__ = ["ScanConfig"]
 
@@ -56,4 +57,11 @@ class ScanConfig:
     exclude: ExcludeList | None = None
     limits: dict[str, Limit] = field(default_factory=default_limits)
     summary_json: Path | None = None
+    #: --metrics: an OpenMetrics textfile rewritten during and at the end of the scan.
+    metrics: Path | None = None
+    metrics_interval: float = METRICS_INTERVAL
+    metrics_top: int = METRICS_TOP
     extra: dict[str, str] = field(default_factory=dict)
+    #: Egress pre-flight targets as (host or address, port); empty: the defaults on --smtp-port.
+    egress_check: tuple[tuple[str, int], ...] = ()
+    skip_egress_check: bool = False

@@ -49,6 +49,7 @@ from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.smtp.records import SmtpResult
 from probes.tls.truststore import TrustStoreError
+from report.openmetrics import LiveMetrics
 
 __all__ = ["run_scan"]
 
@@ -84,6 +85,8 @@ class _Run:
         #: ref -> the result its latest host line holds (bounded: an evicted entry only
         #: costs a repeated, identical line).
         self._host_lines: dict[str, SmtpResult] = {}
+        #: --metrics: sees every line the file gets, so its figures are the file's.
+        self.metrics: LiveMetrics | None = None
 
     def record(self, item: InputItem, **fields: object) -> DomainRecord:
         base: dict[str, object] = {
@@ -113,14 +116,19 @@ class _Run:
             # the refs the pipeline already made for the record, one per probe, in order
             for ref, probe in zip(transport.smtp_refs, probes, strict=True):
                 if lines.get(ref) is not probe.result:
-                    self.store.append(probe.host_line or host_line(probe.result))
+                    self._append(probe.host_line or host_line(probe.result))
                     lines[ref] = probe.result
                     if len(lines) > defaults.SMTP_CACHE_ENTRIES:
                         del lines[next(iter(lines))]
-        self.store.append(encode(record))
+        self._append(encode(record))
         self.written += 1
         if self.progress is not None:
             self.progress.add(str(record.status))
+
+    def _append(self, line: bytes) -> None:
+        self.store.append(line)
+        if self.metrics is not None:
+            self.metrics.line(line)
 
     def targets(self, items: Iterator[InputItem]) -> Iterator[InputItem]:
         try:
@@ -183,6 +191,7 @@ async def _scan_with_store(
     providers: ProviderMap,
     stderr: TextIO,
     offload: Offload | None,
+    metrics: LiveMetrics | None = None,
 ) -> int:
     resolver_text = f"{cfg.resolver[0]}:{cfg.resolver[1]}"
     began = time.monotonic()
@@ -217,6 +226,7 @@ async def _scan_with_store(
             dnssec_check=check.check,
         )
         run = _Run(store, done, meta)
+        run.metrics = metrics
         resolver = StubResolver(client, validating=check.reads_ad)
         dns_cache: SingleFlight[tuple[str, str], Answer] = SingleFlight(defaults.SHARED_CACHE_ENTRIES)
         smtp_cache: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
@@ -287,6 +297,8 @@ async def _scan_with_store(
         def tick() -> None:
             # The store flushes on append; an idle scan (slow domains) still needs its lines written.
             store.flush()
+            if metrics is not None:
+                metrics.tick()
             if offload is not None and offload.lost is not None and not run.warned_lost:
                 run.warned_lost = True
                 print(f"mxscan: WARNING: {_lost_probe_process(offload.lost)}", file=stderr)
@@ -458,6 +470,7 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
         # the event loop starts (a fork must not copy a running loop).
         offload = probe_process(cfg, prober, providers)
     retry: RetryRun | None = None
+    metrics: LiveMetrics | None = None
     try:
         try:
             if cfg.retry_unknown:
@@ -477,8 +490,19 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
                 f"{cfg.out} changes only when they are measured",
                 file=stderr,
             )
+        if cfg.metrics is not None:
+            metrics = _start_metrics(cfg, stderr)
         scan = _scan_with_store(
-            cfg, itertools.chain([first], items), total, store, done, prober, providers, stderr, offload
+            cfg,
+            itertools.chain([first], items),
+            total,
+            store,
+            done,
+            prober,
+            providers,
+            stderr,
+            offload,
+            metrics,
         )
         return uvloop.run(scan)
     finally:
@@ -489,6 +513,21 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
                 _finish_retry(retry, stderr)
             if offload is not None:
                 offload.kill()
+            if metrics is not None:
+                metrics.close(cfg.out)  # after a retry pass's merge: the file as it now stands
+
+
+def _start_metrics(cfg: ScanConfig, stderr: TextIO) -> LiveMetrics:
+    """The --metrics file, counting what a resumed file already holds, written once now."""
+    assert cfg.metrics is not None
+
+    def warn(problem: str) -> None:
+        print(f"mxscan: WARNING: --metrics {cfg.metrics}: {problem}", file=stderr)
+
+    metrics = LiveMetrics(cfg.metrics, top=cfg.metrics_top, interval=cfg.metrics_interval, warn=warn)
+    metrics.seed(cfg.out)
+    metrics.write(finished=False)
+    return metrics
 
 
 def _settle_leftover_retry(cfg: ScanConfig, stderr: TextIO) -> None:

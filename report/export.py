@@ -69,15 +69,11 @@ class Column:
     doc: str
 
 
-def _tri(value: str, yes: Iterable[str], no: Iterable[str]) -> bool | None:
-    """True / False / None (unknown, not measured): never False for an unknown."""
-    if value in yes:
-        return True
-    return False if value in no else None
-
-
-_COVERAGE_YES, _COVERAGE_NO = ("all", "some"), ("none",)
-_YN_YES, _YN_NO = (YES,), ("no",)
+#: Tri-states as lookups (``.get`` gives None, i.e. unknown, for every other answer):
+#: "unknown" and "not-measured" are never mapped to False.
+_COVERAGE = {"all": True, "some": True, "none": False}
+_YN = {YES: True, "no": False}
+_SIGNED = {"secure": True, "insecure": False, "bogus": False}
 
 
 def _mx_bool(mx: str) -> bool | None:
@@ -85,8 +81,8 @@ def _mx_bool(mx: str) -> bool | None:
 
 
 def _joined(values: Iterable[Any]) -> str | None:
-    items = sorted({str(v) for v in values if v not in (None, "")})
-    return _SEP.join(items) if items else None
+    items = {str(v) for v in values if v is not None and v != ""}
+    return _SEP.join(sorted(items)) if items else None
 
 
 @dataclass(slots=True)
@@ -201,7 +197,7 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "starttls",
         "bool",
         "at least one MX host advertised STARTTLS (posture.starttls all or some)",
-        lambda r: _tri(r.facts.starttls, _COVERAGE_YES, _COVERAGE_NO),
+        lambda r: _COVERAGE.get(r.facts.starttls),
     ),
     _c(
         "starttls_coverage",
@@ -213,7 +209,7 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "pkix_valid",
         "bool",
         "at least one MX host presented a PKIX-valid chain for its name (posture.pkix_valid all or some)",
-        lambda r: _tri(r.facts.pkix, _COVERAGE_YES, _COVERAGE_NO),
+        lambda r: _COVERAGE.get(r.facts.pkix),
     ),
     _c(
         "pkix_coverage",
@@ -231,20 +227,20 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "dnssec_signed",
         "bool",
         "the MX answer is DNSSEC-secure (bogus counts as not signed)",
-        lambda r: _tri(r.facts.dnssec, ("secure",), ("insecure", "bogus")),
+        lambda r: _SIGNED.get(r.facts.dnssec),
     ),
     _c(
         "dane_published",
         "bool",
         "the study's DANE: the MX answer secure and TLSA records in a secure "
         "answer for some MX host, whether or not they match",
-        lambda r: _tri(r.facts.dane, _YN_YES, _YN_NO),
+        lambda r: _YN.get(r.facts.dane),
     ),
     _c(
         "dane_valid",
         "bool",
         "at least one MX host's DANE verdict is valid (posture.dane_valid all or some)",
-        lambda r: _tri(_posture(r.record, "dane_valid"), _COVERAGE_YES, _COVERAGE_NO),
+        lambda r: _COVERAGE.get(_posture(r.record, "dane_valid")),
     ),
     _c(
         "dane_valid_coverage",
@@ -256,13 +252,13 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "mta_sts",
         "bool",
         "exactly one valid STSv1 TXT record at _mta-sts.<domain> (CNAMEs followed)",
-        lambda r: _tri(r.facts.sts_record, _YN_YES, _YN_NO),
+        lambda r: _YN.get(r.facts.sts_record),
     ),
     _c(
         "mta_sts_policy",
         "bool",
         "the policy was also fetched and parsed: the record has an effective mode",
-        lambda r: _tri(r.facts.sts_policy, _YN_YES, _YN_NO),
+        lambda r: _YN.get(r.facts.sts_policy),
     ),
     _c(
         "mta_sts_mode",
@@ -292,7 +288,7 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "tlsrpt",
         "bool",
         "exactly one valid TLS-RPT record with a usable rua URI",
-        lambda r: _tri(r.facts.tlsrpt, _YN_YES, _YN_NO),
+        lambda r: _YN.get(r.facts.tlsrpt),
     ),
     _c(
         "tlsa_records",
@@ -395,7 +391,7 @@ _HOST_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "tlsa_published",
         "bool",
         "TLSA records in a DNSSEC-secure answer for this host",
-        lambda r: None if r.dns_host is None else _tri(host_tlsa(r.dns_host), _YN_YES, _YN_NO),
+        lambda r: None if r.dns_host is None else _YN.get(host_tlsa(r.dns_host)),
     ),
     _c(
         "dane_status",

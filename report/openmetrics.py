@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
+from engine.checkpoint import StoreError, is_marker, read_records
 from engine.checkpoint import finished as file_finished
-from engine.checkpoint import is_marker, read_records
 from probes.results import domain_records
 from report.breakdowns import report_view_of_smtp
 from report.summary import Summary
@@ -225,8 +225,12 @@ class LiveMetrics:
         top: int = METRICS_TOP,
         interval: float = METRICS_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
+        #: Told once when the file cannot be written; the scan goes on (its results matter more).
+        self.warn = warn
+        self._warned = False
         self.interval = interval
         self.clock = clock
         self.began = clock()
@@ -264,15 +268,27 @@ class LiveMetrics:
         text = render_openmetrics(
             self.summary.result(), finished=finished, duration=round(self.clock() - self.began, 3)
         )
-        write_atomically(self.path, text)
+        self._replace(text)
+
+    def _replace(self, text: str) -> None:
+        try:
+            write_atomically(self.path, text)
+        except OSError as exc:
+            if self.warn is not None and not self._warned:
+                self._warned = True
+                self.warn(f"cannot write: {exc.strerror or exc}")
 
     def close(self, results: Path) -> None:
         """The final file, from the results file as it now stands (after a retry pass's
         merge too), exactly as ``mxscan report --format openmetrics`` computes it."""
         summary = Summary(top=self.summary.top)
-        if results.exists():
+        try:
             for record in domain_records(read_records(results), report_view_of_smtp):
                 summary.add(record)
+        except StoreError as exc:  # the file went missing or was damaged meanwhile
+            if self.warn is not None:
+                self.warn(f"not rewritten at the end: {exc}")
+            return
         duration = round(self.clock() - self.began, 3)
         text = render_openmetrics(summary.result(), finished=file_finished(results), duration=duration)
-        write_atomically(self.path, text)
+        self._replace(text)
