@@ -15,18 +15,22 @@
 #   MXSCAN_LIST     the domain list
 #   MXSCAN_OPTIONS  scan options (resolver, identity, opt-out list, ...), separated by spaces
 #   MXSCAN_TODAY    the run's date, YYYY-MM-DD (default: today)
+#   MXSCAN_METRICS  an OpenMetrics file for node_exporter's textfile collector, kept current
+#                   while a run scans and rewritten at its end (default: none), e.g.
+#                   /var/lib/prometheus/node-exporter/mxscan.prom
 set -eu
 
 MXSCAN=${MXSCAN:-$(command -v mxscan || echo /opt/mxscan/bin/mxscan)}
 MXSCAN_LIST=${MXSCAN_LIST:-top-100k.csv}
 MXSCAN_OPTIONS=${MXSCAN_OPTIONS:---resolver 127.0.0.1:53 --ehlo-name scanner.example.org --exclude optout.txt}
 today=${MXSCAN_TODAY:-$(date +%F)}
+metrics=${MXSCAN_METRICS:+--metrics $MXSCAN_METRICS}
 
 measure() {  # measure DAY: scan into runs/DAY.ndjson (resuming it), retry its unknowns, report it
   # shellcheck disable=SC2086 # MXSCAN_OPTIONS holds several words
-  "$MXSCAN" scan "$MXSCAN_LIST" --out "runs/$1.ndjson" $MXSCAN_OPTIONS --progress plain
+  "$MXSCAN" scan "$MXSCAN_LIST" --out "runs/$1.ndjson" $MXSCAN_OPTIONS $metrics --progress plain
   # shellcheck disable=SC2086
-  "$MXSCAN" scan "$MXSCAN_LIST" --out "runs/$1.ndjson" $MXSCAN_OPTIONS --progress plain --retry-unknown
+  "$MXSCAN" scan "$MXSCAN_LIST" --out "runs/$1.ndjson" $MXSCAN_OPTIONS $metrics --progress plain --retry-unknown
   "$MXSCAN" report "runs/$1.ndjson" --format html --out "reports/$1.html"
 }
 
