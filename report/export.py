@@ -17,7 +17,7 @@ memory grows with the distinct MX host addresses of the file, not its domains
 (plus one set of domain names: a domain seen twice is exported once, its first
 line, as the report counts it).
 
-``COLUMNS`` is the stable contract: names, types and meanings, rendered as
+``COLUMNS`` (report.export_columns) is the stable contract: names, types and meanings, rendered as
 ``schema/export-columns.md`` by ``columns_markdown`` (a test keeps the file
 current).  A column is only ever added, never renamed or re-typed.
 """
@@ -27,20 +27,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from probes.results import read_domain_records
-from report.figures import (
-    NOT_MEASURED,
-    UNKNOWN,
-    YES,
-    DomainFacts,
-    domain_facts,
-    host_tlsa,
-    preferred_transport,
-)
+from report.export_columns import COLUMNS, GETTERS, LEVELS, Column, Row, leaf_cert
+from report.figures import DomainFacts, domain_facts, preferred_transport
 
 __all__ = [
     "COLUMNS",
@@ -54,465 +47,6 @@ __all__ = [
     "smtp_view",
     "write_parquet",
 ]
-
-LEVELS = ("domain", "host", "address")
-TYPES = ("string", "bool", "int", "float")
-_SEP = ";"
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """One exported column: its stable name, type (string/bool/int/float) and meaning."""
-
-    name: str
-    type: str
-    doc: str
-
-
-#: Tri-states as lookups (``.get`` gives None, i.e. unknown, for every other answer):
-#: "unknown" and "not-measured" are never mapped to False.
-_COVERAGE = {"all": True, "some": True, "none": False}
-_YN = {YES: True, "no": False}
-_SIGNED = {"secure": True, "insecure": False, "bogus": False}
-
-
-def _mx_bool(mx: str) -> bool | None:
-    return None if mx in (UNKNOWN, NOT_MEASURED) else mx == "mx"
-
-
-def _joined(values: Iterable[Any]) -> str | None:
-    items = {str(v) for v in values if v is not None and v != ""}
-    return _SEP.join(sorted(items)) if items else None
-
-
-@dataclass(slots=True)
-class _Row:
-    """What one row is made from: the record and its facts, and at the host and address
-    levels the MX host's transport, its DNS answers and the address's SMTP result."""
-
-    record: dict[str, Any]
-    facts: DomainFacts
-    transport: dict[str, Any]
-    dns_host: dict[str, Any] | None
-    probe: dict[str, Any]
-    preferred: bool
-
-
-Getter = Callable[[_Row], Any]
-
-
-def _posture(record: dict[str, Any], key: str) -> str:
-    posture = record.get("posture")
-    if posture is None:
-        return NOT_MEASURED
-    value = posture.get(key)
-    return str(value) if value in ("all", "some", "none", "unknown") else NOT_MEASURED
-
-
-def _sts_reasons(record: dict[str, Any]) -> str | None:
-    sts = record.get("mta_sts") or {}
-    rec, policy = sts.get("record") or {}, sts.get("policy") or {}
-    reasons = [] if rec.get("valid") else list(rec.get("reasons") or ())
-    if policy and not policy.get("valid"):
-        reasons += policy.get("reasons") or ()
-    return _joined(reasons)
-
-
-def _probes(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for transport in record.get("mx_transport") or ():
-        yield from transport.get("addresses") or ()
-
-
-def _mx_hosts(r: _Row) -> int | None:
-    dns = r.record.get("dns")
-    return None if dns is None else len(dns.get("mx_hosts") or ())
-
-
-def _host_starttls(transport: dict[str, Any]) -> bool | None:
-    probes = transport.get("addresses") or ()
-    if any(p.get("starttls") == "yes" for p in probes):
-        return True
-    return False if probes and all(p.get("starttls") == "no" for p in probes) else None
-
-
-def _host_pkix(transport: dict[str, Any]) -> bool | None:
-    """As posture rolls a host up: any address valid; false once every address settled it."""
-    probes = transport.get("addresses") or ()
-    if any((p.get("pkix") or {}).get("valid") for p in probes):
-        return True
-    settled = [p for p in probes if p.get("pkix") is not None or p.get("starttls") == "no"]
-    return False if probes and len(settled) == len(probes) else None
-
-
-def _leaf(probe: dict[str, Any]) -> dict[str, Any]:
-    certs = (((probe.get("tls") or {}).get("chain")) or {}).get("certs") or ()
-    return dict(certs[0]) if certs else {}
-
-
-def _c(name: str, type_: str, doc: str, get: Getter) -> tuple[Column, Getter]:
-    assert type_ in TYPES, type_
-    return Column(name, type_, doc), get
-
-
-_DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
-    _c(
-        "domain",
-        "string",
-        "the normalised domain (A-label); for invalid input the raw text",
-        lambda r: r.facts.domain,
-    ),
-    _c(
-        "status",
-        "string",
-        "success / invalid-input / skipped / unknown-error for the domain as a whole",
-        lambda r: r.facts.status,
-    ),
-    _c(
-        "reason",
-        "string",
-        "why status is not success; empty otherwise",
-        lambda r: r.record.get("reason") or None,
-    ),
-    _c(
-        "has_mx",
-        "bool",
-        "at least one MX record that is not the null MX: the base of every figure; "
-        "empty when the MX lookup failed or DNS was not measured",
-        lambda r: _mx_bool(r.facts.mx),
-    ),
-    _c(
-        "mx_state",
-        "string",
-        "mx / null-mx / implicit-only / no-mx / unknown / not-measured",
-        lambda r: r.facts.mx,
-    ),
-    _c("mx_hosts", "int", "MX hosts in the domain's MX answer", _mx_hosts),
-    _c(
-        "provider",
-        "string",
-        "provider of the most preferred MX host, as the provider tables count it",
-        lambda r: r.facts.provider,
-    ),
-    _c(
-        "starttls",
-        "bool",
-        "at least one MX host advertised STARTTLS (posture.starttls all or some)",
-        lambda r: _COVERAGE.get(r.facts.starttls),
-    ),
-    _c(
-        "starttls_coverage",
-        "string",
-        "over the MX hosts: all / some / none / unknown / not-measured",
-        lambda r: r.facts.starttls,
-    ),
-    _c(
-        "pkix_valid",
-        "bool",
-        "at least one MX host presented a PKIX-valid chain for its name (posture.pkix_valid all or some)",
-        lambda r: _COVERAGE.get(r.facts.pkix),
-    ),
-    _c(
-        "pkix_coverage",
-        "string",
-        "over the MX hosts: all / some / none / unknown / not-measured",
-        lambda r: r.facts.pkix,
-    ),
-    _c(
-        "dnssec_mx",
-        "string",
-        "DNSSEC status of the MX answer: secure / insecure / bogus / unknown / not-measured",
-        lambda r: r.facts.dnssec,
-    ),
-    _c(
-        "dnssec_signed",
-        "bool",
-        "the MX answer is DNSSEC-secure (bogus counts as not signed)",
-        lambda r: _SIGNED.get(r.facts.dnssec),
-    ),
-    _c(
-        "dane_published",
-        "bool",
-        "the study's DANE: the MX answer secure and TLSA records in a secure "
-        "answer for some MX host, whether or not they match",
-        lambda r: _YN.get(r.facts.dane),
-    ),
-    _c(
-        "dane_valid",
-        "bool",
-        "at least one MX host's DANE verdict is valid (posture.dane_valid all or some)",
-        lambda r: _COVERAGE.get(_posture(r.record, "dane_valid")),
-    ),
-    _c(
-        "dane_valid_coverage",
-        "string",
-        "over the MX hosts: all / some / none / unknown / not-measured",
-        lambda r: _posture(r.record, "dane_valid"),
-    ),
-    _c(
-        "mta_sts",
-        "bool",
-        "exactly one valid STSv1 TXT record at _mta-sts.<domain> (CNAMEs followed)",
-        lambda r: _YN.get(r.facts.sts_record),
-    ),
-    _c(
-        "mta_sts_policy",
-        "bool",
-        "the policy was also fetched and parsed: the record has an effective mode",
-        lambda r: _YN.get(r.facts.sts_policy),
-    ),
-    _c(
-        "mta_sts_mode",
-        "string",
-        "enforce / testing / none from a valid record and policy; empty otherwise",
-        lambda r: r.facts.sts_mode,
-    ),
-    _c(
-        "mta_sts_delegated",
-        "bool",
-        "the valid record was reached through a CNAME; empty without one",
-        lambda r: r.facts.sts_delegated if r.facts.sts_record == YES else None,
-    ),
-    _c(
-        "mta_sts_findings",
-        "string",
-        "MTA-STS findings (enforce-would-fail, mx-not-covered, ...), ';'-separated",
-        lambda r: _joined((r.record.get("mta_sts") or {}).get("findings") or ()),
-    ),
-    _c(
-        "mta_sts_reasons",
-        "string",
-        "why the TXT record or the policy is invalid, ';'-separated",
-        lambda r: _sts_reasons(r.record),
-    ),
-    _c(
-        "tlsrpt",
-        "bool",
-        "exactly one valid TLS-RPT record with a usable rua URI",
-        lambda r: _YN.get(r.facts.tlsrpt),
-    ),
-    _c(
-        "tlsa_records",
-        "int",
-        "TLSA records in DNSSEC-secure answers over the MX hosts",
-        lambda r: None if r.record.get("dns") is None else len(r.facts.tlsa),
-    ),
-    _c(
-        "smtp_statuses",
-        "string",
-        "SMTP probe statuses over the domain's probed addresses, ';'-separated",
-        lambda r: _joined(p.get("status") for p in _probes(r.record)),
-    ),
-    _c(
-        "pkix_reasons",
-        "string",
-        "PKIX verdict reasons over the domain's probed addresses, ';'-separated",
-        lambda r: _joined((p.get("pkix") or {}).get("reason") for p in _probes(r.record)),
-    ),
-    _c(
-        "errors",
-        "string",
-        "probes that gave no result, as probe:status, ';'-separated",
-        lambda r: _joined(f"{e.get('probe')}:{e.get('status')}" for e in r.record.get("errors") or ()),
-    ),
-    _c(
-        "measured_at",
-        "string",
-        "when the domain's measurement finished, ISO 8601 UTC",
-        lambda r: r.record.get("measured_at"),
-    ),
-    _c(
-        "scan_started",
-        "string",
-        "when the scan run that measured it started, ISO 8601 UTC",
-        lambda r: (r.record.get("scan") or {}).get("started"),
-    ),
-    _c(
-        "dnssec_validating",
-        "bool",
-        "the resolver validated (AD read); when false every DNSSEC answer is unknown",
-        lambda r: (r.record.get("scan") or {}).get("dnssec_validating"),
-    ),
-)
-
-_HOST_COLUMNS: tuple[tuple[Column, Getter], ...] = (
-    _c("domain", "string", "the domain whose MX host this is", lambda r: r.facts.domain),
-    _c("host", "string", "the MX host name", lambda r: r.transport.get("host")),
-    _c("preference", "int", "its MX preference", lambda r: r.transport.get("preference")),
-    _c(
-        "provider",
-        "string",
-        "the provider operating the host; empty if unknown",
-        lambda r: r.transport.get("provider"),
-    ),
-    _c(
-        "preferred",
-        "bool",
-        "the domain's most preferred MX host (lowest preference, then name): the one "
-        "its provider column names",
-        lambda r: r.preferred,
-    ),
-    _c(
-        "addresses_probed",
-        "int",
-        "addresses of the host probed (IPv4 and IPv6)",
-        lambda r: len(r.transport.get("addresses") or ()),
-    ),
-    _c(
-        "addresses_not_probed",
-        "int",
-        "addresses left unprobed by the per-host or per-domain caps",
-        lambda r: sum((r.transport.get("not_probed") or {}).values()),
-    ),
-    _c(
-        "starttls",
-        "bool",
-        "some address advertised STARTTLS; false when every address answered without it",
-        lambda r: _host_starttls(r.transport),
-    ),
-    _c(
-        "pkix_valid",
-        "bool",
-        "some address presented a PKIX-valid chain; false once every address settled it otherwise",
-        lambda r: _host_pkix(r.transport),
-    ),
-    _c(
-        "pkix_reasons",
-        "string",
-        "PKIX verdict reasons over its addresses, ';'-separated",
-        lambda r: _joined((p.get("pkix") or {}).get("reason") for p in r.transport.get("addresses") or ()),
-    ),
-    _c(
-        "smtp_statuses",
-        "string",
-        "SMTP probe statuses over its addresses, ';'-separated",
-        lambda r: _joined(p.get("status") for p in r.transport.get("addresses") or ()),
-    ),
-    _c(
-        "tlsa_published",
-        "bool",
-        "TLSA records in a DNSSEC-secure answer for this host",
-        lambda r: None if r.dns_host is None else _YN.get(host_tlsa(r.dns_host)),
-    ),
-    _c(
-        "dane_status",
-        "string",
-        "DANE verdict in this domain's context: none / valid / mismatch / unusable / "
-        "no-tls / insecure / bogus / undetermined; empty when not assessed",
-        lambda r: (r.transport.get("dane") or {}).get("status"),
-    ),
-    _c(
-        "dane_detail",
-        "string",
-        "why that DANE verdict",
-        lambda r: (r.transport.get("dane") or {}).get("detail") or None,
-    ),
-    _c("dnssec_mx", "string", "DNSSEC status of the domain's MX answer", lambda r: r.facts.dnssec),
-)
-
-_ADDRESS_COLUMNS: tuple[tuple[Column, Getter], ...] = (
-    _c("domain", "string", "the domain whose MX host this address serves", lambda r: r.facts.domain),
-    _c("host", "string", "the MX host name", lambda r: r.transport.get("host")),
-    _c(
-        "provider",
-        "string",
-        "the provider operating the host; empty if unknown",
-        lambda r: r.transport.get("provider"),
-    ),
-    _c(
-        "ref",
-        "string",
-        "the probe's reference (smtp:host@address:port), shared by every domain using the "
-        "host: distinct refs are distinct probes",
-        lambda r: _ref(r.probe),
-    ),
-    _c("address", "string", "the probed IP address", lambda r: r.probe.get("address")),
-    _c(
-        "family",
-        "string",
-        "ipv4 / ipv6",
-        lambda r: "ipv6" if ":" in str(r.probe.get("address", "")) else "ipv4",
-    ),
-    _c("port", "int", "the SMTP port", lambda r: r.probe.get("port")),
-    _c(
-        "status",
-        "string",
-        "the probe's status (success, connection-refused, connection-timeout, io-timeout, "
-        "protocol-error, application-error, ...)",
-        lambda r: r.probe.get("status"),
-    ),
-    _c("phase", "string", "how far the exchange got", lambda r: r.probe.get("phase")),
-    _c("starttls", "string", "STARTTLS advertised: yes / no / unknown", lambda r: r.probe.get("starttls")),
-    _c("banner_code", "int", "the banner's reply code", lambda r: r.probe.get("banner_code")),
-    _c(
-        "tls_version",
-        "string",
-        "the negotiated TLS version; empty without a TLS session",
-        lambda r: (r.probe.get("tls") or {}).get("version"),
-    ),
-    _c(
-        "tls_cipher",
-        "string",
-        "the negotiated cipher suite",
-        lambda r: (r.probe.get("tls") or {}).get("cipher"),
-    ),
-    _c(
-        "pkix_valid",
-        "bool",
-        "the presented chain is PKIX-valid for the MX host name; empty: no verdict",
-        lambda r: (r.probe.get("pkix") or {}).get("valid"),
-    ),
-    _c(
-        "pkix_reason",
-        "string",
-        "the PKIX verdict's reason (ok, expired, self-signed, hostname-mismatch, ...)",
-        lambda r: (r.probe.get("pkix") or {}).get("reason"),
-    ),
-    _c(
-        "cert_not_after",
-        "string",
-        "the leaf certificate's expiry, ISO 8601",
-        lambda r: _leaf(r.probe).get("not_after"),
-    ),
-    _c("cert_issuer", "string", "the leaf certificate's issuer", lambda r: _leaf(r.probe).get("issuer")),
-    _c(
-        "greylisted",
-        "bool",
-        "the first contact was greylisted (450/451)",
-        lambda r: r.probe.get("greylisted"),
-    ),
-    _c("attempts", "int", "connection attempts made", lambda r: r.probe.get("attempts")),
-    _c(
-        "plaintext_injection",
-        "bool",
-        "plaintext followed the STARTTLS reply (RFC 3207 §4.2)",
-        lambda r: r.probe.get("plaintext_injection"),
-    ),
-    _c(
-        "duration_ms",
-        "float",
-        "the probe's wall-clock time in milliseconds",
-        lambda r: r.probe.get("duration_ms"),
-    ),
-    _c("detail", "string", "the failure's detail; empty on success", lambda r: r.probe.get("detail") or None),
-)
-
-#: The stable columns of each level (the contract documented in schema/export-columns.md).
-COLUMNS: dict[str, tuple[Column, ...]] = {
-    "domain": tuple(c for c, _ in _DOMAIN_COLUMNS),
-    "host": tuple(c for c, _ in _HOST_COLUMNS),
-    "address": tuple(c for c, _ in _ADDRESS_COLUMNS),
-}
-_GETTERS: dict[str, tuple[Getter, ...]] = {
-    "domain": tuple(g for _, g in _DOMAIN_COLUMNS),
-    "host": tuple(g for _, g in _HOST_COLUMNS),
-    "address": tuple(g for _, g in _ADDRESS_COLUMNS),
-}
-
-
-def _ref(probe: dict[str, Any]) -> str:
-    address = str(probe.get("address", ""))
-    shown = f"[{address}]" if ":" in address else address
-    return f"smtp:{probe.get('host', '')}@{shown}:{probe.get('port', '')}"
 
 
 _SMTP_FIELDS = (
@@ -528,7 +62,7 @@ def smtp_view(smtp: dict[str, Any]) -> dict[str, Any]:
     view = {key: smtp.get(key) for key in _SMTP_FIELDS}
     tls = smtp.get("tls")
     if tls is not None:
-        leaf = _leaf(smtp)
+        leaf = leaf_cert(smtp)
         certs = [{"not_after": leaf.get("not_after"), "issuer": leaf.get("issuer")}] if leaf else []
         view["tls"] = {"version": tls.get("version"), "cipher": tls.get("cipher"), "chain": {"certs": certs}}
     return view
@@ -548,9 +82,9 @@ class ExportStats:
     duplicates: int = 0
 
 
-def _rows_of(level: str, record: dict[str, Any], facts: DomainFacts) -> Iterator[_Row]:
+def _rows_of(level: str, record: dict[str, Any], facts: DomainFacts) -> Iterator[Row]:
     if level == "domain":
-        yield _Row(record, facts, {}, None, {}, False)
+        yield Row(record, facts, {}, None, {}, False)
         return
     dns_hosts = {h.get("host"): h for h in (record.get("dns") or {}).get("mx_hosts") or ()}
     best = preferred_transport(record)
@@ -558,10 +92,10 @@ def _rows_of(level: str, record: dict[str, Any], facts: DomainFacts) -> Iterator
         dns_host = dns_hosts.get(transport.get("host"))
         preferred = transport is best
         if level == "host":
-            yield _Row(record, facts, transport, dns_host, {}, preferred)
+            yield Row(record, facts, transport, dns_host, {}, preferred)
             continue
         for probe in transport.get("addresses") or ():
-            yield _Row(record, facts, transport, dns_host, probe, preferred)
+            yield Row(record, facts, transport, dns_host, probe, preferred)
 
 
 def export_rows(
@@ -572,7 +106,7 @@ def export_rows(
     that is not a results file or a dangling reference."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
-    getters = _GETTERS[level]
+    getters = GETTERS[level]
     stats = stats if stats is not None else ExportStats()
     seen: set[str] = set()
     for record in read_domain_records(path, _slim if level == "domain" else smtp_view):
@@ -618,7 +152,7 @@ def columns_markdown() -> str:
     lines = [
         "# Columns of `mxscan export`",
         "",
-        "Generated from `report/export.py` (`COLUMNS`); a test keeps this file current. Column names",
+        "Generated from `report/export_columns.py` (`COLUMNS`); a test keeps this file current. Column names",
         "and types are stable: columns are only ever added. Booleans are `true`/`false` in CSV and",
         "`bool` in Parquet; an empty CSV cell or a Parquet null means unknown or not measured, never",
         '"no". Lists are `;`-separated strings. Counting a bool column among the rows where `has_mx`',
