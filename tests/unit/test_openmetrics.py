@@ -164,10 +164,23 @@ def test_provider_label_values_are_escaped() -> None:
     assert samples["mxscan_provider_domains", (("provider", hostile),)] == 1
 
 
-def test_write_atomically_leaves_the_old_file_when_the_directory_is_gone(tmp_path: Path) -> None:
+def test_write_atomically_replaces_the_file_and_leaves_no_temporary_file(tmp_path: Path) -> None:
     target = tmp_path / "m.prom"
     write_atomically(target, "one\n")
     write_atomically(target, "two\n")
     assert target.read_text() == "two\n" and [p.name for p in tmp_path.iterdir()] == ["m.prom"]
     with pytest.raises(OSError):
         write_atomically(tmp_path / "missing" / "m.prom", "x")
+
+
+def test_a_metrics_file_that_cannot_be_written_is_one_warning_never_the_end_of_the_scan(
+    tmp_path: Path,
+) -> None:
+    warnings: list[str] = []
+    now = [0.0]
+    live = LiveMetrics(tmp_path / "gone" / "m.prom", interval=1, clock=lambda: now[0], warn=warnings.append)
+    for step in range(1, 4):
+        now[0] = step * 2.0
+        live.tick()
+    live.write(finished=False)
+    assert len(warnings) == 1 and "cannot write" in warnings[0]
