@@ -294,6 +294,15 @@ async def _scan_with_store(
         live: RunStats[InputItem] = RunStats()
         tail = Tail()
 
+        def observe_tail(politeness: Politeness) -> None:
+            # Only targets some domain still awaits: the probe process's figures are up to a
+            # second old, and a target it has settled since must not linger in the tail.
+            listed = (tuple(key) for key in politeness.get("unresponsive", ()))
+            waiting = [key for key in listed if key in pipeline.awaiting]
+            tail.update(pipeline.domains_awaiting(waiting), len(waiting), politeness.get("deadline"))
+            if progress is not None:
+                progress.set_extra("waiting", tail.text(time.time()) or "0")
+
         def tick() -> None:
             # The store flushes on append; an idle scan (slow domains) still needs its lines written.
             store.flush()
@@ -304,16 +313,15 @@ async def _scan_with_store(
                 print(f"mxscan: WARNING: {_lost_probe_process(offload.lost)}", file=stderr)
             if services is not None:
                 politeness = services.politeness(False)
-                waiting = [tuple(key) for key in politeness.get("unresponsive", ())]
-                tail.update(pipeline.domains_awaiting(waiting), len(waiting), politeness.get("deadline"))
             if progress is not None:
                 progress.set_extra("dns", f"{client.statistics().sent} q")
                 if services is not None:
                     progress.set_extra("parked", str(live.parked))
                     progress.set_extra("throttled", str(politeness.get("throttled", 0)))
                     progress.set_extra("slow", str(politeness.get("slow_hosts", 0)))
-                    # the visible tail: domains waiting on unresponsive hosts, settled at the latest in
-                    progress.set_extra("waiting", tail.text(time.time()) or "0")
+            if services is not None:
+                observe_tail(politeness)
+            if progress is not None:
                 progress.tick()
 
         stop = asyncio.Event()
@@ -342,6 +350,7 @@ async def _scan_with_store(
         if services is not None:
             with contextlib.suppress(OffloadError):
                 await services.refresh(True)
+            observe_tail(services.politeness(False))  # the summary and the last line: settled
         dns_stats = client.statistics()
     if not stats.stopped and not run.input_error:
         _mark_finished(store, run, done)
