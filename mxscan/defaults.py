@@ -37,6 +37,21 @@ PREFLIGHT_BOGUS_NAME = "dnssec-failed.org"
 #: Deadline for the whole pre-flight, after which the resolver is "unreachable".
 PREFLIGHT_TIMEOUT = 5.0
 
+#: Egress pre-flight targets: the inbound MX hosts of the largest mailbox providers (Gmail,
+#: Outlook.com, iCloud, Yahoo), which accept connections on port 25 from anywhere, each
+#: resolved through the scan's resolver (first A and first AAAA).  One of them answering is
+#: enough to show that outbound port 25 works for that family.
+EGRESS_CHECK_HOSTS = (
+    "gmail-smtp-in.l.google.com",
+    "outlook-com.olc.protection.outlook.com",
+    "mx01.mail.icloud.com",
+    "mta5.am0.yahoodns.net",
+)
+
+#: Seconds each pre-flight connection may take (all run at once).  A working path completes
+#: a TCP handshake in well under a second from anywhere; a blocked port never answers.
+EGRESS_TIMEOUT = 4.0
+
 #: Answers for names shared across domains (MX hosts) kept for the whole run.
 #: ~0.5 KB each, so 100k entries stay well under 100 MB.
 SHARED_CACHE_ENTRIES = 100_000

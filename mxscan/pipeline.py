@@ -20,7 +20,8 @@ from engine.status import Status
 from probes.dane.tlsa import DaneResult, DaneStatus, TlsaParseError, TlsaRecord, assess_dane, parse_tlsa
 from probes.dns.probe import probe_dns
 from probes.dns.records import Answer, DnsResult, Dnssec, MxHost, Outcome, TlsaSkip
-from probes.domain import ProbeError
+from probes.dns.reverse import PtrResult
+from probes.domain import ProbeError, host_line, with_ptr
 from probes.mtasts.assess import assess_mta_sts
 from probes.mtasts.fetch import policy_url
 from probes.mtasts.records import MtaStsResult, PolicyFetch
@@ -42,6 +43,7 @@ __all__ = ["DomainOutcome", "Pipeline", "PipelineOptions", "failure_detail"]
 Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
 SmtpProbeFn = Callable[[str, str], Coroutine[Any, Any, SmtpProbe]]
 PolicyFetchFn = Callable[[str, str], Coroutine[Any, Any, tuple[PolicyFetch, bytes | None]]]
+PtrLookupFn = Callable[[str], Coroutine[Any, Any, PtrResult]]
 T = TypeVar("T")
 
 
@@ -182,8 +184,12 @@ class Pipeline:
         provider_of: Callable[[str], str | None],
         options: PipelineOptions,
         now: Callable[[], dt.datetime],
+        lookup_ptr: PtrLookupFn | None = None,
     ) -> None:
         self.lookup_own = lookup_own
+        #: The reverse DNS of an address (shared per address by the caller); its result rides
+        #: on the address's host line.
+        self.lookup_ptr = lookup_ptr
         self.lookup_shared = lookup_shared
         self.validating = validating
         self.probe_smtp = probe_smtp
@@ -286,10 +292,33 @@ class Pipeline:
         """One address's probe; a probe that fails to give a result gives an unknown one for
         this address alone (kept like any result: each address is asked once per run)."""
         assert self.probe_smtp is not None
+        if self.lookup_ptr is not None:
+            # The reverse lookups run while the probe waits on its connection: no time added.
+            async with asyncio.TaskGroup() as group:
+                ptr_task = group.create_task(self._ptr(address))
+                probe = await self._smtp_only(host, address)
+            ptr = ptr_task.result()
+            if ptr is not None:
+                line = with_ptr(probe.host_line, ptr) if probe.host_line else host_line(probe.result, ptr)
+                return SmtpProbe(probe.result, probe.chain_der, line)
+            return probe
+        return await self._smtp_only(host, address)
+
+    async def _smtp_only(self, host: str, address: str) -> SmtpProbe:
+        assert self.probe_smtp is not None
         try:
             return await self.probe_smtp(host, address)
         except Exception as exc:  # the probe process is gone (OffloadLost) or the probe crashed
             return unmeasured_smtp(host, address, self.options.smtp_port, exc)
+
+    async def _ptr(self, address: str) -> PtrResult | None:
+        """The address's reverse DNS; a lookup that crashes leaves the host line without it
+        (null: not looked up), never the SMTP result lost."""
+        assert self.lookup_ptr is not None
+        try:
+            return await self.lookup_ptr(address)
+        except Exception:
+            return None
 
     async def _policy(self, domain: str) -> tuple[Answer, PolicyFetch | None, bytes | None]:
         """Resolve mta-sts.<domain> and fetch its policy when it has an address.

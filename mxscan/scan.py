@@ -44,11 +44,14 @@ from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import PreflightResult, preflight
 from probes.dns.records import Answer, ResolverCheck
 from probes.dns.resolver import StubResolver
+from probes.dns.reverse import PtrResult, lookup_ptr
 from probes.domain import SCHEMA_VERSION, DomainRecord, RunEnd, ScanMeta, host_line, run_line
+from probes.egress import EgressCheck, decide, run_egress_check, skipped
 from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.smtp.records import SmtpResult
 from probes.tls.truststore import TrustStoreError
+from probes.vantage import Vantage, measure_vantage, vantage_warnings
 from report.openmetrics import LiveMetrics
 
 __all__ = ["run_scan"]
@@ -215,6 +218,14 @@ async def _scan_with_store(
             return EXIT_USAGE
         if not _resolver_check_passes(check, resolver_text, cfg.require_validation, stderr):
             return EXIT_USAGE
+        resolver = StubResolver(client, validating=check.reads_ad)
+        egress: EgressCheck | None = None
+        vantage: Vantage | None = None
+        if not cfg.dns_only:
+            egress, vantage, ipv6 = await _egress_preflight(cfg, resolver, stderr)
+            if egress is None:
+                return EXIT_USAGE
+            cfg = dataclasses.replace(cfg, ipv6=ipv6)
         meta = ScanMeta(
             tool="mxscan",
             version=__version__,
@@ -224,12 +235,14 @@ async def _scan_with_store(
             ehlo_name="" if cfg.dns_only else cfg.ehlo_name or "",
             contact=cfg.contact,
             dnssec_check=check.check,
+            egress=egress,
+            vantage=vantage,
         )
         run = _Run(store, done, meta)
         run.metrics = metrics
-        resolver = StubResolver(client, validating=check.reads_ad)
         dns_cache: SingleFlight[tuple[str, str], Answer] = SingleFlight(defaults.SHARED_CACHE_ENTRIES)
         smtp_cache: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
+        ptr_cache: SingleFlight[str, PtrResult] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
 
         async def lookup_shared(name: str, rrtype: str) -> Answer:
             return await dns_cache.get((name, rrtype), lambda: resolver.lookup(name, rrtype))
@@ -238,6 +251,11 @@ async def _scan_with_store(
             # Names of one domain are asked once per run (the list is deduplicated),
             # so they skip the shared cache: no entry, no single-flight bookkeeping.
             return await resolver.lookup(name, rrtype)
+
+        async def ptr_of(address: str) -> PtrResult:
+            # One reverse lookup per address per run; the forward lookups of PTR names go through
+            # the shared cache (a PTR name is often the MX host name itself).
+            return await ptr_cache.get(address, lambda: lookup_ptr(address, lookup_shared))
 
         services: ProbeServices | None = None
         if offload is not None:
@@ -265,6 +283,7 @@ async def _scan_with_store(
                 max_addresses_per_domain=cfg.max_addresses_per_domain,
             ),
             now=lambda: dt.datetime.now(dt.UTC),
+            lookup_ptr=ptr_of if services is not None else None,
         )
 
         async def handle(item: InputItem) -> Finished:

@@ -15,15 +15,21 @@ exactly when its last line is one (``engine.checkpoint.finished``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from engine.records import encode
+import orjson
+
+from engine.records import MAX_LINE_BYTES, decode, encode
 from engine.status import Status
 from probes.dns.records import DnsResult, ResolverCheck
+from probes.dns.reverse import PtrResult
+from probes.egress import EgressCheck
 from probes.mtasts.records import MtaStsResult
 from probes.smtp.records import SmtpResult
 from probes.tlsrpt.record import TlsRptRecord
 from probes.transport import MxTransport, Posture, smtp_ref
+from probes.vantage import Vantage
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,6 +41,7 @@ __all__ = [
     "ScanMeta",
     "host_line",
     "run_line",
+    "with_ptr",
 ]
 
 #: Bumped whenever a field changes meaning or shape; readers check it.
@@ -59,6 +66,12 @@ class ScanMeta:
       dnssec_check: the pre-flight verdict: validating (AD on the signed name, SERVFAIL on the
         bogus one), inconclusive (AD on the signed name, no verdict on the bogus one: AD is read,
         rejection of bogus data was not shown), not-validating; null in files from before it.
+      egress: the egress pre-flight: outbound port 25 per address family (reachable / blocked /
+        untested), whether the scan went IPv4-only because IPv6 was blocked, every attempt;
+        null for DNS-only scans and files from before it.
+      vantage: where the scan measured from: its egress addresses, their PTR names and FCrDNS,
+        the EHLO name's addresses and whether they include an egress address; null for
+        DNS-only scans and files from before it.
     """
 
     tool: str
@@ -69,6 +82,8 @@ class ScanMeta:
     ehlo_name: str
     contact: str
     dnssec_check: ResolverCheck | None = None
+    egress: EgressCheck | None = None
+    vantage: Vantage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +155,8 @@ class HostRecord:
       schema_version: the record schema version (see SCHEMA_VERSION).
       ref: how domain lines reference this probe (MxTransport.smtp_refs): "smtp:host@address:port".
       smtp: the probe's result.
+      ptr: the reverse DNS of the address (PTR names, FCrDNS), looked up once per address per
+        run; null when not looked up (files from before it).
       truncated: JSON paths ("[]" for list items) of the strings and lists cut so the line fits
         MAX_LINE_BYTES (64 KiB), sorted; empty for a complete record.  A cut string ends in "…";
         a cut list keeps its first items.  Peer text is also bounded where it is read (banners and
@@ -151,11 +168,27 @@ class HostRecord:
     ref: str
     smtp: SmtpResult
     truncated: tuple[str, ...] = ()
+    #: Last, with a default: ``with_ptr`` appends it to a line a probe process encoded.
+    ptr: PtrResult | None = None
 
 
-def host_line(result: SmtpResult) -> bytes:
+def host_line(result: SmtpResult, ptr: PtrResult | None = None) -> bytes:
     """The results-file line holding ``result`` (with its newline)."""
-    return encode(HostRecord(schema_version=SCHEMA_VERSION, ref=smtp_ref(result), smtp=result))
+    return encode(HostRecord(schema_version=SCHEMA_VERSION, ref=smtp_ref(result), smtp=result, ptr=ptr))
+
+
+def with_ptr(line: bytes, ptr: PtrResult) -> bytes:
+    """A host line a probe process encoded (``ptr`` null, its last field) with ``ptr`` set: the
+    bytes ``host_line`` would give, without decoding the SMTP result again (a line that would
+    then exceed the cap is decoded and fitted by ``encode``)."""
+    head = line.rstrip(b"\n")
+    if not head.endswith(b',"ptr":null}'):
+        raise ValueError("not a host line without ptr")
+    out = head[: -len(b"null}")] + encode(ptr).rstrip(b"\n") + b"}\n"
+    if len(out) <= MAX_LINE_BYTES:
+        return out
+    record = decode(HostRecord, orjson.loads(head))
+    return encode(dataclasses.replace(record, ptr=ptr))
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,8 @@ __all__ = [
     "decide",
     "parse_target",
     "resolve_targets",
+    "run_egress_check",
+    "skipped",
 ]
 
 Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
@@ -321,3 +323,16 @@ async def resolve_targets(
                 detail = f"{rrtype} lookup {answer.outcome.value}"
                 unresolved.append(EgressAttempt(host, "", port, family, Attempt.UNRESOLVED, "", detail))
     return targets, unresolved
+
+
+async def run_egress_check(
+    specs: Sequence[tuple[str, int]], lookup: Lookup, deadline: float, *, ipv6_wanted: bool
+) -> EgressCheck:
+    """Resolve the targets, connect to every address at once, and assess.  Without IPv6
+    wanted (--no-ipv6) the IPv6 addresses are not tried (``ipv6`` is then "untested")."""
+    targets, unresolved = await resolve_targets(specs, lookup)
+    if not ipv6_wanted:
+        targets = [t for t in targets if family_of(t.address) == "ipv4"]
+        unresolved = [u for u in unresolved if u.family == "ipv4"]
+    attempts = await check_egress(targets, deadline)
+    return assess([*attempts, *unresolved], ipv6_wanted=ipv6_wanted)

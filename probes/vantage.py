@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes.dns.records import Answer, Outcome
-from probes.dns.reverse import PtrResult, lookup_ptr
+from probes.dns.reverse import Fcrdns, PtrResult, lookup_ptr
 from probes.egress import Attempt, EgressAttempt
 
-__all__ = ["Vantage", "egress_addresses", "ehlo_matches", "measure_vantage"]
+__all__ = ["Vantage", "egress_addresses", "ehlo_matches", "measure_vantage", "vantage_warnings"]
 
 Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
 
@@ -71,3 +71,23 @@ async def measure_vantage(attempts: Sequence[EgressAttempt], ehlo_name: str, loo
     else:
         resolved, matches = (), None
     return Vantage(addresses, tuple(await ptrs), resolved, matches)
+
+
+def vantage_warnings(vantage: Vantage, ehlo_name: str) -> list[str]:
+    """What to say at start: an EHLO name that does not resolve to the egress address, an
+    egress address without a forward-confirmed PTR (receivers may reject or tarpit either)."""
+    said = []
+    if vantage.ehlo_matches is False:
+        found = ", ".join(vantage.ehlo_addresses) or "no address"
+        said.append(
+            f"WARNING: the EHLO name {ehlo_name} resolves to {found}, not to this scanner's egress "
+            f"address ({', '.join(vantage.addresses)}): receivers that check it may reject or tarpit the scan"
+        )
+    for ptr in vantage.ptr:
+        if ptr.fcrdns is not Fcrdns.CONFIRMED:
+            names = ", ".join(ptr.names) or "none"
+            said.append(
+                f"WARNING: the egress address {ptr.address} has no forward-confirmed PTR "
+                f"(fcrdns {ptr.fcrdns.value}, PTR names: {names}): receivers may reject or tarpit the scan"
+            )
+    return said

@@ -469,10 +469,21 @@ def up(
         "preflight_bogus": PREFLIGHT_BOGUS[0] if spec.kind == "scenarios" else PREFLIGHT_BOGUS[1],
         # Default ports that were taken, and the port used instead: what ``up`` printed.
         "port_fallbacks": fallbacks,
+        "egress_check": egress_check(f"{dns_addr}:{servers[0]['port']}"),
     }
     _write_json(state_dir / "endpoints.json", endpoints)
     _write_json(state_dir / "state.json", state)
     return state
+
+
+def egress_check(resolver: str) -> list[str]:
+    """The world's targets for a scanner's egress pre-flight (``--egress-check``): its
+    resolver's TCP listener.  Any listener that completes a TCP handshake answers what the
+    pre-flight asks (can this machine connect out?), and it is no MX host, so the check adds
+    no connection to any host's ``stats``.  IPv4 only: the world's one IPv6 address (::1) is an
+    MX host's (working in the catalogue, SYN-dropping in an Internet-like world), so IPv6
+    egress stays "untested" and the scan probes IPv6 as asked."""
+    return [resolver]
 
 
 def _up_tier_b(spec: WorldSpec, state_dir: Path, smtp_port: int | None) -> dict[str, Any]:
@@ -505,9 +516,9 @@ def _up_tier_b(spec: WorldSpec, state_dir: Path, smtp_port: int | None) -> dict[
         world, state_dir, scenarios=spec.kind == "scenarios", spec=asdict(spec), smtp_port=smtp.port,
         start_mail=start_mail,
     )  # fmt: skip
-    if fallbacks:
-        endpoints = json.loads((state_dir / "endpoints.json").read_text())
-        _write_json(state_dir / "endpoints.json", {**endpoints, "port_fallbacks": fallbacks})
+    endpoints = json.loads((state_dir / "endpoints.json").read_text())
+    extra = {"port_fallbacks": fallbacks, "egress_check": egress_check(str(endpoints["dns"]))}
+    _write_json(state_dir / "endpoints.json", {**endpoints, **extra})
     state = {"world": asdict(spec), "tier": "b", "servers": servers, "started": time.time(),
              "port_fallbacks": fallbacks}  # fmt: skip
     _write_json(state_dir / "state.json", state)

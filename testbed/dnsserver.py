@@ -184,7 +184,7 @@ class DnsServer:
         return encode_reply(flags | res.rcode, q.qname, q.qtype, q.qclass, res, edns, truncated)
 
 
-_TYPE_NAMES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 15: "MX", 16: "TXT", 28: "AAAA", 52: "TLSA"}
+_TYPE_NAMES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 52: "TLSA"}
 _TYPE_CODES = {v: k for k, v in _TYPE_NAMES.items()}
 
 
@@ -262,7 +262,7 @@ def _rdata_wire(out: bytearray, seen: dict[str, int], rtype: str, rdata: str) ->
         pref, _, host = rdata.partition(" ")
         out += struct.pack("!H", int(pref))
         _name_wire(out, seen, host)
-    elif rtype in ("CNAME", "NS"):
+    elif rtype in ("CNAME", "NS", "PTR"):
         _name_wire(out, seen, rdata)
     elif rtype == "SOA":
         mname, rname, *numbers = rdata.split()

@@ -13,6 +13,7 @@ are bogus (SERVFAIL without CD).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -91,6 +92,9 @@ class Builder:
         self.zones: dict[str, Zone] = {z.apex: z for z in INFRA_ZONES}
         #: Things built once per world (shared hosts, provider MX sets), by key.
         self.shared: dict[str, object] = {}
+        #: Reverse DNS of a host's addresses other than "PTR to its own name" (the default):
+        #: host name -> the PTR target, or None for no PTR record at all.
+        self.ptr: dict[str, str | None] = {}
 
     def host(self, name: str, *, address: bool = True, **kw: object) -> Host:
         host = Host(name, self.alloc.next() if address else None, **kw)  # type: ignore[arg-type]
@@ -120,6 +124,52 @@ def _selfhosted(
     mx = f"mx.{name}"
     b.host(mx, smtp=smtp, cert=cert, banner=f"{mx} ESMTP mxscan-testbed", tlsa=tlsa, dnssec=dnssec)
     return Domain(name, dnssec=dnssec, mx=(Mx(10, mx),), **domain_kw)  # type: ignore[arg-type]
+
+
+def _ptr(target: str | None) -> Callable[[str, Builder], Domain]:
+    """A good self-hosted MX whose address has a PTR to ``target`` (None: no PTR)."""
+
+    def build(name: str, b: Builder) -> Domain:
+        b.ptr[f"mx.{name}"] = target
+        return _selfhosted(name, b)
+
+    return build
+
+
+#: The scanner's own vantage in every scenario world: 127.0.0.1 (the source address of
+#: every loopback connection) has a PTR to this name, which resolves back to it (FCrDNS),
+#: and it is the EHLO name the end-to-end tests give.
+VANTAGE_ADDRESS = "127.0.0.1"
+VANTAGE_NAME = "scanner.mxscan.test"
+
+
+def reverse_name(address: str) -> str:
+    """in-addr.arpa (RFC 1035 §3.5) / ip6.arpa (RFC 3596 §2.5) owner name, no trailing dot."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 4:
+        return ".".join(reversed(str(ip).split("."))) + ".in-addr.arpa"
+    return ".".join(reversed(ip.exploded.replace(":", ""))) + ".ip6.arpa"
+
+
+def reverse_zones(hosts: list[Host], overrides: dict[str, str | None]) -> tuple[Zone, ...]:
+    """The world's reverse zones: a PTR to its own name for every MX host address, except the
+    hosts in ``overrides`` (another target, or none); the vantage address's PTR and A."""
+    records = {
+        "in-addr.arpa": [Record(reverse_name(VANTAGE_ADDRESS), "PTR", f"{VANTAGE_NAME}.")],
+        "ip6.arpa": [],
+    }
+    seen = {VANTAGE_ADDRESS}
+    for host in hosts:
+        if host.role is not HostRole.MX:
+            continue
+        target = overrides.get(host.name, host.name)
+        for address in host.addresses():
+            if target is None or address in seen:
+                continue  # one PTR per address: shared addresses (::1) keep their first host's
+            seen.add(address)
+            zone = "ip6.arpa" if ":" in address else "in-addr.arpa"
+            records[zone].append(Record(reverse_name(address), "PTR", f"{target}."))
+    return tuple(Zone(apex, UNSIGNED, tuple(recs)) for apex, recs in records.items())
 
 
 def _smtp(behaviour: SmtpBehaviour) -> Callable[[str, Builder], Domain]:
@@ -349,6 +399,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("sts-cname", "mta-sts", "_mta-sts is a CNAME to a policy provider", _sts_cname),
     Scenario("sts-two-records", "mta-sts", "two v=STSv1 TXT records (RFC 8461 §3.1)", _sts(txt=_TWO_TXT, fail="multiple-txt")),
     Scenario("sts-enforce-bad-cert", "mta-sts", "enforce policy, expired MX certificate: mail bounces", _sts(cert=_C.EXPIRED)),
+    Scenario("ptr-mismatch", "dns", "the MX address's PTR names a host that resolves elsewhere (no FCrDNS)", _ptr(f"mx.valid-cert.{SCENARIO_SUFFIX}")),
+    Scenario("ptr-missing", "dns", "the MX address has no PTR record", _ptr(None)),
     Scenario("tlsrpt-valid", "tls-rpt", "valid TLS-RPT record", _tlsrpt("valid")),
     Scenario("tlsrpt-absent", "tls-rpt", "no TLS-RPT record", _tlsrpt("absent")),
     Scenario("tlsrpt-malformed", "tls-rpt", "TLS-RPT record whose rua is not a URI", _tlsrpt("malformed")),
@@ -373,6 +425,12 @@ def scenario_world() -> World:
 
     b = Builder()
     domains = tuple(_with_scenario(s.build(f"{s.key}.{SCENARIO_SUFFIX}", b), s.key) for s in SCENARIOS)
+    test = b.zones["test"]
+    b.zones["test"] = Zone(
+        test.apex, test.status, (*test.records, Record(VANTAGE_NAME, "A", VANTAGE_ADDRESS))
+    )
+    for zone in reverse_zones(b.hosts, b.ptr):
+        b.zone(zone)
     return World("scenarios", domains, tuple(b.hosts), tuple(b.zones.values()), PROVIDERS)
 
 

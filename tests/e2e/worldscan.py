@@ -19,6 +19,12 @@ FAST_SCAN_ARGS = (
 )  # fmt: skip
 
 
+def egress_targets(endpoints: Mapping[str, Any]) -> list[str]:
+    """The world's egress pre-flight targets (its resolver's TCP listener in a world started
+    before ``endpoints.json`` listed them)."""
+    return [str(t) for t in endpoints.get("egress_check") or [endpoints["dns"]]]
+
+
 def world_scan_argv(endpoints: Mapping[str, Any], domains: Path, out: Path, *extra: str) -> list[str]:
     """Every endpoint of the world (resolver, ports, CA, intermediates, bogus name) as options."""
     return [
@@ -27,6 +33,8 @@ def world_scan_argv(endpoints: Mapping[str, Any], domains: Path, out: Path, *ext
         *("--smtp-port", str(endpoints["smtp_port"]), "--https-port", str(endpoints["https_port"])),
         *("--ca-file", str(endpoints["ca_file"]), "--intermediates", str(endpoints["intermediates"])),
         *("--preflight-bogus", str(endpoints["preflight_bogus"])),
+        # The world's own egress pre-flight targets: a test never contacts the default ones.
+        *(arg for target in egress_targets(endpoints) for arg in ("--egress-check", target)),
         *FAST_SCAN_ARGS,
         *extra,
     ]
