@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from engine.checkpoint import MAX_LINE_BYTES, finished, is_marker
+from engine.compressed import CorruptCompressed, compress_frame, is_compressed_path, open_results
 from mxscan import __version__
 from probes.domain import RunEnd, run_line
 from probes.results import is_host_line
@@ -86,8 +87,15 @@ class _Line:
 
 
 def _lines(stream: BinaryIO, label: Path) -> Iterator[_Line]:
-    """Complete lines of a results file; a torn last line is skipped (a kill left it),
-    anything unparseable before the end is refused."""
+    """Complete lines of a results file (plain or compressed: ``open_results``); a torn last
+    line is skipped (a kill left it), anything unparseable before the end is refused."""
+    try:
+        yield from _parsed(stream, label)
+    except CorruptCompressed as exc:
+        raise RetryError(str(exc)) from None
+
+
+def _parsed(stream: BinaryIO, label: Path) -> Iterator[_Line]:
     for number, raw in enumerate(iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b""), start=1):
         if not raw.endswith(b"\n"):
             return  # torn tail (or an over-long line at the end): its domain is measured again
@@ -154,7 +162,7 @@ class RetryRun:
         decides.  Reads only; the file changes when ``merge`` runs."""
         latest: dict[str, bool] = {}
         crashed: set[str] = set()  # refs whose latest host line so far is unknown-error
-        with self.path.open("rb") as stream:
+        with open_results(self.path) as stream:
             for line in _lines(stream, self.path):
                 key = line.key
                 if key is not None:
@@ -177,7 +185,7 @@ class RetryRun:
         side_keys: set[str] = set()
         still_unknown = 0
         side_last: _Line | None = None
-        with self.side.open("rb") as stream:
+        with open_results(self.side) as stream:
             for line in _lines(stream, self.side):
                 side_last = line
                 if (key := line.key) is not None:
@@ -191,7 +199,8 @@ class RetryRun:
         main_keys: set[str] = set()
         main_last: _Line | None = None
         replaced = 0
-        with self.path.open("rb") as source, temporary.open("wb") as target:
+        with open_results(self.path) as source, temporary.open("wb") as raw_target:
+            target = _Framed(raw_target, is_compressed_path(self.path))
             for line in _lines(source, self.path):
                 main_last = line
                 if (key := line.key) is not None:
@@ -201,22 +210,51 @@ class RetryRun:
                         continue
                 if not is_marker(line.record):  # a run line is written anew at the end
                     target.write(line.raw)
-            with self.side.open("rb") as stream:
-                target.writelines(
-                    line.raw for line in _lines(stream, self.side) if not is_marker(line.record)
-                )
+            with open_results(self.side) as stream:
+                for line in _lines(stream, self.side):
+                    if not is_marker(line.record):
+                        target.write(line.raw)
             done = side_finished or (_finishes(main_last) and side_keys <= main_keys)
             if done:
                 marker = side_last if side_finished else main_last
                 assert marker is not None
                 started = str(marker.record["run"].get("started", ""))
+                target.flush()  # the run line stands alone in its member (engine.checkpoint.finished)
                 target.write(_run_line(len(main_keys | side_keys), started))
             target.flush()
-            os.fsync(target.fileno())
+            os.fsync(raw_target.fileno())
         os.replace(temporary, self.path)
         _fsync_directory(self.path.parent)
         self.side.unlink()
         return Merged(replaced, len(side_keys - main_keys), still_unknown, done)
+
+
+class _Framed:
+    """Lines written plain, or as the scan writes a compressed file: a gzip member per
+    ``_FRAME_LINES`` lines (engine.compressed)."""
+
+    def __init__(self, target: BinaryIO, compress: bool) -> None:
+        self._target = target
+        self._compress = compress
+        self._lines: list[bytes] = []
+
+    def write(self, line: bytes) -> None:
+        if not self._compress:
+            self._target.write(line)
+            return
+        self._lines.append(line)
+        if len(self._lines) >= _FRAME_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            self._target.write(compress_frame(b"".join(self._lines)))
+            self._lines.clear()
+        self._target.flush()
+
+
+#: Lines per gzip member when a merge rewrites a compressed file (the store's flush size).
+_FRAME_LINES = 512
 
 
 def _run_line(domains: int, started: str) -> bytes:

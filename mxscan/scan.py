@@ -18,7 +18,7 @@ from typing import Protocol, TextIO
 import orjson
 import uvloop
 
-from engine.checkpoint import ResultStore, StoreError
+from engine.checkpoint import KeySet, ResultStore, StoreError
 from engine.heap import settle_heap
 from engine.inputs import DomainReader, InputError, InputItem, count_names
 from engine.offload import Offload, OffloadError
@@ -74,7 +74,7 @@ Finished = tuple[DomainRecord, tuple[tuple[SmtpProbe, ...], ...]]
 class _Run:
     """The per-run state the scheduler's callbacks close over."""
 
-    def __init__(self, store: ResultStore, done: frozenset[str], meta: ScanMeta) -> None:
+    def __init__(self, store: ResultStore, done: KeySet, meta: ScanMeta) -> None:
         self.store = store
         self.done = done
         self.meta = meta
@@ -189,7 +189,7 @@ async def _scan_with_store(
     items: Iterator[InputItem],
     total: int | None,
     store: ResultStore,
-    done: frozenset[str],
+    done: KeySet,
     prober: SmtpProber | None,
     providers: ProviderMap,
     stderr: TextIO,
@@ -397,7 +397,7 @@ async def _scan_with_store(
     return EXIT_OK
 
 
-def _mark_finished(store: ResultStore, run: _Run, done: frozenset[str]) -> None:
+def _mark_finished(store: ResultStore, run: _Run, done: KeySet) -> None:
     """Every domain of the list has a line: end the file with a run line, unless it already
     ends with one and this run added nothing (see engine.checkpoint, "Finished or not")."""
     if store.finished and not store.appended:
@@ -410,7 +410,7 @@ def _mark_finished(store: ResultStore, run: _Run, done: frozenset[str]) -> None:
         tool="mxscan",
         version=__version__,
     )
-    store.append(run_line(end))
+    store.append_alone(run_line(end))
 
 
 def _lost_probe_process(why: str) -> str:
@@ -507,7 +507,7 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
                 kept, redo = retry.plan()
             else:
                 _settle_leftover_retry(cfg, stderr)
-            done = store.open()
+            done: KeySet = store.open()
         except (StoreError, RetryError) as exc:
             print(f"mxscan: {exc}", file=stderr)
             return EXIT_USAGE

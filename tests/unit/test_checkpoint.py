@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import orjson
@@ -30,9 +33,30 @@ def write_file(path: Path, *keys: str, tail: bytes = b"") -> bytes:
     return data
 
 
+def file_text(path: Path) -> bytes:
+    """The file's bytes, decompressed as far as they go when it is gzip (a torn member too)."""
+    data = path.read_bytes() if path.is_file() else b""
+    out = b""
+    while data[:2] == b"\x1f\x8b":
+        member = zlib.decompressobj(31)
+        try:
+            out += member.decompress(data)
+        except zlib.error:
+            break
+        data = member.unused_data
+    return out or data
+
+
 def reopen(path: Path, **kwargs: object) -> tuple[ResultStore, frozenset[str]]:
+    """``open()``'s keys as a set: the store keeps digests, so every key the file held before
+    opening is asked, and the count shows none beyond them."""
+    field = str(kwargs.get("key_field", "domain"))
+    universe = {m.decode() for m in re.findall(rb'"%s":"([^"\\]*)"' % field.encode(), file_text(path))}
     store = ResultStore(path, **kwargs)  # type: ignore[arg-type]
-    return store, store.open()
+    done = store.open()
+    keys = frozenset(k for k in universe if k in done)
+    assert len(keys) == len(done)
+    return store, keys
 
 
 class FakeClock:
@@ -400,3 +424,154 @@ def test_finished_agrees_with_the_store_and_the_last_line(tmp_path: Path, kinds:
     store, _ = reopen(path)
     assert store.finished is expected
     store.close()
+
+
+# --- compressed results (``*.gz``: one gzip member per flush, engine.compressed) ---------------
+
+
+def members_of(path: Path) -> list[bytes]:
+    data, out = path.read_bytes(), []
+    while data:
+        member = zlib.decompressobj(31)
+        out.append(member.decompress(data))
+        assert member.eof
+        data = member.unused_data
+    return out
+
+
+def test_compressed_store_writes_one_gzip_member_per_flush_and_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson.gz"
+    store = ResultStore(path, flush_lines=2, flush_interval=1e9)
+    store.open()
+    for key in "abcde":
+        store.append(line(key))
+    store.close()
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    assert [len(m.splitlines()) for m in members_of(path)] == [2, 2, 1]
+    assert [r["domain"] for r in read_records(path)] == list("abcde")
+    again, keys = reopen(path)
+    again.close()
+    assert keys == set("abcde") and not again.dropped_torn_tail
+
+
+def test_compressed_torn_last_member_is_cut_and_its_domains_measured_again(tmp_path: Path) -> None:
+    """A kill inside a flush leaves a prefix of one member: it is dropped whole, even the
+    complete lines it already holds (they were never committed)."""
+    path = tmp_path / "out.ndjson.gz"
+    store = ResultStore(path, flush_lines=2, flush_interval=1e9)
+    store.open()
+    for key in ("a", "b", "c", "d"):
+        store.append(line(key, pad="y" * 3000))
+    store.close()
+    good = path.read_bytes()
+    torn = gzip.compress(line("e") + line("f", pad=os.urandom(4000).hex()), mtime=0)
+    path.write_bytes(good + torn[: len(torn) - 40])  # the whole of "e" decodes from this prefix
+    assert [r["domain"] for r in read_records(path)] == ["a", "b", "c", "d", "e"]  # readers: as plain
+    store, keys = reopen(path)
+    assert keys == {"a", "b", "c", "d"} and store.dropped_torn_tail and store.resumed == 4
+    store.append(line("e"))
+    store.close()
+    assert path.read_bytes().startswith(good)
+    assert [r["domain"] for r in read_records(path)] == ["a", "b", "c", "d", "e"]
+
+
+def test_compressed_nul_filler_after_the_last_member_is_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson.gz"
+    good = gzip.compress(line("a"), mtime=0)
+    path.write_bytes(good + b"\x00" * 4096)
+    store, keys = reopen(path)
+    store.close()
+    assert keys == {"a"} and store.dropped_torn_tail and path.read_bytes() == good
+
+
+def test_compressed_damaged_member_before_the_end_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson.gz"
+    first = bytearray(gzip.compress(line("a") * 50, mtime=0))
+    first[20] ^= 0xFF
+    data = bytes(first) + gzip.compress(line("b"), mtime=0)
+    path.write_bytes(data)
+    with pytest.raises(StoreError, match="gzip"):
+        reopen(path)
+    with pytest.raises(StoreError, match="gzip"):
+        list(read_records(path))
+    assert path.read_bytes() == data
+
+
+def test_plain_ndjson_named_gz_is_refused_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson.gz"
+    data = line("a") + line("b")
+    path.write_bytes(data)
+    with pytest.raises(StoreError):
+        reopen(path)
+    assert path.read_bytes() == data
+
+
+def test_compressed_finished_reads_the_run_line_member(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson.gz"
+    store = ResultStore(path)
+    store.open()
+    store.append(line("a"))
+    store.append_alone(orjson.dumps({"schema_version": 2, "run": {"finished": True}}) + b"\n")
+    store.close()
+    assert finished(path) and len(members_of(path)) == 2
+    with path.open("ab") as out:
+        out.write(gzip.compress(line("b"), mtime=0)[:30])  # a later, torn flush
+    assert not finished(path)
+
+
+COUNTING_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import orjson
+from engine.checkpoint import ResultStore
+store = ResultStore(sys.argv[2], flush_lines=int(sys.argv[3]), flush_interval=1e9)
+done = store.open()
+pad = "x" * int(sys.argv[5])
+written = 0
+for i in range(int(sys.argv[4])):
+    key = f"d{i}.example"
+    if key not in done:
+        store.append(orjson.dumps({"schema_version": 1, "domain": key, "pad": pad}) + b"\\n")
+        written += 1
+        if written % int(sys.argv[3]) == 0:
+            sys.stdout.write(f"{written}\\n"); sys.stdout.flush()
+store.close()
+"""
+
+
+@pytest.mark.parametrize("name", ["out.ndjson", "out.ndjson.gz"])
+def test_sigkill_after_random_progress_never_loses_or_duplicates(tmp_path: Path, name: str) -> None:
+    """kill -9 once the writer reports N records flushed (N random, chosen by progress, not by
+    wall clock), for plain and compressed files: after each resume the keys are exactly a
+    prefix, none twice, and a last run completes the list."""
+    path = tmp_path / name
+    rng = random.Random(20261207)
+    count = 100_000
+    previous: frozenset[str] = frozenset()
+    for _ in range(5):
+        flush = rng.choice([1, 7, 64])
+        argv = [sys.executable, "-c", COUNTING_CHILD, str(REPO), str(path), str(flush), str(count)]
+        child = subprocess.Popen([*argv, str(rng.choice([200, 16_000]))], stdout=subprocess.PIPE)
+        assert child.stdout is not None
+        target = rng.randrange(1, 400)
+        while int(child.stdout.readline() or count) < target:
+            pass
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        store, keys = reopen(path)
+        store.close()
+        assert store.duplicate_keys == 0 and keys >= previous
+        assert keys == {f"d{i}.example" for i in range(len(keys))}
+        assert len(list(read_records(path))) == len(keys) == store.resumed
+        previous = keys
+    assert len(previous) < count
+    final = len(previous) + 500
+    subprocess.run(
+        [sys.executable, "-c", COUNTING_CHILD, str(REPO), str(path), "64", str(final), "10"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    store, keys = reopen(path)
+    store.close()
+    assert keys == {f"d{i}.example" for i in range(final)} and store.duplicate_keys == 0

@@ -138,7 +138,8 @@ def test_resume_counts_domain_lines_only(tmp_path: Path) -> None:
     lines = [host_line("smtp:a@1:25"), domain_line("one.test", ("smtp:a@1:25",)), host_line("smtp:b@2:25")]
     path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
     store = ResultStore(path)
-    assert store.open() == frozenset({"one.test"})
+    done = store.open()
+    assert "one.test" in done and len(done) == 1
     assert store.side_records == 2
     store.close()
     assert [is_host_line(r) for r in map(orjson.loads, path.read_bytes().splitlines())] == [True, False, True]
