@@ -51,7 +51,10 @@ retry and cap the truth reads):
   ``probes/transport.py`` does, the certificate of the addresses with TLS.
 - Timeouts say the phase ("connection-timeout" at connect, "io-timeout" at the
   phase, a TLS handshake timeout "tls-handshake-error" at tls) and allow
-  ``1 + timeout_retries`` connections (``max_attempts``); a greylisting 451
+  ``1 + timeout_retries`` connections (``max_attempts``); an address that drops
+  SYNs or refuses, behind several MX names (every silent IPv6 host is ``::1``),
+  costs its first probe only: the scanner records the later names the same,
+  with 0 connections (still within ``max_attempts``); a greylisting 451
   greeting is retried once: "success" with ``greylisted`` true; a host that
   answers 421 above N connections per client never shows it to a scanner
   holding at most ``per_address_connections`` <= N (success); a tarpit greeting
