@@ -15,6 +15,8 @@ is an error (exit 2) before any file is read.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ __all__ = ["add_parsers", "run_diff", "run_export", "run_report", "run_trend"]
 
 EXIT_OK = 0
 EXIT_INPUT = 2
+#: As a process killed by SIGPIPE: the reader of stdout went away.
+EXIT_SIGPIPE = 128 + signal.SIGPIPE
 
 
 def _outputs_ready(*paths: Path | None) -> bool:
@@ -195,6 +199,13 @@ def run_export(args: argparse.Namespace) -> int:
                 stream.writelines(csv_chunks(args.level, rows))
         if target is not None:
             target.replace(args.out)  # a reader never sees half a table
+    except BrokenPipeError:
+        # The reader left (``export ... | head``): nothing more to say.  Point stdout at
+        # /dev/null so the interpreter's own flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_SIGPIPE
     except MissingExtra as exc:
         print(f"mxscan: {exc}", file=sys.stderr)
         return EXIT_INPUT

@@ -240,3 +240,26 @@ def test_the_columns_document_is_current() -> None:
     for level, columns in COLUMNS.items():
         names = [c.name for c in columns]
         assert len(names) == len(set(names)), level
+
+
+def test_a_reader_that_leaves_early_ends_the_export_quietly_with_141(tmp_path: Path) -> None:
+    lines = as_lines(
+        *(
+            record(f"d{i}.example", mx=((10, "mx.x.example", None, (smtp("mx.x.example"),)),))
+            for i in range(3000)
+        )
+    )
+    path = tmp_path / "r.ndjson"
+    path.write_bytes(b"".join(lines))
+    export = subprocess.Popen(
+        [sys.executable, "-m", "mxscan", "export", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert export.stdout is not None and export.stderr is not None
+    assert export.stdout.readline().startswith(b"domain,status,")
+    export.stdout.close()  # as `| head -1` does
+    stderr = export.stderr.read().decode()
+    assert export.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "pipe" not in stderr.lower()
