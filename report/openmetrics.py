@@ -214,8 +214,10 @@ class LiveMetrics:
     the end.
 
     Host lines are kept as the report reads them (``report_view_of_smtp``) and a domain
-    line's references are resolved against them, as ``probes.results`` does for a file:
-    a run writes every host line it references itself, before the domain line.
+    line's references resolve to the latest one before it, as ``probes.results`` resolves
+    a file's (a resumed file's host lines are seeded too).  A reference with no host line
+    is left out rather than raised: the metrics must never stop a scan, and the file
+    written at the end is computed from the results file by the report's own reader.
     """
 
     def __init__(
@@ -239,13 +241,17 @@ class LiveMetrics:
         self._next = self.began + interval
 
     def seed(self, results: Path) -> None:
-        """Count the domains a resumed file already holds (their first lines count)."""
+        """Count the domains a resumed file already holds (their first lines count), and
+        keep its host lines as a domain line written later may reference them too."""
         if results.exists():
-            for record in domain_records(read_records(results), report_view_of_smtp):
-                self.summary.add(record)
+            for record in read_records(results):
+                self._take(record)
 
     def line(self, data: bytes) -> None:
-        record = orjson.loads(data)
+        """One line the scan wrote to the results file."""
+        self._take(orjson.loads(data))
+
+    def _take(self, record: dict[str, Any]) -> None:
         if "ref" in record and "domain" not in record:  # a host line
             smtp = record.get("smtp")
             if isinstance(smtp, dict):

@@ -184,3 +184,23 @@ def test_a_metrics_file_that_cannot_be_written_is_one_warning_never_the_end_of_t
         live.tick()
     live.write(finished=False)
     assert len(warnings) == 1 and "cannot write" in warnings[0]
+
+
+def test_live_metrics_of_a_resumed_scan_count_the_lines_already_in_the_file(tmp_path: Path) -> None:
+    lines = as_lines(*_world())
+    earlier, later = lines[:4], lines[4:]
+    results = tmp_path / "r.ndjson"
+    results.write_bytes(b"".join(earlier))
+    live = LiveMetrics(tmp_path / "m.prom", interval=3600)
+    live.seed(results)
+    for line in later:  # this run's lines; it writes again every host line it references
+        live.line(line)
+    results.write_bytes(b"".join(lines))
+    live.write(finished=False)
+    report_samples = _samples(_mxscan("report", str(results), "--format", "openmetrics"))
+    moving = {"mxscan_scan_duration_seconds", "mxscan_metrics_updated_timestamp_seconds"}
+    samples = _samples((tmp_path / "m.prom").read_text())
+    assert {k: v for k, v in samples.items() if k[0] not in moving} == {
+        k: v for k, v in report_samples.items() if k[0] not in moving
+    }
+    assert samples["mxscan_domains_with_mx", ()] == 5
