@@ -28,7 +28,15 @@ from engine.options import prepare_output, whole
 from probes.results import read_domain_records
 from report.breakdowns import report_view_of_smtp
 from report.diff import diff_records, render_diff_ndjson, render_diff_text
-from report.export import LEVELS, ExportStats, MissingExtra, csv_chunks, export_rows, write_parquet
+from report.export import (
+    LEVELS,
+    ExportError,
+    ExportStats,
+    MissingExtra,
+    csv_chunks,
+    export_rows,
+    write_parquet,
+)
 from report.openmetrics import render_openmetrics, run_seconds
 from report.render_html import render_html
 from report.render_text import render_markdown, render_text
@@ -206,7 +214,7 @@ def run_export(args: argparse.Namespace) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return EXIT_SIGPIPE
-    except MissingExtra as exc:
+    except (MissingExtra, ExportError) as exc:
         print(f"mxscan: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except StoreError as exc:

@@ -39,6 +39,7 @@ __all__ = [
     "COLUMNS",
     "LEVELS",
     "Column",
+    "ExportError",
     "ExportStats",
     "MissingExtra",
     "columns_markdown",
@@ -122,24 +123,31 @@ def export_rows(
             yield tuple(get(row) for get in getters)
 
 
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""  # unknown / not measured: empty, never "false"
-    if value is True or value is False:
-        return "true" if value else "false"
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        # Peer text (banners, details) must not become a spreadsheet formula.
-        return "'" + value
-    return value
+#: CSV text of a bool column's values: unknown / not measured is empty, never "false".
+_BOOL_TEXT = {True: "true", False: "false", None: ""}
+#: A cell starting with one of these is a formula to a spreadsheet.
+_FORMULA = ("=", "+", "-", "@")
 
 
 def csv_chunks(level: str, rows: Iterable[tuple[Any, ...]], batch: int = 2000) -> Iterator[str]:
-    """CSV text (RFC 4180, header first) in chunks of ``batch`` rows."""
+    """CSV text (RFC 4180, header first) in chunks of ``batch`` rows.  The csv module
+    writes None as an empty cell; bools become true/false, and a string that a
+    spreadsheet would read as a formula (peer text: banners, details) gets a leading '."""
+    columns = COLUMNS[level]
+    bools = [i for i, c in enumerate(columns) if c.type == "bool"]
+    strings = [i for i, c in enumerate(columns) if c.type == "string"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([c.name for c in COLUMNS[level]])
+    writer.writerow([c.name for c in columns])
     for n, row in enumerate(rows, 1):
-        writer.writerow([_csv_value(v) for v in row])
+        cells = list(row)
+        for i in bools:
+            cells[i] = _BOOL_TEXT.get(cells[i], cells[i])
+        for i in strings:
+            value = cells[i]
+            if value and value.startswith(_FORMULA):
+                cells[i] = "'" + value
+        writer.writerow(cells)
         if n % batch == 0:
             yield out.getvalue()
             out.seek(0)
@@ -173,6 +181,10 @@ def columns_markdown() -> str:
 
 class MissingExtra(RuntimeError):
     """An optional dependency of the chosen format is not installed."""
+
+
+class ExportError(ValueError):
+    """A value that does not fit its column's type (a results file edited by hand)."""
 
 
 _ARROW_TYPES = {"string": "string", "bool": "bool_", "int": "int64", "float": "float64"}
@@ -210,7 +222,12 @@ def write_parquet(
 
 
 def _batch(pa: Any, schema: Any, rows: list[tuple[Any, ...]]) -> Any:
-    arrays = [pa.array([row[i] for row in rows], type=field.type) for i, field in enumerate(schema)]
+    arrays = []
+    for i, field in enumerate(schema):
+        try:
+            arrays.append(pa.array([row[i] for row in rows], type=field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise ExportError(f"column {field.name}: a value is not of type {field.type} ({exc})") from None
     return pa.record_batch(arrays, schema=schema)
 
 

@@ -263,3 +263,27 @@ def test_a_reader_that_leaves_early_ends_the_export_quietly_with_141(tmp_path: P
     stderr = export.stderr.read().decode()
     assert export.wait(timeout=60) == 141
     assert "Traceback" not in stderr and "pipe" not in stderr.lower()
+
+
+def test_a_hand_edited_value_of_the_wrong_type_is_a_clear_error_in_parquet(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    line = encode(record("a.example", mx=((10, "mx.a.example", None, (smtp("mx.a.example"),)),)))
+    edited = line.replace(b'"dnssec_validating":true', b'"dnssec_validating":"yes"')
+    assert edited != line
+    path = tmp_path / "r.ndjson"
+    path.write_bytes(
+        b"".join(
+            [
+                *as_lines(record("b.example")),
+                *as_lines(record("a.example", mx=((10, "mx.a.example", None, (smtp("mx.a.example"),)),)))[
+                    :-1
+                ],
+                edited,
+            ]
+        )
+    )
+    run = _mxscan("export", str(path), "--format", "parquet", "--out", str(tmp_path / "d.parquet"))
+    assert run.returncode == 2 and "dnssec_validating" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "d.parquet").exists()
+    csv_run = _mxscan("export", str(path))
+    assert csv_run.returncode == 0 and _csv_rows(csv_run.stdout)[1]["dnssec_validating"] == "yes"
