@@ -211,7 +211,9 @@ def test_a_process_substitution_list_is_read_once(world: RunningWorld, tmp_path:
 def test_resume_and_retry_unknown_read_a_fifo_list_once(world: RunningWorld, tmp_path: Path) -> None:
     out = tmp_path / "out.ndjson"
     every = (*NAMES, "timeout.scenario.test")
-    quick_dns = ("--dns-timeout", "0.5", "--dns-attempts", "1")
+    # One attempt bounds timeout.scenario.test's cost; 2 s is far above a loaded machine's
+    # scheduling noise, so no other name becomes unknown (the retry count below would change).
+    quick_dns = ("--dns-timeout", "2", "--dns-attempts", "1")
     (tmp_path / "part.txt").write_text(lines(every[:2]) + "timeout.scenario.test\n")
     first = run(scan_argv(world, "part.txt", out, *quick_dns), tmp_path)
     assert first.returncode == 0, first.stderr
