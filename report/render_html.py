@@ -25,7 +25,7 @@ h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #cb
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
 td,th{padding:.35em .6em;border:1px dashed #cbd5e0;text-align:left;vertical-align:top}
 th{background:#edf2f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.note{color:#4a5568;font-size:.85em;margin:.2em 0}.muted{color:#718096}
+.note{color:#4a5568;font-size:.85em;margin:.2em 0}.muted{color:#4a5568}
 .yes{color:#276749;font-weight:600}.no{color:#9b2c2c}.optional,.partial{color:#975a16;font-weight:600}
 td{word-break:break-word;max-width:28em}
 """

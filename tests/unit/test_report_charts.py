@@ -95,3 +95,14 @@ def test_trend_draws_a_line_per_top_provider_for_each_question() -> None:
     google = rows[0]["providers"]["google.com"]
     assert (google["domains"], google["domains_starttls"]) == (2, 1)
     assert starttls.count("<polyline") == 2
+
+
+def test_every_text_colour_of_the_html_report_meets_wcag_aa_on_its_backgrounds() -> None:
+    from report.render_html import _CSS
+
+    backgrounds = [PAGE_BACKGROUND, *re.findall(r"background:(#[0-9a-f]{6})", _CSS)]
+    colours = re.findall(r"(?<![-\w])color:(#[0-9a-f]{6})", _CSS)
+    assert "#1a202c" in colours and len(backgrounds) >= 2
+    for colour in colours:
+        for background in backgrounds:
+            assert contrast_ratio(colour, background) >= AA_NORMAL_TEXT, (colour, background)
