@@ -65,21 +65,44 @@ class TokenBucket:
 
 
 class _Slot:
-    __slots__ = ("acquired", "bucket", "in_flight", "limit", "peak", "semaphore", "wait_seconds", "waited")
+    __slots__ = (
+        "acquired",
+        "bucket",
+        "in_flight",
+        "limit",
+        "peak",
+        "semaphore",
+        "users",
+        "wait_seconds",
+        "waited",
+    )
 
     def __init__(self, limit: Limit, clock: Clock) -> None:
         self.limit = limit
         self.semaphore = asyncio.Semaphore(limit.concurrency)
         self.bucket = TokenBucket(limit.rate, limit.burst, clock) if limit.rate else None
         self.in_flight = self.peak = self.acquired = self.waited = 0
+        #: Inside ``hold`` (waiting for the semaphore or a token, or holding): never released.
+        self.users = 0
         self.wait_seconds = 0.0
+
+
+def _releasable(slot: _Slot) -> bool:
+    """Idle, nobody waiting, and no rate of its own (back-off lowered or lifted it)."""
+    if slot.users:
+        return False
+    configured = slot.limit.rate
+    current = slot.bucket.rate if slot.bucket is not None else None
+    return current == configured
 
 
 class KeyedLimiter:
     """One slot per key, created on first use from ``limit_for(key)``.
 
     Idle slots beyond ``max_keys`` are evicted least-recently-used first; a slot
-    that is in use is never evicted, so limits hold while work is running.
+    that is in use, has waiters, or holds a rate ``set_rate`` lowered (back-off) is never
+    evicted, so limits hold while work is running and a throttled key stays throttled.
+    A released key comes back at its configured limit; ``evicted`` counts releases.
     """
 
     def __init__(
@@ -95,6 +118,9 @@ class KeyedLimiter:
         self._clock = clock
         self._sleep = sleep
         self._slots: OrderedDict[Hashable, _Slot] = OrderedDict()
+        #: Idle slots released for the bound, and what they had counted (for run totals).
+        self.evicted = 0
+        self.evicted_acquired = self.evicted_waited = 0
 
     def _slot(self, key: Hashable) -> _Slot:
         slot = self._slots.get(key)
@@ -106,17 +132,32 @@ class KeyedLimiter:
         return slot
 
     def _evict(self) -> None:
-        if len(self._slots) <= self._max_keys:
-            return
-        for key in list(self._slots):
-            if len(self._slots) <= self._max_keys:
-                break
-            if self._slots[key].in_flight == 0:
+        # From the least recently used end; a slot that must stay goes to the other end, so
+        # each call looks at a few slots, not all of them (one new key per call in practice).
+        tries = len(self._slots)
+        while len(self._slots) > self._max_keys and tries > 0:
+            tries -= 1
+            key, slot = next(iter(self._slots.items()))
+            if _releasable(slot):
                 del self._slots[key]
+                self.evicted += 1
+                self.evicted_acquired += slot.acquired
+                self.evicted_waited += slot.waited
+            else:
+                self._slots.move_to_end(key)
 
     @asynccontextmanager
     async def hold(self, key: Hashable) -> AsyncIterator[None]:
         slot = self._slot(key)
+        slot.users += 1
+        try:
+            async with self._held(slot):
+                yield
+        finally:
+            slot.users -= 1
+
+    @asynccontextmanager
+    async def _held(self, slot: _Slot) -> AsyncIterator[None]:
         started = self._clock()
         waited = slot.semaphore.locked()
         await slot.semaphore.acquire()

@@ -6,6 +6,11 @@ third of all mail domains), so a scan that resolves ``aspmx.l.google.com`` once
 instead of 20,000 times is both faster and politer.  Domain-specific questions
 join in-flight work but are not retained (``retain=False``), which keeps memory
 O(concurrency + shared names) instead of O(domains).
+
+A caller that has used a value can ``replace`` it by a smaller one that still answers
+later callers (the SMTP results of a host whose line is written: mxscan/hostcache.py),
+and ``forget`` one it cannot use.  Entries beyond ``max_entries`` are evicted least
+recently used first and counted (``evicted``): an evicted answer is only computed again.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ class SingleFlightStats:
     misses: int
     entries: int
     in_flight: int
+    #: Retained answers dropped for the bound (the least recently used first).
+    evicted: int = 0
+    #: Retained answers replaced by a smaller form (``replace``).
+    compacted: int = 0
 
 
 class _LeaderGone(Exception):
@@ -42,7 +51,7 @@ class SingleFlight(Generic[K, V]):
         self._max_entries = max_entries
         self._done: OrderedDict[K, V] = OrderedDict()
         self._running: dict[K, asyncio.Future[V]] = {}
-        self._hits = self._joins = self._misses = 0
+        self._hits = self._joins = self._misses = self._evicted = self._compacted = 0
 
     async def get(self, key: K, compute: Callable[[], Awaitable[V]], *, retain: bool = True) -> V:
         while True:
@@ -78,9 +87,28 @@ class SingleFlight(Generic[K, V]):
                 self._done[key] = value
                 if len(self._done) > self._max_entries:
                     self._done.popitem(last=False)
+                    self._evicted += 1
             return value
         finally:
             del self._running[key]
+
+    def peek(self, key: K) -> V | None:
+        """The retained answer for ``key``, if any (no recency update, not counted)."""
+        return self._done.get(key)
+
+    def replace(self, key: K, old: V, new: V) -> bool:
+        """Retain ``new`` for ``key`` in place of ``old`` (same recency), only while ``old``
+        itself is what is retained: an answer computed again since is never overwritten."""
+        if self._done.get(key) is not old:
+            return False
+        self._done[key] = new
+        self._compacted += 1
+        return True
+
+    def forget(self, key: K, old: V) -> None:
+        """Drop the retained answer for ``key`` if it is ``old``: the next caller computes it again."""
+        if self._done.get(key) is old:
+            del self._done[key]
 
     def statistics(self) -> SingleFlightStats:
         return SingleFlightStats(
@@ -89,4 +117,6 @@ class SingleFlight(Generic[K, V]):
             misses=self._misses,
             entries=len(self._done),
             in_flight=len(self._running),
+            evicted=self._evicted,
+            compacted=self._compacted,
         )

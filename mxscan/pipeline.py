@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from engine.scheduler import parked
 from engine.singleflight import SingleFlight
 from engine.status import Status
+from mxscan.hostcache import needs_chain
 from probes.dane.tlsa import DaneResult, DaneStatus, TlsaParseError, TlsaRecord, assess_dane, parse_tlsa
 from probes.dns.probe import probe_dns
 from probes.dns.records import Answer, DnsResult, Dnssec, MxHost, Outcome, TlsaSkip
@@ -351,18 +352,21 @@ class Pipeline:
         targets = [(h, a) for h, (probed, _) in zip(dns.mx_hosts, selected, strict=True) for a in probed]
         results: dict[tuple[str, str], SmtpProbe] = {}
 
-        async def one(host: str, address: str) -> None:
+        async def one(mx: MxHost, address: str) -> None:
+            host = mx.host
             with self._awaiting((host, address), domain):
-                results[(host, address)] = await self.smtp_cache.get(
-                    (host, address), lambda: self._smtp(host, address)
-                )
+                probe = await self.smtp_cache.get((host, address), lambda: self._smtp(host, address))
+                if needs_chain(probe, mx):  # kept without its chain, which this domain's DANE needs
+                    self.smtp_cache.forget((host, address), probe)
+                    probe = await self.smtp_cache.get((host, address), lambda: self._smtp(host, address))
+                results[(host, address)] = probe
 
         if len(targets) == 1:  # the common case: no task of its own
-            await one(targets[0][0].host, targets[0][1])
+            await one(*targets[0])
         else:
             async with asyncio.TaskGroup() as group:
                 for host, address in targets:
-                    group.create_task(one(host.host, address))
+                    group.create_task(one(host, address))
         at = self.now()
         transports = []
         smtp_probes = []

@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvloop
 
+from engine.backoff import BackoffStats
 from engine.offload import Handler, Offload, OffloadError, Setup, fork_offload
+from mxscan import defaults
 from mxscan.config import ScanConfig
 from mxscan.pipeline import PolicyFetchFn, SmtpProbeFn
 from mxscan.politeness import PoliteProber
@@ -55,8 +58,8 @@ async def _nothing() -> None:
 
 
 def politeness_of(polite: PoliteProber, *, full: bool = True) -> Politeness:
-    """The progress line's figures; ``full`` adds the per-key lists (one entry per provider
-    ever seen: thousands in a big scan, so only for the summary at the end).
+    """The progress line's figures; ``full`` adds the summary's totals per provider and back-off
+    key, with the top ``SUMMARY_TOP_PROVIDERS`` of each.
 
     ``unresponsive``: the (host, address) targets waiting on a deadline now (at most
     ``--max-open-connections`` of them, plus those pausing before a retry), ``deadline``: the
@@ -72,10 +75,31 @@ def politeness_of(polite: PoliteProber, *, full: bool = True) -> Politeness:
     }
     if not full:
         return brief
+    return {"providers": _provider_totals(polite), "backoff": _backoff_totals(backoff), **brief}
+
+
+def _provider_totals(polite: PoliteProber) -> Politeness:
+    """Totals over every provider, and the top ones by connections (one entry per provider
+    would be tens of thousands in a big scan: most self-hosted domains are their own)."""
+    limiter = polite.provider_limits
+    slots = limiter.statistics()
+    top = heapq.nlargest(defaults.SUMMARY_TOP_PROVIDERS, slots, key=lambda s: (s.acquired, s.wait_seconds))
     return {
-        "providers": [dataclasses.asdict(s) for s in polite.provider_limits.statistics()],
-        "backoff": [dataclasses.asdict(b) for b in backoff],
-        **brief,
+        "keys": len(slots),
+        "released": limiter.evicted,
+        "connections": sum(s.acquired for s in slots) + limiter.evicted_acquired,
+        "waited": sum(s.waited for s in slots) + limiter.evicted_waited,
+        "top": [dataclasses.asdict(s) for s in top],
+    }
+
+
+def _backoff_totals(backoff: list[BackoffStats]) -> Politeness:
+    top = heapq.nlargest(defaults.SUMMARY_TOP_PROVIDERS, backoff, key=lambda b: (b.throttles, b.decreases))
+    return {
+        "keys": len(backoff),
+        "throttles": sum(b.throttles for b in backoff),
+        "decreases": sum(b.decreases for b in backoff),
+        "top": [dataclasses.asdict(b) for b in top],
     }
 
 

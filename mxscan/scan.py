@@ -90,6 +90,9 @@ class _Run:
         self._host_lines: dict[str, SmtpResult] = {}
         #: --metrics: sees every line the file gets, so its figures are the file's.
         self.metrics: LiveMetrics | None = None
+        #: The egress pre-flight with every attempt: written once (run line, --summary-json);
+        #: domain lines carry its verdicts (meta.egress).
+        self.egress: EgressCheck | None = None
 
     def record(self, item: InputItem, **fields: object) -> DomainRecord:
         base: dict[str, object] = {
@@ -235,11 +238,12 @@ async def _scan_with_store(
             ehlo_name="" if cfg.dns_only else cfg.ehlo_name or "",
             contact=cfg.contact,
             dnssec_check=check.check,
-            egress=egress,
+            egress=egress.verdict() if egress is not None else None,
             vantage=vantage,
         )
         run = _Run(store, done, meta)
         run.metrics = metrics
+        run.egress = egress
         dns_cache: SingleFlight[tuple[str, str], Answer] = SingleFlight(defaults.SHARED_CACHE_ENTRIES)
         smtp_cache: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
         ptr_cache: SingleFlight[str, PtrResult] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
@@ -397,6 +401,27 @@ async def _scan_with_store(
     return EXIT_OK
 
 
+async def _egress_preflight(
+    cfg: ScanConfig, resolver: StubResolver, stderr: TextIO
+) -> tuple[EgressCheck | None, Vantage | None, bool]:
+    """The egress pre-flight and the vantage: (check, vantage, IPv6 still probed); the check
+    is None when the scan must stop (exit 2; the message is printed)."""
+    if cfg.skip_egress_check:
+        check = skipped()
+    else:
+        specs = cfg.egress_check or tuple((host, cfg.smtp_port) for host in defaults.EGRESS_CHECK_HOSTS)
+        check = await run_egress_check(specs, resolver.lookup, defaults.EGRESS_TIMEOUT, ipv6_wanted=cfg.ipv6)
+    decision = decide(check, ipv6_wanted=cfg.ipv6)
+    if decision.message:
+        print(f"mxscan: {decision.message}", file=stderr)
+    if not decision.proceed:
+        return None, None, cfg.ipv6
+    vantage = await measure_vantage(check.attempts, cfg.ehlo_name or "", resolver.lookup)
+    for warning in vantage_warnings(vantage, cfg.ehlo_name or ""):
+        print(f"mxscan: {warning}", file=stderr)
+    return check, vantage, decision.ipv6
+
+
 def _mark_finished(store: ResultStore, run: _Run, done: KeySet) -> None:
     """Every domain of the list has a line: end the file with a run line, unless it already
     ends with one and this run added nothing (see engine.checkpoint, "Finished or not")."""
@@ -409,6 +434,7 @@ def _mark_finished(store: ResultStore, run: _Run, done: KeySet) -> None:
         ended=_now(),
         tool="mxscan",
         version=__version__,
+        egress=run.egress,
     )
     store.append_alone(run_line(end))
 
@@ -446,6 +472,10 @@ def _write_summary(
             k: v for k, v in (politeness or {}).items() if k not in ("throttled", "unresponsive", "deadline")
         },
         "tail": tail.summary(time.time()),
+        # Where the scan measured from, written once here and on the run line (domain lines
+        # carry only the verdicts): every pre-flight attempt, and the vantage.
+        "egress": run.egress,
+        "vantage": run.meta.vantage,
     }
     path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
 

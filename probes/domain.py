@@ -24,7 +24,7 @@ from engine.records import MAX_LINE_BYTES, decode, encode
 from engine.status import Status
 from probes.dns.records import DnsResult, ResolverCheck
 from probes.dns.reverse import PtrResult
-from probes.egress import EgressCheck
+from probes.egress import EgressCheck, EgressVerdict
 from probes.mtasts.records import MtaStsResult
 from probes.smtp.records import SmtpResult
 from probes.tlsrpt.record import TlsRptRecord
@@ -66,9 +66,10 @@ class ScanMeta:
       dnssec_check: the pre-flight verdict: validating (AD on the signed name, SERVFAIL on the
         bogus one), inconclusive (AD on the signed name, no verdict on the bogus one: AD is read,
         rejection of bogus data was not shown), not-validating; null in files from before it.
-      egress: the egress pre-flight: outbound port 25 per address family (reachable / blocked /
-        untested), whether the scan went IPv4-only because IPv6 was blocked, every attempt;
-        null for DNS-only scans and files from before it.
+      egress: the egress pre-flight's verdicts: outbound port 25 per address family (reachable /
+        blocked / untested), whether it was skipped, whether the scan went IPv4-only because
+        IPv6 was blocked; null for DNS-only scans and files from before it.  Its attempts are
+        written once per run, on the run line (run.egress) and in --summary-json.
       vantage: where the scan measured from: its egress addresses, their PTR names and FCrDNS,
         the EHLO name's addresses and whether they include an egress address; null for
         DNS-only scans and files from before it.
@@ -82,7 +83,7 @@ class ScanMeta:
     ehlo_name: str
     contact: str
     dnssec_check: ResolverCheck | None = None
-    egress: EgressCheck | None = None
+    egress: EgressVerdict | None = None
     vantage: Vantage | None = None
 
 
@@ -202,6 +203,9 @@ class RunEnd:
       ended: when it finished, ISO 8601 UTC.
       tool: always "mxscan".
       version: the mxscan version that finished the file.
+      egress: the egress pre-flight of the run that finished the file: its verdicts and every
+        connection attempt (domain lines carry only the verdicts of the run that wrote them,
+        scan.egress); null for DNS-only runs, merges of --retry-unknown and files from before it.
     """
 
     finished: bool
@@ -210,6 +214,7 @@ class RunEnd:
     ended: str
     tool: str
     version: str
+    egress: EgressCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ __all__ = [
     "EgressCheck",
     "EgressDecision",
     "EgressTarget",
+    "EgressVerdict",
     "Reach",
     "assess",
     "check_egress",
@@ -108,8 +109,29 @@ class EgressAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class EgressVerdict:
+    """The egress pre-flight's verdicts: what a domain line needs to stand alone.
+
+    Repeated on every domain line (``scan.egress``), so it holds no attempt: the attempts are
+    written once per run (the run line and --summary-json; see ``EgressCheck``).
+
+    Fields:
+      skipped: --skip-egress-check: nothing was tried (every verdict "untested").
+      ipv4: outbound port 25 over IPv4: reachable / blocked / untested.
+      ipv6: outbound port 25 over IPv6: reachable / blocked / untested.
+      ipv4_only: IPv6 was blocked while IPv4 worked: the scan probed IPv4 addresses only
+        (--no-ipv6 implied).
+    """
+
+    skipped: bool
+    ipv4: Reach
+    ipv6: Reach
+    ipv4_only: bool
+
+
+@dataclass(frozen=True, slots=True)
 class EgressCheck:
-    """What the egress pre-flight showed.
+    """What the egress pre-flight showed, every attempt included.
 
     Fields:
       skipped: --skip-egress-check: nothing was tried (every verdict "untested").
@@ -125,6 +147,10 @@ class EgressCheck:
     ipv6: Reach
     ipv4_only: bool
     attempts: tuple[EgressAttempt, ...]
+
+    def verdict(self) -> EgressVerdict:
+        """The verdicts without the attempts (what every domain line carries)."""
+        return EgressVerdict(self.skipped, self.ipv4, self.ipv6, self.ipv4_only)
 
 
 @dataclass(frozen=True, slots=True)

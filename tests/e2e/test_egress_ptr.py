@@ -121,6 +121,28 @@ def test_ipv6_unreachable_with_ipv4_fine_scans_ipv4_only_and_records_it(
     assert domains["valid-cert.scenario.test"]["mx_transport"][0]["smtp_refs"]
 
 
+def test_egress_attempts_are_written_once_per_run_not_on_every_domain_line(
+    world: RunningWorld, tmp_path: Path
+) -> None:
+    """Domain lines carry the verdicts only (a line must stand alone, and every byte on it is
+    repeated per domain); the attempts are on the run line and in --summary-json."""
+    v6 = f"[::1]:{_free_port('::1', socket.AF_INET6)}"
+    argv, out = _argv(world, tmp_path, PTR_DOMAINS, *egress_targets(world.endpoints), v6)
+    done = _run([*argv, "--summary-json", str(tmp_path / "summary.json")], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = _lines(out)
+    verdicts = {"skipped": False, "ipv4": "reachable", "ipv6": "blocked", "ipv4_only": True}
+    for record in (r for r in lines if "domain" in r):
+        assert record["scan"]["egress"] == verdicts
+    run = lines[-1]["run"]
+    outcomes = [(a["family"], a["outcome"]) for a in run["egress"]["attempts"]]
+    assert outcomes == [("ipv4", "connected"), ("ipv6", "refused")]
+    assert run["egress"]["attempts"][0]["local_address"] == "127.0.0.1"
+    summary = orjson.loads((tmp_path / "summary.json").read_bytes())
+    assert summary["egress"] == run["egress"]
+    assert summary["vantage"]["addresses"] == ["127.0.0.1"]
+
+
 def test_ptr_matching_mismatching_and_missing_are_recorded_per_address(
     world: RunningWorld, tmp_path: Path
 ) -> None:

@@ -7,10 +7,12 @@ import errno
 
 import pytest
 
+from engine.records import decode
 from probes.dns.records import Answer, Dnssec, Outcome
 from probes.egress import (
     Attempt,
     EgressAttempt,
+    EgressVerdict,
     Reach,
     assess,
     classify_error,
@@ -135,3 +137,14 @@ def _answer(rrtype: str, outcome: Outcome, *data: str) -> Answer:
 )
 def test_ehlo_name_against_the_egress_address(a: Answer, aaaa: Answer, matches: bool | None) -> None:
     assert ehlo_matches(["127.0.0.1"], a, aaaa)[1] is matches
+
+
+def test_a_domain_lines_egress_section_decodes_from_lines_that_still_list_attempts() -> None:
+    """Lines written before the attempts moved to the run line carried them in scan.egress:
+    they still decode (the verdicts are kept, the attempts ignored)."""
+    old = {"skipped": False, "ipv4": "reachable", "ipv6": "untested", "ipv4_only": False,
+           "attempts": [{"host": "a", "address": "127.0.0.9", "port": 25, "family": "ipv4",
+                         "outcome": "connected", "local_address": "127.0.0.1", "detail": ""}]}  # fmt: skip
+    assert decode(EgressVerdict, old) == EgressVerdict(False, Reach.REACHABLE, Reach.UNTESTED, False)
+    check = assess([_at("ipv4", Attempt.CONNECTED), _at("ipv6", Attempt.TIMEOUT)])
+    assert check.verdict() == EgressVerdict(False, Reach.REACHABLE, Reach.BLOCKED, True)
