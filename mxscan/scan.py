@@ -29,6 +29,7 @@ from engine.singleflight import SingleFlight
 from engine.status import Status
 from mxscan import __version__, defaults
 from mxscan.config import ScanConfig
+from mxscan.hostcache import HostLines
 from mxscan.pipeline import Pipeline, PipelineOptions, failure_detail
 from mxscan.probeservice import (
     Politeness,
@@ -49,7 +50,6 @@ from probes.domain import SCHEMA_VERSION, DomainRecord, RunEnd, ScanMeta, host_l
 from probes.egress import EgressCheck, decide, run_egress_check, skipped
 from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber
-from probes.smtp.records import SmtpResult
 from probes.tls.truststore import TrustStoreError
 from probes.vantage import Vantage, measure_vantage, vantage_warnings
 from report.openmetrics import LiveMetrics
@@ -85,9 +85,8 @@ class _Run:
         #: The loss of the probe process has been reported.
         self.warned_lost = False
         self._invalid_seen: set[str] = set()
-        #: ref -> the result its latest host line holds (bounded: an evicted entry only
-        #: costs a repeated, identical line).
-        self._host_lines: dict[str, SmtpResult] = {}
+        #: Which host lines are written; compacts the SMTP cache after each (mxscan/hostcache.py).
+        self.hosts = HostLines(None)
         #: --metrics: sees every line the file gets, so its figures are the file's.
         self.metrics: LiveMetrics | None = None
         #: The egress pre-flight with every attempt: written once (run line, --summary-json);
@@ -117,15 +116,11 @@ class _Run:
     def write(self, record: DomainRecord, hosts: tuple[tuple[SmtpProbe, ...], ...] = ()) -> None:
         """The host lines the record references that this run has not written yet, then the record
         (same buffer, in order: a reference never points past a torn tail)."""
-        lines = self._host_lines
         for transport, probes in zip(record.mx_transport, hosts, strict=True):
-            # the refs the pipeline already made for the record, one per probe, in order
-            for ref, probe in zip(transport.smtp_refs, probes, strict=True):
-                if lines.get(ref) is not probe.result:
+            for probe in probes:
+                if not self.hosts.written(probe):
                     self._append(probe.host_line or host_line(probe.result))
-                    lines[ref] = probe.result
-                    if len(lines) > defaults.SMTP_CACHE_ENTRIES:
-                        del lines[next(iter(lines))]
+                    self.hosts.wrote(probe, transport.dane)
         self._append(encode(record))
         self.written += 1
         if self.progress is not None:
@@ -246,6 +241,7 @@ async def _scan_with_store(
         run.egress = egress
         dns_cache: SingleFlight[tuple[str, str], Answer] = SingleFlight(defaults.SHARED_CACHE_ENTRIES)
         smtp_cache: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
+        run.hosts = HostLines(smtp_cache)
         ptr_cache: SingleFlight[str, PtrResult] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
 
         async def lookup_shared(name: str, rrtype: str) -> Answer:
