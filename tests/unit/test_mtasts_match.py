@@ -146,3 +146,27 @@ def test_coverage_agrees_with_mx_matches(patterns: list[str], hosts: list[str]) 
     assert set(cov.uncovered) == {h.host for h in cov.hosts if h.pattern is None}
     assert set(cov.stale_patterns) == {p for p in patterns if not any(mx_matches(p, h) for h in hosts)}
     assert cov.all_covered == (bool(hosts) and all(any(mx_matches(p, h) for p in patterns) for h in hosts))
+
+
+@pytest.mark.parametrize("name", ["mail.*.example.com", "a*.example.com", "mail.example.*"])
+def test_a_star_outside_the_leftmost_label_matches_nothing_not_even_itself(name: str) -> None:
+    """RFC 8461 §4.1: "*" is only a wildcard as the whole left-most label; a pattern with a "*"
+    elsewhere matches no host, even one spelled exactly like it."""
+    assert not mx_matches(name, name)
+
+
+def test_coverage_keeps_each_unusable_host_apart() -> None:
+    """Hosts that are no usable name (no normalised form) are deduplicated by their text, not
+    all merged into one."""
+    cov = coverage(["*.example.com"], ["a..example.com", "b..example.com", "a..example.com"])
+    assert [h.host for h in cov.hosts] == ["a..example.com", "b..example.com"]
+    assert cov.uncovered == ("a..example.com", "b..example.com")
+
+
+def test_coverage_skips_a_repeated_host_and_goes_on() -> None:
+    """A host listed twice (any spelling) counts once, and the hosts after it still count."""
+    cov = coverage(
+        ["mx1.example.com", "mx2.example.com"], ["mx1.example.com", "MX1.example.com.", "mx2.example.com"]
+    )
+    assert [h.pattern for h in cov.hosts] == ["mx1.example.com", "mx2.example.com"]
+    assert cov.all_covered and cov.stale_patterns == ()
