@@ -4,6 +4,8 @@ Domain lines reference host lines (``probes.domain``); readers that want a
 domain's SMTP results get them here as ``mx_transport[i]["addresses"]`` (a list
 of SMTP result objects, in ``smtp_refs`` order), the shape schema version 1
 embedded.  Version 1 lines pass through unchanged, so reports read old files too.
+The host line's ``ptr`` (the address's reverse DNS) is set as the result's ``ptr`` key
+(absent when the host line has none).
 
 Memory grows with the number of distinct host lines, not domains; ``project``
 keeps only what a reader needs of each SMTP result (a report over 10M domains
@@ -45,6 +47,8 @@ def domain_records(
         if is_host_line(record):
             smtp = record.get("smtp")
             if isinstance(smtp, dict):
+                if record.get("ptr") is not None:
+                    smtp["ptr"] = record["ptr"]  # the address's reverse DNS rides along (see above)
                 hosts[str(record["ref"])] = project(smtp) if project is not None else smtp
             continue
         for transport in record.get("mx_transport") or ():

@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 from report.figures import DNS_UNSETTLED, UNKNOWN, YES, DomainFacts
+from report.ptr import ptr_label
 
 __all__ = [
     "CERT_INVALID",
@@ -314,6 +315,7 @@ def report_view_of_smtp(smtp: dict[str, Any]) -> dict[str, Any]:
     certificate facts shrink to the leaf's expiry)."""
     view = {key: smtp.get(key) for key in _SMTP_FIELDS_USED}
     view["ehlo"] = {"greeting_name": (smtp.get("ehlo") or {}).get("greeting_name", "")}
+    view["ptr"] = ptr_label(smtp.get("ptr"))  # the address's PTR/FCrDNS as one shared label
     not_after = _not_after(smtp)
     view["tls"] = {"chain": {"certs": [{"not_after": not_after}]}} if not_after else None
     return view

@@ -255,6 +255,8 @@ class LiveMetrics:
         if "ref" in record and "domain" not in record:  # a host line
             smtp = record.get("smtp")
             if isinstance(smtp, dict):
+                if record.get("ptr") is not None:
+                    smtp["ptr"] = record["ptr"]  # as probes.results joins it
                 self._hosts[str(record["ref"])] = report_view_of_smtp(smtp)
             return
         if "domain" not in record:

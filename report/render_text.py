@@ -138,6 +138,66 @@ def _providers(summary: dict[str, Any]) -> list[Section]:
     return [study, adoption, hosting]
 
 
+def _vantage(ptr: dict[str, Any]) -> Section:
+    """Where the scan measured from: the report's context for every SMTP figure."""
+    rows = [["vantage", printable(k, 300), f"{v:,}"] for k, v in ptr["vantages"].items()]
+    rows += [["egress pre-flight (port 25)", printable(k), f"{v:,}"] for k, v in ptr["egress"].items()]
+    note = (
+        "Receivers may reject or tarpit a client whose address has no forward-confirmed PTR or whose EHLO "
+        "name does not resolve to it, which changes what they answer. Counted per domain line."
+    )
+    return Section("vantage", "Vantage: where the scan measured from", ["", "Value", "Domains"], rows, [note])
+
+
+def _ptr(ptr: dict[str, Any]) -> list[Section]:
+    total = ptr["addresses"]
+    if not total:
+        return [
+            Section("ptr", "Reverse DNS of probed MX addresses", [], [], ["no probed address in this file"])
+        ]
+
+    def share(n: int, of: int) -> str:
+        return f"{100 * n / of:.1f}%" if of else ""
+
+    rows = [["with a PTR record", f"{ptr['with_ptr']:,}", share(ptr["with_ptr"], total)]]
+    rows += [[printable(k), f"{v:,}", share(v, total)] for k, v in ptr["labels"].items()]
+    overall = Section(
+        "ptr",
+        "Reverse DNS (PTR / FCrDNS) of probed MX addresses",
+        ["PTR / FCrDNS", "Addresses", "Share"],
+        rows,
+        [f"{total:,} distinct probed addresses. {ptr['note']}"],
+    )
+    by_provider = Section(
+        "ptr_providers",
+        "Reverse DNS of probed MX addresses by provider (most addresses first)",
+        [
+            "Provider",
+            "Addresses",
+            "With PTR",
+            "FCrDNS confirmed",
+            "Mismatch",
+            "No PTR",
+            "Unknown",
+            "Not looked up",
+        ],
+        [
+            [
+                printable(r["provider"]),
+                f"{r['addresses']:,}",
+                f"{r['with_ptr']:,} ({share(r['with_ptr'], r['addresses'])})",
+                f"{r['confirmed']:,} ({share(r['confirmed'], r['addresses'])})",
+                f"{r['mismatch']:,}",
+                f"{r['no-ptr']:,}",
+                f"{r['unknown: forward lookup failed'] + r['unknown: PTR lookup failed']:,}",
+                f"{r['not looked up']:,}",
+            ]
+            for r in ptr["providers"]
+        ],
+    )
+    return [overall, by_provider]
+
+
 def _counters(title: str, key: str, counts: dict[str, int], note: str = "") -> Section:
     total = sum(counts.values())
     rows = [[printable(k), f"{v:,}", f"{100 * v / total:.1f}%" if total else ""] for k, v in counts.items()]
@@ -147,7 +207,9 @@ def _counters(title: str, key: str, counts: dict[str, int], note: str = "") -> S
 
 def sections(summary: dict[str, Any]) -> list[Section]:
     """Every table of the report, in order."""
-    out = [_headline(summary), *_providers(summary)]
+    ptr = summary.get("ptr")  # absent in summaries made before it
+    out = [_headline(summary), *([_vantage(ptr)] if ptr else []), *_providers(summary)]
+    out += _ptr(ptr) if ptr else []
     notes = summary.get("failure_notes") or {}
     for title, counts in summary["failures"].items():
         out.append(_counters(title, "failure", counts, notes.get(title, "")))

@@ -10,6 +10,7 @@ from report.breakdowns import Breakdowns
 from report.figures import FOOTNOTES, Headline, domain_facts, headline_figures
 from report.providers import FOOTNOTES as PROVIDER_FOOTNOTES
 from report.providers import ProviderTally
+from report.ptr import PtrTally
 
 __all__ = ["Summary", "summarise"]
 
@@ -28,6 +29,7 @@ class Summary:
         self.headline = Headline()
         self.providers = ProviderTally()
         self.breakdowns = Breakdowns(cap)
+        self.ptr = PtrTally()
         self.seen: set[str] = set()
         self.duplicates = self.unreadable = 0
         self.started: Counter[str] = Counter()
@@ -50,6 +52,7 @@ class Summary:
             self.headline.add(facts)
             self.providers.add(record, facts)
             self.breakdowns.add(record, facts)
+            self.ptr.add(record)
         except (AttributeError, TypeError, ValueError, KeyError):  # a line of another shape
             self.unreadable += 1
 
@@ -69,6 +72,7 @@ class Summary:
             "headline": headline_figures(headline),
             "providers": self.providers.result(self.top),
             **self.breakdowns.result(),
+            "ptr": self.ptr.result(self.top),
             "footnotes": {**FOOTNOTES, **{f"provider_{k}": v for k, v in PROVIDER_FOOTNOTES.items()}},
         }
 

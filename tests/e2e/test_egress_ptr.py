@@ -165,6 +165,24 @@ def test_ptr_matching_mismatching_and_missing_are_recorded_per_address(
     assert vantage["ehlo_matches"] is True
 
 
+def test_the_report_counts_the_scenario_worlds_ptr_verdicts_and_shows_the_vantage(
+    world: RunningWorld, tmp_path: Path
+) -> None:
+    argv, out = _argv(world, tmp_path, PTR_DOMAINS, *egress_targets(world.endpoints))
+    assert _run(argv, cwd=tmp_path).returncode == 0
+    report = _run([str(MXSCAN), "report", str(out), "--format", "json"], cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    ptr = orjson.loads(report.stdout)["ptr"]
+    # one address per scenario: valid-cert confirmed, ptr-mismatch mismatching, ptr-missing without
+    assert (ptr["addresses"], ptr["with_ptr"]) == (3, 2)
+    assert ptr["labels"] == {"confirmed": 1, "mismatch": 1, "no-ptr": 1}
+    assert ptr["egress"] == {"IPv4 reachable, IPv6 untested": 3}
+    (vantage,) = ptr["vantages"]
+    assert vantage.startswith("127.0.0.1 (PTR scanner.mxscan.test; FCrDNS confirmed)")
+    text = _run([str(MXSCAN), "report", str(out)], cwd=tmp_path).stdout
+    assert "Vantage: where the scan measured from" in text and "Reverse DNS (PTR / FCrDNS)" in text
+
+
 def test_an_ehlo_name_that_is_not_the_egress_address_is_warned_about(
     world: RunningWorld, tmp_path: Path
 ) -> None:
