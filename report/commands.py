@@ -78,13 +78,25 @@ def _unfinished(paths: list[Path], allow: bool) -> list[str] | None:
     return found
 
 
+def _reader_left() -> int:
+    """The reader of stdout went away (``... | head``): nothing more to say.  Point stdout
+    at /dev/null so the interpreter's own flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_SIGPIPE
+
+
 def _write(out: Path | None, data: str | bytes) -> int:
     if out is None:
-        if isinstance(data, bytes):
-            sys.stdout.buffer.write(data)
-        else:
-            sys.stdout.write(data)
-        sys.stdout.flush()
+        try:
+            if isinstance(data, bytes):
+                sys.stdout.buffer.write(data)
+            else:
+                sys.stdout.write(data)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return _reader_left()
         return EXIT_OK
     tmp = out.with_name(out.name + ".tmp")
     try:
@@ -208,12 +220,7 @@ def run_export(args: argparse.Namespace) -> int:
         if target is not None:
             target.replace(args.out)  # a reader never sees half a table
     except BrokenPipeError:
-        # The reader left (``export ... | head``): nothing more to say.  Point stdout at
-        # /dev/null so the interpreter's own flush at exit does not fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return EXIT_SIGPIPE
+        return _reader_left()
     except (MissingExtra, ExportError) as exc:
         print(f"mxscan: {exc}", file=sys.stderr)
         return EXIT_INPUT
