@@ -25,6 +25,7 @@ import orjson
 
 from engine.checkpoint import StoreError, is_marker, read_records
 from engine.checkpoint import finished as file_finished
+from engine.compressed import is_compressed_path, last_member
 from probes.results import domain_records
 from report.breakdowns import report_view_of_smtp
 from report.summary import Summary
@@ -190,13 +191,17 @@ def write_atomically(path: Path, text: str) -> None:
 
 def run_seconds(path: str | os.PathLike[str]) -> float | None:
     """The duration the file's closing run line records (started to ended), or None
-    when the file does not end with one (reads only the file's end)."""
+    when the file does not end with one (reads only the file's end: of a compressed
+    file its last member, where a run line always stands alone)."""
     try:
-        with open(path, "rb") as stream:
-            end = stream.seek(0, os.SEEK_END)
-            stream.seek(max(0, end - 4096))
-            tail = stream.read().rstrip(b"\n").rpartition(b"\n")[2]
-        last = orjson.loads(tail)
+        if is_compressed_path(path):
+            tail = last_member(path) or b""
+        else:
+            with open(path, "rb") as stream:
+                end = stream.seek(0, os.SEEK_END)
+                stream.seek(max(0, end - 4096))
+                tail = stream.read()
+        last = orjson.loads(tail.rstrip(b"\n").rpartition(b"\n")[2])
         if not is_marker(last):
             return None
         return round(_iso(last["run"]["ended"]) - _iso(last["run"]["started"]), 3)

@@ -204,3 +204,23 @@ def test_live_metrics_of_a_resumed_scan_count_the_lines_already_in_the_file(tmp_
         k: v for k, v in report_samples.items() if k[0] not in moving
     }
     assert samples["mxscan_domains_with_mx", ()] == 5
+
+
+def test_a_compressed_results_file_gives_the_same_gauges_and_its_duration(tmp_path: Path) -> None:
+    from engine.compressed import compress_frame
+
+    plain = _results(tmp_path / "r.ndjson")
+    body, _, run = plain.read_bytes().rstrip(b"\n").rpartition(b"\n")
+    packed = tmp_path / "r.ndjson.gz"
+    packed.write_bytes(compress_frame(body + b"\n") + compress_frame(run + b"\n"))  # as the scan writes it
+    moving = {"mxscan_metrics_updated_timestamp_seconds"}
+    samples = {
+        path.name: {
+            k: v
+            for k, v in _samples(_mxscan("report", str(path), "--format", "openmetrics")).items()
+            if k[0] not in moving
+        }
+        for path in (plain, packed)
+    }
+    assert samples["r.ndjson.gz"] == samples["r.ndjson"]
+    assert samples["r.ndjson.gz"]["mxscan_scan_duration_seconds", ()] == 100.0
