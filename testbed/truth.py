@@ -35,6 +35,11 @@ Interpretations a reader should know:
   are then None (unknown, never "no record") and there are no findings.
 - ``mx_hosts`` lists every MX host; a scan follows the first ``mx_followed``
   (``MX_HOSTS_FOLLOWED``), and the roll-ups and findings are over those.
+- Every address of an MX host has ``ptr``: what its reverse DNS shows (``fcrdns`` as
+  ``probes/dns/reverse.py`` Fcrdns, ``names``), derived from the world's PTR records and
+  its forward data: "no-ptr" without a PTR record, "confirmed" when a PTR name's A/AAAA
+  holds the address, "unknown" when that lookup fails at a validating resolver (a bogus
+  zone, a resolver fault covering the name), else "mismatch".
 - ``tlsa_data`` gives the association data: ``worldpki.WorldPki.tlsa_data``
   for a running world (real certificates), placeholders otherwise.
 
@@ -68,6 +73,7 @@ retry and cap the truth reads):
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, NamedTuple
@@ -88,7 +94,7 @@ from testbed.world import (
 )
 from testbed.zones import TlsaData, placeholder_tlsa_data
 
-__all__ = ["address_expectation", "domain_truth", "smtp_expectation", "truth"]
+__all__ = ["ReverseDns", "address_expectation", "domain_truth", "smtp_expectation", "truth"]
 
 _S = SmtpBehaviour
 
@@ -143,8 +149,9 @@ def truth(
     """One dict per domain, in the world's domain order."""
     hosts = {h.name: h for h in world.hosts}
     zones = {z.apex: z.status for z in world.zones}
+    reverse = ReverseDns(world)
     for d in world.domains:
-        yield domain_truth(d, hosts, zones, tlsa_data, policy)
+        yield reverse.annotate(domain_truth(d, hosts, zones, tlsa_data, policy))
 
 
 def _zone_status(name: str, zones: dict[str, ZoneStatus]) -> ZoneStatus:
@@ -587,3 +594,62 @@ def _tlsrpt_valid(txt: list[str]) -> bool:
     fields = dict(f.strip().partition("=")[::2] for f in records[0].split(";") if "=" in f)
     rua = [u.strip() for u in fields.get("rua", "").split(",") if u.strip()]
     return bool(rua) and all(u.startswith(("mailto:", "https:")) for u in rua)
+
+
+def _reverse_name(address: str) -> str:
+    """in-addr.arpa (RFC 1035 §3.5) / ip6.arpa (RFC 3596 §2.5) owner name, no trailing dot."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 4:
+        return ".".join(reversed(str(ip).split("."))) + ".in-addr.arpa"
+    return ".".join(reversed(ip.exploded.replace(":", ""))) + ".ip6.arpa"
+
+
+class ReverseDns:
+    """The world's PTR records and the forward data their names lead to, as a validating
+    resolver answers them (the expectation of ``probes/dns/reverse.py``'s FCrDNS)."""
+
+    def __init__(self, world: World) -> None:
+        self.ptr: dict[str, list[str]] = {}
+        self.forward: dict[str, list[str]] = {}
+        records = [r for z in world.zones for r in z.records] + [r for d in world.domains for r in d.extra]
+        for name, rtype, rdata in records:
+            if rtype == "PTR":
+                self.ptr.setdefault(name.lower(), []).append(rdata.lower().removesuffix("."))
+            elif rtype in ("A", "AAAA"):
+                self.forward.setdefault(name.lower(), []).append(str(ipaddress.ip_address(rdata)))
+        self.hosts = {h.name: h for h in world.hosts if h.ipv4 or h.ipv6}
+        self.zones = {z.apex: z.status for z in world.zones}
+        self.faulty = tuple(d.name for d in world.domains if d.fault is not None)
+
+    def _forward_fails(self, name: str) -> bool:
+        """The A/AAAA lookup of ``name`` fails: a resolver fault covers it, or its zone is
+        bogus (SERVFAIL, RFC 4035 §5.5)."""
+        if any(name == f or name.endswith(f".{f}") for f in self.faulty):
+            return True
+        host = self.hosts.get(name)
+        status = host.dnssec if host is not None else _zone_status(name, self.zones)
+        return status is ZoneStatus.BOGUS
+
+    def expectation(self, address: str) -> dict[str, Any]:
+        """``fcrdns`` and ``names`` for one address."""
+        names = list(dict.fromkeys(self.ptr.get(_reverse_name(address), ())))
+        if not names:
+            return {"fcrdns": "no-ptr", "names": []}
+        ip = ipaddress.ip_address(address)
+        failed = False
+        for name in names[:4]:  # probes/dns/reverse.py MAX_FORWARD
+            if self._forward_fails(name):
+                failed = True
+                continue
+            host = self.hosts.get(name)
+            found = [*(host.addresses() if host else ()), *self.forward.get(name, ())]
+            if any(ipaddress.ip_address(a) == ip for a in found):
+                return {"fcrdns": "confirmed", "names": names}
+        return {"fcrdns": "unknown" if failed else "mismatch", "names": names}
+
+    def annotate(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` (``domain_truth``) with ``ptr`` on every address of every MX host."""
+        for host in row["mx_hosts"]:
+            for address in host["addresses"]:
+                address["ptr"] = self.expectation(address["address"])
+        return row

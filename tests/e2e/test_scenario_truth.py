@@ -4,9 +4,10 @@ command, and hold every domain's record to the world's ground truth.
 One test per scenario domain (ids are the domain names), each comparing: DNS
 facts (MX outcome, DNSSEC, CNAME chain, hosts and addresses, TLSA data from the
 real certificates), per MX host and address the SMTP status / phase / STARTTLS /
-PKIX reason, DANE per MX host, MTA-STS record validity, mode and findings, TLS-RPT
-validity and the posture roll-ups.  Where the TXT lookups fail (resolver faults cover
-the names below a domain; bogus zones SERVFAIL) both records are unknown (null).
+PKIX reason and reverse DNS (PTR names, FCrDNS), DANE per MX host, MTA-STS record
+validity, mode and findings, TLS-RPT validity and the posture roll-ups.  Where the TXT
+lookups fail (resolver faults cover the names below a domain; bogus zones SERVFAIL) both
+records are unknown (null).
 """
 
 from __future__ import annotations
@@ -128,8 +129,12 @@ def _smtp_diffs(rec: dict[str, Any], exp: dict[str, Any]) -> Iterator[str]:
         addresses = {a["address"]: a for a in got["addresses"]}
         yield from _diff(f"{where}.addresses", sorted(addresses), sorted(want["ipv4"] + want["ipv6"]))
         smtp = want["smtp"]
+        want_ptr = {a["address"]: a["ptr"] for a in want["addresses"]}
         for address, probe in addresses.items():
             at = f"{where}@{address}"
+            ptr = probe.get("ptr") or {}  # the host line's, joined by probes.results
+            got_ptr = {"fcrdns": ptr.get("fcrdns"), "names": ptr.get("names")}
+            yield from _diff(f"{at}.ptr", got_ptr, want_ptr.get(address))
             yield from _diff(f"{at}.status", probe["status"], smtp["status"])
             yield from _diff(f"{at}.phase", probe["phase"], smtp["phase"])
             yield from _diff(f"{at}.starttls", probe["starttls"], smtp["starttls"])
