@@ -1,0 +1,52 @@
+"""A real scan keeps per host only its verdict once the host line is written, writes each
+host line once, and summarises providers by totals and a top list (issue #17)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from engine.compressed import open_results
+from mxscan import defaults
+from probes.results import is_host_line, read_domain_records
+from testbed.control import WorldSpec
+from testbed.harness import RunningWorld, running_world
+from tests.e2e.worldscan import world_scan_argv
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[RunningWorld]:
+    with running_world(WorldSpec("scenarios")) as running:
+        yield running
+
+
+@pytest.mark.parametrize("name", ["out.ndjson", "out.ndjson.gz"])
+def test_each_host_line_once_and_the_cache_holds_verdicts_after_writing(
+    world: RunningWorld, tmp_path: Path, name: str
+) -> None:
+    out, summary = tmp_path / name, tmp_path / "summary.json"
+    argv = world_scan_argv(
+        world.endpoints, world.state_dir / "domains.txt", out, "--summary-json", str(summary)
+    )
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    with open_results(out) as stream:
+        lines = [orjson.loads(line) for line in stream]
+    refs = Counter(line["ref"] for line in lines if is_host_line(line))
+    assert refs and max(refs.values()) == 1  # no host line written twice in one run
+    shared = sum(
+        1 for r in read_domain_records(out) for t in r["mx_transport"] for ref in t["smtp_refs"]
+    ) - len(refs)
+    assert shared > 0  # domains that reused a host written before them
+    report = orjson.loads(summary.read_bytes())
+    smtp = report["caches"]["smtp"]
+    assert smtp["compacted"] == len(refs) - smtp["evicted"] and smtp["evicted"] == 0
+    providers = report["politeness"]["providers"]
+    assert providers["connections"] >= 1 and len(providers["top"]) <= defaults.SUMMARY_TOP_PROVIDERS
