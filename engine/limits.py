@@ -18,6 +18,14 @@ __all__ = ["KeyedLimiter", "Limit", "LimitStats", "TokenBucket"]
 
 Clock = Callable[[], float]
 
+#: Idle keys kept: a scan of many self-hosted domains (each its own provider, its own
+#: addresses) would otherwise keep a slot (~0.7 KB) per provider and per address for the whole
+#: run.  Keys in use or backed off are kept beyond it; a released key returns at its limit.
+DEFAULT_MAX_KEYS = 10_000
+#: Slots looked at per new key when over the bound: if that many at the least recently used
+#: end are all busy, the map stays over the bound until the next new key (never a full scan).
+_EVICTION_TRIES = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -109,7 +117,7 @@ class KeyedLimiter:
         self,
         limit_for: Callable[[Hashable], Limit],
         *,
-        max_keys: int = 100_000,
+        max_keys: int = DEFAULT_MAX_KEYS,
         clock: Clock = time.monotonic,
         sleep: Callable[[float], object] = asyncio.sleep,
     ) -> None:
@@ -134,7 +142,7 @@ class KeyedLimiter:
     def _evict(self) -> None:
         # From the least recently used end; a slot that must stay goes to the other end, so
         # each call looks at a few slots, not all of them (one new key per call in practice).
-        tries = len(self._slots)
+        tries = min(len(self._slots), _EVICTION_TRIES)
         while len(self._slots) > self._max_keys and tries > 0:
             tries -= 1
             key, slot = next(iter(self._slots.items()))
