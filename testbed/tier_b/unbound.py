@@ -7,6 +7,10 @@ Settings and why (unbound.conf(5), unbound 1.17):
 - ``do-not-query-localhost: no``: every authority is on 127.x;
 - ``local-zone: "test." nodefault``: unbound serves RFC 6761 names such as
   ``test.`` locally unless told not to;
+- ``nodefault`` for ``127.in-addr.arpa.`` and the ``::1`` ip6.arpa name: unbound
+  answers the loopback reverse names itself by default (1.0.0.127 PTR localhost,
+  the rest NXDOMAIN), but the world serves PTR records for its 127.x MX hosts, ``::1``
+  and the scanner's vantage 127.0.0.1, delegated from the private root;
 - ``ede: yes``: RFC 8914 Extended DNS Errors (EDE 6 for bogus answers);
 - ``val-log-level: 2``: one log line per validation failure, with the reason;
 - no chroot, no privilege drop, no daemon, no remote control: the process we
@@ -31,7 +35,17 @@ from pathlib import Path
 
 from testbed.world import ResolverFault, World
 
-__all__ = ["FAULT_ZONE_TYPES", "fault_local_zones", "render_root_hints", "render_unbound_conf"]
+__all__ = [
+    "FAULT_ZONE_TYPES",
+    "LOOPBACK_REVERSE",
+    "fault_local_zones",
+    "render_root_hints",
+    "render_unbound_conf",
+]
+
+#: unbound's default local zones for the loopback reverse names (RFC 6303 §4.2 and §4.3
+#: list them among the zones a resolver serves itself).
+LOOPBACK_REVERSE = ("127.in-addr.arpa", "1." + "0." * 31 + "ip6.arpa")
 
 #: Tier (a) resolver fault -> unbound local-zone type that imitates it.
 FAULT_ZONE_TYPES = {ResolverFault.TIMEOUT: "deny", ResolverFault.REFUSED: "always_refuse"}
@@ -91,6 +105,7 @@ def render_unbound_conf(
         f"\troot-hints: {_quote(root_hints)}",
         f"\ttrust-anchor-file: {_quote(trust_anchor)}",
         '\tlocal-zone: "test." nodefault',
+        *(f'\tlocal-zone: "{zone}." nodefault' for zone in LOOPBACK_REVERSE),
         "\tede: yes",
         "\tval-log-level: 2",
         "\tverbosity: 1",

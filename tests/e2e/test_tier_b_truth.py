@@ -57,3 +57,13 @@ def test_resolver_really_validates(scanned: tuple[dict[str, Any], dict[str, Any]
 def test_tier_b_scan_matches_truth(domain: str, scanned: tuple[dict[str, Any], dict[str, Any]]) -> None:
     records, expected = scanned
     assert differences(records[domain], expected[domain]) == []
+
+
+def test_the_vantage_ptr_is_the_worlds_not_the_resolvers_own_localhost(
+    scanned: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """unbound answers 127.in-addr.arpa itself by default (PTR localhost); the world delegates
+    it from its root instead, so 127.0.0.1 has the world's forward-confirmed PTR (issue #16)."""
+    records, _ = scanned
+    (ptr,) = next(iter(records.values()))["scan"]["vantage"]["ptr"]
+    assert (ptr["names"], ptr["fcrdns"]) == (["scanner.mxscan.test"], "confirmed")

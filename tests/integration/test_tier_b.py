@@ -36,11 +36,11 @@ from hypothesis import strategies as st
 from testbed.control import WorldSpec
 from testbed.harness import Endpoint as EndpointA
 from testbed.harness import running_dns
-from testbed.scenarios import scenario_world
+from testbed.scenarios import VANTAGE_ADDRESS, VANTAGE_NAME, reverse_name, scenario_world
 from testbed.tier_b.signing import canonical_key, ds_rdata, make_key, sign_zone
 from testbed.tier_b.world_b import TIER_A_DIFFERENCES, Endpoint, descendants, running_tier_b, tools_missing
 from testbed.tier_b.zonefiles import NsLayout, build_zones, record_lines
-from testbed.world import ResolverFault, ZoneStatus
+from testbed.world import HostRole, ResolverFault, ZoneStatus
 from testbed.zones import Rr, WorldIndex
 
 WORLD = scenario_world()
@@ -114,7 +114,15 @@ def questions() -> list[tuple[str, str, str, bool]]:
             out += [(d.scenario, mx.host, t, cd) for t in ("A", "AAAA")]
             if mx.host in hosts:
                 out.append((d.scenario, f"_25._tcp.{mx.host}", "TLSA", cd))
-    return out
+    return out + reverse_questions()
+
+
+def reverse_questions() -> list[tuple[str, str, str, bool]]:
+    """PTR of every MX host address and of the scanner's vantage (127.0.0.1, ::1 among them:
+    names a resolver serves locally by default), and the vantage name's A (issue #16)."""
+    addresses = {a for h in WORLD.hosts if h.role is HostRole.MX for a in h.addresses()}
+    out = [("ptr", reverse_name(a), "PTR", False) for a in sorted(addresses | {VANTAGE_ADDRESS})]
+    return [*out, ("ptr", VANTAGE_NAME, "A", False)]
 
 
 QUESTIONS = questions()
