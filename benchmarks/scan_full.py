@@ -112,6 +112,8 @@ def scan_args(world: RunningWorld, extra: list[str]) -> list[str]:
         *("--https-port", str(ep["https_port"]), "--ca-file", ep["ca_file"]),
         *("--intermediates", ep["intermediates"], "--trust-store", "none"),
         *("--ehlo-name", EHLO_NAME, "--preflight-bogus", ep["preflight_bogus"]),
+        # The world's own egress pre-flight targets: a benchmark never contacts the default ones.
+        *(arg for target in ep.get("egress_check") or [ep["dns"]] for arg in ("--egress-check", target)),
         *extra,
     ]
 

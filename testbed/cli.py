@@ -333,6 +333,8 @@ def _up(args: argparse.Namespace) -> int:
         f"--smtp-port {ep['smtp_port']} --https-port {ep['https_port']} --ca-file {ep['ca_file']} "
         f"--intermediates {ep['intermediates']} --trust-store none --ehlo-name scanner.mxscan.test "
         f"--preflight-bogus {ep['preflight_bogus']}"
+        # The world's own egress pre-flight targets, not the default providers' MX hosts.
+        + "".join(f" --egress-check {target}" for target in ep.get("egress_check") or [ep["dns"]])
     )
     return 0
 

@@ -120,7 +120,15 @@ def scan_argv(endpoints: Mapping[str, Any], domains: str, out: str) -> list[str]
         *("--ca-file", str(endpoints["ca_file"]), "--intermediates", str(endpoints["intermediates"])),
         *("--trust-store", "none", "--ehlo-name", EHLO_NAME),
         *("--preflight-bogus", str(endpoints["preflight_bogus"])),
+        *(arg for target in endpoints.get("egress_check") or () for arg in ("--egress-check", str(target))),
     ]
+
+
+def _env_value(value: object) -> object:
+    """A KEY=VALUE value: lists space-separated, None empty."""
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return "" if value is None else value
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -173,9 +181,12 @@ def prepare_tier_b(
         "nginx_conf": str(nginx.conf),
         "postfix_config": str(postfix) if postfix else None,
         "postfix": f"{POSTFIX_HOST}:{postfix_port}" if postfix else None,
+        # The scanner's egress pre-flight target: the resolver's TCP listener (a completed
+        # handshake answers what the pre-flight asks; the default targets are real MX hosts).
+        "egress_check": [f"{resolver[0]}:{resolver[1]}"],
     }
     _write_json(state_dir / "endpoints.json", endpoints)
-    env = {f"MXSCAN_{key.upper()}": "" if value is None else value for key, value in endpoints.items()}
+    env = {f"MXSCAN_{key.upper()}": _env_value(value) for key, value in endpoints.items()}
     (state_dir / "compose.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     stats = {**dns.stats, "pki_s": t1 - t0, "dns_s": t2 - t1, "total_s": time.perf_counter() - t0}
     return TierBFiles(state_dir, endpoints, dns.nsd_conf, dns.unbound_conf, nginx, postfix, stats)

@@ -22,6 +22,7 @@ from testbed.harness import RunningWorld, running_world
 from testbed.internet import internet_scenario_world
 from testbed.scanpolicy import DEFAULT_POLICY
 from testbed.truth import MX_HOSTS_FOLLOWED, truth
+from tests.e2e.worldscan import egress_targets
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -44,6 +45,7 @@ def scanned(world: RunningWorld, tmp_path_factory: pytest.TempPathFactory) -> di
         *("--https-port", str(e["https_port"]), "--trust-store", "none"),
         *("--ca-file", str(e["ca_file"]), "--intermediates", str(e["intermediates"])),
         *("--preflight-bogus", str(e["preflight_bogus"]), "--ehlo-name", "scanner.mxscan.test"),
+        *(arg for target in egress_targets(e) for arg in ("--egress-check", target)),
         *("--progress", "off"),
     ]  # fmt: skip
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=300, check=False)

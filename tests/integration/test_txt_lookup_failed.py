@@ -76,16 +76,20 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict[st
     tmp = tmp_path_factory.mktemp("txt-fail")
     (tmp / "domains.txt").write_text("txt-fail.test\ntxt-ok.test\n")
     out = tmp / "results.ndjson"
-    with resolver(answer) as (host, port):
+    # The egress pre-flight's target: a loopback listener (the kernel completes the handshake),
+    # so the default targets (real providers' MX hosts) are never asked for.
+    with resolver(answer) as (host, port), socket.create_server((HOST, 0)) as egress:
         argv = [
             *(sys.executable, "-m", "mxscan", "scan", str(tmp / "domains.txt"), "--out", str(out)),
             *("--resolver", f"{host}:{port}", "--ehlo-name", "scanner.mxscan.test", "--inline-probes"),
+            *("--egress-check", f"{HOST}:{egress.getsockname()[1]}"),
             *("--smtp-port", str(free_tcp_port()), "--smtp-retries", "0", "--smtp-connect-timeout", "2"),
             *("--dns-timeout", "1", "--dns-attempts", "1", "--progress", "off"),
         ]
         run = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=90, check=False)
     assert run.returncode == 0, run.stderr.decode()[-2000:]
     records = {r["domain"]: r for r in map(orjson.loads, out.read_bytes().splitlines()) if "domain" in r}
+    assert {r["scan"]["egress"]["ipv4"] for r in records.values()} == {"reachable"}
     report = subprocess.run(
         [sys.executable, "-m", "mxscan", "report", str(out), "--format", "json"],
         cwd=ROOT,

@@ -240,6 +240,8 @@ def test_scan_flags_are_those_testbed_up_prints(
     assert _local(scan[2], state) == state / "domains.txt"
     assert _option(scan, "--out") == f"{STATE}/results.ndjson"
     assert _option(scan, "--preflight-bogus") in PREFLIGHT_BOGUS
+    # The egress pre-flight goes to the world's own target (never the default providers' hosts).
+    assert [_option(scan, "--egress-check")] == ep["egress_check"]
     for flag in ("--trust-store", "--ehlo-name"):
         assert _option(scan, flag) == _option(native, flag)
     # prepare's own printed command is the same scan.
