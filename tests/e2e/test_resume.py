@@ -16,6 +16,8 @@ import jsonschema
 import orjson
 import pytest
 
+from engine.checkpoint import finished
+from engine.compressed import open_results
 from mxscan.schema import schema
 from probes.results import read_domain_records
 from testbed.control import NetOptions, WorldSpec
@@ -75,7 +77,11 @@ def _comparable(path: Path) -> dict[str, dict[str, object]]:
 
 
 def _lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
+    """Complete lines in ``path`` now, plain or compressed (read while a scan writes it)."""
+    if not path.exists():
+        return 0
+    with open_results(path) as stream:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 16), b""))
 
 
 def _wait_for_lines(proc: subprocess.Popen[str], out: Path, count: int, deadline: float = 120) -> int:
@@ -89,19 +95,31 @@ def _wait_for_lines(proc: subprocess.Popen[str], out: Path, count: int, deadline
     return lines
 
 
-def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(
-    world: tuple[Endpoint, Path], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def uninterrupted(
+    world: tuple[Endpoint, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, object]]:
+    """The records of an uninterrupted run, once for every kind of results file compared."""
     endpoint, names = world
-    reference = tmp_path / "reference.ndjson"
+    reference = tmp_path_factory.mktemp("reference") / "reference.ndjson"
     subprocess.run(_scan_argv(endpoint, names, reference), check=True, cwd=ROOT, timeout=300)
     expected = _comparable(reference)
     assert len(expected) == DOMAINS
     validator = jsonschema.Draft202012Validator(schema())
     for line in reference.read_bytes().splitlines():
         validator.validate(orjson.loads(line))  # every real record fits the published schema
+    return expected
 
-    out = tmp_path / "killed.ndjson"
+
+@pytest.mark.parametrize("name", ["killed.ndjson", "killed.ndjson.gz"])
+def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(
+    world: tuple[Endpoint, Path], uninterrupted: dict[str, dict[str, object]], tmp_path: Path, name: str
+) -> None:
+    """Plain and compressed results files alike (``*.gz``: a gzip member per flush, a torn last
+    member cut on resume)."""
+    endpoint, names = world
+    expected = uninterrupted
+    out = tmp_path / name
     rng = random.Random(20261129)
     # Each run is killed once it has added a random number of records (at least one flush of
     # new lines, never the whole list): four kills land inside the scan on any machine speed.
@@ -115,9 +133,11 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(
         assert proc.wait() == -signal.SIGKILL, "the scan must still have been running when killed"
     lines = _lines(out)
     assert 0 < lines < DOMAINS
+    assert name.endswith(".gz") == (out.read_bytes()[:2] == b"\x1f\x8b")
     result = subprocess.run(_scan_argv(endpoint, names, out), cwd=ROOT, timeout=300)
     assert result.returncode == 0
     assert _comparable(out) == expected
+    assert finished(out)
 
 
 def test_sigterm_stops_gracefully_and_says_how_to_resume(
