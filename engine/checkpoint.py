@@ -46,6 +46,7 @@ from typing import Any, BinaryIO, Protocol
 import orjson
 
 from engine.compressed import (
+    GZIP_MAGIC,
     CorruptCompressed,
     GzipMembers,
     compress_frame,
@@ -126,14 +127,14 @@ def finished(path: str | os.PathLike[str]) -> bool:
     markers existed) or an unreadable file: False.
     """
     try:
-        if is_compressed_path(path):
+        with open(path, "rb") as stream:
+            compressed = stream.read(2) == GZIP_MAGIC  # sniffed, as open_results does
+            end = stream.seek(0, os.SEEK_END)
+            stream.seek(max(0, end - _MARKER_MAX_BYTES))
+            tail = stream.read()
+        if compressed:
             tail = last_member(path) or b""
             end = len(tail)
-        else:
-            with open(path, "rb") as stream:
-                end = stream.seek(0, os.SEEK_END)
-                stream.seek(max(0, end - _MARKER_MAX_BYTES))
-                tail = stream.read()
     except OSError:
         return False
     if not tail.endswith(b"\n"):

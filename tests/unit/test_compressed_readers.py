@@ -45,6 +45,10 @@ def test_a_compressed_file_is_read_whatever_its_name(tmp_path: Path) -> None:
     path = tmp_path / "renamed.ndjson"
     path.write_bytes(gzip.compress(settled("a.test"), mtime=0) + gzip.compress(settled("b.test"), mtime=0))
     assert [r["domain"] for r in read_domain_records(path)] == ["a.test", "b.test"]
+    assert not finished(path)
+    with path.open("ab") as out:
+        out.write(gzip.compress(run_line(2), mtime=0))
+    assert finished(path)
 
 
 def test_retry_plans_and_merges_a_compressed_file_keeping_it_compressed(tmp_path: Path) -> None:
