@@ -240,3 +240,70 @@ def test_feed_one_does_not_depend_on_how_the_stream_was_split(
         return None, b""
 
     assert run(chunks) == run([whole])
+
+
+# --- boundaries and details the results keep (mutation testing, issue #19) ---------------------
+
+_WAITING = "more than 2048 bytes without a line end"
+_KIB_LINE = b"250-" + b"a" * 1020 + b"\r\n"  # 1,026 bytes
+
+ERROR_DETAILS = [
+    ("line-too-long-whole", b"250 " + b"x" * 2045 + b"\r\n", "line-too-long", "line of 2049 bytes"),
+    ("line-too-long-waiting", b"250 " + b"x" * 2045, "line-too-long", _WAITING),
+    ("line-too-long-waiting-cr", b"250 " + b"x" * 2045 + b"\r", "line-too-long", _WAITING),
+    ("not-a-reply-first-40-bytes", b"X" * 100 + b"\r\n", "not-a-reply", "X" * 40),
+    ("empty-line-is-not-a-reply", b"\n", "not-a-reply", ""),
+    ("not-a-reply-at-most-60-chars", b"\x01" * 50 + b"\r\n", "not-a-reply", "\\x01" * 14 + "\\x0…"),
+    ("bad-code", b"650 no\r\n", "bad-code", "650"),
+    ("invalid-separator-first-40", b"250x" + b"y" * 100 + b"\r\n", "invalid-separator", "250x" + "y" * 36),
+    ("invalid-separator-at-most-60-chars", b"250x" + b"\x01" * 50 + b"\r\n", "invalid-separator",
+     "250x" + "\\x01" * 13 + "\\x0…"),
+    ("inconsistent-code", b"250-a\r\n251 b\r\n", "inconsistent-code", "251 after 250"),
+    ("too-many-lines", b"250-a\r\n" * 256 + b"250 b\r\n", "too-many-lines", "more than 256 lines"),
+    ("reply-too-large", _KIB_LINE * 64 + b"250 b\r\n", "reply-too-large", "more than 65536 bytes"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "detail"), [c[1:] for c in ERROR_DETAILS], ids=[c[0] for c in ERROR_DETAILS]
+)
+def test_protocol_errors_say_what_was_wrong_and_stay_dead(data: bytes, reason: str, detail: str) -> None:
+    """Default caps (2048-byte lines, 256 lines, 64 KiB per reply); the detail names the limit or
+    shows the start of the offending line; a dead parser repeats the same error."""
+    parser = ReplyParser()
+    with pytest.raises(SmtpProtocolError) as caught:
+        parser.feed(data)
+    assert (caught.value.reason, caught.value.detail) == (reason, detail)
+    assert str(caught.value) == (f"{reason}: {detail}" if detail else reason)
+    with pytest.raises(SmtpProtocolError) as again:
+        parser.feed(b"250 ok\r\n")
+    assert (again.value.reason, again.value.detail) == (reason, detail)
+
+
+def test_default_caps_are_inclusive() -> None:
+    """Exactly 2048 bytes per line, 256 lines and 65,536 bytes per reply are accepted."""
+    (reply,) = ReplyParser().feed(b"250 " + b"x" * 2044 + b"\r\n")
+    assert reply.lines == ("x" * 2044,)
+    assert len(ReplyParser().feed(b"250-a\r\n" * 255 + b"250 b\r\n")[0].lines) == 256
+    body = _KIB_LINE * 63 + b"250 " + b"a" * (65536 - 63 * len(_KIB_LINE) - 6) + b"\r\n"
+    assert len(body) == 65536 and len(ReplyParser().feed(body)[0].lines) == 64
+
+
+def test_each_reply_gets_its_own_byte_budget() -> None:
+    """The byte count restarts at zero after every complete reply."""
+    one = b"250-aaaa\r\n250 bb\r\n"
+    parser = ReplyParser(max_bytes=len(one))
+    assert len(parser.feed(one + one + one)) == 3
+
+
+def test_line_text_of_control_bytes_is_escaped_in_full() -> None:
+    """Every byte of a line within the cap is kept: an escaped control byte takes 4 characters,
+    so a line's text may be up to 4 x the line cap, never cut."""
+    (reply,) = ReplyParser().feed(b"250 " + b"\x01" * 2044 + b"\r\n")
+    assert reply.lines == ("\\x01" * 2044,)
+
+
+def test_sanitise_keeps_512_characters_by_default() -> None:
+    assert sanitise("y" * 512) == "y" * 512
+    cut = sanitise("y" * 513)
+    assert len(cut) == 512 and cut.endswith("…")
