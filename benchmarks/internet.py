@@ -17,7 +17,11 @@ Printed per world: time to 99%, 99.9% and 100% of the domains written (from each
 servers (``testbed stats``: the max, and how many hosts got more than the retry policy
 allows, i.e. more than (1 + 2 x --smtp-retries) per probed address: must be 0), peak open
 sockets of the scanner's processes (sampled from /proc every 0.1 s), peak RSS (sum of the
-scan process's and the probe process's VmHWM) and the tail at its peak (--summary-json).
+scan process's and the probe process's VmHWM) and the tail at its peak (--summary-json); and
+per world the scanner's CPU seconds (its processes' rusage) with the load average at the
+start and end of the scan, so that a run slowed by other work on the machine can be told
+from one slowed by the scanner, and how many probes the unreachable-address memory recorded
+without connecting (names behind an address that dropped SYNs or refused).
 
 The aims (issue #12): time to 100% <= time to 99% + one domain's configured worst case
 (WORST_CASE below, from mxscan/defaults.py); time to 99% within 10% of the baseline's;
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -83,9 +88,15 @@ class Run:
     statuses: Counter[str] = field(default_factory=Counter)
     smtp: Counter[str] = field(default_factory=Counter)
     greylisted: int = 0
+    #: Probes recorded from the unreachable-address memory (no connection made).
+    remembered: int = 0
     not_probed: Counter[str] = field(default_factory=Counter)
     tail: dict[str, object] = field(default_factory=dict)
     exit_code: int = 0
+    #: CPU seconds of the scanner's processes (the scan process and its probe process).
+    cpu: float = 0.0
+    #: The machine's 1-minute load average when the scan started and when it ended.
+    load: tuple[float, float] = (0.0, 0.0)
 
 
 def _sockets(pid: int) -> int:
@@ -96,9 +107,16 @@ def _sockets(pid: int) -> int:
     return sum(link.startswith("socket:") for link in links)
 
 
-def _scan(args: list[str], out: Path, summary: Path) -> tuple[float, float, int, int, dict[str, object]]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _scan(args: list[str], out: Path, summary: Path, run: Run) -> None:
+    """Run the scan; fill ``run``'s wall time, peaks, exit code, tail, CPU and load."""
     argv = [sys.executable, "-m", "mxscan", "scan", *args, "--out", str(out), "--fresh"]
     argv += ["--progress", "off", "--summary-json", str(summary)]
+    load_before, cpu_before = os.getloadavg()[0], _children_cpu()
     began = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     peaks: dict[int, int] = {}
@@ -109,9 +127,12 @@ def _scan(args: list[str], out: Path, summary: Path) -> tuple[float, float, int,
             peaks[pid] = max(peaks.get(pid, 0), _vm_hwm_kb(pid))
         sockets = max(sockets, sum(_sockets(pid) for pid in pids))
         time.sleep(0.1)
-    wall = time.perf_counter() - began
-    tail = orjson.loads(summary.read_bytes()).get("tail", {}) if summary.exists() else {}
-    return wall, sum(peaks.values()) / 1024, sockets, proc.returncode, tail
+    run.wall = time.perf_counter() - began
+    # the world's servers are children too, but reaped only at the end: this is the scan's CPU
+    run.cpu = _children_cpu() - cpu_before
+    run.load = (load_before, os.getloadavg()[0])
+    run.tail = orjson.loads(summary.read_bytes()).get("tail", {}) if summary.exists() else {}
+    run.peak_rss_mb, run.peak_sockets, run.exit_code = sum(peaks.values()) / 1024, sockets, proc.returncode
 
 
 def _instant(text: str) -> float:
@@ -126,9 +147,7 @@ def one_world(label: str, spec: WorldSpec, folder: Path) -> Run:
         print(f"  {label}: world up in {time.perf_counter() - began:.0f}s", flush=True)
         control.mail_stats(world.state_dir, reset=True)
         extra = lifted_limits_args(folder)  # defaults for everything else: the point
-        run.wall, run.peak_rss_mb, run.peak_sockets, run.exit_code, run.tail = _scan(
-            scan_args(world, extra), out, summary
-        )
+        _scan(scan_args(world, extra), out, summary, run)
         merged = control.merge_stats(control.mail_stats(world.state_dir))
     addresses: Counter[str] = Counter()  # distinct probed addresses per MX host
     ends: list[float] = []
@@ -148,6 +167,7 @@ def one_world(label: str, spec: WorldSpec, folder: Path) -> Run:
                     addresses[probe["host"]] += 1
                     run.smtp[probe["status"]] += 1
                     run.greylisted += bool(probe.get("greylisted"))
+                    run.remembered += probe["attempts"] == 0 and probe["status"].startswith("connection-")
     connections: dict[str, int] = merged["connections"]
     run.max_connections = max(connections.values(), default=0)
     run.over_policy = sorted(
@@ -184,8 +204,13 @@ def report(runs: list[Run]) -> None:
             f"{r.peak_sockets:>7} {r.peak_rss_mb:>6.0f} {peak:>16}"
         )
     for r in runs:
-        print(f"\n{r.label}: exit {r.exit_code}; domains {dict(r.statuses)}; SMTP probes {dict(r.smtp)}")
+        print(
+            f"\n{r.label}: scanner CPU {r.cpu:.0f} s ({1e6 * r.cpu / max(r.domains, 1):.0f} us/domain), "
+            f"wall {r.wall:.0f} s, load average {r.load[0]:.1f} at the start, {r.load[1]:.1f} at the end"
+        )
+        print(f"  exit {r.exit_code}; domains {dict(r.statuses)}; SMTP probes {dict(r.smtp)}")
         print(f"  greylisted then answered: {r.greylisted}; addresses not probed: {dict(r.not_probed)}")
+        print(f"  recorded from the unreachable-address memory (no connection): {r.remembered}")
         for host, n, allowed in r.over_policy[:10]:
             print(f"  over the retry policy: {host} {n} connections (allowed {allowed})")
     internet, baseline = runs
@@ -196,6 +221,8 @@ def report(runs: list[Run]) -> None:
     print(f"  99% within 10% of baseline: {t99:.1f} vs {b99:.1f}: {t99 <= 1.1 * b99}")
     rate = 0.99 * internet.domains / max(t99, 1e-9)
     print(f"  >= 1,000 domains/s to 99%: {rate:.0f}: {rate >= 1000}")
+    per = [1e6 * r.cpu / max(r.domains, 1) for r in (internet, baseline)]
+    print(f"  (scanner CPU per domain, independent of the machine's load: {per[0]:.0f} vs {per[1]:.0f} us)")
     print(f"  peak RSS < 1 GB: {internet.peak_rss_mb:.0f} MB: {internet.peak_rss_mb < 1024}")
     print(f"  hosts over the retry policy: {len(internet.over_policy)} (must be 0)")
     print(f"  load average at the end: {os.getloadavg()}")
