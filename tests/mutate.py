@@ -41,7 +41,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "probes/smtp/ehlo.py": ("test_smtp_ehlo.py",),
     "probes/tls/names.py": ("test_tls_verify.py", "test_tls_cn_fallback.py"),
     "probes/transport.py": ("test_transport_rollups.py", "test_edge_behaviours.py", "test_dane.py"),
-    "probes/providers.py": ("test_providers.py", "test_edge_behaviours.py"),
+    "probes/providers.py": ("test_providers.py", "test_providers_edges.py", "test_edge_behaviours.py"),
     "engine/inputs.py": ("test_inputs.py",),
     "engine/limits.py": ("test_limits.py",),
     "engine/backoff.py": ("test_backoff.py",),
