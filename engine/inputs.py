@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from engine.checkpoint import DigestSet
 from engine.names import escape_text, normalise_domain
 
 __all__ = [
@@ -255,14 +256,15 @@ class DomainReader:
     """Iterate the names of one list (a path, or ``"-"`` for stdin), once.
 
     Duplicates (by normalised name) are skipped and counted in ``stats``; the
-    set of names seen is the reader's only memory that grows with the list.
+    set of names seen is the reader's only memory that grows with the list, kept as
+    8-byte digests (``DigestSet``: ~18 bytes per name instead of ~110 for the names).
     """
 
     def __init__(self, source: str | os.PathLike[str], *, stdin: BinaryIO | None = None) -> None:
         self.source = source
         self._stdin = stdin
         self.stats = InputStats()
-        self._seen: set[str] = set()
+        self._seen = DigestSet()
         self._started = False
 
     @property
