@@ -98,3 +98,57 @@ def test_a_refused_list_names_the_file(tmp_path: Path) -> None:
         update_psl(str(source), str(tmp_path / "out.dat"))
     assert str(caught.value).startswith(f"{source}: no '")
     assert not (tmp_path / "out.dat").exists()
+
+
+def _real_list() -> bytes:
+    return Path(PSLFILE).read_bytes()
+
+
+def test_a_list_of_exactly_the_size_cap_is_accepted_one_byte_more_refused(tmp_path: Path) -> None:
+    from probes.providers import MAX_PSL_BYTES
+
+    body = _real_list() + b"\n"
+    padded = body + b"/" * (MAX_PSL_BYTES - len(body) - 1) + b"\n"  # one long comment line
+    assert len(padded) == MAX_PSL_BYTES
+    source = tmp_path / "list.dat"
+    source.write_bytes(padded)
+    update_psl(str(source), str(tmp_path / "ok.dat"))
+    source.write_bytes(padded + b"\n")
+    with pytest.raises(ProviderMapError) as caught:
+        update_psl(str(source), str(tmp_path / "too-big.dat"))
+    assert str(caught.value) == f"{source}: larger than {MAX_PSL_BYTES} bytes"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe" + b"com\n", ": not UTF-8 ("),
+        (
+            b"// ===BEGIN ICANN DOMAINS===\ncom\n",
+            ": gives 'co.uk' for mx.example.co.uk, not example.co.uk",
+        ),
+    ],
+    ids=["not-utf8", "fails-the-sanity-check"],
+)
+def test_a_refused_list_says_why(tmp_path: Path, content: bytes, message: str) -> None:
+    source = tmp_path / "bad.dat"
+    source.write_bytes(content)
+    with pytest.raises(ProviderMapError) as caught:
+        update_psl(str(source), str(tmp_path / "out.dat"))
+    assert str(caught.value).startswith(f"{source}{message}")
+
+
+def test_updating_the_list_again_replaces_it(tmp_path: Path) -> None:
+    source = tmp_path / "list.dat"
+    dest = tmp_path / "cache" / "public_suffix_list.dat"
+    for extra in (b"\nfirst.example\n", b"\nsecond.example\n"):
+        source.write_bytes(_real_list() + extra)
+        update_psl(str(source), str(dest))  # the second time the directory exists
+        assert dest.read_bytes() == source.read_bytes()
+
+
+def test_the_memo_is_bounded() -> None:
+    providers = ProviderMap(cache_size=2)
+    for host in ("a.example.com", "b.example.org", "c.example.net"):
+        assert providers.provider_of(host) == host.partition(".")[2]
+    assert "maxsize=2" in providers.cache_info() and "currsize=2" in providers.cache_info()
