@@ -44,7 +44,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "probes/providers.py": ("test_providers.py", "test_providers_edges.py", "test_edge_behaviours.py"),
     "engine/inputs.py": ("test_inputs.py",),
     "engine/limits.py": ("test_limits.py",),
-    "engine/backoff.py": ("test_backoff.py",),
+    "engine/backoff.py": ("test_backoff.py", "test_backoff_edges.py"),
 }
 
 
