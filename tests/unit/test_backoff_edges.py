@@ -93,3 +93,34 @@ def test_slow_lane_remembers_a_slow_host_and_forgets_the_oldest_beyond_its_size(
     lane.observe("b", greeting_delay=5.0)
     lane.observe("c", greeting_delay=5.0)
     assert len(lane) == 2 and not lane.is_slow("a") and lane.is_slow("b") and lane.is_slow("c")
+
+
+def test_small_positive_parameters_are_accepted() -> None:
+    _, _, policy = _setup(unlimited_rate=0.5, floor=0.1)
+    assert policy.unlimited_rate == 0.5
+    lane = SlowLane(max_hosts=1)
+    lane.observe("a", greeting_delay=None, timed_out=True)
+    lane.observe("b", greeting_delay=None, timed_out=True)
+    assert (len(lane), lane.is_slow("b")) == (1, True)
+
+
+def test_statistics_of_a_key_unlimited_again_say_so() -> None:
+    clock, _, policy = _setup(increase=100.0, cooldown=0)
+    policy.on_throttle("tail.example")  # unlimited -> 5 per second
+    clock.now += 1.0
+    assert policy.on_success("tail.example") is True
+    assert policy.rate("tail.example") is None
+    assert policy.statistics()[0].rate is None
+
+
+def test_slow_lane_refusal_message_is_exact() -> None:
+    with pytest.raises(ValueError) as caught:
+        SlowLane(max_hosts=0)
+    assert str(caught.value) == "greeting_threshold must be > 0 and max_hosts >= 1"
+
+
+def test_slow_lane_remembers_100000_hosts_by_default() -> None:
+    lane = SlowLane()
+    for i in range(100_001):
+        lane.observe(f"h{i}", greeting_delay=None, timed_out=True)
+    assert len(lane) == 100_000 and not lane.is_slow("h0") and lane.is_slow("h1")
