@@ -1,11 +1,11 @@
 """The visible tail (issue #12): while a domain waits on a silent host, the progress line says
-``waiting=1 domains/1 hosts <=Ns`` and ``--summary-json``'s ``tail`` counts it at its peak;
-when the scan ends both settle to zero (they once kept the probe process's last snapshot:
-"waiting=0 domains/1 hosts" and ``tail.hosts`` 1 after the scan had finished).  A real scan of the Internet-like scenario world
-(testbed/internet.py: "silent-after-accept" accepts TCP and never greets) beside a domain
-that answers, with a 6 s phase deadline (past the 5 s active grace, so the connection is
-"waiting" before it times out) and one retry after 3 s.  Observed through the progress line,
-never by wall-clock sleeps."""
+``waiting=1 domains/1 hosts <=Ns`` and ``--summary-json``'s ``tail`` counts it at its peak; when
+the scan ends both settle to zero (they once kept the probe process's last snapshot: "waiting=0
+domains/1 hosts" and ``tail.hosts`` 1 after the scan had finished). A real scan of the Internet-
+like scenario world (testbed/internet.py: "silent-after-accept" accepts TCP and never greets)
+beside a domain that answers, with a 6 s phase deadline (past the 5 s active grace, so the
+connection is "waiting" before it times out) and one retry after 3 s. Observed through the
+progress line, never by wall-clock sleeps."""
 
 from __future__ import annotations
 
