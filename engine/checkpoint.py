@@ -273,6 +273,7 @@ class ResultStore:
         path: str | os.PathLike[str],
         *,
         fresh: bool = False,
+        keep_until_written: bool = False,
         key_field: str = "domain",
         side_field: str = "ref",
         flush_interval: float = 0.5,
@@ -283,6 +284,10 @@ class ResultStore:
         #: Written as one gzip member per flush (engine.compressed), by the file's name.
         self.compress = is_compressed_path(self.path)
         self.fresh = fresh
+        #: With ``fresh``: the old contents stay until the first flush writes a line, so a run
+        #: that stops before it measured anything (a resolver that is down) loses nothing.
+        self.keep_until_written = keep_until_written
+        self._truncate_pending = False
         self.key_field = key_field
         #: Lines with this field (and no key) are side records: results several targets
         #: reference (written before the first of them); they complete no target.
@@ -326,7 +331,9 @@ class ResultStore:
             except BlockingIOError:
                 raise StoreError(f"{self.path}: in use by another mxscan process") from None
             keys = DigestSet()
-            if self.fresh:
+            if self.fresh and self.keep_until_written:
+                self._truncate_pending = True
+            elif self.fresh:
                 os.ftruncate(fd, 0)
             else:
                 keys = self._resume(fd)
@@ -447,6 +454,9 @@ class ResultStore:
         data = memoryview(compress_frame(joined) if self.compress else joined)
         self._buffer.clear()
         try:
+            if self._truncate_pending:
+                os.ftruncate(self._fd, 0)
+                self._truncate_pending = False
             # Regular files take the whole buffer in one write() unless the disk
             # fills; a short write still only extends the tail.
             while data:

@@ -515,7 +515,9 @@ def run_scan(cfg: ScanConfig, stderr: TextIO = sys.stderr) -> int:
         return EXIT_USAGE
     # A retry pass writes beside the results file and merges at the end (mxscan.retry).
     store = ResultStore(
-        side_path(cfg.out) if cfg.retry_unknown else cfg.out, fresh=cfg.fresh or cfg.retry_unknown
+        side_path(cfg.out) if cfg.retry_unknown else cfg.out,
+        fresh=cfg.fresh or cfg.retry_unknown,
+        keep_until_written=not cfg.retry_unknown,
     )
     settle_heap()
     offload = None

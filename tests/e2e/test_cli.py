@@ -128,6 +128,19 @@ def test_retry_unknown_with_the_resolver_down_changes_nothing_and_says_so(tmp_pa
     assert not side_path(out).exists()
 
 
+def test_fresh_with_the_resolver_down_keeps_the_old_results(tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.test\nb.test\nc.test\n")
+    out = tmp_path / "r.ndjson"
+    before = results_file(out, "a.test", crashed=("b.test", "c.test"))
+    result = mxscan(
+        "scan", str(listing), "--out", str(out), "--dns-only", "--fresh", "--resolver", "127.0.0.9:9"
+    )
+    assert result.returncode == 2 and "not answering" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert out.read_bytes() == before
+
+
 @pytest.fixture(scope="module")
 def scenario_dns() -> Iterator[Endpoint]:
     with running_dns(WorldSpec("scenarios")) as endpoint:

@@ -575,3 +575,27 @@ def test_sigkill_after_random_progress_never_loses_or_duplicates(tmp_path: Path,
     store, keys = reopen(path)
     store.close()
     assert keys == {f"d{i}.example" for i in range(final)} and store.duplicate_keys == 0
+
+
+def test_fresh_keeping_the_old_contents_until_written_loses_nothing_when_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "out.ndjson"
+    write_file(path, "a.com", "b.com")
+    before = path.read_bytes()
+    store = ResultStore(path, fresh=True, keep_until_written=True)
+    assert len(store.open()) == 0
+    store.close()
+    assert path.read_bytes() == before
+
+
+def test_fresh_keeping_the_old_contents_until_written_replaces_them_at_the_first_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "out.ndjson"
+    write_file(path, "a.com", "b.com")
+    store = ResultStore(path, fresh=True, keep_until_written=True)
+    store.open()
+    store.append(line("c.com"))
+    store.close()
+    assert [r["domain"] for r in read_records(path)] == ["c.com"]
