@@ -4,7 +4,7 @@ from __future__ import annotations
 
 #: Domains measured at once.  Each domain issues ~4-8 DNS queries, mostly
 #: concurrently, so this keeps ~1-2k queries in flight: enough to hide resolver
-#: latency on the Internet without bursts that a resolver drops (NOTES.md: a
+#: latency on the Internet without bursts that a resolver drops (measured: a
 #: single burst of 5,000 queries once timed out wholesale).
 CONCURRENCY = 256
 

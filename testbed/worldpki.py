@@ -293,7 +293,7 @@ class ContextCache:
     Hosts that share a certificate share its context.  Building one costs
     ~0.9 ms, nearly all of it OpenSSL 3.0 (``SSLContext()`` ~0.12 ms,
     ``load_cert_chain`` ~0.5 ms + ~0.2 ms per chain certificate) and issuing
-    the leaf (~0.17 ms); NOTES.md: load it once, not per connection.  The
+    the leaf (~0.17 ms); so load it once, not per connection.  The
     chain and key go to one scratch file (``load_cert_chain(certfile)`` reads
     the key from the same file) in memory; the CA certificates' PEM is made once.
     """

@@ -13,7 +13,7 @@ by ``install_real_mtas``).  That user must be able to reach the state dir
 (every parent directory searchable) and to read the TLS key, which it loads
 per connection; ``start()`` hands the spool, logs and key to it.  Lookups
 that would reach the system resolver (reverse DNS of the client, ident) are
-switched off: NOTES.md, the system resolver is not on loopback.
+switched off: the system resolver is not on loopback.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Installing Debian 12's Postfix and Exim side by side, and running their daemons.
 
 Postfix, Exim and OpenSMTPD all provide ``mail-transport-agent``, so apt
-installs only one of them (NOTES.md).  Postfix comes from
+installs only one of them (Debian 12).  Postfix comes from
 ``apt-get install postfix``; Exim's unmodified .debs are fetched with
 ``apt-get download`` and unpacked with ``dpkg -x`` into a private folder
 under the cache directory, and run from there with a config of our own.

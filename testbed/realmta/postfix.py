@@ -19,7 +19,7 @@ Choices that keep it self-contained:
   terminal (else to syslog, which may not exist): it runs on a pty here so
   that ``start()`` can say why it failed.
 * ``smtpd_peername_lookup = no``: smtpd would otherwise reverse-resolve the
-  scanner's 127.x address through the system resolver (NOTES.md: not on
+  scanner's 127.x address through the system resolver (which is not on
   loopback).
 * no chroot (the state dir is not a chroot jail); no relaying and no local
   delivery: every recipient is rejected, so nothing is ever queued.

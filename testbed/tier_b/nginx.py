@@ -96,7 +96,7 @@ HANG_SECONDS = 3600
 UNSUPPORTED = {"garbage": "nginx always answers with an HTTP status line; it cannot send non-HTTP bytes"}
 #: Connections per worker beyond one per listening socket (nginx counts listeners as connections).
 SPARE_CONNECTIONS = 1024
-#: The hard limit on open files per process here (NOTES.md): nginx may not ask for more.
+#: The hard limit on open files per process here (measured): nginx may not ask for more.
 MAX_OPEN_FILES = 19_000
 #: Seconds to wait for nginx to listen, and between SIGTERM and SIGKILL.
 READY_TIMEOUT = 30.0
