@@ -32,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.peertext import bound_text
 from probes.dns.classify import classify
 from probes.dns.message import (
     Message,
@@ -575,7 +576,13 @@ def _expected_of(m: dns.message.Message) -> tuple[Any, ...]:
     def section(rrsets: list[dns.rrset.RRset]) -> list[tuple[object, ...]]:
         return [(text(r.name), r.rdtype, r.ttl, data(rd)) for r in rrsets for rd in r]
 
-    ede = tuple((o.code, o.text or "") for o in m.options if isinstance(o, dns.edns.EDEOption))
+    # EDE text is peer text: compared after the treatment every peer string gets (control
+    # characters escaped, bounded: engine.peertext), which dnspython does not apply.
+    ede = tuple(
+        (o.code, bound_text((o.text or "").rstrip("\x00"), EDE_TEXT_LIMIT))
+        for o in m.options
+        if isinstance(o, dns.edns.EDEOption)
+    )
     return (
         m.id, m.flags & 0x8000 != 0, m.flags & 0x20 != 0, m.flags & 0x10 != 0, m.flags & 0x400 != 0,
         m.rcode(), text(m.question[0].name), m.question[0].rdtype,
