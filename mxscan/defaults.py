@@ -70,7 +70,7 @@ SMTP_PORT = 25
 #: SMTP and policy connections doing work at once (exchanging, handshaking) across the whole
 #: scan.  Each costs ~1 ms of client CPU for the handshake; more than this only queues inside
 #: the kernel.  A connection still open after ACTIVE_GRACE is waiting on a deadline, not
-#: working, and gives its slot back (mxscan/politeness.py).
+#: working, and gives its slot back (probes/smtp/polite.py).
 SMTP_IN_FLIGHT = 256
 
 #: Seconds a connection counts as active work.  An exchange with an answering server takes a

@@ -26,12 +26,12 @@ from engine.backoff import BackoffStats
 from engine.offload import Handler, Offload, OffloadError, Setup, fork_offload
 from mxscan import defaults
 from mxscan.config import ScanConfig
-from mxscan.pipeline import PolicyFetchFn, SmtpProbeFn
-from mxscan.politeness import PoliteProber
 from mxscan.wiring import policy_fetcher, polite_fetch, polite_prober
 from probes.domain import host_line
+from probes.interfaces import PolicyFetchFn, SmtpProbeFn
 from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap
+from probes.smtp.polite import PoliteProber
 from probes.smtp.probe import SmtpProbe, SmtpProber
 
 __all__ = ["ProbeServices", "inline_services", "keep_politeness_current", "probe_process", "remote_services"]

@@ -29,8 +29,7 @@ from engine.singleflight import SingleFlight
 from engine.status import Status
 from mxscan import __version__, defaults
 from mxscan.config import ScanConfig
-from mxscan.hostcache import HostLines
-from mxscan.pipeline import Pipeline, PipelineOptions, failure_detail
+from mxscan.hostcache import HostLines, needs_chain
 from mxscan.probeservice import (
     Politeness,
     ProbeServices,
@@ -48,6 +47,7 @@ from probes.dns.resolver import StubResolver
 from probes.dns.reverse import PtrResult, lookup_ptr
 from probes.domain import SCHEMA_VERSION, DomainRecord, RunEnd, ScanMeta, host_line, run_line
 from probes.egress import EgressCheck, decide, run_egress_check, skipped
+from probes.plan import Pipeline, PipelineOptions, failure_detail
 from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.tls.truststore import TrustStoreError
@@ -284,6 +284,7 @@ async def _scan_with_store(
             ),
             now=lambda: dt.datetime.now(dt.UTC),
             lookup_ptr=ptr_of if services is not None else None,
+            stale=needs_chain,
         )
 
         async def handle(item: InputItem) -> Finished:

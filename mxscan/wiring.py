@@ -11,12 +11,12 @@ from engine.limits import KeyedLimiter, Limit
 from engine.limitspec import PER_IP_KEY, provider_limit
 from mxscan import defaults
 from mxscan.config import ScanConfig
-from mxscan.pipeline import PolicyFetchFn
-from mxscan.politeness import PoliteProber
+from probes.interfaces import PolicyFetchFn
 from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
 from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap
-from probes.retry import CorrelatedSignals, RetryPolicy
+from probes.retry import CorrelatedSignals, RetryPolicy, UnreachableAddresses
+from probes.smtp.polite import PoliteProber
 from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
@@ -100,6 +100,9 @@ def polite_prober(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -
         exclude=cfg.exclude,
         exchange_bound=cfg.smtp_host_timeout,
         fetch_bound=min(cfg.smtp_host_timeout, defaults.HTTPS_TOTAL_TIMEOUT),
+        unreachable=UnreachableAddresses(
+            ttl=defaults.UNREACHABLE_MEMORY_SECONDS, max_entries=defaults.UNREACHABLE_MEMORY_ENTRIES
+        ),
     )
 
 

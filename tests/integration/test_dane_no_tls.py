@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mxscan.pipeline import dane_for
 from probes.dane.tlsa import DaneStatus
 from probes.dns.records import Answer, Dnssec, MxHost, Outcome
+from probes.plan import dane_for
 from probes.smtp.probe import SmtpProbe, SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store

@@ -19,8 +19,8 @@ import uvloop
 from engine.backoff import AimdPolicy
 from engine.limits import KeyedLimiter, Limit
 from engine.status import Status
-from mxscan.politeness import PoliteProber
 from probes.retry import RetryPolicy
+from probes.smtp.polite import PoliteProber
 from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.records import Phase, Starttls
 from probes.smtp.session import Observation, SmtpTimeouts, client_tls_context, converse

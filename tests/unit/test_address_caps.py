@@ -1,4 +1,4 @@
-"""The address caps (issue #12): the scanner (mxscan/pipeline.py ``capped_addresses``) and
+"""The address caps (issue #12): the scanner (probes/plan.py ``capped_addresses``) and
 the world's truth (testbed/truth.py) apply one rule, by position in the family as the
 resolver returned the addresses: past the per-host cap is "host-cap" even when the domain's
 budget ran out first; "domain-cap" otherwise, once the budget is spent."""
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from mxscan.pipeline import capped_addresses
 from probes.dns.records import Answer, Dnssec, MxHost, Outcome
+from probes.plan import capped_addresses
 from testbed.internet import internet_scenario_world
 from testbed.scanpolicy import DEFAULT_POLICY, ScanPolicy
 from testbed.truth import MX_HOSTS_FOLLOWED, truth

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mxscan.pipeline import failure_detail
+from probes.plan import failure_detail
 
 
 @pytest.mark.parametrize(

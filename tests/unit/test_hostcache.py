@@ -8,9 +8,9 @@ import dataclasses
 
 from engine.singleflight import SingleFlight
 from mxscan.hostcache import HostLines, WrittenProbe, compact, needs_chain
-from mxscan.pipeline import unmeasured_smtp
 from probes.dane.tlsa import DaneResult, DaneStatus
 from probes.dns.records import Answer, Dnssec, MxHost, Outcome
+from probes.plan import unmeasured_smtp
 from probes.smtp.probe import SmtpProbe
 from probes.smtp.records import Starttls
 from probes.tls.verify import PkixReason, PkixResult

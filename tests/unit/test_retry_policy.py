@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from engine.status import Status
-from mxscan.pipeline import capped_addresses
 from probes.dns.records import Answer, Dnssec, MxHost, Outcome
+from probes.plan import capped_addresses
 from probes.retry import CorrelatedSignals, Decision, RetryPolicy, fetch_signal, smtp_signal
 from probes.smtp.records import Phase, Signal, SmtpResult, Starttls
 from tests.unit.fakeclock import FakeClock

@@ -10,8 +10,8 @@ from typing import Any
 from engine.backoff import AimdPolicy, SlowLane
 from engine.limits import KeyedLimiter, Limit
 from mxscan import defaults
-from mxscan.politeness import Unresponsive
 from mxscan.probeservice import politeness_of
+from probes.smtp.polite import Unresponsive
 
 
 def test_summary_has_totals_and_only_the_top_providers_by_connections() -> None:

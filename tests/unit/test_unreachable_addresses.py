@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from engine.status import Status
-from mxscan.politeness import remembered_result
 from probes.retry import Unreachable, UnreachableAddresses, connect_failed
+from probes.smtp.polite import remembered_result
 from probes.smtp.records import Phase, Starttls
 from tests.unit.fakeclock import FakeClock
 

@@ -1,8 +1,24 @@
-"""The per-domain pipeline: DNS → SMTP per MX address → DANE → MTA-STS → roll-ups.
+"""The per-domain plan: DNS → SMTP per MX address → DANE → MTA-STS → roll-ups.
 
-This is composition, not measurement: every probe lives in ``probes/``; this
-module decides what runs after what, which results are shared between domains
-(single-flight caches keyed by host and address) and which limits apply.
+Composition of the probes, not measurement: every probe lives beside this module; the plan
+decides what runs after what, which results are shared between domains (single-flight
+caches keyed by host and address) and which caps apply.  Everything it drives comes in
+through the small protocols of ``probes/interfaces.py`` (the resolver, the SMTP probe, the
+policy fetch, the reverse lookup, the clock), so unit tests run it on fakes.
+
+Theory of operation
+-------------------
+1. DNS (``probe_dns``): MX (a null MX or none: no hosts; no MX at all: the implicit MX,
+   RFC 5321 §5.1), each host's addresses, TLSA only where the MX answer is secure
+   (RFC 7672 §2.2.2), the MTA-STS and TLS-RPT TXT records.  A crash here ends the domain
+   with a classified ``dns`` error.
+2. Connections, at once and parked (they wait on other domains' work): the SMTP probe of
+   every address the caps let through (``capped_addresses``; the others are counted in
+   ``not_probed``), and the policy host's address and fetch (fetched even without a TXT
+   record: "policy served but no TXT" is a finding).  A crash in one becomes that probe's
+   classified error, never a lost domain.
+3. Roll-ups, pure: DANE per host in the domain's context (``dane_for``), TLS-RPT, MTA-STS,
+   the posture.
 """
 
 from __future__ import annotations
@@ -17,12 +33,12 @@ from typing import Any, TypeVar
 from engine.scheduler import parked
 from engine.singleflight import SingleFlight
 from engine.status import Status
-from mxscan.hostcache import needs_chain
 from probes.dane.tlsa import DaneResult, DaneStatus, TlsaParseError, TlsaRecord, assess_dane, parse_tlsa
 from probes.dns.probe import probe_dns
 from probes.dns.records import Answer, DnsResult, Dnssec, MxHost, Outcome, TlsaSkip
 from probes.dns.reverse import PtrResult
 from probes.domain import ProbeError, host_line, with_ptr
+from probes.interfaces import Lookup, PolicyFetchFn, PtrLookupFn, SmtpProbeFn, StaleProbe, WallClock
 from probes.mtasts.assess import assess_mta_sts
 from probes.mtasts.fetch import policy_url
 from probes.mtasts.records import MtaStsResult, PolicyFetch
@@ -39,13 +55,27 @@ from probes.transport import (
     smtp_ref,
 )
 
-__all__ = ["DomainOutcome", "Pipeline", "PipelineOptions", "failure_detail"]
+__all__ = [
+    "DomainOutcome",
+    "Pipeline",
+    "PipelineOptions",
+    "capped_addresses",
+    "dane_for",
+    "failure_detail",
+    "unfetched_policy",
+    "unmeasured_smtp",
+]
 
-Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
-SmtpProbeFn = Callable[[str, str], Coroutine[Any, Any, SmtpProbe]]
-PolicyFetchFn = Callable[[str, str], Coroutine[Any, Any, tuple[PolicyFetch, bytes | None]]]
-PtrLookupFn = Callable[[str], Coroutine[Any, Any, PtrResult]]
 T = TypeVar("T")
+#: Per MX host (preference order): the addresses to probe, and the others counted by reason.
+Selection = list[tuple[list[str], dict[str, int]]]
+#: The policy host's A answer, the fetch (None: no address, or no fetcher) and its body.
+PolicyOutcome = tuple[Answer, PolicyFetch | None, bytes | None]
+
+
+def never_stale(_probe: SmtpProbe, _host: MxHost, /) -> bool:
+    """Every shared probe serves every domain (no cache compaction)."""
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +140,7 @@ def addresses_of(host: MxHost, *, ipv6: bool) -> list[str]:
     return found
 
 
-def capped_addresses(
-    hosts: tuple[MxHost, ...], *, ipv6: bool, per_host: int, per_domain: int
-) -> list[tuple[list[str], dict[str, int]]]:
+def capped_addresses(hosts: tuple[MxHost, ...], *, ipv6: bool, per_host: int, per_domain: int) -> Selection:
     """Per host (in the given preference order): the addresses to probe, in the order a sender
     tries them, and the others counted by reason.  The rule is by position, so it depends only
     on the answers (testbed/truth.py says the same): an address past the ``per_host``-th of
@@ -120,7 +148,7 @@ def capped_addresses(
     (spent in host order) stopped an earlier one; else it is "domain-cap" once the budget is
     spent."""
     budget = per_domain
-    selected = []
+    selected: Selection = []
     for host in hosts:
         probed: list[str] = []
         skipped: dict[str, int] = {}
@@ -171,7 +199,11 @@ def dane_for(
 
 
 class Pipeline:
-    """Everything one run shares across domains; ``measure`` handles one domain."""
+    """Everything one run shares across domains; ``measure`` handles one domain.
+
+    ``probe_smtp`` None (DNS only): no connections, no policy fetch.  ``stale``: whether a
+    probe the shared cache holds must be made again for this domain's host (see
+    ``StaleProbe``)."""
 
     def __init__(
         self,
@@ -184,18 +216,22 @@ class Pipeline:
         smtp_cache: SingleFlight[tuple[str, str], SmtpProbe],
         provider_of: Callable[[str], str | None],
         options: PipelineOptions,
-        now: Callable[[], dt.datetime],
+        now: WallClock,
         lookup_ptr: PtrLookupFn | None = None,
+        stale: StaleProbe = never_stale,
     ) -> None:
+        #: Names unique to one domain (its MX, TXT and policy host names): asked once per run.
         self.lookup_own = lookup_own
+        #: Names shared across domains (MX hosts): typically cached by the caller.
+        self.lookup_shared = lookup_shared
         #: The reverse DNS of an address (shared per address by the caller); its result rides
         #: on the address's host line.
         self.lookup_ptr = lookup_ptr
-        self.lookup_shared = lookup_shared
         self.validating = validating
         self.probe_smtp = probe_smtp
         self.fetch_policy = fetch_policy
         self.smtp_cache = smtp_cache
+        self.stale = stale
         self.provider_of = provider_of
         self.options = options
         self.now = now
@@ -221,10 +257,9 @@ class Pipeline:
         return len(domains)
 
     async def measure(self, domain: str) -> DomainOutcome:
-        outcome = DomainOutcome()
         errors: list[ProbeError] = []
         try:
-            outcome.dns = await probe_dns(
+            dns = await probe_dns(
                 domain,
                 lookup_domain=self.lookup_own,
                 lookup_host=self.lookup_shared,
@@ -232,23 +267,36 @@ class Pipeline:
             )
         except Exception as exc:  # a probe bug becomes a classified record, never a lost domain
             errors.append(ProbeError(probe="dns", status=Status.UNKNOWN_ERROR, detail=failure_detail(exc)))
-            outcome.errors = tuple(errors)
-            return outcome
-        dns = outcome.dns
-        connect = self.probe_smtp is not None and not self.options.dns_only
-        policy: tuple[Answer, PolicyFetch | None, bytes | None] | None = None
-        if connect:
-            # Parked: connections wait on per-address and per-provider limits and on probes
-            # other domains started; none of that is this domain's own work, so it must not
-            # hold a scheduler slot the long tail needs (issue: scheduler fairness).
-            async with parked(), asyncio.TaskGroup() as group:
-                policy_task = group.create_task(self._guarded("mta-sts", self._policy(domain), None, errors))
-                outcome.mx_transport, outcome.smtp_probes = await self._guarded(
-                    "smtp", self._transport(domain, dns), ((), ()), errors
-                )
-            policy = policy_task.result()
+            return DomainOutcome(errors=tuple(errors))
+        outcome = DomainOutcome(dns=dns)
+        policy: PolicyOutcome | None = None
+        if self.probe_smtp is not None and not self.options.dns_only:
+            policy = await self._connections(domain, dns, outcome, errors)
+        self._assess(domain, dns, outcome, policy)
+        outcome.errors = tuple(errors)
+        return outcome
+
+    async def _connections(
+        self, domain: str, dns: DnsResult, outcome: DomainOutcome, errors: list[ProbeError]
+    ) -> PolicyOutcome | None:
+        """The SMTP probes (into ``outcome``) and the policy fetch, at once."""
+        # Parked: connections wait on per-address and per-provider limits and on probes
+        # other domains started; none of that is this domain's own work, so it must not
+        # hold a scheduler slot the long tail needs (issue: scheduler fairness).
+        async with parked(), asyncio.TaskGroup() as group:
+            policy_task = group.create_task(self._guarded("mta-sts", self._policy(domain), None, errors))
+            outcome.mx_transport, outcome.smtp_probes = await self._guarded(
+                "smtp", self._transport(domain, dns), ((), ()), errors
+            )
+        return policy_task.result()
+
+    def _assess(
+        self, domain: str, dns: DnsResult, outcome: DomainOutcome, policy: PolicyOutcome | None
+    ) -> None:
+        """The pure roll-ups over what was measured (into ``outcome``)."""
         outcome.tlsrpt = assess_tlsrpt_answer(dns.tlsrpt)
         published = dane_published(dns.mx, dns.mx_hosts)
+        hosts = list(zip(outcome.mx_transport, outcome.smtp_probes, strict=True))
         if policy is not None:
             policy_a, fetch, body = policy
             outcome.mta_sts = assess_mta_sts(
@@ -258,27 +306,19 @@ class Pipeline:
                 fetch=fetch,
                 body=body,
                 mx_hosts=[h.host for h in dns.mx_hosts],
-                pkix_by_host={
-                    t.host: host_pkix_valid([p.result for p in probes])
-                    for t, probes in zip(outcome.mx_transport, outcome.smtp_probes, strict=True)
-                },
-                dane_by_host={t.host: t.dane for t in outcome.mx_transport},
+                pkix_by_host={t.host: host_pkix_valid([p.result for p in probes]) for t, probes in hosts},
+                dane_by_host={t.host: t.dane for t, _ in hosts},
                 tlsrpt_valid=outcome.tlsrpt.valid,
                 dane_published=published,
                 provider_of=self.provider_of,
             )
         outcome.posture = posture(
-            [
-                ([p.result for p in probes], t.dane)
-                for t, probes in zip(outcome.mx_transport, outcome.smtp_probes, strict=True)
-            ],
+            [([p.result for p in probes], t.dane) for t, probes in hosts],
             dnssec_mx=dns.mx.dnssec.value,
             dane_published=published,
             mta_sts_mode=outcome.mta_sts.mode if outcome.mta_sts is not None else None,
             tlsrpt=outcome.tlsrpt.valid,
         )
-        outcome.errors = tuple(errors)
-        return outcome
 
     @staticmethod
     async def _guarded(probe: str, work: Coroutine[Any, Any, T], fallback: T, errors: list[ProbeError]) -> T:
@@ -292,18 +332,17 @@ class Pipeline:
     async def _smtp(self, host: str, address: str) -> SmtpProbe:
         """One address's probe; a probe that fails to give a result gives an unknown one for
         this address alone (kept like any result: each address is asked once per run)."""
-        assert self.probe_smtp is not None
-        if self.lookup_ptr is not None:
-            # The reverse lookups run while the probe waits on its connection: no time added.
-            async with asyncio.TaskGroup() as group:
-                ptr_task = group.create_task(self._ptr(address))
-                probe = await self._smtp_only(host, address)
-            ptr = ptr_task.result()
-            if ptr is not None:
-                line = with_ptr(probe.host_line, ptr) if probe.host_line else host_line(probe.result, ptr)
-                return SmtpProbe(probe.result, probe.chain_der, line)
+        if self.lookup_ptr is None:
+            return await self._smtp_only(host, address)
+        # The reverse lookups run while the probe waits on its connection: no time added.
+        async with asyncio.TaskGroup() as group:
+            ptr_task = group.create_task(self._ptr(self.lookup_ptr, address))
+            probe = await self._smtp_only(host, address)
+        ptr = ptr_task.result()
+        if ptr is None:
             return probe
-        return await self._smtp_only(host, address)
+        line = with_ptr(probe.host_line, ptr) if probe.host_line else host_line(probe.result, ptr)
+        return SmtpProbe(probe.result, probe.chain_der, line)
 
     async def _smtp_only(self, host: str, address: str) -> SmtpProbe:
         assert self.probe_smtp is not None
@@ -312,16 +351,16 @@ class Pipeline:
         except Exception as exc:  # the probe process is gone (OffloadLost) or the probe crashed
             return unmeasured_smtp(host, address, self.options.smtp_port, exc)
 
-    async def _ptr(self, address: str) -> PtrResult | None:
+    @staticmethod
+    async def _ptr(lookup: PtrLookupFn, address: str) -> PtrResult | None:
         """The address's reverse DNS; a lookup that crashes leaves the host line without it
         (null: not looked up), never the SMTP result lost."""
-        assert self.lookup_ptr is not None
         try:
-            return await self.lookup_ptr(address)
+            return await lookup(address)
         except Exception:
             return None
 
-    async def _policy(self, domain: str) -> tuple[Answer, PolicyFetch | None, bytes | None]:
+    async def _policy(self, domain: str) -> PolicyOutcome:
         """Resolve mta-sts.<domain> and fetch its policy when it has an address.
 
         Fetched even without a TXT record, to find "policy served but no TXT"
@@ -351,22 +390,31 @@ class Pipeline:
         )
         targets = [(h, a) for h, (probed, _) in zip(dns.mx_hosts, selected, strict=True) for a in probed]
         results: dict[tuple[str, str], SmtpProbe] = {}
-
-        async def one(mx: MxHost, address: str) -> None:
-            host = mx.host
-            with self._awaiting((host, address), domain):
-                probe = await self.smtp_cache.get((host, address), lambda: self._smtp(host, address))
-                if needs_chain(probe, mx):  # kept without its chain, which this domain's DANE needs
-                    self.smtp_cache.forget((host, address), probe)
-                    probe = await self.smtp_cache.get((host, address), lambda: self._smtp(host, address))
-                results[(host, address)] = probe
-
         if len(targets) == 1:  # the common case: no task of its own
-            await one(*targets[0])
+            await self._shared(domain, *targets[0], results)
         else:
             async with asyncio.TaskGroup() as group:
-                for host, address in targets:
-                    group.create_task(one(host, address))
+                for mx, address in targets:
+                    group.create_task(self._shared(domain, mx, address, results))
+        return self._mx_transports(dns, selected, results)
+
+    async def _shared(
+        self, domain: str, mx: MxHost, address: str, results: dict[tuple[str, str], SmtpProbe]
+    ) -> None:
+        """The probe of (host, address) from the run's cache (made once for every domain that
+        uses it), made again when the cached one cannot serve this domain."""
+        key = (mx.host, address)
+        with self._awaiting(key, domain):
+            probe = await self.smtp_cache.get(key, lambda: self._smtp(*key))
+            if self.stale(probe, mx):
+                self.smtp_cache.forget(key, probe)
+                probe = await self.smtp_cache.get(key, lambda: self._smtp(*key))
+            results[key] = probe
+
+    def _mx_transports(
+        self, dns: DnsResult, selected: Selection, results: dict[tuple[str, str], SmtpProbe]
+    ) -> tuple[tuple[MxTransport, ...], tuple[tuple[SmtpProbe, ...], ...]]:
+        """Each MX host's transport record and the probes it references, in MX order."""
         at = self.now()
         transports = []
         smtp_probes = []
@@ -374,19 +422,14 @@ class Pipeline:
             probes = tuple(results[(host.host, a)] for a in probed)
             chain = next((r.chain_der for r in probes if r.chain_der), None) if probes else None
             smtp_probes.append(probes)
+            no_tls = None if chain else no_tls_reason([r.result for r in probes])
             transports.append(
                 MxTransport(
                     host=host.host,
                     preference=host.preference,
                     provider=self.provider_of(host.host),
                     smtp_refs=tuple(smtp_ref(r.result) for r in probes),
-                    dane=dane_for(
-                        host,
-                        dns.mx,
-                        list(chain) if chain else None,
-                        at,
-                        no_tls=None if chain else no_tls_reason([r.result for r in probes]),
-                    ),
+                    dane=dane_for(host, dns.mx, list(chain) if chain else None, at, no_tls=no_tls),
                     not_probed=skipped,
                 )
             )

@@ -3,7 +3,8 @@ exclusions, per-address and per-provider limits, AIMD back-off on throttling, th
 retry policy (probes/retry.py), and cheap waiting.
 
 Composition, not policy: the limiter, the back-off rule and the slow-lane memory live in
-``engine/``; the retry rule and the probes live in ``probes/``.
+``engine/``; the retry rule in ``probes/retry.py``.  The prober it wraps, the clock and the
+pause are injected (``probes/interfaces.py``), so unit tests drive it with fakes.
 
 Three different limits, because they limit different things (issue #12):
 
@@ -43,7 +44,7 @@ from engine.backoff import AimdPolicy, SlowLane
 from engine.exclude import ExcludeList
 from engine.limits import KeyedLimiter
 from engine.status import Status
-from mxscan import defaults
+from probes.interfaces import Clock, PolicyFetchFn, SmtpExchanger
 from probes.mtasts.fetch import policy_url
 from probes.mtasts.records import PolicyFetch
 from probes.retry import (
@@ -55,14 +56,13 @@ from probes.retry import (
     fetch_signal,
     smtp_signal,
 )
-from probes.smtp.probe import Exchange, SmtpProbe, SmtpProber
+from probes.smtp.probe import Exchange, SmtpProbe
 from probes.smtp.records import Signal, SmtpAttempt, SmtpResult
 from probes.transport import smtp_ref
 
 __all__ = ["PoliteProber", "Unresponsive", "excluded_fetch", "excluded_result", "remembered_result"]
 
 T = TypeVar("T")
-PolicyFetchFn = Callable[[str, str], Awaitable[tuple[PolicyFetch, bytes | None]]]
 
 
 def excluded_result(host: str, address: str, port: int) -> SmtpProbe:
@@ -88,9 +88,8 @@ def remembered_result(host: str, address: str, port: int, found: Unreachable, tt
 
 
 def _unreachable_memory() -> UnreachableAddresses:
-    return UnreachableAddresses(
-        ttl=defaults.UNREACHABLE_MEMORY_SECONDS, max_entries=defaults.UNREACHABLE_MEMORY_ENTRIES
-    )
+    """A run's memory when the caller gives none (the scan passes its configured one)."""
+    return UnreachableAddresses(ttl=1800.0, max_entries=100_000)
 
 
 class Unresponsive:
@@ -123,7 +122,7 @@ class Unresponsive:
 
 @dataclass
 class PoliteProber:
-    prober: SmtpProber
+    prober: SmtpExchanger
     address_limits: KeyedLimiter
     provider_limits: KeyedLimiter
     backoff: AimdPolicy
@@ -144,6 +143,8 @@ class PoliteProber:
     fetch_bound: float = 30.0
     unresponsive: Unresponsive = field(default_factory=Unresponsive)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: Durations across retries (the attempts' own come from the prober).
+    clock: Clock = time.perf_counter
     #: (address, port) where connecting failed after the retry policy (see the module docstring).
     unreachable: UnreachableAddresses = field(default_factory=_unreachable_memory)
     #: The verdicts pending: (address, port) -> resolved when the probe that owns it ends.
@@ -273,7 +274,7 @@ class PoliteProber:
     ) -> SmtpProbe:
         provider = self.provider_of(host) or host
         key = (host, address)
-        started = time.perf_counter()
+        started = self.clock()
         log: list[SmtpAttempt] = []
         while True:
             exchanged = await self._attempt(host, address, port, claim)
@@ -294,7 +295,7 @@ class PoliteProber:
             await self._pause(key, decision.delay, self.exchange_bound)
         # duration_ms spans the retries: from the first connection to the end of the last
         # exchange, the pauses and slot waits between them included
-        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        duration_ms = round((self.clock() - started) * 1000, 3)
         final = replace(
             result,
             attempts=len(log),
@@ -313,7 +314,7 @@ class PoliteProber:
             return excluded_fetch(domain, address), None
         provider = self.provider_of(host) or host
         signals: list[Signal] = []
-        started = time.perf_counter()
+        started = self.clock()
         while True:
             fetched, body = await self._connection(
                 host, address, self.fetch_bound, lambda: fetcher(domain, address)
@@ -326,5 +327,5 @@ class PoliteProber:
                 break
             await self._pause((host, address), decision.delay, self.fetch_bound)
         if len(signals) > 1:
-            fetched = replace(fetched, duration_ms=round((time.perf_counter() - started) * 1000, 3))
+            fetched = replace(fetched, duration_ms=round((self.clock() - started) * 1000, 3))
         return fetched, body
