@@ -92,6 +92,90 @@ async def parked() -> AsyncIterator[None]:
         permit.held = True
 
 
+class _Run(Generic[T, R]):
+    """One ``run_targets`` call: its permits, the tasks in flight, and the three roles
+    (a target's task, the dispatcher, the watchdog) that share them."""
+
+    def __init__(
+        self,
+        targets: Iterator[T],
+        handle: Callable[[T], Awaitable[R]],
+        emit: Callable[[T, R], None],
+        crash: Callable[[T, Exception], R],
+        *,
+        concurrency: int,
+        max_parked: int,
+        stop: asyncio.Event,
+        stats: RunStats[T],
+    ) -> None:
+        self.targets = targets
+        self.handle = handle
+        self.emit = emit
+        self.crash = crash
+        self.stop = stop
+        self.stats = stats
+        self.active = asyncio.Semaphore(concurrency)
+        self.room = asyncio.Semaphore(concurrency + max_parked)
+        self.running: set[asyncio.Task[None]] = set()
+
+    async def one(self, target: T) -> None:
+        permit = _Permit(self.active, self.stats)  # type: ignore[arg-type]
+        _permit.set(permit)  # each task runs in its own copy of the context
+        try:
+            try:
+                result = await self.handle(target)
+            except Exception as exc:
+                self.stats.crashed += 1
+                result = self.crash(target, exc)
+            self.emit(target, result)
+            self.stats.emitted += 1
+        finally:
+            if permit.held:
+                self.active.release()
+            self.room.release()
+
+    async def dispatch(self, group: asyncio.TaskGroup) -> None:
+        while not self.stop.is_set():
+            await self.room.acquire()
+            await self.active.acquire()
+            target = self._next() if not self.stop.is_set() else None
+            if target is None:
+                self.active.release()
+                self.room.release()
+                return
+            self.stats.started += 1
+            task = group.create_task(self.one(target[0]))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    def _next(self) -> tuple[T] | None:
+        """The next target (boxed: a target may itself be None), or None at the end."""
+        try:
+            return (next(self.targets),)
+        except StopIteration:
+            return None
+
+    async def watchdog(
+        self, dispatcher: asyncio.Task[None], grace: float, tick: Callable[[], None] | None, interval: float
+    ) -> None:
+        # Ticks progress; once stop is set, bounds the grace period of work in flight.
+        deadline: float | None = None
+        while not (dispatcher.done() and not self.running):
+            if tick is not None:
+                tick()
+            if self.stop.is_set() and deadline is None:
+                self.stats.stopped = True
+                deadline = time.monotonic() + grace
+                if not dispatcher.done():
+                    dispatcher.cancel()  # it may be blocked waiting for a permit
+            if deadline is not None and time.monotonic() >= deadline:
+                for task in list(self.running):
+                    self.stats.abandoned += 1
+                    task.cancel()
+                return
+            await asyncio.sleep(interval)
+
+
 async def run_targets(
     targets: Iterator[T],
     handle: Callable[[T], Awaitable[R]],
@@ -112,66 +196,12 @@ async def run_targets(
     stop = stop or asyncio.Event()
     stats = stats if stats is not None else RunStats()
     began = time.monotonic()
-    active = asyncio.Semaphore(concurrency)
-    room = asyncio.Semaphore(concurrency + max_parked)
-    running: set[asyncio.Task[None]] = set()
-
-    async def one(target: T) -> None:
-        permit = _Permit(active, stats)  # type: ignore[arg-type]
-        _permit.set(permit)  # each task runs in its own copy of the context
-        try:
-            try:
-                result = await handle(target)
-            except Exception as exc:
-                stats.crashed += 1
-                result = crash(target, exc)
-            emit(target, result)
-            stats.emitted += 1
-        finally:
-            if permit.held:
-                active.release()
-            room.release()
-
-    async def dispatch(group: asyncio.TaskGroup) -> None:
-        while not stop.is_set():
-            await room.acquire()
-            await active.acquire()
-            if stop.is_set():
-                active.release()
-                room.release()
-                return
-            try:
-                target = next(targets)
-            except StopIteration:
-                active.release()
-                room.release()
-                return
-            stats.started += 1
-            task = group.create_task(one(target))
-            running.add(task)
-            task.add_done_callback(running.discard)
-
-    async def watchdog(dispatcher: asyncio.Task[None]) -> None:
-        # Ticks progress; once stop is set, bounds the grace period of work in flight.
-        deadline: float | None = None
-        while not (dispatcher.done() and not running):
-            if tick is not None:
-                tick()
-            if stop.is_set() and deadline is None:
-                stats.stopped = True
-                deadline = time.monotonic() + grace
-                if not dispatcher.done():
-                    dispatcher.cancel()  # it may be blocked waiting for a permit
-            if deadline is not None and time.monotonic() >= deadline:
-                for task in list(running):
-                    stats.abandoned += 1
-                    task.cancel()
-                return
-            await asyncio.sleep(tick_interval)
-
+    run = _Run(
+        targets, handle, emit, crash, concurrency=concurrency, max_parked=max_parked, stop=stop, stats=stats
+    )
     async with asyncio.TaskGroup() as group:
-        dispatcher = group.create_task(dispatch(group))
-        group.create_task(watchdog(dispatcher))
+        dispatcher = group.create_task(run.dispatch(group))
+        group.create_task(run.watchdog(dispatcher, grace, tick, tick_interval))
     if tick is not None:
         tick()
     stats.stopped = stats.stopped or stop.is_set()
