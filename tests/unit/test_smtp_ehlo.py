@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import records
-from probes.smtp.ehlo import MAX_EXTENSIONS, EhloInfo, parse_ehlo
+from probes.smtp.ehlo import MAX_EXTENSIONS, MAX_PARAM_TEXT, EhloInfo, parse_ehlo
 from probes.smtp.reply import Reply, ReplyParser
 
 POSTFIX = (
@@ -115,3 +115,20 @@ def test_record_round_trips() -> None:
     info = parse_ehlo(reply(POSTFIX))
     assert records.decode(EhloInfo, orjson.loads(records.encode(info))) == info
     records.json_schema(EhloInfo)
+
+
+def test_greeting_name_and_text_are_bounded_like_params() -> None:
+    """A peer-chosen greeting is as bounded as a parameter: MAX_PARAM_TEXT characters, the cut marked."""
+    name, text = "n" * 1000, "t" * 1000
+    info = parse_ehlo(reply(f"250-{name} {text}\r\n250 SIZE {'9' * 1000}\r\n".encode()))
+    assert info.greeting_name == "n" * (MAX_PARAM_TEXT - 1) + "…"
+    assert info.greeting_text == "t" * (MAX_PARAM_TEXT - 1) + "…"
+    assert info.params["SIZE"] == "9" * (MAX_PARAM_TEXT - 1) + "…"
+
+
+@pytest.mark.parametrize("code", [250, 554])
+def test_reply_without_lines_has_no_greeting_and_no_extensions(code: int) -> None:
+    """A Reply with no text lines at all (constructed, never parsed) reads as an empty greeting."""
+    info = parse_ehlo(Reply(code, (), None))
+    assert (info.code, info.greeting_name, info.greeting_text) == (code, "", "")
+    assert (info.extensions, info.params, info.starttls, info.malformed) == ((), {}, False, 0)
