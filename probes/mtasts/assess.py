@@ -132,6 +132,17 @@ def _dane_unknown(dane_by_host: Mapping[str, DaneResult | None]) -> bool:
     return any(d is not None and d.status is DaneStatus.UNDETERMINED for d in dane_by_host.values())
 
 
+def _senders_disagree(
+    cover: Coverage,
+    pkix_by_host: Mapping[str, bool | None],
+    dane_by_host: Mapping[str, DaneResult | None],
+) -> bool:
+    """For some MX host a DANE sender and an MTA-STS sender decide differently (RFC 8461 §2)."""
+    return any(
+        _disagrees(entry.host, entry.pattern is not None, pkix_by_host, dane_by_host) for entry in cover.hosts
+    )
+
+
 def assess_mta_sts(
     *,
     domain: str,
@@ -148,8 +159,8 @@ def assess_mta_sts(
 ) -> MtaStsResult:
     """The MTA-STS result of ``domain`` with its cross-check findings (see the module docstring)."""
     record = assess_sts_answer(sts_txt)
-    # "No valid record" is a fact only after a definite answer, not after a failed lookup.
-    txt_definite = record.valid is not None
+    # "No valid record" is a fact only after a definite answer: a failed lookup leaves valid None.
+    no_record = record.valid is False
     policy_host = f"mta-sts.{domain}"
     host_cname = tuple(policy_host_a.cname_chain) if policy_host_a is not None else ()
     policy = parse_policy(body) if body is not None else None
@@ -169,21 +180,12 @@ def assess_mta_sts(
             findings.add(Finding.STALE_MX_PATTERN)
     if record.valid and not usable:
         findings.add(Finding.TXT_WITHOUT_POLICY)
-    if usable and txt_definite and not record.valid:
+    if usable and no_record:
         findings.add(Finding.POLICY_WITHOUT_TXT)
-    if (
-        tlsrpt_valid
-        and txt_definite
-        and not record.valid
-        and not dane_published
-        and not _dane_unknown(dane_by_host)
-    ):
+    if tlsrpt_valid and no_record and not dane_published and not _dane_unknown(dane_by_host):
         findings.add(Finding.TLSRPT_WITHOUT_POLICY)
-    if mode in _APPLIED_MODES and cover is not None:
-        for entry in cover.hosts:
-            if _disagrees(entry.host, entry.pattern is not None, pkix_by_host, dane_by_host):
-                findings.add(Finding.DANE_MTA_STS_DISAGREE)
-                break
+    if mode in _APPLIED_MODES and cover is not None and _senders_disagree(cover, pkix_by_host, dane_by_host):
+        findings.add(Finding.DANE_MTA_STS_DISAGREE)
 
     return MtaStsResult(
         record=record,
