@@ -133,8 +133,10 @@ class KeyedLimiter:
     def _slot(self, key: Hashable) -> _Slot:
         slot = self._slots.get(key)
         if slot is None:
-            slot = self._slots[key] = _Slot(self._limit_for(key), self._clock)
+            # Room is made before the new slot goes in: it is about to be held, and releasing
+            # it would let the key's next holder start on a second slot, past its concurrency.
             self._evict()
+            slot = self._slots[key] = _Slot(self._limit_for(key), self._clock)
         else:
             self._slots.move_to_end(key)
         return slot
@@ -143,7 +145,7 @@ class KeyedLimiter:
         # From the least recently used end; a slot that must stay goes to the other end, so
         # each call looks at a few slots, not all of them (one new key per call in practice).
         tries = min(len(self._slots), _EVICTION_TRIES)
-        while len(self._slots) > self._max_keys and tries > 0:
+        while len(self._slots) >= self._max_keys and tries > 0:
             tries -= 1
             key, slot = next(iter(self._slots.items()))
             if _releasable(slot):
