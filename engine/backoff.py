@@ -25,11 +25,22 @@ back (``set_rate(key, None)``) once it has recovered to that rate.
 If the limiter evicts an idle key and recreates it at its base rate, the
 policy's remembered rate is stale low; the next throttle halves from that
 lower value, which errs on the polite side.
+
+State is kept only while it matters: a key that has recovered to its base
+rate and seen no change for ``release_after`` seconds (at least the cooldown
+and the increase interval, so that a new throttle is treated exactly as it
+would be with the state kept) is forgotten, its counts added to the run's totals
+(``released``, ``released_throttles`` ...).  Without this a long scan keeps one
+entry per provider that ever throttled, tens of thousands over a 10M list
+(issue #17).  Releases happen lazily, when a throttle or a full recovery is
+recorded: the hot path (a success for a key that never throttled) stays one
+dict lookup.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -37,6 +48,7 @@ from engine.limits import KeyedLimiter
 
 __all__ = [
     "DEFAULT_GREETING_THRESHOLD",
+    "DEFAULT_RELEASE_AFTER",
     "AimdPolicy",
     "BackoffStats",
     "SlowLane",
@@ -50,6 +62,12 @@ Clock = Callable[[], float]
 #: §4.5.3.2 lets a client wait 5 minutes.  10 s keeps greylisting pauses of a
 #: few seconds in the fast lane and every deliberate tarpit out of it.
 DEFAULT_GREETING_THRESHOLD = 10.0
+
+#: Seconds a key that recovered to its base rate stays in the statistics before it is
+#: released (unless the cooldown or the increase interval is longer): a provider that
+#: recovered a minute ago is still worth showing; the state of thousands that recovered
+#: long ago is not worth keeping.
+DEFAULT_RELEASE_AFTER = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +115,7 @@ class AimdPolicy:
         cooldown: float,
         increase_interval: float | None = None,
         unlimited_rate: float = 10.0,
+        release_after: float | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         if floor <= 0 or increase <= 0 or unlimited_rate <= 0:
@@ -113,8 +132,18 @@ class AimdPolicy:
         self.cooldown = cooldown
         self.increase_interval = cooldown if increase_interval is None else increase_interval
         self.unlimited_rate = unlimited_rate
+        quiet = max(self.cooldown, self.increase_interval)
+        if release_after is not None and release_after < quiet:
+            raise ValueError("release_after must be >= cooldown and increase_interval")
+        #: Seconds a recovered key stays known: a throttle after that starts afresh.
+        self.release_after = max(DEFAULT_RELEASE_AFTER, quiet) if release_after is None else release_after
         self._clock = clock
         self._keys: dict[Hashable, _KeyState] = {}
+        #: Keys back at their base rate, oldest recovery first (each with its time).
+        self._recovered: OrderedDict[Hashable, float] = OrderedDict()
+        #: Keys forgotten after recovering, and what they had counted (for run totals).
+        self.released = 0
+        self.released_throttles = self.released_decreases = self.released_increases = 0
 
     def rate(self, key: Hashable) -> float | None:
         """The rate this policy last set for ``key`` (its base rate if it never throttled)."""
@@ -123,11 +152,13 @@ class AimdPolicy:
 
     def on_throttle(self, key: Hashable) -> bool:
         """Record a throttle signal; True if it cut the rate."""
+        now = self._clock()
+        self._release(now)
         state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _KeyState(self._base_rate_for(key))
+        self._recovered.pop(key, None)
         state.throttles += 1
-        now = self._clock()
         if now - state.last_decrease < self.cooldown:
             return False  # same burst as the last cut
         current = state.rate if state.rate is not None else self.unlimited_rate
@@ -154,13 +185,30 @@ class AimdPolicy:
         state.rate = min(ceiling, state.rate + self.increase)
         state.last_change = now
         state.increases += 1
-        if state.base is None and state.rate >= ceiling:
-            state.rate = None  # fully recovered: unlimited again, as configured
+        if state.rate >= ceiling:
+            if state.base is None:
+                state.rate = None  # fully recovered: unlimited again, as configured
+            self._recovered[key] = now
+            self._release(now)
         self._limiter.set_rate(key, state.rate)
         return True
 
+    def _release(self, now: float) -> None:
+        """Forget keys that recovered at least ``release_after`` seconds ago."""
+        recovered = self._recovered
+        while recovered:
+            key, since = next(iter(recovered.items()))
+            if now - since < self.release_after:
+                return
+            del recovered[key]
+            state = self._keys.pop(key)
+            self.released += 1
+            self.released_throttles += state.throttles
+            self.released_decreases += state.decreases
+            self.released_increases += state.increases
+
     def statistics(self) -> list[BackoffStats]:
-        """One entry per key that has ever throttled."""
+        """One entry per key that throttled and has not been released since."""
         return [
             BackoffStats(
                 key=str(key),

@@ -22,7 +22,7 @@ from typing import Any
 
 import uvloop
 
-from engine.backoff import BackoffStats
+from engine.backoff import AimdPolicy, BackoffStats
 from engine.offload import Handler, Offload, OffloadError, Setup, fork_offload
 from mxscan import defaults
 from mxscan.config import ScanConfig
@@ -68,14 +68,18 @@ def politeness_of(polite: PoliteProber, *, full: bool = True) -> Politeness:
     waiting = polite.unresponsive
     brief: Politeness = {
         "slow_hosts": len(polite.slow_lane),
-        "throttled": sum(b.throttles for b in backoff),
+        "throttled": sum(b.throttles for b in backoff) + polite.backoff.released_throttles,
         "unresponsive": [list(key) for key in waiting.targets()],
         "deadline": waiting.latest(),
         "peak_unresponsive": waiting.peak,
     }
     if not full:
         return brief
-    return {"providers": _provider_totals(polite), "backoff": _backoff_totals(backoff), **brief}
+    return {
+        "providers": _provider_totals(polite),
+        "backoff": _backoff_totals(polite.backoff, backoff),
+        **brief,
+    }
 
 
 def _provider_totals(polite: PoliteProber) -> Politeness:
@@ -93,12 +97,14 @@ def _provider_totals(polite: PoliteProber) -> Politeness:
     }
 
 
-def _backoff_totals(backoff: list[BackoffStats]) -> Politeness:
+def _backoff_totals(policy: AimdPolicy, backoff: list[BackoffStats]) -> Politeness:
+    """Totals over the run (keys released after recovering included), the top keys held."""
     top = heapq.nlargest(defaults.SUMMARY_TOP_PROVIDERS, backoff, key=lambda b: (b.throttles, b.decreases))
     return {
         "keys": len(backoff),
-        "throttles": sum(b.throttles for b in backoff),
-        "decreases": sum(b.decreases for b in backoff),
+        "released": policy.released,
+        "throttles": sum(b.throttles for b in backoff) + policy.released_throttles,
+        "decreases": sum(b.decreases for b in backoff) + policy.released_decreases,
         "top": [dataclasses.asdict(b) for b in top],
     }
 
