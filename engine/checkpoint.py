@@ -76,6 +76,11 @@ MARKER_FIELD = "run"
 _MARKER_MAX_BYTES = 64 * 1024
 
 
+#: What ``open`` counted (resumed, side records, duplicate keys, markers, finished): taken back
+#: to its value before the first line of a torn gzip member.
+_Counts = tuple[int, int, int, int, bool]
+
+
 class StoreError(Exception):
     """The results file cannot be used: not ours, corrupt before its end, or not writable."""
 
@@ -347,9 +352,10 @@ class ResultStore:
     def _resume(self, fd: int) -> DigestSet:
         keys = DigestSet()
         good_end = 0
-        #: Compressed: (end offset, key newly added or None) of lines not yet known to lie in a
-        #: complete member; those of a torn last member are taken back (engine.compressed).
-        pending: list[tuple[int, str | None, bool]] = []
+        #: Compressed: (end offset, key newly added or None, counts before the line) of lines not
+        #: yet known to lie in a complete member; those of a torn last member are taken back
+        #: (engine.compressed).
+        pending: list[tuple[int, str | None, _Counts]] = []
         with os.fdopen(os.dup(fd), "rb") as raw:
             members = GzipMembers(raw, self.path) if self.compress else None
             stream: BinaryIO = io.BufferedReader(members, 1 << 16) if members else raw
@@ -372,10 +378,10 @@ class ResultStore:
                     if not isinstance(record, dict) or "schema_version" not in record:
                         raise StoreError(f"{self.path}: line {lineno}: {_NOT_OURS}")
                     good_end = offset + len(line)
-                    resumed = self.resumed
+                    before = self._counts()
                     new_key = self._count(record, key, lineno, keys)
                     if members is not None:
-                        pending.append((good_end, new_key, self.resumed > resumed))
+                        pending.append((good_end, new_key, before))
                         if len(pending) > 4096:
                             pending = [p for p in pending if p[0] > members.complete_out]
                 if members is not None:
@@ -389,6 +395,9 @@ class ResultStore:
         elif self.dropped_torn_tail:
             os.ftruncate(fd, good_end)
         return keys
+
+    def _counts(self) -> _Counts:
+        return (self.resumed, self.side_records, self.duplicate_keys, self.markers, self.finished)
 
     def _count(self, record: dict[str, Any], key: object, lineno: int, keys: DigestSet) -> str | None:
         """Count one complete line read on resume; the key it newly finished, if any."""
@@ -409,21 +418,26 @@ class ResultStore:
         return None
 
     def _take_back_torn_member(
-        self, members: GzipMembers, pending: list[tuple[int, str | None, bool]], torn_at: int, keys: DigestSet
+        self,
+        members: GzipMembers,
+        pending: list[tuple[int, str | None, _Counts]],
+        torn_at: int,
+        keys: DigestSet,
     ) -> None:
-        """Lines past the last complete member were never committed: their keys are not done."""
+        """Lines past the last complete member were never committed: their keys are not done,
+        and the file is counted as it is once they are cut (as a plain file's torn line)."""
         if self.dropped_torn_tail and torn_at < members.complete_out:
             raise StoreError(
                 f"{self.path}: a torn line inside a complete gzip member cannot come from a kill; "
                 "refusing to resume (use --fresh to start over)"
             )
-        beyond = [(key, target) for end, key, target in pending if end > members.complete_out]
+        beyond = [(key, before) for end, key, before in pending if end > members.complete_out]
         if not beyond and not members.torn and not self.dropped_torn_tail:
             return
         self.dropped_torn_tail = True
-        self.finished = False
-        for key, target in beyond:
-            self.resumed -= target
+        if beyond:
+            self.resumed, self.side_records, self.duplicate_keys, self.markers, self.finished = beyond[0][1]
+        for key, _ in beyond:
             if key is not None:
                 keys.discard(key)
 

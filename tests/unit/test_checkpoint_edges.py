@@ -1,0 +1,154 @@
+"""The checkpoint at its boundaries: an empty file, a torn first line or first gzip member, a
+torn member holding complete lines (duplicates, side records, a run line), and a compressed
+file cut at any byte, which must resume exactly as the plain file of its committed lines
+(the plain store is the oracle for the compressed one)."""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.checkpoint import ResultStore, StoreError, finished, read_records
+
+
+def dom(key: str) -> bytes:
+    return orjson.dumps({"schema_version": 2, "domain": key}) + b"\n"
+
+
+def side(ref: str) -> bytes:
+    return orjson.dumps({"schema_version": 2, "ref": ref, "smtp": {}}) + b"\n"
+
+
+def run(done: bool) -> bytes:
+    return orjson.dumps({"schema_version": 2, "run": {"finished": done}}) + b"\n"
+
+
+def member(*lines: bytes) -> bytes:
+    return gzip.compress(b"".join(lines), mtime=0)
+
+
+def opened(path: Path) -> tuple[ResultStore, set[str]]:
+    """The store after ``open()`` and the keys it holds, asked for every key in the tests."""
+    store = ResultStore(path)
+    done = store.open()
+    keys = {k for k in (*"abcdefgh", "x.com") if k in done}
+    assert len(keys) == len(done)
+    return store, keys
+
+
+def counts(store: ResultStore) -> tuple[int, int, int, int, bool]:
+    return (store.resumed, store.side_records, store.duplicate_keys, store.markers, store.finished)
+
+
+@pytest.mark.parametrize("name", ["out.ndjson", "out.ndjson.gz"])
+def test_an_empty_file_resumes_empty_untouched_and_unfinished(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"")
+    store, keys = opened(path)
+    assert keys == set() and counts(store) == (0, 0, 0, 0, False) and not store.dropped_torn_tail
+    store.close()
+    assert path.read_bytes() == b"" and list(read_records(path)) == [] and not finished(path)
+
+
+def test_a_torn_first_gzip_member_resumes_empty_at_every_cut(tmp_path: Path) -> None:
+    """A kill during the first flush of a compressed file, wherever the write stopped: nothing
+    was committed, so the file is cut to nothing and every key is measured again."""
+    whole = member(dom("a"), dom("b"))
+    path = tmp_path / "out.ndjson.gz"
+    for cut in range(1, len(whole)):
+        path.write_bytes(whole[:cut])
+        store, keys = opened(path)
+        assert (keys, store.dropped_torn_tail, store.resumed) == (set(), True, 0), cut
+        store.close()
+        assert path.read_bytes() == b"", cut
+
+
+def test_a_complete_first_line_without_its_newline_is_measured_again(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(dom("a")[:-1])
+    store, keys = opened(path)
+    store.close()
+    assert keys == set() and store.dropped_torn_tail and path.read_bytes() == b""
+
+
+def test_a_finished_file_whose_next_line_is_torn_is_finished_again_once_cut(tmp_path: Path) -> None:
+    """The run line is the last line left once the torn one is cut: nothing needs marking."""
+    for name, data in (
+        ("out.ndjson", dom("a") + run(True) + dom("b")[:9]),
+        ("out.ndjson.gz", member(dom("a")) + member(run(True)) + member(dom("b"))[:-4]),
+    ):
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert not finished(path)
+        store, keys = opened(path)
+        store.close()
+        assert keys == {"a"} and store.finished and store.dropped_torn_tail and finished(path), name
+
+
+def test_a_torn_members_lines_are_taken_back_with_their_counts(tmp_path: Path) -> None:
+    """Bug: the complete lines of a torn gzip member took back their keys and the resumed count,
+    but still counted as duplicates, side records and markers, and the file counted as
+    unfinished, though once they are cut the file is the committed lines alone."""
+    path = tmp_path / "out.ndjson.gz"
+    torn = member(dom("a"), side("h1"), run(True), dom("b"), dom("c") * 40)
+    path.write_bytes(member(dom("a"), run(True)) + torn[:-8])
+    store, keys = opened(path)
+    store.close()
+    assert keys == {"a"} and counts(store) == (1, 0, 0, 1, True) and store.dropped_torn_tail
+    assert [r.get("domain") for r in read_records(path)] == ["a", None]
+
+
+def test_duplicate_keys_in_a_compressed_file_are_counted_not_refused(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson.gz"
+    path.write_bytes(member(dom("a"), dom("b")) + member(dom("a")))
+    store, keys = opened(path)
+    store.close()
+    assert keys == {"a", "b"} and counts(store)[:3] == (3, 0, 1) and not store.dropped_torn_tail
+
+
+def test_a_torn_line_inside_a_complete_member_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson.gz"
+    data = member(dom("a") + b'{"schema_version":2,"dom')
+    path.write_bytes(data)
+    with pytest.raises(StoreError, match="inside a complete gzip member"):
+        opened(path)
+    assert path.read_bytes() == data
+
+
+LINE = st.one_of(
+    st.sampled_from("abcd").map(dom),
+    st.sampled_from(["h1", "h2"]).map(side),
+    st.booleans().map(run),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(LINE, min_size=1, max_size=4), min_size=1, max_size=4), st.data())
+def test_a_compressed_file_cut_anywhere_resumes_as_the_plain_file_of_its_committed_lines(
+    flushes: list[list[bytes]], data: st.DataObject
+) -> None:
+    frames = [member(*lines) for lines in flushes]
+    whole = b"".join(frames)
+    cut = data.draw(st.integers(min_value=0, max_value=len(whole)), label="cut")
+    committed, end = b"", 0
+    for frame, lines in zip(frames, flushes, strict=True):
+        if end + len(frame) > cut:
+            break
+        end += len(frame)
+        committed += b"".join(lines)
+    with tempfile.TemporaryDirectory() as tmp:
+        gz, plain = Path(tmp, "out.ndjson.gz"), Path(tmp, "out.ndjson")
+        gz.write_bytes(whole[:cut])
+        plain.write_bytes(committed)
+        (zipped, zipped_keys), (flat, flat_keys) = opened(gz), opened(plain)
+        zipped.close()
+        flat.close()
+        assert (zipped_keys, counts(zipped)) == (flat_keys, counts(flat))
+        assert zipped.dropped_torn_tail == (cut > end) and gz.read_bytes() == whole[:end]
+        assert finished(gz) == finished(plain) == flat.finished
