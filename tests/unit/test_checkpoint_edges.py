@@ -6,6 +6,7 @@ file cut at any byte, which must resume exactly as the plain file of its committ
 from __future__ import annotations
 
 import gzip
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.checkpoint import ResultStore, StoreError, finished, read_records
+from engine.checkpoint import DigestSet, ResultStore, StoreError, finished, read_records
 
 
 def dom(key: str) -> bytes:
@@ -152,3 +153,52 @@ def test_a_compressed_file_cut_anywhere_resumes_as_the_plain_file_of_its_committ
         assert (zipped_keys, counts(zipped)) == (flat_keys, counts(flat))
         assert zipped.dropped_torn_tail == (cut > end) and gz.read_bytes() == whole[:end]
         assert finished(gz) == finished(plain) == flat.finished
+
+
+def _home(key: str) -> int:
+    """The slot a key's digest starts probing from in a fresh (1024-slot) DigestSet."""
+    return (int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") or 1) & 1023
+
+
+def _colliding_keys(homes: tuple[int, ...], per_home: int) -> list[str]:
+    found: dict[int, list[str]] = {home: [] for home in homes}
+    i = 0
+    while any(len(keys) < per_home for keys in found.values()):
+        key = f"k{i}"
+        if len(found.get(_home(key), [per_home] * per_home)) < per_home:
+            found[_home(key)].append(key)
+        i += 1
+    return [key for keys in found.values() for key in keys]
+
+
+#: Keys whose probe chains run into each other and wrap around the table's end (slot 1023 to 0).
+CROWDED = _colliding_keys((1021, 1022, 1023, 0, 1), 4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(CROWDED)), max_size=80))
+def test_a_digest_set_of_colliding_keys_stays_a_set_under_discards(ops: list[tuple[bool, str]]) -> None:
+    """Deleting from the middle of a probe chain (and one that wraps around the table's end)
+    must leave every other key findable: the set of a resume that takes back a torn member."""
+    digests, reference = DigestSet(), set()
+    for add, key in ops:
+        if add:
+            assert digests.add(key) == (key not in reference)
+            reference.add(key)
+        else:
+            digests.discard(key)
+            reference.discard(key)
+        assert len(digests) == len(reference)
+        assert {key for key in CROWDED if key in digests} == reference
+
+
+def test_a_digest_set_grows_past_half_full_and_keeps_every_key() -> None:
+    keys = [f"d{i}.example" for i in range(1500)]
+    digests = DigestSet(keys[:512])
+    assert digests.nbytes() == 8 * 1024  # at most half full: 512 of 1024 slots
+    digests.add(keys[512])
+    assert digests.nbytes() == 16 * 1024
+    for key in keys[513:]:
+        digests.add(key)
+    assert len(digests) == 1500 and all(key in digests for key in keys) and "d1500.example" not in digests
+    assert 7 not in digests  # only strings are keys
