@@ -25,6 +25,7 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import uvloop
@@ -36,7 +37,7 @@ from probes.smtp.probe import ANALYSIS_BATCH, SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.certs import cert_facts, load_der
 from probes.tls.truststore import load_trust_store
-from probes.tls.verify import VERIFIED_ISSUERS, VERIFIED_PATHS, IntermediatePool
+from probes.tls.verify import Verifier
 from testbed.control import WorldSpec
 from testbed.harness import running_world
 from testbed.world import CertKind, HostRole, SmtpBehaviour
@@ -66,9 +67,9 @@ async def _probe_all(prober: SmtpProber, targets: list[tuple[str, str]], concurr
 def _measured_pass(
     prober: SmtpProber, targets: list[tuple[str, str]], concurrency: int
 ) -> tuple[float, float]:
-    """(sessions/s, client CPU ms per session) of one pass with the scanner's caches emptied."""
-    VERIFIED_PATHS.clear()
-    VERIFIED_ISSUERS.clear()
+    """(sessions/s, client CPU ms per session) of one pass with the scanner's caches emptied:
+    a new verifier (nothing verified yet), no certificate parsed."""
+    prober.settings = replace(prober.settings, verifier=Verifier(prober.settings.verifier.store))
     load_der.cache_clear()
     cert_facts.cache_clear()
     cpu0, t0 = _cpu(), time.perf_counter()
@@ -107,10 +108,9 @@ def main() -> None:
         trust = load_trust_store("none", [ep["ca_file"]])
         settings = SmtpSettings(
             ehlo_name="scanner.mxscan.test",
-            trust_store=trust,
+            verifier=Verifier(trust),
             port=int(ep["smtp_port"]),
             timeouts=SmtpTimeouts(connect=5, banner=5, command=5, handshake=5, quit=1),
-            intermediates=IntermediatePool.from_der([]),
         )
         probers = {size: SmtpProber(settings, batch=size) for size in sizes}
         settle_heap()  # as mxscan scan does before probing
@@ -124,7 +124,8 @@ def main() -> None:
             print(f"round {round_ + 1}: {mine}; pair {pair.rate:.0f}/s")
             sys.stdout.flush()
     pair_rate, pair_cpu_ms = (statistics.median(v) for v in zip(*pairs, strict=True))
-    paths, issuers = VERIFIED_PATHS, VERIFIED_ISSUERS
+    last = probers[sizes[-1]].settings.verifier  # the last pass's
+    paths, issuers = last.paths, last.issuers
     print(f"\nSMTP STARTTLS probes: {len(hosts)} distinct hosts once each, concurrency {args.concurrency}")
     print(f"per pass: verified-path cache {paths.hits} hits / {paths.misses} misses,", end=" ")
     print(f"verified-issuer cache {issuers.hits} hits / {issuers.misses} misses")

@@ -20,7 +20,7 @@ from probes.smtp.polite import PoliteProber
 from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
-from probes.tls.verify import IntermediatePool
+from probes.tls.verify import IntermediatePool, Verifier
 
 __all__ = ["policy_fetcher", "polite_fetch", "polite_prober", "retry_policy", "smtp_prober"]
 
@@ -39,7 +39,7 @@ def smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
     assert cfg.ehlo_name is not None
     settings = SmtpSettings(
         ehlo_name=cfg.ehlo_name,
-        trust_store=store,
+        verifier=Verifier(store, pool),  # the scan's one verifier, shared with the policy fetcher
         port=cfg.smtp_port,
         timeouts=SmtpTimeouts(
             connect=cfg.smtp_connect_timeout,
@@ -49,18 +49,16 @@ def smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
             total=cfg.smtp_host_timeout,
         ),
         keep_certs=cfg.keep_certs,
-        intermediates=pool,
     )
     return SmtpProber(settings)
 
 
 def policy_fetcher(cfg: ScanConfig, prober: SmtpProber) -> PolicyFetcher:
-    """The MTA-STS policy fetcher: the SMTP probe's trust store, the scan's HTTPS port,
+    """The MTA-STS policy fetcher: the SMTP probe's verifier, the scan's HTTPS port,
     per-phase deadlines at most the SMTP ones (short SMTP deadlines shorten fetches too)."""
     phase = min(cfg.smtp_timeout, defaults.HTTPS_PHASE_TIMEOUT)
     return PolicyFetcher(
-        trust_store=prober.settings.trust_store,
-        intermediates=prober.settings.intermediates,
+        verifier=prober.settings.verifier,
         port=cfg.https_port,
         timeouts=FetchTimeouts(
             connect=cfg.smtp_connect_timeout,

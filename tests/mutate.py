@@ -30,7 +30,7 @@ PACKAGES = ("engine", "probes", "mxscan", "report", "testbed")
 #: Module -> the unit tests that pin its behaviour (the files a mutant must fail).
 TESTS: dict[str, tuple[str, ...]] = {
     "probes/mtasts/match.py": ("test_mtasts_match.py", "test_edge_behaviours.py"),
-    "probes/mtasts/record.py": ("test_mtasts_record.py",),
+    "probes/mtasts/record.py": ("test_mtasts_record.py", "test_mtasts_record_edges.py"),
     "probes/mtasts/policy.py": ("test_mtasts_policy.py",),
     "probes/dane/chain.py": ("test_dane.py", "test_dane_openssl_vectors.py", "test_edge_behaviours.py"),
     "probes/dane/record.py": ("test_dane.py",),
@@ -40,10 +40,24 @@ TESTS: dict[str, tuple[str, ...]] = {
     "probes/smtp/reply.py": ("test_smtp_reply.py", "test_edge_behaviours.py"),
     "probes/smtp/ehlo.py": ("test_smtp_ehlo.py",),
     "probes/tls/names.py": ("test_tls_verify.py", "test_tls_cn_fallback.py"),
+    "probes/tls/verify.py": (
+        "test_tls_verify.py",
+        "test_tls_cn_fallback.py",
+        "test_edge_behaviours.py",
+        "test_tls_issuer_cache.py",
+        "test_tls_cache_edges.py",
+    ),
     "probes/transport.py": ("test_transport_rollups.py", "test_edge_behaviours.py", "test_dane.py"),
     "probes/providers.py": ("test_providers.py", "test_providers_edges.py", "test_edge_behaviours.py"),
-    "engine/inputs.py": ("test_inputs.py",),
-    "engine/limits.py": ("test_limits.py",),
+    "engine/inputs.py": ("test_inputs.py", "test_inputs_edges.py"),
+    "engine/limits.py": ("test_limits.py", "test_limits_release.py", "test_limits_edges.py"),
+    "engine/checkpoint.py": (
+        "test_checkpoint.py",
+        "test_checkpoint_edges.py",
+        "test_compressed_readers.py",
+        "test_results_refs.py",
+        "test_edge_behaviours.py",
+    ),
     "engine/backoff.py": ("test_backoff.py", "test_backoff_edges.py"),
 }
 

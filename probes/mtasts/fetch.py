@@ -12,8 +12,9 @@ RFC 8461 §3.3 rules, and where they are enforced:
 
 * the certificate must be PKIX-valid for ``mta-sts.<domain>``: the handshake
   runs with verification OFF so the presented chain is always captured (as for
-  SMTP), then ``verify_chain`` judges it.  An invalid chain keeps the exchange
-  ``success`` with ``pkix.valid`` false; the assessment refuses the policy.
+  SMTP: probes/tls/capture.py), then the scan's ``Verifier`` judges it.  An
+  invalid chain keeps the exchange ``success`` with ``pkix.valid`` false; the
+  assessment refuses the policy.
 * "HTTP 3xx redirects MUST NOT be followed": ``allow_redirects=False``; a 3xx
   is ``application-error`` with its ``Location`` recorded.
 * only 200 is a policy ("HTTP response codes other than 200 are failures");
@@ -56,10 +57,9 @@ from engine.peertext import bound_text
 from engine.status import Status
 from probes.mtasts.policy import MAX_POLICY_BYTES
 from probes.mtasts.records import PolicyFetch
-from probes.smtp.session import _presented_chain
+from probes.tls.capture import capture_context, presented_chain
 from probes.tls.certs import chain_facts
-from probes.tls.truststore import TrustStore
-from probes.tls.verify import IntermediatePool, verify_chain
+from probes.tls.verify import Verifier
 
 __all__ = [
     "POLICY_PATH",
@@ -144,18 +144,6 @@ class _CapturingContext(ssl.SSLContext):
             exchange.ssl_object = obj
             exchange.enter(_Phase.TLS)
         return obj
-
-
-def _capturing_context() -> _CapturingContext:
-    # As probes.smtp.session.client_tls_context: any version, any cipher, no verification, so that
-    # legacy policy hosts are measured rather than failing on our side.
-    ctx = _CapturingContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-    ctx.set_ciphers("ALL:@SECLEVEL=0")
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 class _NoResolver(AbstractResolver):
@@ -262,15 +250,13 @@ class PolicyFetcher:
     def __init__(
         self,
         *,
-        trust_store: TrustStore,
-        intermediates: IntermediatePool,
+        verifier: Verifier,
         port: int = 443,
         timeouts: FetchTimeouts = FetchTimeouts(),  # frozen, so one shared default is safe
         max_body: int = MAX_POLICY_BYTES,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
-        self.trust_store = trust_store
-        self.intermediates = intermediates
+        self.verifier = verifier
         self.port = port
         self.timeouts = timeouts
         self.max_body = max_body
@@ -282,7 +268,7 @@ class PolicyFetcher:
         trace.on_connection_create_end.append(_on_connection_ready)
         connector = aiohttp.TCPConnector(
             resolver=_NoResolver(),
-            ssl=_capturing_context(),
+            ssl=capture_context(_CapturingContext, alpn=("http/1.1",)),
             force_close=True,  # one fetch per policy URL per run: nothing to keep alive
             limit=0,  # concurrency is the scheduler's business (per-address and per-provider limits)
             use_dns_cache=False,
@@ -385,15 +371,11 @@ class PolicyFetcher:
         if obj is not None:
             try:
                 tls_version = obj.version() or ""
-                chain = _presented_chain(obj) if tls_version else []
+                chain = presented_chain(obj) if tls_version else []
             except (ValueError, ssl.SSLError):  # no completed handshake: nothing was presented
                 chain = []
         facts = chain_facts(chain) if chain else None
-        pkix = (
-            verify_chain(chain, host, store=self.trust_store, at=self.now(), intermediates=self.intermediates)
-            if chain
-            else None
-        )
+        pkix = self.verifier.verify(chain, host, self.now()) if chain else None
         return PolicyFetch(
             url=f"https://{host}{POLICY_PATH}",
             address=address,

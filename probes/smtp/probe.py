@@ -18,8 +18,7 @@ from probes.retry import smtp_signal
 from probes.smtp.records import SmtpAttempt, SmtpResult, TlsSession
 from probes.smtp.session import Observation, SmtpTimeouts, client_tls_context, converse
 from probes.tls.certs import chain_facts
-from probes.tls.truststore import TrustStore
-from probes.tls.verify import IntermediatePool, PkixResult, verify_chain
+from probes.tls.verify import PkixResult, Verifier
 
 __all__ = ["ANALYSIS_BATCH", "Exchange", "SmtpProbe", "SmtpProber", "SmtpSettings"]
 
@@ -35,11 +34,12 @@ class SmtpSettings:
     """How to probe; one frozen value per scan."""
 
     ehlo_name: str
-    trust_store: TrustStore
+    #: The scan's PKIX verifier (trust store, known intermediates, what already verified),
+    #: shared with the MTA-STS policy fetcher.
+    verifier: Verifier
     port: int = 25
     timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
     keep_certs: bool = False
-    intermediates: IntermediatePool = field(default_factory=IntermediatePool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +135,7 @@ class SmtpProber:
                 chain_pem=pem,
             )
         if obs.chain:
-            pkix = verify_chain(
-                obs.chain,
-                host,
-                store=self.settings.trust_store,
-                at=self._now(),
-                intermediates=self.settings.intermediates,
-            )
+            pkix = self.settings.verifier.verify(obs.chain, host, self._now())
         result = SmtpResult(
             host=host,
             address=address,

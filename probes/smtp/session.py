@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from probes.smtp.ehlo import EhloInfo, parse_ehlo
 from probes.smtp.records import Phase, Starttls
 from probes.smtp.reply import Reply, ReplyParser, SmtpProtocolError, sanitise
 from probes.smtp.starttls import TlsClient
+from probes.tls.capture import capture_context, presented_chain
 
 __all__ = ["Observation", "SmtpTimeouts", "client_tls_context", "converse"]
 
@@ -221,29 +221,9 @@ class _Wire(asyncio.Protocol):
 
 
 def client_tls_context() -> ssl.SSLContext:
-    """A context that completes handshakes with anything, to capture what is presented.
-
-    SECLEVEL=0 and TLS 1.0 so legacy servers are measured instead of failing as
-    "handshake error" on our side; verification happens afterwards.
-    """
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-    ctx.set_ciphers("ALL:@SECLEVEL=0")
-    return ctx
-
-
-def _presented_chain(ssl_object: object) -> list[bytes]:
-    """The peer's chain as DER, leaf first, without verifying it."""
-    if sys.version_info >= (3, 13):  # public API from 3.13
-        chain = ssl_object.get_unverified_chain()  # type: ignore[attr-defined]
-        return [bytes(c) for c in chain or ()]
-    import _ssl
-
-    inner = getattr(ssl_object, "_sslobj", None)
-    chain = inner.get_unverified_chain() if inner is not None else None
-    return [c.public_bytes(_ssl.ENCODING_DER) for c in chain or ()]
+    """The STARTTLS client context: completes handshakes with anything, to capture what is
+    presented (probes/tls/capture.py); verification happens afterwards."""
+    return capture_context(ssl.SSLContext)
 
 
 def _classify(obs: Observation, exc: BaseException) -> None:
@@ -338,7 +318,7 @@ async def _walk(
     obs.tls_version = ssl_object.version() or ""
     name, _, bits = ssl_object.cipher() or ("", "", 0)
     obs.tls_cipher, obs.tls_bits = name, bits or 0
-    obs.chain = _presented_chain(ssl_object)
+    obs.chain = presented_chain(ssl_object)
     obs.enter(Phase.EHLO_TLS)
     wire.send(b"EHLO " + ehlo_name.encode("ascii") + b"\r\n")
     reply = await wire.reply(timeouts.command)

@@ -20,9 +20,9 @@ same intermediates, and cryptography's verifier re-checks the intermediate's own
 signature (and every check above it) for each new leaf.  After a chain verified,
 its leaf's issuer is remembered as a stand-in trust anchor, so a later leaf under
 the same presented intermediates costs one signature check.  That gives exactly
-the verifier's verdict only under conditions ``IssuerCache.put`` checks (see its
-docstring for why each is needed); the caller still falls back to the full
-verification for anything the stand-in refuses.
+the verifier's verdict only under conditions ``IssuerCache.put`` checks (see
+``_stand_in_reach`` for why each is needed); the caller still falls back to the
+full verification for anything the stand-in refuses.
 """
 
 from __future__ import annotations
@@ -105,10 +105,6 @@ class _WindowCache(Generic[V]):
     def _remember(self, key: Hashable, entry: V) -> None:
         _bounded_put(self._entries, key, entry, self.size)
 
-    def clear(self) -> None:
-        self._entries.clear()
-        self.hits = self.misses = 0
-
 
 @dataclass(frozen=True, slots=True)
 class VerifiedPath:
@@ -163,10 +159,6 @@ class IssuerCache(_WindowCache[VerifiedIssuer]):
         #: most later leaves' shortcut.
         self._refused: OrderedDict[Hashable, None] = OrderedDict()
 
-    def clear(self) -> None:
-        super().clear()
-        self._refused.clear()
-
     @staticmethod
     def key(store: Hashable, rest: Sequence[bytes], issuer_name: bytes) -> tuple[Hashable, bytes, bytes]:
         """``rest``: the presented certificates after the leaf, in order, as DER."""
@@ -183,57 +175,59 @@ class IssuerCache(_WindowCache[VerifiedIssuer]):
     ) -> bool:
         """Remember ``path[1]`` (the issuer of the leaf of a ``path`` cryptography's verifier
         just accepted at ``at``, ``rest`` presented after that leaf, ``roots`` the trusted
-        roots by subject, None if unknown); True if taken.
-
-        A later leaf L with the same issuer name, the same ``rest`` and trust store is then
-        verified with ``path[1]`` as its only anchor.  The verifier searches from L: at each
-        step it tries, in an order of its own, the certificates (roots, then ``rest``) whose
-        subject is the working certificate's issuer, applies to each its CA checks,
-        signature, validity and path-length limit, and to the working certificate the name
-        constraints of every certificate above it; the first branch that reaches a root
-        wins.  The stand-in runs exactly L's own checks and the L -> path[1] step.  The rest
-        of the full search is then the same for every leaf, and already succeeded with this
-        path, provided that:
-
-        * L's step has exactly one candidate, path[1] (distinct DER): a leaf's
-          authorityKeyIdentifier orders the candidates of its own step, so with two, a new
-          leaf could take another branch;
-        * no certificate the search can reach from path[1] carries name constraints: they
-          are the only check above L's step that reads L (its names).  Everything else the
-          search does above path[1] (candidates, their order, checks, budget) does not
-          depend on the leaf;
-        * the time lies between the same validity boundaries of every reachable certificate
-          as ``at`` does: each is then valid, or not, as it was, and the same branch wins
-          (``get`` misses outside that window; for a search with one line this is the
-          intersection of the path's validity);
-        * the path has an intermediate: a leaf issued straight by a root gains nothing.
-        """
+        roots by subject, None if unknown) when it can stand in (``_stand_in_reach``); True
+        if taken.  A later leaf with the same issuer name, the same ``rest`` and trust store
+        is then verified with ``path[1]`` as its only anchor, within the window in which
+        every certificate the search can reach keeps its state of validity."""
         if key in self._refused:
             return False
-        reachable: list[x509.Certificate] = []
-        try:
-            provable = (
-                roots is not None
-                and len(path) >= 3
-                and _sole_candidate(path[0], path[1], rest, roots)
-                and not _constrained(reachable := _reachable(path[1], rest, roots))
-            )
-        except (ValueError, TypeError):  # a name or extension that cannot be read: not provable
-            provable = False
-        if not provable:
+        reachable = _stand_in_reach(path, rest, roots)
+        if reachable is None:
             _bounded_put(self._refused, key, None, self.size)
             return False
         valid_from, valid_until = steady_window(reachable, at)
-        self._remember(
-            key,
-            VerifiedIssuer(
-                store=Store([path[1]]),
-                anchor=anchor,
-                valid_from=valid_from,
-                valid_until=valid_until,
-            ),
+        issuer = VerifiedIssuer(
+            store=Store([path[1]]), anchor=anchor, valid_from=valid_from, valid_until=valid_until
         )
+        self._remember(key, issuer)
         return True
+
+
+def _stand_in_reach(
+    path: Sequence[x509.Certificate], rest: Sequence[x509.Certificate], roots: RootIndex | None
+) -> list[x509.Certificate] | None:
+    """Every certificate the verifier's search can reach from ``path[1]``, if ``path[1]`` as
+    the only anchor gives any later leaf L under it exactly the full verifier's verdict;
+    None if that cannot be proven.
+
+    The verifier searches from L: at each step it tries, in an order of its own, the
+    certificates (roots, then ``rest``) whose subject is the working certificate's issuer,
+    applies to each its CA checks, signature, validity and path-length limit, and to the
+    working certificate the name constraints of every certificate above it; the first branch
+    that reaches a root wins.  The stand-in runs exactly L's own checks and the L -> path[1]
+    step.  The rest of the full search is then the same for every leaf, and already
+    succeeded with this path, provided that:
+
+    * L's step has exactly one candidate, path[1] (distinct DER): a leaf's
+      authorityKeyIdentifier orders the candidates of its own step, so with two, a new leaf
+      could take another branch;
+    * no certificate the search can reach from path[1] carries name constraints: they are
+      the only check above L's step that reads L (its names).  Everything else the search
+      does above path[1] (candidates, their order, checks, budget) does not depend on the leaf;
+    * the time lies between the same validity boundaries of every reachable certificate as
+      the first verification's (``get`` misses outside that window; for a search with one
+      line this is the intersection of the path's validity);
+    * the path has an intermediate: a leaf issued straight by a root gains nothing.
+    """
+    if roots is None or len(path) < 3:
+        return None
+    try:
+        if not _sole_candidate(path[0], path[1], rest, roots):
+            return None
+        reachable = _reachable(path[1], rest, roots)
+        return None if _constrained(reachable) else reachable
+    except (ValueError, TypeError):  # a name or extension that cannot be read: not provable
+        return None
 
 
 def _bounded_put(entries: OrderedDict[Hashable, T], key: Hashable, value: T, size: int) -> None:

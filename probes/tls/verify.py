@@ -81,11 +81,10 @@ from probes.tls.pathcache import (
 from probes.tls.truststore import TrustStore
 
 __all__ = [
-    "VERIFIED_ISSUERS",
-    "VERIFIED_PATHS",
     "IntermediatePool",
     "PkixReason",
     "PkixResult",
+    "Verifier",
     "classify",
     "match_hostname",
     "normalise_host",
@@ -96,11 +95,6 @@ _DETAIL_LIMIT = 300
 #: OpenSSL's bound on (name, constraint) pairs checked per CA (NAME_CHECK_MAX, v3_ncons.c):
 #: beyond it the check is refused, not run (quadratic work from a hostile chain).
 _NAME_CHECK_MAX = 1 << 20
-
-#: Chains cryptography's verifier accepted, shared by every host presenting them.
-VERIFIED_PATHS = PathCache()
-#: Issuers of leaves it accepted, standing in as anchors for new leaves under them.
-VERIFIED_ISSUERS = IssuerCache()
 
 
 class PkixReason(StrEnum):
@@ -346,41 +340,21 @@ def _subject_text(anchor: x509.Certificate) -> str:
     return anchor.subject.rfc4514_string()
 
 
-def _known_issuer_accepts(
-    key: tuple[Hashable, bytes, bytes],
-    store: TrustStore,
-    leaf_der: bytes,
-    leaf: x509.Certificate,
-    subject: DNSName | IPAddress,
-    at: dt.datetime,
-) -> VerifiedIssuer | None:
-    """The remembered issuer of this leaf, if the verifier accepts the leaf with that issuer
-    as its anchor (see ``IssuerCache.put`` for why that equals the full verification)."""
-    issuer = VERIFIED_ISSUERS.get(key, at)
-    if issuer is None or store.contains(leaf_der):  # a leaf that is itself a root ends its own path
-        return None
-    try:
-        PolicyBuilder().store(issuer.store).time(at).build_server_verifier(subject).verify(leaf, [])
-    except (VerificationError, ValueError, *EXTENSION_ERRORS):
-        return None  # the full verification decides, and says why
-    return issuer
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    """One verification's input, parsed: the certificates read (the first ``MAX_CHAIN_CERTS``
+    presented), the host name normalised and as the verifier's subject, the verifier's time."""
+
+    presented: int
+    considered: Sequence[bytes]
+    certs: list[x509.Certificate]
+    name: str
+    subject: DNSName | IPAddress
+    at: dt.datetime
 
 
-def verify_chain(
-    chain: Sequence[bytes],
-    host: str,
-    *,
-    store: TrustStore,
-    at: dt.datetime,
-    intermediates: Sequence[bytes] | IntermediatePool = (),
-) -> PkixResult:
-    """Verify a presented chain (DER, leaf first) for ``host`` at ``at``.
-
-    ``intermediates`` is a pool of known intermediates (DER, or a pre-parsed
-    ``IntermediatePool`` to parse once per scan); it only decides between
-    ``incomplete-chain`` and ``unknown-issuer``.  Only the first
-    ``MAX_CHAIN_CERTS`` certificates are considered.
-    """
+def _parse(chain: Sequence[bytes], host: str, at: dt.datetime) -> _Chain | PkixResult:
+    """The chain and host ready to verify, or the verdict on input that cannot be verified."""
     if not chain:
         return PkixResult(False, PkixReason.OTHER, "no certificate", "")
     considered = chain[:MAX_CHAIN_CERTS]
@@ -397,65 +371,151 @@ def verify_chain(
             subject = IPAddress(ipaddress.ip_address(name))
         except ValueError:
             pass
-    at = verifier_time(at)  # one clock for the verifier, the caches and the classifier
-    key = PathCache.key(store.fingerprints, considered)
-    known = VERIFIED_PATHS.get(key, at)
-    if known is not None and isinstance(subject, DNSName) and surely_matches(name, _leaf_names(certs[0])[0]):
-        return PkixResult(True, PkixReason.OK, _VERIFIED, known.anchor)
+    # One clock for the verifier, the caches and the classifier.
+    return _Chain(len(chain), considered, certs, name, subject, verifier_time(at))
+
+
+def _issuer_key(store: TrustStore, job: _Chain) -> tuple[Hashable, bytes, bytes] | None:
+    """The ``IssuerCache`` key of the chain's leaf; None when the leaf's issuer name does not
+    encode again (a parsed name can fail to), so no stand-in anchor can be found for it."""
     try:
-        issuer_name = certs[0].issuer.public_bytes()
-    except ValueError:  # a parsed name that does not encode again: no stand-in anchor for it
-        issuer_name = None
-    issuer_key = IssuerCache.key(store.fingerprints, considered[1:], issuer_name or b"")
-    if issuer_name is not None and (
-        issuer := _known_issuer_accepts(issuer_key, store, considered[0], certs[0], subject, at)
-    ):
-        # The search from the leaf meets the leaf and what the issuer's window covers.
-        leaf = certs[0]
-        since = max(issuer.valid_from, leaf.not_valid_before_utc)
-        VERIFIED_PATHS.put(key, issuer.anchor, (since, min(issuer.valid_until, leaf.not_valid_after_utc)))
-        return PkixResult(True, PkixReason.OK, _VERIFIED, issuer.anchor)
-    try:
-        verifier = PolicyBuilder().store(store.store).time(at).build_server_verifier(subject)
-    except ValueError as exc:  # "*.example.com" or "a_b.example.com" from a hostile MX record
-        return PkixResult(
-            False, PkixReason.OTHER, _bounded(f"host name the verifier refuses: {name!r} ({exc})"), ""
-        )
-    try:
-        path = verifier.verify(certs[0], certs[1:])
-    except VerificationError as exc:
-        message = str(exc)
-    except EXTENSION_ERRORS as exc:  # a malformed extension met while verifying
-        message = f"malformed certificate: {exc}"
-    else:
+        issuer_name = job.certs[0].issuer.public_bytes()
+    except ValueError:
+        return None
+    return IssuerCache.key(store.fingerprints, job.considered[1:], issuer_name)
+
+
+class Verifier:
+    """PKIX verification for one scan: the trust store, the known intermediates, and what
+    already verified (``pathcache.py``), shared by every probe that verifies a chain.
+
+    Made once per scan and passed to the SMTP prober and the MTA-STS policy fetcher; each
+    scan (and each test) has its own, so nothing verified outlives the object.  The caches
+    only ever repeat a verdict the verifier would give (see ``pathcache.py``), so whether a
+    verification is served from them changes its cost, never its result.
+    """
+
+    __slots__ = ("intermediates", "issuers", "paths", "store")
+
+    def __init__(
+        self,
+        store: TrustStore,
+        intermediates: Sequence[bytes] | IntermediatePool = (),
+        *,
+        paths: PathCache | None = None,
+        issuers: IssuerCache | None = None,
+    ) -> None:
+        """``intermediates``: known intermediates (DER, or a pool parsed once); they only decide
+        between ``incomplete-chain`` and ``unknown-issuer``.  ``paths`` / ``issuers``: caches
+        to share (keyed by trust store, so Verifiers over different stores may share them)."""
+        self.store = store
+        if not isinstance(intermediates, IntermediatePool):
+            intermediates = IntermediatePool.from_der(intermediates)
+        self.intermediates = intermediates
+        self.paths = PathCache() if paths is None else paths
+        self.issuers = IssuerCache() if issuers is None else issuers
+
+    def verify(self, chain: Sequence[bytes], host: str, at: dt.datetime) -> PkixResult:
+        """Verify a presented chain (DER, leaf first) for ``host`` at ``at``; only the first
+        ``MAX_CHAIN_CERTS`` certificates are considered."""
+        job = _parse(chain, host, at)
+        if isinstance(job, PkixResult):
+            return job
+        key = PathCache.key(self.store.fingerprints, job.considered)
+        known = self.paths.get(key, job.at)
+        leaf = job.certs[0]
+        if (
+            known is not None
+            and isinstance(job.subject, DNSName)
+            and surely_matches(job.name, _leaf_names(leaf)[0])
+        ):
+            return PkixResult(True, PkixReason.OK, _VERIFIED, known.anchor)
+        issuer_key = _issuer_key(self.store, job)
+        if issuer_key is not None and (issuer := self._known_issuer_accepts(issuer_key, job)):
+            # The search from the leaf meets the leaf and what the issuer's window covers.
+            since = max(issuer.valid_from, leaf.not_valid_before_utc)
+            self.paths.put(key, issuer.anchor, (since, min(issuer.valid_until, leaf.not_valid_after_utc)))
+            return PkixResult(True, PkixReason.OK, _VERIFIED, issuer.anchor)
+        return self._verify_full(job, key, issuer_key)
+
+    def _known_issuer_accepts(self, key: tuple[Hashable, bytes, bytes], job: _Chain) -> VerifiedIssuer | None:
+        """The remembered issuer of this leaf, if the verifier accepts the leaf with that issuer
+        as its anchor (see ``pathcache._stand_in_reach`` for why that equals the full verification)."""
+        issuer = self.issuers.get(key, job.at)
+        if issuer is None or self.store.contains(job.considered[0]):  # a trusted leaf ends its own path
+            return None
+        try:
+            PolicyBuilder().store(issuer.store).time(job.at).build_server_verifier(job.subject).verify(
+                job.certs[0], []
+            )
+        except (VerificationError, ValueError, *EXTENSION_ERRORS):
+            return None  # the full verification decides, and says why
+        return issuer
+
+    def _verify_full(
+        self, job: _Chain, key: tuple[Hashable, bytes], issuer_key: tuple[Hashable, bytes, bytes] | None
+    ) -> PkixResult:
+        """cryptography's server verifier over the whole chain; remembered when it accepts."""
+        try:
+            verifier = PolicyBuilder().store(self.store.store).time(job.at).build_server_verifier(job.subject)
+        except ValueError as exc:  # "*.example.com" or "a_b.example.com" from a hostile MX record
+            detail = f"host name the verifier refuses: {job.name!r} ({exc})"
+            return PkixResult(False, PkixReason.OTHER, _bounded(detail), "")
+        leaf, rest = job.certs[0], job.certs[1:]
+        try:
+            path = verifier.verify(leaf, rest)
+        except VerificationError as exc:
+            return self._refused(job, str(exc))
+        except EXTENSION_ERRORS as exc:  # a malformed extension met while verifying
+            return self._refused(job, f"malformed certificate: {exc}")
         anchor = _subject_text(path[-1]) if path else ""
-        if (searched := search_window(certs[0], certs[1:], store.by_subject, at)) is not None:
-            VERIFIED_PATHS.put(key, anchor, searched)
-        if issuer_name is not None:
-            VERIFIED_ISSUERS.put(issuer_key, path, certs[1:], store.by_subject, anchor, at)
+        if (searched := search_window(leaf, rest, self.store.by_subject, job.at)) is not None:
+            self.paths.put(key, anchor, searched)
+        if issuer_key is not None:
+            self.issuers.put(issuer_key, path, rest, self.store.by_subject, anchor, job.at)
         return PkixResult(True, PkixReason.OK, _VERIFIED, anchor)
-    try:
-        if _cn_fallback_applies(certs[0], name):
-            path = _verify_path_only(store, at, certs[0], certs[1:])
-            outside = _cn_outside_constraints(certs[0], path[1:])
-            if not outside:
-                anchor = _subject_text(path[-1]) if path else ""
-                detail = "chain verifies to a trusted root; name matched by CN fallback (no dNSName)"
-                return PkixResult(True, PkixReason.OK, detail, anchor)
-            message = f"CN fallback: {outside}"
-    except (VerificationError, *EXTENSION_ERRORS):
-        pass  # classified below like any refused chain
-    pool: IntermediatePool | None = None
-    if isinstance(intermediates, IntermediatePool):
-        pool = intermediates
-    elif intermediates:
-        pool = IntermediatePool.from_der(intermediates)
-    try:
-        reason, detail = classify(certs, name, store=store, at=at, pool=pool, verifier_message=message)
-    except EXTENSION_ERRORS as exc:  # an extension the classifier could not read
-        reason, detail = PkixReason.OTHER, f"{message}; classifier: {exc}"
-    if len(chain) > MAX_CHAIN_CERTS:
-        detail = f"only the first {MAX_CHAIN_CERTS} of {len(chain)} certificates considered; {detail}"
-        if reason not in _LEAF_REASONS:  # the certificates left unread could give another path
-            reason = PkixReason.CHAIN_TOO_LONG
-    return PkixResult(False, reason, _bounded(detail), "")
+
+    def _refused(self, job: _Chain, message: str) -> PkixResult:
+        """The verdict on a chain the server verifier refused: valid by the CN fallback, or
+        why not (``classify``, then ``chain-too-long`` over what was left unread)."""
+        leaf, rest = job.certs[0], job.certs[1:]
+        try:
+            if _cn_fallback_applies(leaf, job.name):
+                path = _verify_path_only(self.store, job.at, leaf, rest)
+                outside = _cn_outside_constraints(leaf, path[1:])
+                if not outside:
+                    anchor = _subject_text(path[-1]) if path else ""
+                    detail = "chain verifies to a trusted root; name matched by CN fallback (no dNSName)"
+                    return PkixResult(True, PkixReason.OK, detail, anchor)
+                message = f"CN fallback: {outside}"
+        except (VerificationError, *EXTENSION_ERRORS):
+            pass  # classified below like any refused chain
+        try:
+            reason, detail = classify(
+                job.certs,
+                job.name,
+                store=self.store,
+                at=job.at,
+                pool=self.intermediates,
+                verifier_message=message,
+            )
+        except EXTENSION_ERRORS as exc:  # an extension the classifier could not read
+            reason, detail = PkixReason.OTHER, f"{message}; classifier: {exc}"
+        if job.presented > MAX_CHAIN_CERTS:
+            detail = f"only the first {MAX_CHAIN_CERTS} of {job.presented} certificates considered; {detail}"
+            if reason not in _LEAF_REASONS:  # the certificates left unread could give another path
+                reason = PkixReason.CHAIN_TOO_LONG
+        return PkixResult(False, reason, _bounded(detail), "")
+
+
+def verify_chain(
+    chain: Sequence[bytes],
+    host: str,
+    *,
+    store: TrustStore,
+    at: dt.datetime,
+    intermediates: Sequence[bytes] | IntermediatePool = (),
+) -> PkixResult:
+    """One verification with nothing remembered before or after it: a new ``Verifier``'s
+    verdict (what a scan's ``Verifier`` gives too, at a different cost)."""
+    return Verifier(store, intermediates).verify(chain, host, at)

@@ -18,6 +18,7 @@ from probes.plan import dane_for
 from probes.smtp.probe import SmtpProbe, SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
+from probes.tls.verify import Verifier
 from probes.transport import no_tls_reason
 from testbed.pki import TestPki
 from testbed.smtpfleet import HostSpec, SmtpFleet, server_context
@@ -67,7 +68,7 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SmtpProbe]:
     root.write_bytes(pki.root_pem())
     settings = SmtpSettings(
         ehlo_name="scanner.mxscan.test",
-        trust_store=load_trust_store("none", [str(root)]),
+        verifier=Verifier(load_trust_store("none", [str(root)])),
         port=PORT,
         timeouts=TIMEOUTS,
     )

@@ -32,6 +32,7 @@ from probes.smtp.records import SmtpResult
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.certs import NAME_TEXT_LIMIT
 from probes.tls.truststore import load_trust_store
+from probes.tls.verify import Verifier
 
 HOST = "mx.hostile-names.smtp.test"
 ADDRESS = "127.113.14.1"
@@ -109,7 +110,7 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> SmtpResult:
         async with server:
             settings = SmtpSettings(
                 ehlo_name="scanner.mxscan.test",
-                trust_store=trust,
+                verifier=Verifier(trust),
                 port=server.sockets[0].getsockname()[1],
                 timeouts=SmtpTimeouts(connect=5.0, banner=5.0, command=5.0, handshake=10.0, quit=1.0),
             )

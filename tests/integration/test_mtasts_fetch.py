@@ -22,7 +22,7 @@ from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher, is_text_plain
 from probes.mtasts.policy import MAX_POLICY_BYTES, parse_policy
 from probes.mtasts.records import PolicyFetch
 from probes.tls.truststore import TrustStore, load_trust_store
-from probes.tls.verify import IntermediatePool, PkixReason
+from probes.tls.verify import IntermediatePool, PkixReason, Verifier
 from testbed.httpsserver import OVERSIZED_BYTES, PolicyServerFleet, PolicyServerStats, PolicySite
 from testbed.pki import TestPki
 from testbed.smtpfleet import server_context
@@ -116,8 +116,7 @@ async def serving(
     async with (
         PolicyServerFleet(world.sites, PORT) as fleet,
         PolicyFetcher(
-            trust_store=world.trust,
-            intermediates=world.pool,
+            verifier=Verifier(world.trust, world.pool),
             port=PORT,
             timeouts=timeouts,
             now=lambda: world.pki.now,
@@ -393,8 +392,7 @@ def test_interop_with_postfix_mta_sts_resolver(world: World, tmp_path: Path) -> 
         async with (
             PolicyServerFleet(sites, 443),
             PolicyFetcher(
-                trust_store=world.trust,
-                intermediates=world.pool,
+                verifier=Verifier(world.trust, world.pool),
                 timeouts=TIMEOUTS,
                 now=lambda: world.pki.now,
             ) as fetcher,

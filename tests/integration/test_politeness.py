@@ -24,6 +24,7 @@ from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.records import Phase, Signal, Starttls
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
+from probes.tls.verify import Verifier
 from testbed.pki import TestPki
 from testbed.smtpfleet import HostSpec, SmtpFleet, server_context
 
@@ -70,7 +71,7 @@ def _polite(
 ) -> PoliteProber:
     settings = SmtpSettings(
         ehlo_name="scanner.mxscan.test",
-        trust_store=trust,
+        verifier=Verifier(trust),
         port=port,
         timeouts=SmtpTimeouts(connect=timeout, banner=timeout, command=timeout, handshake=timeout, quit=0.5),
     )
@@ -228,7 +229,7 @@ def test_a_silent_host_is_retried_once_and_classified_as_a_banner_timeout(tls_an
         async with _server(_silent) as (port, seen):
             polite.prober.settings = SmtpSettings(
                 ehlo_name="scanner.mxscan.test",
-                trust_store=trust,
+                verifier=Verifier(trust),
                 port=port,
                 timeouts=SmtpTimeouts(connect=1, banner=1, command=1, handshake=1, quit=0.5),
             )
@@ -259,7 +260,7 @@ def test_a_greylisting_host_is_retried_once_and_recorded_as_greylisted(tls_and_t
         async with _server(_greylisting) as (port, seen):
             polite.prober.settings = SmtpSettings(
                 ehlo_name="scanner.mxscan.test",
-                trust_store=trust,
+                verifier=Verifier(trust),
                 port=port,
                 timeouts=SmtpTimeouts(connect=1, banner=1, command=1, handshake=1, quit=0.5),
             )
@@ -286,7 +287,7 @@ def test_silent_hosts_do_not_hold_the_slots_other_probes_need(tls_and_trust) -> 
         async with _server(_silent, silent_addresses) as (silent_port, _), _server(_good) as (good_port, _):
             polite.prober.settings = SmtpSettings(
                 ehlo_name="scanner.mxscan.test",
-                trust_store=trust,
+                verifier=Verifier(trust),
                 port=silent_port,
                 timeouts=SmtpTimeouts(connect=2, banner=2, command=2, handshake=2, quit=0.5),
             )
@@ -298,7 +299,7 @@ def test_silent_hosts_do_not_hold_the_slots_other_probes_need(tls_and_trust) -> 
             started = time.monotonic()
             good_settings = polite.prober.settings.__class__(
                 ehlo_name="scanner.mxscan.test",
-                trust_store=trust,
+                verifier=Verifier(trust),
                 port=good_port,
                 timeouts=SmtpTimeouts(connect=2, banner=2, command=2, handshake=2, quit=0.5),
             )

@@ -28,7 +28,7 @@ from probes.smtp.probe import SmtpProbe, SmtpProber, SmtpSettings
 from probes.smtp.records import Phase, Starttls
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
-from probes.tls.verify import IntermediatePool, PkixReason
+from probes.tls.verify import IntermediatePool, PkixReason, Verifier
 from testbed.pki import IssuedCert, TestPki
 from testbed.realmta import EximInstance, PostfixInstance, RealMtas, install_blocker, install_real_mtas
 from testbed.realmta.install import pid_alive
@@ -113,10 +113,11 @@ def world(mtas: RealMtas) -> Iterator[World]:
     issued = {name: pki.issue([case.host(name)], kind=case.cert) for name, case in CASES.items() if case.cert}
     settings = SmtpSettings(
         ehlo_name=EHLO_NAME,
-        trust_store=load_trust_store("none", [str(ca_file)]),
+        verifier=Verifier(
+            load_trust_store("none", [str(ca_file)]), IntermediatePool.from_der([pki.intermediate.der])
+        ),
         port=PORT,
         timeouts=TIMEOUTS,
-        intermediates=IntermediatePool.from_der([pki.intermediate.der]),
     )
 
     async def probe_all() -> dict[str, SmtpProbe]:
@@ -235,7 +236,7 @@ def test_stopped_instance_is_gone(mtas: RealMtas) -> None:
             assert pid is not None and instance.greeting == f"220 {host} ESMTP Postfix"
         settings = SmtpSettings(
             ehlo_name=EHLO_NAME,
-            trust_store=load_trust_store("mozilla"),
+            verifier=Verifier(load_trust_store("mozilla")),
             port=PORT,
             timeouts=TIMEOUTS,
         )

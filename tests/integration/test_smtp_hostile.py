@@ -25,6 +25,7 @@ from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.records import Phase, Starttls
 from probes.smtp.session import Observation, SmtpTimeouts, client_tls_context, converse
 from probes.tls.truststore import TrustStore, load_trust_store
+from probes.tls.verify import Verifier
 from testbed.pki import TestPki
 from testbed.smtpfleet import server_context
 from tests.integration.hostile_smtp import Script, hostile_server
@@ -176,7 +177,9 @@ def test_a_junk_line_read_with_a_valid_reply_is_a_protocol_error(
 
 
 def _settings(trust: TrustStore, port: int) -> SmtpSettings:
-    return SmtpSettings(ehlo_name="scanner.mxscan.test", trust_store=trust, port=port, timeouts=TIMEOUTS)
+    return SmtpSettings(
+        ehlo_name="scanner.mxscan.test", verifier=Verifier(trust), port=port, timeouts=TIMEOUTS
+    )
 
 
 def _polite(prober: SmtpProber, delay: float) -> PoliteProber:

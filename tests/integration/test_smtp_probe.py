@@ -15,7 +15,7 @@ from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.records import Phase, SmtpResult, Starttls
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
-from probes.tls.verify import PkixReason
+from probes.tls.verify import IntermediatePool, PkixReason, Verifier
 from testbed.pki import TestPki
 from testbed.smtpfleet import HostSpec, SmtpFleet, server_context
 
@@ -140,15 +140,9 @@ def results(request: pytest.FixtureRequest, pki: TestPki, trust) -> dict[str, Sm
     run = uvloop.run if request.param == "uvloop" else asyncio.run
     specs = _specs(pki)
     # missing-intermediate is "incomplete" only when the intermediate is known to the pool.
-    from probes.tls.verify import IntermediatePool
-
     pool = IntermediatePool.from_der([pki.intermediate.der])
     settings = SmtpSettings(
-        ehlo_name="scanner.mxscan.test",
-        trust_store=trust,
-        port=PORT,
-        timeouts=TIMEOUTS,
-        intermediates=pool,
+        ehlo_name="scanner.mxscan.test", verifier=Verifier(trust, pool), port=PORT, timeouts=TIMEOUTS
     )
 
     async def main() -> dict[str, SmtpResult]:
@@ -233,7 +227,11 @@ def test_keep_certs_stores_pem(pki: TestPki, trust) -> None:
         tls=server_context(issued.chain_pem, issued.key_pem),
     )
     settings = SmtpSettings(
-        ehlo_name="scanner.mxscan.test", trust_store=trust, port=PORT, timeouts=TIMEOUTS, keep_certs=True
+        ehlo_name="scanner.mxscan.test",
+        verifier=Verifier(trust),
+        port=PORT,
+        timeouts=TIMEOUTS,
+        keep_certs=True,
     )
 
     async def main() -> SmtpResult:
@@ -260,7 +258,9 @@ def test_long_chains_are_capped_or_classified(pki: TestPki, trust, certificates:
         behaviour="good",
         tls=server_context(issued.chain_pem + padding, issued.key_pem),
     )
-    settings = SmtpSettings(ehlo_name="scanner.mxscan.test", trust_store=trust, port=PORT, timeouts=TIMEOUTS)
+    settings = SmtpSettings(
+        ehlo_name="scanner.mxscan.test", verifier=Verifier(trust), port=PORT, timeouts=TIMEOUTS
+    )
 
     async def main() -> SmtpResult:
         async with SmtpFleet([spec], PORT):
@@ -283,7 +283,7 @@ def test_whole_host_deadline_ends_a_slow_drip(trust) -> None:
     spec = HostSpec(name="mx.drip.smtp.test", address="127.77.9.5", behaviour="slow-drip")
     settings = SmtpSettings(
         ehlo_name="scanner.mxscan.test",
-        trust_store=trust,
+        verifier=Verifier(trust),
         port=PORT,
         timeouts=SmtpTimeouts(connect=2, banner=30, command=30, handshake=30, quit=0.5, total=1.0),
     )
@@ -301,15 +301,14 @@ def test_batched_certificate_work_records_what_unbatched_work_records(pki: TestP
     """Batching only moves when certificate work runs, never what a probe records."""
     import dataclasses
 
-    from probes.tls.verify import VERIFIED_ISSUERS, VERIFIED_PATHS
-
     specs = _specs(pki)
-    settings = SmtpSettings(ehlo_name="scanner.mxscan.test", trust_store=trust, port=PORT, timeouts=TIMEOUTS)
     untimed = {"duration_ms": 0.0, "phase_ms": {}, "attempt_log": ()}
 
     async def probe_all(batch: int) -> dict[str, SmtpResult]:
-        VERIFIED_PATHS.clear()
-        VERIFIED_ISSUERS.clear()
+        # A verifier of its own: each run starts with nothing verified.
+        settings = SmtpSettings(
+            ehlo_name="scanner.mxscan.test", verifier=Verifier(trust), port=PORT, timeouts=TIMEOUTS
+        )
         prober = SmtpProber(settings, batch=batch)
         names = sorted(specs)
         found = await asyncio.gather(*(prober.probe(specs[n].name, specs[n].address) for n in names))

@@ -29,7 +29,7 @@ from engine.status import Status
 from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
 from probes.mtasts.records import PolicyFetch
 from probes.tls.truststore import load_trust_store
-from probes.tls.verify import IntermediatePool
+from probes.tls.verify import IntermediatePool, Verifier
 from testbed.httpsserver import OVERSIZED_BYTES, PolicyServerFleet, PolicySite
 from testbed.scenarios import scenario_world
 from testbed.tier_b import nginx as ngx
@@ -97,7 +97,7 @@ async def _fetch_all(
         await stack.enter_async_context(PolicyServerFleet(_tier_a_sites(sites, contexts), TIER_A_PORT))
         fetchers = {
             port: await stack.enter_async_context(
-                PolicyFetcher(trust_store=trust, intermediates=pool, port=port, timeouts=timeouts)
+                PolicyFetcher(verifier=Verifier(trust, pool), port=port, timeouts=timeouts)
             )
             for port in (NGINX_PORT, TIER_A_PORT)
         }

@@ -21,6 +21,7 @@ from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.records import Phase, Signal, Starttls
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
+from probes.tls.verify import Verifier
 
 CONNECT = 0.5
 DELAY = 0.3
@@ -30,7 +31,7 @@ NAMES = ("mx1.shared.test", "mx2.shared.test", "mx3.shared.test")
 def _polite(port: int) -> PoliteProber:
     settings = SmtpSettings(
         ehlo_name="scanner.mxscan.test",
-        trust_store=load_trust_store("mozilla", []),  # never reached: no TLS here
+        verifier=Verifier(load_trust_store("mozilla", [])),  # never reached: no TLS here
         port=port,
         timeouts=SmtpTimeouts(connect=CONNECT, banner=CONNECT, command=CONNECT, handshake=CONNECT, quit=0.2),
     )

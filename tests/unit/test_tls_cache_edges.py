@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from probes.tls.pathcache import verifier_time
 from probes.tls.truststore import TrustStore, load_trust_store
-from probes.tls.verify import VERIFIED_ISSUERS, VERIFIED_PATHS, PkixReason, verify_chain
+from probes.tls.verify import PkixReason, Verifier
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -122,39 +122,32 @@ def store() -> TrustStore:
 Verdict = tuple[bool, PkixReason, str, str]
 
 
-def verdict(branch: str, kind: str, serial: int, at: dt.datetime) -> Verdict:
+def verdict(verifier: Verifier, branch: str, kind: str, serial: int, at: dt.datetime) -> Verdict:
     chain = (leaf(branch, kind, serial), intermediate(branch))
-    result = verify_chain(chain, host_of(kind, serial), store=store(), at=at)
+    result = verifier.verify(chain, host_of(kind, serial), at)
     return result.valid, result.reason, result.detail, result.anchor
-
-
-def _clear() -> None:
-    VERIFIED_PATHS.clear()
-    VERIFIED_ISSUERS.clear()
 
 
 def test_a_chain_verified_in_its_last_second_is_not_served_once_expired() -> None:
     """Leaf L (notAfter T) under intermediate I: [L, I] at T + 0.5 s, then at T + 400 days."""
     end = NOW + LEAVES["short"][1] * DAY
-    _clear()
-    cold = verdict("lasting", "short", 0, end + 400 * DAY)
+    cold = verdict(Verifier(store()), "lasting", "short", 0, end + 400 * DAY)
     assert cold[1] is PkixReason.EXPIRED
-    _clear()
-    assert verdict("lasting", "short", 0, end + SECOND / 2)[0]  # the verifier's last second of L
-    assert verdict("lasting", "short", 0, end + 400 * DAY) == cold
+    v = Verifier(store())
+    assert verdict(v, "lasting", "short", 0, end + SECOND / 2)[0]  # the verifier's last second of L
+    assert verdict(v, "lasting", "short", 0, end + 400 * DAY) == cold
 
 
 def test_an_issuer_verified_in_its_roots_last_second_does_not_anchor_later_leaves() -> None:
     """Root expires at E; leaf A verified at E + 0.5 s; leaf B under the same intermediate
     at E + 30 days."""
     expiry = NOW + ROOTS["short"][1] * DAY
-    _clear()
-    cold = verdict("short", "long", 2, expiry + 30 * DAY)
+    cold = verdict(Verifier(store()), "short", "long", 2, expiry + 30 * DAY)
     assert not cold[0]
-    _clear()
-    assert verdict("short", "long", 1, expiry + SECOND / 2)[0]
-    assert verdict("short", "long", 2, expiry + 30 * DAY) == cold
-    assert VERIFIED_ISSUERS.hits == 0
+    v = Verifier(store())
+    assert verdict(v, "short", "long", 1, expiry + SECOND / 2)[0]
+    assert verdict(v, "short", "long", 2, expiry + 30 * DAY) == cold
+    assert v.issuers.hits == 0
 
 
 def test_the_verifier_time_is_the_utc_second() -> None:
@@ -202,9 +195,8 @@ def test_warm_verdicts_equal_cold_ones_around_every_validity_edge(data: st.DataO
     ]
     asked = data.draw(st.sampled_from([chain for chain, _ in warm_up]) | CHAIN)
     at = data.draw(moment(asked))
-    _clear()
-    cold = verdict(*asked, at)
-    _clear()
+    cold = verdict(Verifier(store()), *asked, at)
+    v = Verifier(store())
     for chain, when in warm_up:
-        verdict(*chain, when)
-    assert verdict(*asked, at) == cold
+        verdict(v, *chain, when)
+    assert verdict(v, *asked, at) == cold

@@ -46,8 +46,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, VerificationError
 
 from probes.tls.certs import EXTENSION_ERRORS
+from probes.tls.pathcache import IssuerCache, PathCache
 from probes.tls.truststore import TrustStore, load_trust_store
-from probes.tls.verify import VERIFIED_ISSUERS, VERIFIED_PATHS, PkixReason, verify_chain
+from probes.tls.verify import PkixReason, Verifier, verify_chain
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
@@ -195,8 +196,14 @@ def store(roots: tuple[bytes, ...]) -> TrustStore:
 Verdict = tuple[bool, PkixReason, str, str]
 
 
-def mxscan_verdict(case: Case) -> Verdict:
-    result = verify_chain(case.chain, case.host, store=store(case.roots), at=case.at)
+def mxscan_verdict(case: Case, caches: tuple[PathCache, IssuerCache] | None = None) -> Verdict:
+    """The verdict of a new verifier (cold), or of one over ``caches`` shared by every case's
+    trust store (warm)."""
+    if caches is None:
+        result = verify_chain(case.chain, case.host, store=store(case.roots), at=case.at)
+    else:
+        verifier = Verifier(store(case.roots), paths=caches[0], issuers=caches[1])
+        result = verifier.verify(case.chain, case.host, case.at)
     return result.valid, result.reason, result.detail, result.anchor
 
 
@@ -216,24 +223,20 @@ def cryptography_accepts(case: Case) -> bool:
 
 @functools.cache
 def cold_verdicts() -> dict[str, Verdict]:
-    found = {}
-    for case in cases():
-        VERIFIED_PATHS.clear()
-        VERIFIED_ISSUERS.clear()
-        found[case.id] = mxscan_verdict(case)
-    return found
+    return {case.id: mxscan_verdict(case) for case in cases()}
 
 
 def test_warm_verdicts_equal_cold_ones_on_every_case() -> None:
     cold = cold_verdicts()
-    VERIFIED_PATHS.clear()
-    VERIFIED_ISSUERS.clear()
+    paths, issuers = PathCache(), IssuerCache()
     shuffled, unequal = list(cases()), []
     for seed in (13, 14):
         random.Random(seed).shuffle(shuffled)
-        unequal += [(case.id, seed) for case in shuffled if mxscan_verdict(case) != cold[case.id]]
+        unequal += [
+            (case.id, seed) for case in shuffled if mxscan_verdict(case, (paths, issuers)) != cold[case.id]
+        ]
     assert not unequal, unequal[:20]
-    assert VERIFIED_PATHS.hits > 0 and VERIFIED_ISSUERS.hits > 0  # the caches were used
+    assert paths.hits > 0 and issuers.hits > 0  # the caches were used
 
 
 def test_every_difference_from_cryptographys_verifier_is_listed() -> None:

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probes.tls.truststore import TrustStore, load_trust_store
-from probes.tls.verify import VERIFIED_ISSUERS, VERIFIED_PATHS, PkixReason, verify_chain
+from probes.tls.verify import PkixReason, Verifier
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -245,13 +245,15 @@ LAYOUTS = (
 )  # fmt: skip
 
 
-def _clear() -> None:
-    VERIFIED_PATHS.clear()
-    VERIFIED_ISSUERS.clear()
+def _fresh() -> Verifier:
+    """A verifier that has verified nothing yet (a scan's, or a cold one)."""
+    return Verifier(store())
 
 
-def _verify(chain: tuple[bytes, ...], host: str, at: dt.datetime) -> tuple[bool, PkixReason, str, str]:
-    result = verify_chain(chain, host, store=store(), at=at)
+def _verify(
+    verifier: Verifier, chain: tuple[bytes, ...], host: str, at: dt.datetime
+) -> tuple[bool, PkixReason, str, str]:
+    result = verifier.verify(chain, host, at)
     return result.valid, result.reason, result.detail, result.anchor
 
 
@@ -290,55 +292,52 @@ def test_warm_verdicts_equal_cold_ones(
         ((leaf(issuer_kind, kind, serial), *rest), _host(kind, serial, asked))
         for kind, serial, asked in leaves
     ]
-    cold = []
-    for chain, host in chains:
-        _clear()
-        cold.append(_verify(chain, host, at))
-    _clear()
+    cold = [_verify(_fresh(), chain, host, at) for chain, host in chains]
+    v = _fresh()
     warm_up = (leaf(issuer_kind, warm_kind, 99), *rest)
-    _verify(warm_up, _host(warm_kind, 99, "own"), NOW + warm_days * DAY)
+    _verify(v, warm_up, _host(warm_kind, 99, "own"), NOW + warm_days * DAY)
     for chain, host in chains:  # every chain seen once before, at the warm-up's time
-        _verify(chain, host, NOW + warm_days * DAY)
-    warm = [_verify(chain, host, at) for chain, host in chains]
+        _verify(v, chain, host, NOW + warm_days * DAY)
+    warm = [_verify(v, chain, host, at) for chain, host in chains]
     assert warm == cold
 
 
 def test_a_new_leaf_under_a_verified_issuer_costs_no_full_verification() -> None:
-    _clear()
+    v = _fresh()
     rest = presented_rest("plain", "issuer+root")
     for serial in range(4):
-        assert _verify((leaf("plain", "good", serial), *rest), f"mx{serial}.good.test", NOW)[0]
-    assert (VERIFIED_ISSUERS.hits, VERIFIED_ISSUERS.misses) == (3, 1)
+        assert _verify(v, (leaf("plain", "good", serial), *rest), f"mx{serial}.good.test", NOW)[0]
+    assert (v.issuers.hits, v.issuers.misses) == (3, 1)
 
 
 def test_the_stand_in_serves_the_path_cache_too() -> None:
     """After a leaf verified under a remembered issuer, its own chain is a path-cache hit."""
-    _clear()
+    v = _fresh()
     rest = presented_rest("plain", "issuer")
-    assert _verify((leaf("plain", "good", 0), *rest), "mx0.good.test", NOW)[0]
-    assert _verify((leaf("plain", "good", 1), *rest), "mx1.good.test", NOW)[0]
-    assert _verify((leaf("plain", "good", 1), *rest), "MX1.good.test", NOW)[0]
-    assert (VERIFIED_PATHS.hits, VERIFIED_ISSUERS.hits) == (1, 1)
+    assert _verify(v, (leaf("plain", "good", 0), *rest), "mx0.good.test", NOW)[0]
+    assert _verify(v, (leaf("plain", "good", 1), *rest), "mx1.good.test", NOW)[0]
+    assert _verify(v, (leaf("plain", "good", 1), *rest), "MX1.good.test", NOW)[0]
+    assert (v.paths.hits, v.issuers.hits) == (1, 1)
 
 
 def test_issuers_that_could_disagree_are_not_remembered() -> None:
     """Name constraints read the leaf; a twin makes the search branch; both stay uncached."""
     for kind, layout in (("constrained", "issuer"), ("plain", "issuer+twin")):
-        _clear()
+        v = _fresh()
         rest = presented_rest(kind, layout)
-        assert _verify((leaf(kind, "good", 0), *rest), "mx0.good.test", NOW)[0]
-        assert _verify((leaf(kind, "good", 1), *rest), "mx1.good.test", NOW)[0]
-        assert VERIFIED_ISSUERS.hits == 0, (kind, layout)
+        assert _verify(v, (leaf(kind, "good", 0), *rest), "mx0.good.test", NOW)[0]
+        assert _verify(v, (leaf(kind, "good", 1), *rest), "mx1.good.test", NOW)[0]
+        assert v.issuers.hits == 0, (kind, layout)
 
 
 def test_a_remembered_issuer_never_outlives_itself() -> None:
-    _clear()
+    v = _fresh()
     rest = presented_rest("short", "issuer")
-    assert _verify((leaf("short", "good", 0), *rest), "mx0.good.test", NOW)[0]
-    later = _verify((leaf("short", "long-lived", 1), *rest), "mx1.good.test", NOW + 10 * DAY)
+    assert _verify(v, (leaf("short", "good", 0), *rest), "mx0.good.test", NOW)[0]
+    later = _verify(v, (leaf("short", "long-lived", 1), *rest), "mx1.good.test", NOW + 10 * DAY)
     assert not later[0]
     assert later[1] is PkixReason.OTHER  # the leaf is fine; its issuer expired
-    assert VERIFIED_ISSUERS.hits == 0
+    assert v.issuers.hits == 0
 
 
 def test_a_leaf_that_is_itself_trusted_ends_its_own_path(tmp_path: Path) -> None:
@@ -350,15 +349,14 @@ def test_a_leaf_that_is_itself_trusted_ends_its_own_path(tmp_path: Path) -> None
     with_leaf = load_trust_store("none", [str(tmp_path / "roots.pem")])
     rest = presented_rest("plain", "issuer")
 
-    def verdict() -> tuple[bool, PkixReason, str, str]:
-        result = verify_chain((trusted_leaf, *rest), "mx5.good.test", store=with_leaf, at=NOW)
+    def verdict(verifier: Verifier) -> tuple[bool, PkixReason, str, str]:
+        result = verifier.verify((trusted_leaf, *rest), "mx5.good.test", NOW)
         return result.valid, result.reason, result.detail, result.anchor
 
-    _clear()
-    cold = verdict()
-    _clear()
-    assert verify_chain((leaf("plain", "good", 0), *rest), "mx0.good.test", store=with_leaf, at=NOW).valid
-    assert verdict() == cold
+    cold = verdict(Verifier(with_leaf))
+    v = Verifier(with_leaf)
+    assert v.verify((leaf("plain", "good", 0), *rest), "mx0.good.test", NOW).valid
+    assert verdict(v) == cold
 
 
 Verdict = tuple[bool, PkixReason, str, str]
@@ -366,53 +364,51 @@ Verdict = tuple[bool, PkixReason, str, str]
 
 def _warm_then(
     kind: str, layout: str, warm: tuple[str, int, int], then: tuple[str, int, int]
-) -> tuple[Verdict, Verdict]:
-    """Cold verdict of ``then`` (leaf kind, serial, day), and its verdict after ``warm`` verified."""
+) -> tuple[Verdict, Verdict, Verifier]:
+    """Cold verdict of ``then`` (leaf kind, serial, day), its verdict after ``warm`` verified,
+    and the verifier that verified both."""
     rest = presented_rest(kind, layout)
 
-    def verdict(leaf_kind: str, serial: int, day: int) -> Verdict:
-        return _verify(
-            (leaf(kind, leaf_kind, serial), *rest), _host(leaf_kind, serial, "own"), NOW + day * DAY
-        )
+    def verdict(verifier: Verifier, leaf_kind: str, serial: int, day: int) -> Verdict:
+        chain = (leaf(kind, leaf_kind, serial), *rest)
+        return _verify(verifier, chain, _host(leaf_kind, serial, "own"), NOW + day * DAY)
 
-    _clear()
-    cold = verdict(*then)
-    _clear()
-    verdict(*warm)
-    return cold, verdict(*then)
+    cold = verdict(_fresh(), *then)
+    v = _fresh()
+    verdict(v, *warm)
+    return cold, verdict(v, *then), v
 
 
 def test_constraints_off_the_path_found_still_rule_out_the_stand_in() -> None:
     """An outside leaf's path avoids the constrained root; a good.test leaf's path goes
     through it, so what one leaf found must not anchor another."""
-    cold, warm = _warm_then(
+    cold, warm, v = _warm_then(
         "under-constrained-root", "issuer+constrained-cross", ("outside-constraint", 98, 0), ("good", 1, 0)
     )
     assert cold[3] == "CN=Issuer Cache Test Root constrained"
     assert warm == cold
-    assert VERIFIED_ISSUERS.hits == 0
+    assert v.issuers.hits == 0
 
 
 def test_a_certificate_becoming_valid_off_the_path_ends_the_window() -> None:
     """On day 0 the path runs through the cross-signed "dual" to the usual root; from day 5
     the store's own "dual" is valid, is tried first and anchors the path instead."""
-    cold, warm = _warm_then("under-dual", "issuer+dual-cross", ("good", 98, 0), ("good", 1, 10))
+    cold, warm, v = _warm_then("under-dual", "issuer+dual-cross", ("good", 98, 0), ("good", 1, 10))
     assert cold[3] == "CN=Issuer Cache Test Root dual"
-    assert warm == cold and VERIFIED_ISSUERS.hits == 0
-    cold, warm = _warm_then("under-dual", "issuer+dual-cross", ("good", 98, 0), ("good", 1, 3))
+    assert warm == cold and v.issuers.hits == 0
+    cold, warm, v = _warm_then("under-dual", "issuer+dual-cross", ("good", 98, 0), ("good", 1, 3))
     assert cold[3] == "CN=Issuer Cache Test Root usual"
-    assert warm == cold and VERIFIED_ISSUERS.hits == 1  # a second path to a root is fine in-window
+    assert warm == cold and v.issuers.hits == 1  # a second path to a root is fine in-window
 
 
 def test_a_path_remembered_before_a_root_became_valid_is_not_served_after() -> None:
     """The same chain, day 0 then day 10: the path cache must not repeat day 0's anchor."""
     rest = presented_rest("under-dual", "issuer+dual-cross")
     chain = (leaf("under-dual", "good", 1), *rest)
-    _clear()
-    cold = _verify(chain, "mx1.good.test", NOW + 10 * DAY)
-    _clear()
-    assert _verify(chain, "mx1.good.test", NOW)[3] == "CN=Issuer Cache Test Root usual"
-    assert _verify(chain, "mx1.good.test", NOW + 3 * DAY) == _verify(chain, "mx1.good.test", NOW)
-    assert VERIFIED_PATHS.hits == 2
-    assert _verify(chain, "mx1.good.test", NOW + 10 * DAY) == cold
+    cold = _verify(_fresh(), chain, "mx1.good.test", NOW + 10 * DAY)
+    v = _fresh()
+    assert _verify(v, chain, "mx1.good.test", NOW)[3] == "CN=Issuer Cache Test Root usual"
+    assert _verify(v, chain, "mx1.good.test", NOW + 3 * DAY) == _verify(v, chain, "mx1.good.test", NOW)
+    assert v.paths.hits == 2
+    assert _verify(v, chain, "mx1.good.test", NOW + 10 * DAY) == cold
     assert cold[3] == "CN=Issuer Cache Test Root dual"

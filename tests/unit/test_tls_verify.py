@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from engine import records
 from probes.tls.truststore import TrustStore, TrustStoreError, load_trust_store
 from probes.tls.verify import (
-    VERIFIED_PATHS,
     IntermediatePool,
     PkixReason,
     PkixResult,
+    Verifier,
     match_hostname,
     normalise_host,
     verify_chain,
@@ -357,41 +357,41 @@ def test_a_cached_path_gives_the_verdict_the_verifier_gives(index: int, names: l
     """Whatever was verified before (warming the cache for this chain), each name's verdict
     equals a cold verification's."""
     issued, at = _shared(index), pki().now
-    VERIFIED_PATHS.clear()
     cold = [verify_chain(issued.chain_der, n, store=store(), at=at) for n in names]
-    VERIFIED_PATHS.clear()
+    verifier = Verifier(store())
     warm_up = SHARED_SANS[index][0].replace("*", "warm").lower()
-    assert verify_chain(issued.chain_der, warm_up, store=store(), at=at).valid
-    warm = [verify_chain(issued.chain_der, n, store=store(), at=at) for n in names]
+    assert verifier.verify(issued.chain_der, warm_up, at).valid
+    warm = [verifier.verify(issued.chain_der, n, at) for n in names]
     assert [(r.valid, r.reason, r.anchor) for r in warm] == [(r.valid, r.reason, r.anchor) for r in cold]
 
 
 def test_hosts_sharing_a_chain_verify_its_path_once() -> None:
     issued, at = _shared(0), pki().now
-    VERIFIED_PATHS.clear()
+    verifier = Verifier(store())
     for customer in ("a", "b", "c"):
-        assert verify_chain(
-            issued.chain_der, f"{customer}.mail.verify.example.test", store=store(), at=at
-        ).valid
-    assert (VERIFIED_PATHS.hits, VERIFIED_PATHS.misses) == (2, 1)
+        assert verifier.verify(issued.chain_der, f"{customer}.mail.verify.example.test", at).valid
+    assert (verifier.paths.hits, verifier.paths.misses) == (2, 1)
 
 
 def test_a_cached_path_never_outlives_its_certificates() -> None:
     issued, p = _shared(0), pki()
-    VERIFIED_PATHS.clear()
-    assert verify_chain(issued.chain_der, "a.mail.verify.example.test", store=store(), at=p.now).valid
-    later = verify_chain(issued.chain_der, "b.mail.verify.example.test", store=store(), at=p.now + 100 * DAY)
+    verifier = Verifier(store())
+    assert verifier.verify(issued.chain_der, "a.mail.verify.example.test", p.now).valid
+    later = verifier.verify(issued.chain_der, "b.mail.verify.example.test", p.now + 100 * DAY)
     assert later.reason is R.EXPIRED
 
 
 def test_a_cached_path_belongs_to_its_trust_store(tmp_path: Path) -> None:
+    """Verifiers over different trust stores may share caches: what one store verified is
+    never served to the other."""
     issued, p = _shared(0), pki()
-    VERIFIED_PATHS.clear()
-    assert verify_chain(issued.chain_der, "a.mail.verify.example.test", store=store(), at=p.now).valid
+    verifier = Verifier(store())
+    assert verifier.verify(issued.chain_der, "a.mail.verify.example.test", p.now).valid
     other_root = TestPki(label="other-root")
     (tmp_path / "other.pem").write_bytes(other_root.root_pem())
     other = load_trust_store("none", [str(tmp_path / "other.pem")])
-    refused = verify_chain(issued.chain_der, "b.mail.verify.example.test", store=other, at=p.now)
+    sharing = Verifier(other, paths=verifier.paths, issuers=verifier.issuers)
+    refused = sharing.verify(issued.chain_der, "b.mail.verify.example.test", p.now)
     assert refused.reason is R.UNKNOWN_ISSUER
 
 
