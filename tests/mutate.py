@@ -39,7 +39,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "probes/dns/classify.py": ("test_dns_classify.py",),
     "probes/smtp/reply.py": ("test_smtp_reply.py", "test_edge_behaviours.py"),
     "probes/smtp/ehlo.py": ("test_smtp_ehlo.py",),
-    "probes/tls/names.py": ("test_tls_verify.py", "test_tls_cn_fallback.py"),
+    "probes/tls/names.py": ("test_tls_names.py", "test_tls_verify.py", "test_tls_cn_fallback.py"),
     "probes/tls/verify.py": (
         "test_tls_verify.py",
         "test_tls_cn_fallback.py",
