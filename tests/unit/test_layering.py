@@ -45,3 +45,39 @@ def test_walker_sees_imports(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text("import probes.dns\nfrom engine.status import Status\nimport os\n")
     assert _imports(sample) == {"probes", "engine"}
+
+
+#: The per-domain plan and the polite prober live beside the probes (issue #15) and use only
+#: these pieces of the engine; everything else they drive comes through probes/interfaces.py.
+ENGINE_PIECES = {
+    "probes/plan.py": {"engine.scheduler", "engine.singleflight", "engine.status"},
+    "probes/smtp/polite.py": {"engine.backoff", "engine.exclude", "engine.limits", "engine.status"},
+    "probes/interfaces.py": set(),
+}
+
+
+def _engine_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return {name for name in found if name.split(".")[0] == "engine"}
+
+
+@pytest.mark.parametrize("module", sorted(ENGINE_PIECES))
+def test_the_plan_and_the_polite_prober_use_only_their_engine_pieces(module: str) -> None:
+    assert _engine_modules(ROOT / module) <= ENGINE_PIECES[module]
+
+
+def test_the_composition_root_defines_no_plan_and_no_politeness() -> None:
+    """mxscan/ wires; the plan and the throttling rules are not defined there again."""
+    defined = {
+        node.name
+        for path in (ROOT / "mxscan").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+    }
+    assert not defined & {"Pipeline", "PoliteProber", "Unresponsive", "RetryPolicy", "CorrelatedSignals"}
