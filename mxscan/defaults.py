@@ -96,17 +96,19 @@ SMTP_HOST_TIMEOUT = 90.0
 
 # One domain's configured worst case (README "What to expect on the Internet"): its addresses
 # are probed at once, each at most SMTP_HOST_TIMEOUT twice with SMTP_RETRY_DELAY between
-# (185 s); a silent host (accepts, never greets) costs 2 x SMTP_TIMEOUT + SMTP_RETRY_DELAY
-# (45 s), one that drops SYNs 2 x SMTP_CONNECT_TIMEOUT + SMTP_RETRY_DELAY (25 s).
+# (185 s; a transient refusal before them adds one more pause); a silent host (accepts, never
+# greets) costs 2 x SMTP_TIMEOUT + SMTP_RETRY_DELAY (45 s), one that drops SYNs
+# 2 x SMTP_CONNECT_TIMEOUT + SMTP_RETRY_DELAY (25 s).
 
 #: Further connections after silence (a timeout or a reset), and after a transient refusal
-#: (greylisting 450/451 on first contact, 421): each kind at most this many (probes/retry.py).
+#: (greylisting 450/451 on first contact; 421 or a later 4xx before EHLO): each kind at most this
+#: many, in the one retry loop of probes/smtp/polite.py (the rule: probes/retry.py).
 #: One: a host silent twice is the finding; a second retry would add another full timeout to
 #: the scan's tail for a share of hosts that answers a third time too small to measure.
 SMTP_RETRIES = 1
 #: Pause before a retry (a throttle's doubles with each throttle seen).  Greylisting servers
 #: often want minutes (RFC 6647 §2.1 leaves it to them): those stay "application-error" with
-#: greylisted false, which the record shows, rather than the whole scan waiting for them.
+#: greylisted true (the retry was refused too), rather than the whole scan waiting for them.
 SMTP_RETRY_DELAY = 5.0
 #: The most --smtp-retries accepts: every retry after silence waits a full timeout again.
 MAX_SMTP_RETRIES = 10
