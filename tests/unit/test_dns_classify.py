@@ -134,6 +134,40 @@ CASES = [
         id="cname-loop",
     ),
     pytest.param(
+        case(
+            "d.test",
+            "A",
+            reply(rec("d.test", 5, "e.test"), rec("e.test", 5, "f.test"), rec("f.test", 5, "e.test")),
+        ),
+        {"outcome": Outcome.ERROR, "detail": "cname-loop", "cname_chain": ("e.test", "f.test")},
+        id="cname-loop-not-through-the-asked-name",
+    ),
+    pytest.param(
+        case("d.test", "CNAME", reply(rec("d.test", 5, "e.test"), rcode=3)),
+        {"outcome": Outcome.NXDOMAIN, "cname_chain": (), "data": ()},
+        id="nxdomain-cname-asked-chain-not-followed",
+    ),
+    pytest.param(
+        case(".", "NS", reply(rec(".", 2, "a.root-servers.test"), name=".", rrtype=2)),
+        {"name": ".", "outcome": Outcome.OK, "data": ("a.root-servers.test",)},
+        id="root-name-stays-root",
+    ),
+    pytest.param(
+        case("", "NS", reply(rec(".", 2, "a.root-servers.test"), name=".", rrtype=2)),
+        {"name": ".", "outcome": Outcome.OK, "data": ("a.root-servers.test",)},
+        id="empty-name-is-the-root",
+    ),
+    pytest.param(
+        case("d.test", "WEIRD", reply(rec("d.test", 1, "192.0.2.1"), rec("d.test", 2, "ns.test"))),
+        {"rrtype": "WEIRD", "outcome": Outcome.NODATA, "data": ()},
+        id="unknown-mnemonic-matches-no-record",
+    ),
+    pytest.param(
+        case("d.test", "TYPE1", reply(rec("d.test", 1, "192.0.2.1"))),
+        {"rrtype": "TYPE1", "outcome": Outcome.OK, "data": ("192.0.2.1",)},
+        id="generic-type-mnemonic-rfc-3597",
+    ),
+    pytest.param(
         case("d.test", "CNAME", reply(rec("d.test", 5, "e.test"))),
         {"outcome": Outcome.OK, "cname_chain": (), "data": ("e.test",)},
         id="cname-asked-is-data-not-followed",
@@ -237,6 +271,12 @@ def test_classify(
     name, rrtype, message, failure, validating, cd_reply = args
     answer = classify(name, rrtype, message, failure=failure, validating=validating, cd_reply=cd_reply)
     assert {field: getattr(answer, field) for field in expected} == expected
+
+
+def test_no_reply_and_no_failure_given_reads_no_reply() -> None:
+    """``failure`` left out: the detail still says why there is no answer."""
+    answer = classify("d.test", "A", None, validating=False)
+    assert (answer.outcome, answer.detail, answer.dnssec) == (Outcome.ERROR, "no reply", Dnssec.UNKNOWN)
 
 
 TLSA = bytes.fromhex("d2abde240d7cd3ee6b4b28c54df034b97983a1d16e8a410e4561cb106618e971")
