@@ -2,7 +2,9 @@
 
 ``ssl_handshake``: Python's ssl module (OpenSSL, verification on, check_hostname),
 a full in-memory handshake.  ``openssl_verify``: the ``openssl verify`` command at
-a given time.  Part of the world, not of the scanner: imports nothing of mxscan's.
+a given time.  ``memory_handshake``: a handshake between any two contexts in memory,
+for tests that look at what the client saw.  Part of the world, not of the scanner:
+imports nothing of mxscan's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,27 @@ from pathlib import Path
 
 from testbed.pki import IssuedCert
 
-__all__ = ["openssl_verify", "ssl_handshake"]
+__all__ = ["memory_handshake", "openssl_verify", "ssl_handshake"]
+
+
+def memory_handshake(
+    client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, server_name: str
+) -> ssl.SSLObject:
+    """The client side of a TLS handshake between two contexts joined by MemoryBIOs (no
+    sockets), after the flights a TLS 1.2 or 1.3 handshake needs; a side's ssl error
+    propagates."""
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname=server_name)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(10):
+        for obj in (client, server):
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    return client
 
 
 def ssl_handshake(issued: IssuedCert, root_pem: bytes, host: str) -> tuple[bool, str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from probes.smtp.session import client_tls_context
 from probes.tls.capture import capture_context, presented_chain
 from testbed.pki import IssuedCert, TestPki
+from testbed.pkicheck import memory_handshake
 from testbed.smtpfleet import server_context
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,20 +25,8 @@ def pki() -> TestPki:
     return TestPki(label="capture")
 
 
-def _client(client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, *, shake: bool = True) -> ssl.SSLObject:
-    """The client side of a handshake with ``server_ctx`` over memory BIOs (or before one)."""
-    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = client_ctx.wrap_bio(c_in, c_out, server_hostname=HOST)
-    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
-    for _ in range(10 if shake else 0):
-        for obj in (client, server):
-            try:
-                obj.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-        s_in.write(c_out.read())
-        c_in.write(s_out.read())
-    return client
+def _client(client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext) -> ssl.SSLObject:
+    return memory_handshake(client_ctx, server_ctx, HOST)
 
 
 def _served(issued: IssuedCert) -> ssl.SSLContext:
@@ -59,7 +48,7 @@ def test_the_presented_chain_is_what_the_server_sent_leaf_first() -> None:
 
 
 def test_nothing_is_presented_before_the_handshake() -> None:
-    client = _client(client_tls_context(), _served(pki().issue([HOST])), shake=False)
+    client = client_tls_context().wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname=HOST)
     assert presented_chain(client) == []
 
 

@@ -3,7 +3,6 @@ is computed from what the mail process presents, and server contexts are per cer
 
 from __future__ import annotations
 
-import _ssl
 import hashlib
 import os
 import ssl
@@ -16,9 +15,10 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from probes.tls.capture import presented_chain
 from testbed import services, worldpki
 from testbed.pki import IssuedCert
-from testbed.pkicheck import ssl_handshake
+from testbed.pkicheck import memory_handshake, ssl_handshake
 from testbed.scale import THROTTLE_PROVIDER, Profile, provider_mx, scale_world
 from testbed.scenarios import Builder, scenario_world
 from testbed.world import CertKind, Host, Tlsa, TlsaBinds, World
@@ -63,19 +63,7 @@ def _presented_chain(context: ssl.SSLContext, server_name: str) -> list[bytes]:
     """The chain (DER) a client sees in a TLS handshake with ``context`` (in memory, no sockets)."""
     client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client_ctx.check_hostname, client_ctx.verify_mode = False, ssl.CERT_NONE
-    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = client_ctx.wrap_bio(c_in, c_out, server_hostname=server_name)
-    server = context.wrap_bio(s_in, s_out, server_side=True)
-    for _ in range(10):
-        for obj in (client, server):
-            try:
-                obj.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-        s_in.write(c_out.read())
-        c_in.write(s_out.read())
-    # Python 3.11: the presented chain is reachable only through the private object (NOTES.md).
-    return [c.public_bytes(_ssl.ENCODING_DER) for c in client._sslobj.get_unverified_chain()]  # type: ignore[attr-defined]
+    return presented_chain(memory_handshake(client_ctx, context, server_name))
 
 
 def _presented(context: ssl.SSLContext, server_name: str) -> bytes:
