@@ -16,9 +16,8 @@ import asyncio
 import contextlib
 import dataclasses
 import heapq
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import uvloop
 
@@ -26,35 +25,43 @@ from engine.backoff import AimdPolicy, BackoffStats
 from engine.offload import Handler, Offload, OffloadError, Setup, fork_offload
 from mxscan import defaults
 from mxscan.config import ScanConfig
-from mxscan.wiring import policy_fetcher, polite_fetch, polite_prober
+from mxscan.wiring import policy_fetcher, polite_prober
 from probes.domain import host_line
-from probes.interfaces import PolicyFetchFn, SmtpProbeFn
+from probes.mtasts.fetch import PolicyFetcher
 from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap
 from probes.smtp.polite import PoliteProber
 from probes.smtp.probe import SmtpProbe, SmtpProber
 
-__all__ = ["ProbeServices", "inline_services", "keep_politeness_current", "probe_process", "remote_services"]
+__all__ = [
+    "InlineServices",
+    "Politeness",
+    "ProbeServices",
+    "RemoteServices",
+    "keep_politeness_current",
+    "politeness_of",
+    "probe_process",
+]
 
 #: Politeness statistics as the summary and the progress line show them.
 Politeness = dict[str, Any]
 
 
-@dataclass
-class ProbeServices:
-    probe_smtp: SmtpProbeFn
-    fetch_policy: PolicyFetchFn
-    #: Politeness statistics: ``politeness(full)`` (from a probe process: the latest
-    #: ``refresh`` brought, whatever ``full`` says).
-    politeness: Callable[..., Politeness]
-    #: ``refresh(full)``: update from a probe process (full: with per-provider lists).
-    refresh: Callable[..., Any] = field(default=lambda full=False: _nothing())
-    #: The probe process, when there is one.
-    offload: Offload | None = None
+class ProbeServices(Protocol):
+    """The connection-making probes as the scan calls them, in its own loop or a probe process."""
 
+    async def probe_smtp(self, host: str, address: str, /) -> SmtpProbe:
+        """One SMTP probe of (MX host, address), politeness and retries included."""
 
-async def _nothing() -> None:
-    return None
+    async def fetch_policy(self, domain: str, address: str, /) -> tuple[PolicyFetch, bytes | None]:
+        """One MTA-STS policy fetch, under the same politeness as SMTP."""
+
+    def politeness(self, full: bool = True) -> Politeness:
+        """Politeness statistics (``full``: with the per-provider totals); from a probe
+        process, the latest ``refresh`` brought, whatever ``full`` says."""
+
+    async def refresh(self, full: bool = False) -> None:
+        """Bring the statistics over from a probe process (nothing to do in-process)."""
 
 
 def politeness_of(polite: PoliteProber, *, full: bool = True) -> Politeness:
@@ -109,22 +116,61 @@ def _backoff_totals(policy: AimdPolicy, backoff: list[BackoffStats]) -> Politene
     }
 
 
-async def inline_services(
-    cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap, stack: contextlib.AsyncExitStack
-) -> ProbeServices:
-    """The probes in the running event loop; ``stack`` closes the policy fetcher."""
-    polite = polite_prober(cfg, prober, providers)
-    fetcher = await stack.enter_async_context(policy_fetcher(cfg, prober))
-    return ProbeServices(
-        polite.probe, polite_fetch(polite, fetcher), lambda full=True: politeness_of(polite, full=full)
-    )
+class InlineServices:
+    """The probes in the running event loop: every connection goes through one PoliteProber."""
+
+    def __init__(self, polite: PoliteProber, fetcher: PolicyFetcher) -> None:
+        self.polite = polite
+        self.fetcher = fetcher
+
+    @classmethod
+    async def start(
+        cls, cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap, stack: contextlib.AsyncExitStack
+    ) -> InlineServices:
+        """``stack`` closes the policy fetcher."""
+        fetcher = await stack.enter_async_context(policy_fetcher(cfg, prober))
+        return cls(polite_prober(cfg, prober, providers), fetcher)
+
+    async def probe_smtp(self, host: str, address: str, /) -> SmtpProbe:
+        return await self.polite.probe(host, address)
+
+    async def fetch_policy(self, domain: str, address: str, /) -> tuple[PolicyFetch, bytes | None]:
+        return await self.polite.fetch(self.fetcher.fetch, domain, address)
+
+    def politeness(self, full: bool = True) -> Politeness:
+        return politeness_of(self.polite, full=full)
+
+    async def refresh(self, full: bool = False) -> None:
+        return None  # the figures live here
+
+
+class RemoteServices:
+    """Calls into a started probe process."""
+
+    def __init__(self, offload: Offload) -> None:
+        self.offload = offload
+        self.latest: Politeness = {}
+
+    async def probe_smtp(self, host: str, address: str, /) -> SmtpProbe:
+        result: SmtpProbe = await self.offload.call("smtp", host, address)
+        return result
+
+    async def fetch_policy(self, domain: str, address: str, /) -> tuple[PolicyFetch, bytes | None]:
+        result: tuple[PolicyFetch, bytes | None] = await self.offload.call("policy", domain, address)
+        return result
+
+    def politeness(self, full: bool = True) -> Politeness:
+        return self.latest
+
+    async def refresh(self, full: bool = False) -> None:
+        self.latest.update(await self.offload.call("politeness", full))
 
 
 def probe_process(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -> Offload:
     """Fork the probe process (before the scan's event loop starts)."""
 
     async def setup(stack: contextlib.AsyncExitStack) -> Mapping[str, Handler]:
-        services = await inline_services(cfg, prober, providers, stack)
+        services = await InlineServices.start(cfg, prober, providers, stack)
 
         async def politeness(full: bool) -> Politeness:
             return services.politeness(full)
@@ -136,25 +182,6 @@ def probe_process(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -
 
     handlers: Setup = setup
     return fork_offload(handlers, uvloop.run)
-
-
-async def remote_services(offload: Offload) -> ProbeServices:
-    """Calls into a started probe process."""
-    latest: Politeness = {}
-
-    async def probe_smtp(host: str, address: str) -> SmtpProbe:
-        result: SmtpProbe = await offload.call("smtp", host, address)
-        return result
-
-    async def fetch_policy(domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
-        result: tuple[PolicyFetch, bytes | None] = await offload.call("policy", domain, address)
-        return result
-
-    async def refresh(full: bool = False) -> None:
-        latest.update(await offload.call("politeness", full))
-
-    await refresh()
-    return ProbeServices(probe_smtp, fetch_policy, lambda full=True: latest, refresh, offload)
 
 
 def _for_the_wire(probe: SmtpProbe) -> SmtpProbe:

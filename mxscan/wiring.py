@@ -11,9 +11,7 @@ from engine.limits import KeyedLimiter, Limit
 from engine.limitspec import PER_IP_KEY, provider_limit
 from mxscan import defaults
 from mxscan.config import ScanConfig
-from probes.interfaces import PolicyFetchFn
 from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
-from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap
 from probes.retry import CorrelatedSignals, RetryPolicy, UnreachableAddresses
 from probes.smtp.polite import PoliteProber
@@ -22,7 +20,7 @@ from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
 from probes.tls.verify import IntermediatePool, Verifier
 
-__all__ = ["policy_fetcher", "polite_fetch", "polite_prober", "retry_policy", "smtp_prober"]
+__all__ = ["policy_fetcher", "polite_prober", "retry_policy", "smtp_prober"]
 
 
 def smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
@@ -109,13 +107,3 @@ def retry_policy(cfg: ScanConfig) -> RetryPolicy:
     return RetryPolicy(
         timeout_retries=cfg.smtp_retries, transient_retries=cfg.smtp_retries, delay=cfg.smtp_retry_delay
     )
-
-
-def polite_fetch(polite: PoliteProber, fetcher: PolicyFetcher) -> PolicyFetchFn:
-    """Policy fetches obey the same exclusions, per-address/per-provider limits and retry
-    policy as SMTP."""
-
-    async def fetch(domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
-        return await polite.fetch(fetcher.fetch, domain, address)
-
-    return fetch
