@@ -36,7 +36,5 @@ class Status(StrEnum):
     TLS_HANDSHAKE_ERROR = "tls-handshake-error"
     #: A refusal or failure after the TLS session was established.
     POST_TLS_APPLICATION_ERROR = "post-tls-application-error"
-    #: A resolver or name lookup needed for the probe failed.
-    RESOLVE_ERROR = "resolve-error"
     #: A bug or an unclassified failure inside a probe; detail says what.
     UNKNOWN_ERROR = "unknown-error"

@@ -32,17 +32,15 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from engine.checkpoint import MAX_LINE_BYTES, finished, is_marker
+from engine.checkpoint import MAX_LINE_BYTES, DigestSet, finished, is_marker
 from engine.compressed import CorruptCompressed, compress_frame, is_compressed_path, open_results
+from engine.status import Status
 from mxscan import __version__
 from probes.domain import RunEnd, run_line
+from probes.posture import answers
 from probes.results import is_host_line
-from report.figures import domain_facts
 
 __all__ = ["Merged", "RetryError", "RetryRun", "needs_retry", "side_path"]
-
-#: The questions a record answers; "unknown" in any of them means "we could not tell".
-_QUESTIONS = ("mx", "starttls", "pkix", "dnssec", "dane", "sts_record", "sts_policy", "tlsrpt")
 
 
 def needs_retry(record: dict[str, Any], crashed_refs: AbstractSet[str] = frozenset()) -> bool:
@@ -52,16 +50,15 @@ def needs_retry(record: dict[str, Any], crashed_refs: AbstractSet[str] = frozens
     fetch or an SMTP probe (``crashed_refs``: refs whose host line says ``unknown-error``,
     e.g. the probe process died) that ended in ``unknown-error``: even where the other MX
     hosts settle the domain's figures, such a result is no measurement."""
-    if record.get("status") == "unknown-error" or record.get("errors"):
+    if record.get("status") == Status.UNKNOWN_ERROR or record.get("errors"):
         return True
-    if ((record.get("mta_sts") or {}).get("fetch") or {}).get("status") == "unknown-error":
+    if ((record.get("mta_sts") or {}).get("fetch") or {}).get("status") == Status.UNKNOWN_ERROR:
         return True
     if crashed_refs and any(
         ref in crashed_refs for t in record.get("mx_transport") or () for ref in t.get("smtp_refs") or ()
     ):
         return True
-    facts = domain_facts(record)
-    return any(getattr(facts, question) == "unknown" for question in _QUESTIONS)
+    return bool(answers(record).unknown())
 
 
 class RetryError(Exception):
@@ -157,24 +154,26 @@ class RetryRun:
             os.close(self._fd)  # releases the lock
             self._fd = None
 
-    def plan(self) -> tuple[frozenset[str], int]:
+    def plan(self) -> tuple[DigestSet, int]:
         """(domains kept as they are, domains to measure again): each domain's latest line
-        decides.  Reads only; the file changes when ``merge`` runs."""
-        latest: dict[str, bool] = {}
+        decides.  Reads only; the file changes when ``merge`` runs.  Both sets are digests
+        (``DigestSet``, ~18 B a domain): the plan of a 10M-domain file fits in ~0.2 GB."""
+        kept, redo = DigestSet(), DigestSet()
         crashed: set[str] = set()  # refs whose latest host line so far is unknown-error
         with open_results(self.path) as stream:
             for line in _lines(stream, self.path):
                 key = line.key
                 if key is not None:
-                    latest[key] = needs_retry(line.record, crashed)
+                    retry = needs_retry(line.record, crashed)
+                    (redo if retry else kept).add(key)
+                    (kept if retry else redo).discard(key)
                 elif is_host_line(line.record):
                     ref = str(line.record["ref"])
-                    if (line.record.get("smtp") or {}).get("status") == "unknown-error":
+                    if (line.record.get("smtp") or {}).get("status") == Status.UNKNOWN_ERROR:
                         crashed.add(ref)
                     else:
                         crashed.discard(ref)
-        kept = frozenset(key for key, retry in latest.items() if not retry)
-        return kept, len(latest) - len(kept)
+        return kept, len(redo)
 
     def merge(self) -> Merged | None:
         """Fold the side file into the results file (one atomic rename) and remove it;
@@ -196,7 +195,7 @@ class RetryRun:
             self.side.unlink()  # nothing measured again (a resolver that was down, ...)
             return Merged(0, 0, 0, finished(self.path))
         temporary = self.path.with_name(self.path.name + ".retry-tmp")
-        main_keys: set[str] = set()
+        main_keys = DigestSet()  # every domain of the results file: digests, not names
         main_last: _Line | None = None
         replaced = 0
         with open_results(self.path) as source, temporary.open("wb") as raw_target:
@@ -214,19 +213,20 @@ class RetryRun:
                 for line in _lines(stream, self.side):
                     if not is_marker(line.record):
                         target.write(line.raw)
-            done = side_finished or (_finishes(main_last) and side_keys <= main_keys)
+            added = sum(1 for key in side_keys if key not in main_keys)
+            done = side_finished or (_finishes(main_last) and not added)
             if done:
                 marker = side_last if side_finished else main_last
                 assert marker is not None
                 started = str(marker.record["run"].get("started", ""))
                 target.flush()  # the run line stands alone in its member (engine.checkpoint.finished)
-                target.write(_run_line(len(main_keys | side_keys), started))
+                target.write(_run_line(len(main_keys) + added, started))
             target.flush()
             os.fsync(raw_target.fileno())
         os.replace(temporary, self.path)
         _fsync_directory(self.path.parent)
         self.side.unlink()
-        return Merged(replaced, len(side_keys - main_keys), still_unknown, done)
+        return Merged(replaced, added, still_unknown, done)
 
 
 class _Framed:

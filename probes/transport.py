@@ -20,9 +20,12 @@ __all__ = [
     "MxTransport",
     "Posture",
     "dane_published",
+    "host_pkix",
     "host_pkix_valid",
+    "host_starttls",
     "no_tls_reason",
     "posture",
+    "secure_tlsa",
     "smtp_ref",
 ]
 
@@ -114,22 +117,31 @@ def _roll(values: Sequence[bool | None]) -> Coverage3:
     return Coverage3.SOME if yes else Coverage3.UNKNOWN
 
 
-def _host_starttls(results: Iterable[SmtpResult]) -> bool | None:
-    states = [r.starttls for r in results]
-    if Starttls.YES in states:
+def host_starttls(states: Iterable[str | None]) -> bool | None:
+    """One MX host offers STARTTLS when any address advertised it; it does not once every
+    address was seen not to; else unknown.  ``states``: its addresses' ``Starttls`` values
+    (typed, or as a results file spells them: the one rule for the scan and the report)."""
+    seen = list(states)
+    if Starttls.YES in seen:
         return True
-    if states and all(s is Starttls.NO for s in states):
+    if seen and all(s == Starttls.NO for s in seen):
         return False
     return None
 
 
-def host_pkix_valid(results: Sequence[SmtpResult]) -> bool | None:
-    """True if any address presented a valid chain; False once every address settled
-    it (an invalid chain, or no STARTTLS at all); else unknown."""
-    if any(r.pkix is not None and r.pkix.valid for r in results):
+def host_pkix(verdicts: Sequence[tuple[bool | None, bool]]) -> bool | None:
+    """True if any address presented a valid chain; False once every address settled it
+    (an invalid chain, or no STARTTLS at all); else unknown.  ``verdicts``: per address,
+    (its PKIX verdict's ``valid``, None without a verdict; STARTTLS was not offered)."""
+    if any(valid for valid, _ in verdicts):
         return True
-    settled = [r for r in results if r.pkix is not None or r.starttls is Starttls.NO]
-    return False if results and len(settled) == len(results) else None
+    settled = sum(valid is not None or no_starttls for valid, no_starttls in verdicts)
+    return False if verdicts and settled == len(verdicts) else None
+
+
+def host_pkix_valid(results: Sequence[SmtpResult]) -> bool | None:
+    """``host_pkix`` over one host's SMTP results."""
+    return host_pkix([(None if r.pkix is None else r.pkix.valid, r.starttls is Starttls.NO) for r in results])
 
 
 def no_tls_reason(results: Sequence[SmtpResult]) -> str | None:
@@ -150,15 +162,17 @@ def no_tls_reason(results: Sequence[SmtpResult]) -> str | None:
     return "; ".join(reasons)
 
 
+def secure_tlsa(outcome: str | None, dnssec: str | None, data: Sequence[str]) -> bool:
+    """A TLSA answer that publishes DANE: records, in a DNSSEC-secure answer (RFC 7672 §2.2)."""
+    return outcome == Outcome.OK and dnssec == Dnssec.SECURE and bool(data)
+
+
 def dane_published(mx: Answer, hosts: Iterable[MxHost]) -> bool:
-    """The study's DANE definition (``Posture.dane_published``): the MX answer and some MX
-    host's TLSA answer are both DNSSEC-secure and the TLSA answer holds records."""
+    """The study's DANE definition (``Posture.dane_published``): the MX answer is
+    DNSSEC-secure and some MX host's TLSA answer is ``secure_tlsa``."""
     if mx.dnssec is not Dnssec.SECURE:
         return False
-    return any(
-        h.tlsa is not None and h.tlsa.outcome is Outcome.OK and h.tlsa.dnssec is Dnssec.SECURE and h.tlsa.data
-        for h in hosts
-    )
+    return any(h.tlsa is not None and secure_tlsa(h.tlsa.outcome, h.tlsa.dnssec, h.tlsa.data) for h in hosts)
 
 
 def _host_dane(dane: DaneResult | None) -> bool | None:
@@ -177,7 +191,7 @@ def posture(
 ) -> Posture:
     """Roll-ups over the MX hosts: each given as (its SMTP results, its DANE verdict)."""
     return Posture(
-        starttls=_roll([_host_starttls(results) for results, _ in hosts]),
+        starttls=_roll([host_starttls(r.starttls for r in results) for results, _ in hosts]),
         pkix_valid=_roll([host_pkix_valid(results) for results, _ in hosts]),
         dane_valid=_roll([_host_dane(dane) for _, dane in hosts]),
         dane_published=dane_published,

@@ -1,7 +1,7 @@
 """Failure breakdowns, misconfiguration lists and the reasons behind unknowns.
 
 Split from ``figures`` (which holds the study's headline questions): these are
-the tables beyond the study, fed the same ``DomainFacts`` in the same pass.
+the tables beyond the study, fed the same ``DomainAnswers`` in the same pass.
 """
 
 from __future__ import annotations
@@ -10,7 +10,13 @@ import bisect
 from collections import Counter
 from typing import Any
 
-from report.figures import DNS_UNSETTLED, UNKNOWN, YES, DomainFacts
+from engine.status import Status
+from probes.dane.tlsa import DaneStatus
+from probes.dns.records import Dnssec, TlsaSkip
+from probes.mtasts.records import Finding
+from probes.posture import Answer, DomainAnswers, MxKind, dns_unsettled
+from probes.smtp.records import Starttls
+from probes.tls.verify import PkixReason
 from report.ptr import ptr_label
 
 __all__ = [
@@ -52,6 +58,11 @@ class Capped:
         }
 
 
+#: TLSA not asked for a reason that leaves DANE unknown (the others settle it: no TLSA).
+_TLSA_UNASKED = (TlsaSkip.ADDRESS_UNRESOLVED, TlsaSkip.RESOLVER_NOT_VALIDATING)
+_DNSSEC_UNSETTLED = (Dnssec.INDETERMINATE, Dnssec.UNKNOWN)
+
+
 def _code(reason: str) -> str:
     return reason.partition(":")[0] or "(empty)"
 
@@ -70,12 +81,12 @@ STS_CERT_TITLE = "MTA-STS: policy-host certificate failures by PKIX reason, doma
 def sts_fetch_outcome(fetch: dict[str, Any]) -> str:
     """The fetch status, except that a success whose certificate failed PKIX is CERT_INVALID."""
     status = str(fetch.get("status", "?"))
-    if status != "success":
+    if status != Status.SUCCESS:
         return status
     pkix = fetch.get("pkix")
     if pkix is None:
         return NO_CERT_VERDICT
-    return "success" if pkix.get("valid") is True else CERT_INVALID
+    return Status.SUCCESS.value if pkix.get("valid") is True else CERT_INVALID
 
 
 class Breakdowns:
@@ -113,11 +124,11 @@ class Breakdowns:
     def _why(self, question: str, reason: str) -> None:
         self.unknown_why.setdefault(question, Counter())[reason] += 1
 
-    def add(self, record: dict[str, Any], facts: DomainFacts) -> None:
-        if facts.status == "invalid-input":
+    def add(self, record: dict[str, Any], facts: DomainAnswers) -> None:
+        if facts.status == Status.INVALID_INPUT:
             self.invalid_reasons[_code(str(record.get("reason", "")))] += 1
             return
-        if facts.status == "unknown-error":
+        if facts.status == Status.UNKNOWN_ERROR:
             self.crash_reasons[_code(str(record.get("reason", "")))] += 1
         for err in record.get("errors") or ():
             self.probe_errors[f"{err.get('probe', '?')} {err.get('status', '?')}"] += 1
@@ -131,10 +142,10 @@ class Breakdowns:
         if tlsrpt is not None and tlsrpt.get("present") and not tlsrpt.get("valid"):
             for reason in tlsrpt.get("reasons") or ():
                 self.tlsrpt_reasons[_code(reason)] += 1
-        if facts.mx == "mx":
+        if facts.mx.kind is MxKind.MX:
             self._unknowns(record, facts)
 
-    def _transports(self, record: dict[str, Any], facts: DomainFacts) -> None:
+    def _transports(self, record: dict[str, Any], facts: DomainAnswers) -> None:
         seen = self._probes_seen
         expired_here: set[str] = set()
         for transport in record.get("mx_transport") or ():
@@ -143,11 +154,11 @@ class Breakdowns:
             if dane is not None:
                 status = str(dane.get("status", "?"))
                 self.dane_status[status] += 1
-                if status == "mismatch":
+                if status == DaneStatus.MISMATCH:
                     self.dane_mismatch.add((facts.domain, host, str(dane.get("detail", ""))))
             for probe in transport.get("addresses") or ():
                 pkix = probe.get("pkix")
-                if pkix is not None and pkix.get("reason") == "expired" and host not in expired_here:
+                if pkix is not None and pkix.get("reason") == PkixReason.EXPIRED and host not in expired_here:
                     expired_here.add(host)
                     entry = self.expired.get(host)
                     if entry is None:
@@ -166,7 +177,7 @@ class Breakdowns:
                 if pkix is not None:
                     self.pkix_reasons[str(pkix.get("reason", "?"))] += 1
                 self.plaintext_injection += bool(probe.get("plaintext_injection"))
-                if status != "success":
+                if status != Status.SUCCESS:
                     self.smtp_failures.add(
                         (
                             host,
@@ -179,7 +190,7 @@ class Breakdowns:
                         )
                     )
 
-    def _mta_sts(self, record: dict[str, Any], facts: DomainFacts) -> None:
+    def _mta_sts(self, record: dict[str, Any], facts: DomainAnswers) -> None:
         mta_sts = record.get("mta_sts")
         if mta_sts is None:
             return
@@ -201,48 +212,49 @@ class Breakdowns:
         findings = mta_sts.get("findings") or ()
         for finding in findings:
             self.sts_findings[str(finding)] += 1
-        if "enforce-would-fail" in findings:
+        if Finding.ENFORCE_WOULD_FAIL in findings:
             mx = ", ".join((policy or {}).get("mx") or ())
             self.enforce_would_fail.add((facts.domain, str(mta_sts.get("mode") or ""), mx))
 
-    def _unknowns(self, record: dict[str, Any], facts: DomainFacts) -> None:
+    def _unknowns(self, record: dict[str, Any], facts: DomainAnswers) -> None:
         dns = record.get("dns") or {}
-        if facts.dnssec == UNKNOWN:
+        if facts.dnssec.answer is Answer.UNKNOWN:
             validating = (record.get("scan") or {}).get("dnssec_validating", True)
             mx_dnssec = str((dns.get("mx") or {}).get("dnssec", "?"))
             self._why("dnssec", mx_dnssec + ("" if validating else " (resolver not validating)"))
-        if facts.starttls == UNKNOWN or facts.pkix == UNKNOWN:
+        starttls, pkix = facts.starttls.answer, facts.pkix.answer
+        if Answer.UNKNOWN in (starttls, pkix):
             reasons = {
                 str(p.get("status", "?"))
                 for t in record.get("mx_transport") or ()
                 for p in t.get("addresses") or ()
-                if p.get("starttls") == "unknown" or p.get("pkix") is None
+                if p.get("starttls") == Starttls.UNKNOWN or p.get("pkix") is None
             }
             for reason in reasons or {"no address probed"}:
-                if facts.starttls == UNKNOWN:
+                if starttls is Answer.UNKNOWN:
                     self._why("starttls", reason)
-                if facts.pkix == UNKNOWN:
+                if pkix is Answer.UNKNOWN:
                     self._why("pkix", reason)
-        if facts.dane == UNKNOWN:
+        if facts.dane is Answer.UNKNOWN:
             mx_status = str((dns.get("mx") or {}).get("dnssec", "?"))
-            if mx_status != "secure":  # the study's DANE needs the MX answer secure too
+            if mx_status != Dnssec.SECURE:  # the study's DANE needs the MX answer secure too
                 self._why("dane", f"MX dnssec {mx_status}")
             for host in dns.get("mx_hosts") or ():
                 tlsa = host.get("tlsa")
                 skipped = host.get("tlsa_skipped")
-                if tlsa is None and skipped in ("address-unresolved", "resolver-not-validating"):
+                if tlsa is None and skipped in _TLSA_UNASKED:
                     self._why("dane", f"TLSA not asked: {host['tlsa_skipped']}")
-                elif tlsa is not None and tlsa.get("outcome") in DNS_UNSETTLED:
+                elif tlsa is not None and dns_unsettled(tlsa.get("outcome")):
                     self._why("dane", f"TLSA lookup {tlsa['outcome']}")
-                elif tlsa is not None and tlsa.get("dnssec") in ("indeterminate", "unknown"):
+                elif tlsa is not None and tlsa.get("dnssec") in _DNSSEC_UNSETTLED:
                     self._why("dane", f"TLSA dnssec {tlsa['dnssec']}")
-        if facts.sts_record == UNKNOWN:
+        if facts.sts_record is Answer.UNKNOWN:
             self._why("mta_sts", f"TXT lookup {(dns.get('mta_sts') or {}).get('outcome', '?')}")
-        if facts.sts_policy == UNKNOWN and facts.sts_record == YES:
+        if facts.sts_policy is Answer.UNKNOWN and facts.sts_record is Answer.YES:
             fetch = (record.get("mta_sts") or {}).get("fetch")
             why = "not fetched" if fetch is None else f"fetch {fetch.get('status', '?')}"
             self._why("mta_sts_policy", why)
-        if facts.tlsrpt == UNKNOWN:
+        if facts.tlsrpt is Answer.UNKNOWN:
             self._why("tlsrpt", f"TXT lookup {(dns.get('tlsrpt') or {}).get('outcome', '?')}")
 
     def result(self, lists_cap: int | None = None) -> dict[str, Any]:

@@ -24,7 +24,9 @@ from typing import Any
 
 import orjson
 
-from report.figures import NOT_MEASURED, UNKNOWN, domain_facts
+from engine.status import Status
+from probes.posture import Answer, MxKind, answers
+from probes.transport import Coverage3
 
 __all__ = ["CHANGE_KINDS", "Change", "DiffResult", "Digest", "diff_records", "digest", "render_diff_text"]
 
@@ -44,7 +46,9 @@ CHANGE_KINDS = (
     "tlsa-disappeared",
     "tlsa-rolled-over",
 )
-_UNSETTLED = frozenset({UNKNOWN, NOT_MEASURED})
+_UNSETTLED = frozenset({Answer.UNKNOWN.value, Answer.NOT_MEASURED.value})
+#: A coverage digest as a yes (some MX host has it) or a no; else unsettled.
+_HAS = {Coverage3.ALL.value: True, Coverage3.SOME.value: True, Coverage3.NONE.value: False}
 
 #: (mx state, starttls, pkix, mta-sts mode or "", mta-sts id or "", provider or "", tlsa count, tlsa hash)
 Digest = tuple[str, str, str, str, str, str, int, int]
@@ -96,31 +100,25 @@ def _i(text: str) -> str:
 
 def digest(record: dict[str, Any]) -> tuple[str, Digest]:
     """(domain, its digest) for one parsed record."""
-    f = domain_facts(record)
-    mode = f.sts_mode or ("" if f.sts_policy != NOT_MEASURED else NOT_MEASURED)
-    if f.sts_record == UNKNOWN or f.sts_policy == UNKNOWN:
-        mode = UNKNOWN
+    f = answers(record)
+    mode = f.sts_mode or ("" if f.sts_policy is not Answer.NOT_MEASURED else Answer.NOT_MEASURED.value)
+    if Answer.UNKNOWN in (f.sts_record, f.sts_policy):
+        mode = Answer.UNKNOWN.value
     return f.domain, (
-        _i(f.mx),
-        _i(f.starttls),
-        _i(f.pkix),
+        _i(f.mx.text),
+        _i(f.starttls.text),
+        _i(f.pkix.text),
         _i(mode),
-        f.sts_id if f.sts_record == "yes" else "",
+        f.sts_id if f.sts_record is Answer.YES else "",
         _i(f.provider or ""),
         len(f.tlsa),
         hash(f.tlsa) if f.tlsa else 0,
     )
 
 
-def _has(coverage: str) -> bool | None:
-    if coverage in ("all", "some"):
-        return True
-    return False if coverage == "none" else None
-
-
 def _compare(domain: str, old: Digest, new: Digest) -> Iterator[Change]:
-    if old[0] != new[0] and {old[0], new[0]} & {"mx"} and not {old[0], new[0]} & _UNSETTLED:
-        yield Change(domain, "mx-gained" if new[0] == "mx" else "mx-lost", old[0], new[0])
+    if old[0] != new[0] and MxKind.MX in (old[0], new[0]) and not {old[0], new[0]} & _UNSETTLED:
+        yield Change(domain, "mx-gained" if new[0] == MxKind.MX else "mx-lost", old[0], new[0])
     if old[5] and new[5] and old[5] != new[5]:
         yield Change(domain, "mx-provider-changed", old[5], new[5])
     pairs = (
@@ -128,14 +126,14 @@ def _compare(domain: str, old: Digest, new: Digest) -> Iterator[Change]:
         ("cert-became-valid", "cert-became-invalid", old[2], new[2]),
     )
     for gained, lost, was, now in pairs:
-        before, after = _has(was), _has(now)
+        before, after = _HAS.get(was), _HAS.get(now)
         if before is not None and after is not None and before != after:
             yield Change(domain, gained if after else lost, was, now)
     if old[3] != new[3] and not {old[3], new[3]} & _UNSETTLED:
         yield Change(domain, "mta-sts-mode-changed", old[3] or "no policy", new[3] or "no policy")
     if old[4] and new[4] and old[4] != new[4]:
         yield Change(domain, "mta-sts-id-changed", old[4], new[4])
-    if (old[6], old[7]) != (new[6], new[7]) and old[0] == new[0] == "mx":
+    if (old[6], old[7]) != (new[6], new[7]) and old[0] == new[0] == MxKind.MX:
         if not old[6]:
             yield Change(domain, "tlsa-appeared", "", f"{new[6]} records")
         elif not new[6]:
@@ -148,13 +146,13 @@ def diff_records(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) -
     """Changes from OLD to NEW; invalid-input lines take no part (they are not domains)."""
     digests: dict[str, Digest] = {}
     for record in old:
-        if record.get("status") != "invalid-input":
+        if record.get("status") != Status.INVALID_INPUT:
             domain, d = digest(record)
             digests.setdefault(domain, d)
     result = DiffResult([], Counter(), len(digests), 0, 0)
     seen: set[str] = set()
     for record in new:
-        if record.get("status") == "invalid-input":
+        if record.get("status") == Status.INVALID_INPUT:
             continue
         domain, d = digest(record)
         if domain in seen:

@@ -3,7 +3,7 @@
 
 Theory of operation
 -------------------
-The domain table's answers are ``report.figures.domain_facts``, the one
+The domain table's answers are ``probes.posture.answers``, the one
 computation behind the report's headline figures, so counting a column of the
 table gives the report's figure (``has_mx`` true is the base; ``starttls`` true
 among those is the STARTTLS figure, and so on).  Every answer is a tri-state:
@@ -31,9 +31,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from probes.posture import DomainAnswers, answers, preferred_transport
 from probes.results import read_domain_records
 from report.export_columns import COLUMNS, GETTERS, LEVELS, Column, Row, leaf_cert
-from report.figures import DomainFacts, domain_facts, preferred_transport
 
 __all__ = [
     "COLUMNS",
@@ -83,7 +83,7 @@ class ExportStats:
     duplicates: int = 0
 
 
-def _rows_of(level: str, record: dict[str, Any], facts: DomainFacts) -> Iterator[Row]:
+def _rows_of(level: str, record: dict[str, Any], facts: DomainAnswers) -> Iterator[Row]:
     if level == "domain":
         yield Row(record, facts, {}, None, {}, False)
         return
@@ -117,7 +117,7 @@ def export_rows(
             stats.duplicates += 1  # the report counts a domain's first line only; so does the export
             continue
         seen.add(domain)
-        facts = domain_facts(record)
+        facts = answers(record)
         for row in _rows_of(level, record, facts):
             stats.rows += 1
             yield tuple(get(row) for get in getters)

@@ -1,7 +1,7 @@
 """The columns of ``mxscan export``: for each level, each column's stable name, type,
 meaning and how its value is read from a record (``report.export`` streams the rows).
 
-The domain level's answers are ``report.figures.DomainFacts``, the one computation
+The domain level's answers are ``probes.posture.DomainAnswers``, the one reduction
 behind the report's headline figures.  Every answer is a tri-state: True, False, or
 None for "unknown" or "not measured", which is never written as False.
 """
@@ -12,7 +12,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from report.figures import NOT_MEASURED, UNKNOWN, YES, DomainFacts, host_tlsa
+from probes.posture import (
+    Answer,
+    DomainAnswers,
+    Reading,
+    coverage,
+    host_pkix_of,
+    host_starttls_of,
+    host_tlsa,
+)
 
 __all__ = ["COLUMNS", "GETTERS", "LEVELS", "TYPES", "Column", "Row", "leaf_cert"]
 
@@ -30,15 +38,12 @@ class Column:
     doc: str
 
 
-#: Tri-states as lookups (``.get`` gives None, i.e. unknown, for every other answer):
-#: "unknown" and "not-measured" are never mapped to False.
-_COVERAGE = {"all": True, "some": True, "none": False}
-_YN = {YES: True, "no": False}
-_SIGNED = {"secure": True, "insecure": False, "bogus": False}
+#: Answers as tri-states (``.get`` gives None for unknown and not-measured, never False).
+_YN = {Answer.YES: True, Answer.NO: False}
 
 
-def _mx_bool(mx: str) -> bool | None:
-    return None if mx in (UNKNOWN, NOT_MEASURED) else mx == "mx"
+def _tri(reading: Reading[Any] | Answer) -> bool | None:
+    return _YN.get(reading.answer if isinstance(reading, Reading) else reading)
 
 
 def _joined(values: Iterable[Any]) -> str | None:
@@ -52,7 +57,7 @@ class Row:
     levels the MX host's transport, its DNS answers and the address's SMTP result."""
 
     record: dict[str, Any]
-    facts: DomainFacts
+    facts: DomainAnswers
     transport: dict[str, Any]
     dns_host: dict[str, Any] | None
     probe: dict[str, Any]
@@ -60,14 +65,6 @@ class Row:
 
 
 Getter = Callable[[Row], Any]
-
-
-def _posture(record: dict[str, Any], key: str) -> str:
-    posture = record.get("posture")
-    if posture is None:
-        return NOT_MEASURED
-    value = posture.get(key)
-    return str(value) if value in ("all", "some", "none", "unknown") else NOT_MEASURED
 
 
 def _sts_reasons(record: dict[str, Any]) -> str | None:
@@ -90,19 +87,12 @@ def _mx_hosts(r: Row) -> int | None:
 
 
 def _host_starttls(transport: dict[str, Any]) -> bool | None:
-    probes = transport.get("addresses") or ()
-    if any(p.get("starttls") == "yes" for p in probes):
-        return True
-    return False if probes and all(p.get("starttls") == "no" for p in probes) else None
+    return host_starttls_of(transport.get("addresses") or ())
 
 
 def _host_pkix(transport: dict[str, Any]) -> bool | None:
     """As posture rolls a host up: any address valid; false once every address settled it."""
-    probes = transport.get("addresses") or ()
-    if any((p.get("pkix") or {}).get("valid") for p in probes):
-        return True
-    settled = [p for p in probes if p.get("pkix") is not None or p.get("starttls") == "no"]
-    return False if probes and len(settled) == len(probes) else None
+    return host_pkix_of(transport.get("addresses") or ())
 
 
 def leaf_cert(probe: dict[str, Any]) -> dict[str, Any]:
@@ -139,13 +129,13 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "bool",
         "at least one MX record that is not the null MX: the base of every figure; "
         "empty when the MX lookup failed or DNS was not measured",
-        lambda r: _mx_bool(r.facts.mx),
+        lambda r: _tri(r.facts.mx),
     ),
     _c(
         "mx_state",
         "string",
         "mx / null-mx / implicit-only / no-mx / unknown / not-measured",
-        lambda r: r.facts.mx,
+        lambda r: r.facts.mx.text,
     ),
     _c("mx_hosts", "int", "MX hosts in the domain's MX answer", _mx_hosts),
     _c(
@@ -158,68 +148,68 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "starttls",
         "bool",
         "at least one MX host advertised STARTTLS (posture.starttls all or some)",
-        lambda r: _COVERAGE.get(r.facts.starttls),
+        lambda r: _tri(r.facts.starttls),
     ),
     _c(
         "starttls_coverage",
         "string",
         "over the MX hosts: all / some / none / unknown / not-measured",
-        lambda r: r.facts.starttls,
+        lambda r: r.facts.starttls.text,
     ),
     _c(
         "pkix_valid",
         "bool",
         "at least one MX host presented a PKIX-valid chain for its name (posture.pkix_valid all or some)",
-        lambda r: _COVERAGE.get(r.facts.pkix),
+        lambda r: _tri(r.facts.pkix),
     ),
     _c(
         "pkix_coverage",
         "string",
         "over the MX hosts: all / some / none / unknown / not-measured",
-        lambda r: r.facts.pkix,
+        lambda r: r.facts.pkix.text,
     ),
     _c(
         "dnssec_mx",
         "string",
         "DNSSEC status of the MX answer: secure / insecure / bogus / unknown / not-measured",
-        lambda r: r.facts.dnssec,
+        lambda r: r.facts.dnssec.text,
     ),
     _c(
         "dnssec_signed",
         "bool",
         "the MX answer is DNSSEC-secure (bogus counts as not signed)",
-        lambda r: _SIGNED.get(r.facts.dnssec),
+        lambda r: _tri(r.facts.dnssec),
     ),
     _c(
         "dane_published",
         "bool",
         "the study's DANE: the MX answer secure and TLSA records in a secure "
         "answer for some MX host, whether or not they match",
-        lambda r: _YN.get(r.facts.dane),
+        lambda r: _tri(r.facts.dane),
     ),
     _c(
         "dane_valid",
         "bool",
         "at least one MX host's DANE verdict is valid (posture.dane_valid all or some)",
-        lambda r: _COVERAGE.get(_posture(r.record, "dane_valid")),
+        lambda r: _tri(coverage(r.record.get("posture"), "dane_valid")),
     ),
     _c(
         "dane_valid_coverage",
         "string",
         "over the MX hosts: all / some / none / unknown / not-measured",
-        lambda r: _posture(r.record, "dane_valid"),
+        lambda r: coverage(r.record.get("posture"), "dane_valid").text,
     ),
     _c(
         "mta_sts",
         "bool",
         "exactly one valid STSv1 TXT record at _mta-sts.<domain> (CNAMEs followed)",
-        lambda r: _YN.get(r.facts.sts_record),
+        lambda r: _tri(r.facts.sts_record),
     ),
     _c(
         "mta_sts_policy",
         "bool",
         "the policy was also fetched and parsed: the record has an effective mode",
-        lambda r: _YN.get(r.facts.sts_policy),
+        lambda r: _tri(r.facts.sts_policy),
     ),
     _c(
         "mta_sts_mode",
@@ -231,7 +221,7 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "mta_sts_delegated",
         "bool",
         "the valid record was reached through a CNAME; empty without one",
-        lambda r: r.facts.sts_delegated if r.facts.sts_record == YES else None,
+        lambda r: r.facts.sts_delegated if r.facts.sts_record is Answer.YES else None,
     ),
     _c(
         "mta_sts_findings",
@@ -249,7 +239,7 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "tlsrpt",
         "bool",
         "exactly one valid TLS-RPT record with a usable rua URI",
-        lambda r: _YN.get(r.facts.tlsrpt),
+        lambda r: _tri(r.facts.tlsrpt),
     ),
     _c(
         "tlsa_records",
@@ -352,7 +342,7 @@ _HOST_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "tlsa_published",
         "bool",
         "TLSA records in a DNSSEC-secure answer for this host",
-        lambda r: None if r.dns_host is None else _YN.get(host_tlsa(r.dns_host)),
+        lambda r: None if r.dns_host is None else _tri(host_tlsa(r.dns_host)),
     ),
     _c(
         "dane_status",
@@ -367,7 +357,7 @@ _HOST_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "why that DANE verdict",
         lambda r: (r.transport.get("dane") or {}).get("detail") or None,
     ),
-    _c("dnssec_mx", "string", "DNSSEC status of the domain's MX answer", lambda r: r.facts.dnssec),
+    _c("dnssec_mx", "string", "DNSSEC status of the domain's MX answer", lambda r: r.facts.dnssec.text),
 )
 
 _ADDRESS_COLUMNS: tuple[tuple[Column, Getter], ...] = (

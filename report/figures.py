@@ -1,48 +1,26 @@
-"""The study's headline figures, computed from results-file dicts in one pass.
+"""The study's headline figures over results-file records, computed in one pass.
 
 Theory of operation
 -------------------
-``domain_facts`` reduces one parsed record (an ``orjson`` dict of a
-``probes.domain.DomainRecord``) to a small ``DomainFacts``: one tri-state per
-question the study asks.  Every question has four answers, never folded
-together: ``yes``, ``no``, ``unknown`` (we asked and could not tell: a
-timeout is not an absence) and ``not-measured`` (the file has no data for it:
-an older or ``--dns-only`` file, or a probe that crashed).  ``Headline`` adds
-facts up; ``headline_figures`` turns the counters into figures whose
+Each record is reduced once by ``probes.posture.answers`` (the one reduction:
+yes / no / unknown / not-measured per question, never folded together).
+``Headline`` adds the answers up per question of ``QUESTIONS`` (the report's
+table of questions); ``headline_figures`` turns the counters into figures whose
 definitions are the footnotes of every report.
-
-Records may lack whole sections.  Where the DNS section alone settles a
-question the way the probe would (DANE published, a valid STSv1 TXT record,
-a valid TLS-RPT record), the figure is derived from the DNS answers with the
-probe's own pure assessor and the footnote says so; otherwise the figure is
-"not measured in this file".
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from probes.mtasts.record import assess_sts_txt
-from probes.tlsrpt.record import assess_tlsrpt_txt
+from probes.mtasts.policy import Mode
+from probes.posture import Answer, DomainAnswers, MxKind, Reading
+from probes.transport import Coverage3
 
-__all__ = [
-    "FOOTNOTES",
-    "NOT_MEASURED",
-    "UNKNOWN",
-    "DomainFacts",
-    "Headline",
-    "domain_facts",
-    "headline_figures",
-    "host_tlsa",
-    "percent",
-    "preferred_transport",
-]
-
-YES, NO, UNKNOWN, NOT_MEASURED = "yes", "no", "unknown", "not-measured"
-DNS_UNSETTLED = frozenset({"servfail", "refused", "timeout", "error"})
-_ALL_SOME = frozenset({"all", "some"})
+__all__ = ["FOOTNOTES", "QUESTIONS", "Headline", "Question", "headline_figures", "percent"]
 
 
 def percent(count: int, base: int) -> float:
@@ -50,227 +28,32 @@ def percent(count: int, base: int) -> float:
     return round(100.0 * count / base, 2) if base else 0.0
 
 
-@dataclass(slots=True)
-class DomainFacts:
-    """What one record says about the study's questions (see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One headline figure: a question of the reduction as the report shows it."""
 
-    domain: str
-    status: str
-    valid_name: bool
-    mx: str  # mx / null-mx / implicit-only / no-mx / unknown / not-measured
-    starttls: str  # all / some / none / unknown / not-measured (posture.starttls)
-    pkix: str  # all / some / none / unknown / not-measured (posture.pkix_valid)
-    dnssec: str  # secure / insecure / bogus / unknown / not-measured (dns.mx.dnssec)
-    dane: str  # yes / no / unknown / not-measured
-    dane_from_dns: bool
-    sts_record: str  # yes / no / unknown / not-measured: a valid STSv1 TXT record
-    sts_from_dns: bool
-    sts_delegated: bool  # the valid record was reached through a CNAME
-    sts_policy: str  # yes / no / unknown / not-measured: a usable policy (mode set)
-    sts_mode: str | None
-    sts_id: str
-    tlsrpt: str  # yes / no / unknown / not-measured
-    provider: str | None  # provider of the most preferred MX host
-    tlsa: tuple[str, ...]  # every TLSA record (host + data) in a secure answer, sorted
+    key: str
+    label: str
+    #: The label of its line in the trend chart.
+    short: str
+    #: The answer (a ``Reading`` where the figure also counts "all MX").
+    ask: Callable[[DomainAnswers], Answer | Reading[Any]]
+    #: In the study (beyond it: shown, but not the study's figure).
+    study: bool
+    #: The figure also counts the domains where every MX host has the property.
+    all_mx: bool = False
 
 
-def _coverage(posture: dict[str, Any] | None, key: str) -> str:
-    if posture is None:
-        return NOT_MEASURED
-    value = posture.get(key)
-    if value in ("all", "some", "none", "unknown"):
-        return str(value)
-    return NOT_MEASURED  # not-applicable for a domain with MX: SMTP was not probed
-
-
-def _mx_state(dns: dict[str, Any] | None) -> str:
-    if dns is None:
-        return NOT_MEASURED
-    if dns.get("has_mx"):
-        return "mx"
-    if dns.get("null_mx"):
-        return "null-mx"
-    outcome = (dns.get("mx") or {}).get("outcome")
-    if outcome in DNS_UNSETTLED:
-        return UNKNOWN
-    implicit = dns.get("implicit_mx") or {}
-    if any((implicit.get(k) or {}).get("outcome") == "ok" for k in ("a", "aaaa")):
-        return "implicit-only"
-    return "no-mx"
-
-
-def _dnssec(dns: dict[str, Any] | None) -> str:
-    if dns is None:
-        return NOT_MEASURED
-    value = (dns.get("mx") or {}).get("dnssec")
-    return value if value in ("secure", "insecure", "bogus") else UNKNOWN
-
-
-def host_tlsa(host: dict[str, Any]) -> str:
-    """yes / no / unknown: one MX host (a ``dns.mx_hosts`` item) has TLSA records in a
-    DNSSEC-secure answer.  A property of the host, whatever the domain pointing at it."""
-    tlsa = host.get("tlsa")
-    if tlsa is None:
-        skipped = host.get("tlsa_skipped")
-        if skipped == "resolver-not-validating":
-            return UNKNOWN
-        if skipped == "address-unresolved":
-            # Unsettled only when an address lookup itself failed; an MX name that
-            # definitely does not exist (NXDOMAIN/NODATA) has no TLSA: a definite no.
-            answers = [host.get("a"), host.get("aaaa")]
-            return UNKNOWN if any(a is None or a.get("outcome") in DNS_UNSETTLED for a in answers) else NO
-        return NO
-    if tlsa.get("outcome") == "ok" and tlsa.get("dnssec") == "secure" and tlsa.get("data"):
-        return YES
-    if tlsa.get("outcome") in DNS_UNSETTLED or tlsa.get("dnssec") in ("indeterminate", "unknown"):
-        return UNKNOWN
-    return NO
-
-
-def _tlsa(dns: dict[str, Any] | None) -> tuple[tuple[str, ...], bool]:
-    """(secure TLSA records as "host data", any TLSA lookup unsettled)."""
-    found: list[str] = []
-    unsettled = False
-    for host in (dns or {}).get("mx_hosts") or ():
-        state = host_tlsa(host)
-        if state == YES:
-            found.extend(f"{host.get('host', '')} {d}" for d in host["tlsa"]["data"])
-        unsettled |= state == UNKNOWN
-    return tuple(sorted(found)), unsettled
-
-
-def _dane(
-    posture: dict[str, Any] | None, dns: dict[str, Any] | None, tlsa: tuple[str, ...], unsettled: bool
-) -> tuple[str, bool]:
-    """The study's DANE: the MX answer and some MX host's TLSA answer both DNSSEC-secure
-    (posture.dane_published; RFC 7672 §2.2.1: below an insecure MX RRset DANE does not apply)."""
-    if dns is None:
-        return NOT_MEASURED, False
-    derived = posture is None or "dane_published" not in posture
-    published = bool(tlsa) if derived else bool(posture and posture["dane_published"])
-    mx = _dnssec(dns)
-    # The MX status is checked here too: files written before posture.dane_published
-    # required a secure MX answer counted a DANE provider's unsigned customers.
-    if mx in ("insecure", "bogus"):
-        return NO, derived
-    if mx != "secure":
-        return UNKNOWN, derived
-    return (YES if published else UNKNOWN if unsettled else NO), derived
-
-
-def _sts_from_dns(dns: dict[str, Any] | None) -> tuple[str, bool]:
-    if dns is None:
-        return NOT_MEASURED, False
-    answer = dns.get("mta_sts") or {}
-    outcome = answer.get("outcome")
-    if outcome == "ok":
-        valid = assess_sts_txt(tuple(answer.get("data") or ())).valid
-        return (YES if valid else NO), bool(answer.get("cname_chain"))
-    return (UNKNOWN if outcome in DNS_UNSETTLED or outcome is None else NO), False
-
-
-def _sts(
-    mta_sts: dict[str, Any] | None, dns: dict[str, Any] | None
-) -> tuple[str, bool, bool, str, str | None, str]:
-    """(record, from_dns, delegated, policy, mode, id)."""
-    if mta_sts is None:
-        record, delegated = _sts_from_dns(dns)
-        return record, dns is not None, delegated and record == YES, NOT_MEASURED, None, ""
-    rec = mta_sts.get("record") or {}
-    if rec.get("valid"):
-        record = YES
-    elif rec.get("valid") is None or _txt_failed(dns, "mta_sts"):
-        # The TXT lookup failed: unknown (null since the record said so itself; files from
-        # before carry present/valid false beside the failed DNS answer).
-        record = UNKNOWN
-    else:
-        record = NO
-    mode = mta_sts.get("mode")
-    if mode:
-        policy = YES
-    elif record == YES:
-        fetch = mta_sts.get("fetch")
-        # The server answered (any HTTP status): "no usable policy" is then definite;
-        # only a fetch that got no HTTP answer at all leaves the policy unknown.
-        fetched = fetch is not None and (
-            fetch.get("status") == "success" or fetch.get("http_status") is not None
-        )
-        policy = NO if fetched or mta_sts.get("policy") is not None else UNKNOWN
-    else:
-        policy = NO if record == NO else record
-    delegated = record == YES and bool(mta_sts.get("txt_cname"))
-    return record, False, delegated, policy, mode, str(rec.get("id") or "")
-
-
-def _txt_failed(dns: dict[str, Any] | None, key: str) -> bool:
-    """The TXT lookup ``dns[key]`` failed (servfail, refused, timeout, error)."""
-    return ((dns or {}).get(key) or {}).get("outcome") in DNS_UNSETTLED
-
-
-def _tlsrpt(tlsrpt: dict[str, Any] | None, dns: dict[str, Any] | None) -> str:
-    if tlsrpt is not None:
-        if tlsrpt.get("valid"):
-            return YES
-        # A failed lookup is unknown, never "no" (see _sts for files from before the null).
-        return UNKNOWN if tlsrpt.get("valid") is None or _txt_failed(dns, "tlsrpt") else NO
-    if dns is None:
-        return NOT_MEASURED
-    answer = dns.get("tlsrpt") or {}
-    outcome = answer.get("outcome")
-    if outcome == "ok":
-        return YES if assess_tlsrpt_txt(tuple(answer.get("data") or ())).valid else NO
-    return UNKNOWN if outcome in DNS_UNSETTLED or outcome is None else NO
-
-
-def preferred_transport(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The most preferred MX host's transport (lowest preference, then name), or None."""
-    transports = record.get("mx_transport") or ()
-    if not transports:
-        return None
-    best: dict[str, Any] = min(transports, key=lambda t: (t.get("preference", 65536), t.get("host", "")))
-    return best
-
-
-def domain_facts(record: dict[str, Any]) -> DomainFacts:
-    """Reduce one parsed record to the answers the study's figures count."""
-    status = str(record.get("status", "unknown-error"))
-    dns = record.get("dns")
-    posture = record.get("posture")
-    tlsa, unsettled = _tlsa(dns)
-    dane, dane_from_dns = _dane(posture, dns, tlsa, unsettled)
-    sts_record, sts_from_dns, delegated, policy, mode, sts_id = _sts(record.get("mta_sts"), dns)
-    preferred = preferred_transport(record)
-    return DomainFacts(
-        domain=str(record.get("domain", "")),
-        status=status,
-        valid_name=status != "invalid-input",
-        mx=_mx_state(dns),
-        starttls=_coverage(posture, "starttls"),
-        pkix=_coverage(posture, "pkix_valid"),
-        dnssec=_dnssec(dns),
-        dane=dane,
-        dane_from_dns=dane_from_dns,
-        sts_record=sts_record,
-        sts_from_dns=sts_from_dns,
-        sts_delegated=delegated,
-        sts_policy=policy,
-        sts_mode=mode,
-        sts_id=sts_id,
-        tlsrpt=_tlsrpt(record.get("tlsrpt"), dns),
-        provider=None if preferred is None else preferred.get("provider"),
-        tlsa=tlsa,
-    )
-
-
-#: (key, label, fact attribute, values counted as yes, values counted as "all", in the study).
-_QUESTIONS: tuple[tuple[str, str, str, frozenset[str], str | None, bool], ...] = (
-    ("starttls", "STARTTLS support", "starttls", _ALL_SOME, "all", True),
-    ("pkix", "Valid public-CA certificate", "pkix", _ALL_SOME, "all", True),
-    ("dnssec", "DNSSEC-signed MX", "dnssec", frozenset({"secure"}), None, True),
-    ("dane", "DANE (TLSA published)", "dane", frozenset({YES}), None, True),
-    ("mta_sts", "MTA-STS record", "sts_record", frozenset({YES}), None, True),
-    ("mta_sts_enforce", "MTA-STS enforce", "sts_mode", frozenset({"enforce"}), None, True),
-    ("tlsrpt", "TLS-RPT record", "tlsrpt", frozenset({YES}), None, False),
+#: The report's table of questions, in the study's order (the figures' keys are stable:
+#: reports, trends and metrics name them).
+QUESTIONS: tuple[Question, ...] = (
+    Question("starttls", "STARTTLS support", "STARTTLS", lambda a: a.starttls, True, all_mx=True),
+    Question("pkix", "Valid public-CA certificate", "Valid certificate", lambda a: a.pkix, True, all_mx=True),
+    Question("dnssec", "DNSSEC-signed MX", "DNSSEC", lambda a: a.dnssec, True),
+    Question("dane", "DANE (TLSA published)", "DANE", lambda a: a.dane, True),
+    Question("mta_sts", "MTA-STS record", "MTA-STS", lambda a: a.sts_record, True),
+    Question("mta_sts_enforce", "MTA-STS enforce", "MTA-STS enforce", lambda a: a.sts_enforce, True),
+    Question("tlsrpt", "TLS-RPT record", "TLS-RPT", lambda a: a.tlsrpt, False),
 )
 
 FOOTNOTES: dict[str, str] = {
@@ -306,9 +89,9 @@ FOOTNOTES: dict[str, str] = {
 
 
 class Headline:
-    """Counters behind the headline figures; ``add`` one ``DomainFacts`` at a time."""
+    """Counters behind the headline figures; ``add`` one ``DomainAnswers`` at a time."""
 
-    __slots__ = ("answers", "derived", "lines", "mx_states", "scanned", "statuses", "with_mx")
+    __slots__ = ("all_mx", "answers", "derived", "lines", "mx_states", "scanned", "statuses", "with_mx")
 
     def __init__(self) -> None:
         self.lines = 0
@@ -316,36 +99,38 @@ class Headline:
         self.with_mx = 0
         self.statuses: Counter[str] = Counter()
         self.mx_states: Counter[str] = Counter()
-        #: (question key, answer) -> domains with MX giving that answer
-        self.answers: Counter[tuple[str, str]] = Counter()
+        #: (question key, answer) -> domains with MX giving that answer; beside the
+        #: questions: "mta_sts_policy" (a usable policy), "mta_sts_delegated", "mta_sts_testing".
+        self.answers: Counter[tuple[str, Answer]] = Counter()
+        #: question key -> domains with MX where every MX host has the property
+        self.all_mx: Counter[str] = Counter()
         self.derived: Counter[str] = Counter()
 
-    def add(self, facts: DomainFacts) -> None:
+    def add(self, facts: DomainAnswers) -> None:
         self.lines += 1
         self.statuses[facts.status] += 1
         if not facts.valid_name:
             return
         self.scanned += 1
-        self.mx_states[facts.mx] += 1
-        if facts.mx != "mx":
+        self.mx_states[facts.mx.text] += 1
+        if facts.mx.kind is not MxKind.MX:
             return
         self.with_mx += 1
         answers = self.answers
-        answers["starttls", facts.starttls] += 1
-        answers["pkix", facts.pkix] += 1
-        answers["dnssec", facts.dnssec] += 1
-        answers["dane", facts.dane] += 1
-        answers["mta_sts", facts.sts_record] += 1
+        for question in QUESTIONS:
+            answer = question.ask(facts)
+            if isinstance(answer, Reading):
+                self.all_mx[question.key] += answer.kind is Coverage3.ALL and question.all_mx
+                answer = answer.answer
+            answers[question.key, answer] += 1
         answers["mta_sts_policy", facts.sts_policy] += 1
-        answers["tlsrpt", facts.tlsrpt] += 1
-        if facts.sts_delegated:
-            answers["mta_sts", "delegated"] += 1
-        mode = facts.sts_mode or ("none-set" if facts.sts_policy in (YES, NO) else facts.sts_policy)
-        answers["mta_sts_enforce", mode] += 1
-        if facts.dane_from_dns:
-            self.derived["dane"] += 1
-        if facts.sts_from_dns:
-            self.derived["mta_sts"] += 1
+        answers["mta_sts_delegated", _YES_NO[facts.sts_delegated]] += 1
+        answers["mta_sts_testing", _YES_NO[facts.sts_mode == Mode.TESTING]] += 1
+        self.derived["dane"] += facts.dane_from_dns
+        self.derived["mta_sts"] += facts.sts_from_dns
+
+
+_YES_NO = {True: Answer.YES, False: Answer.NO}
 
 
 def headline_figures(h: Headline) -> list[dict[str, Any]]:
@@ -356,32 +141,41 @@ def headline_figures(h: Headline) -> list[dict[str, Any]]:
         _figure("with_mx", "Domains with MX", h.with_mx, h.scanned, study=True),
     ]
     figures[1]["extras"] = {
-        "null MX": h.mx_states["null-mx"],
-        "implicit MX only": h.mx_states["implicit-only"],
-        "MX lookup unknown": h.mx_states[UNKNOWN],
+        "null MX": h.mx_states[MxKind.NULL_MX],
+        "implicit MX only": h.mx_states[MxKind.IMPLICIT_ONLY],
+        "MX lookup unknown": h.mx_states[Answer.UNKNOWN],
     }
-    figures[1]["unknown"] = h.mx_states[UNKNOWN] + h.mx_states[NOT_MEASURED]
-    for key, label, _attr, yes_values, all_value, study in _QUESTIONS:
-        source = "mta_sts_policy" if key == "mta_sts_enforce" else key
-        a = {ans: n for (k, ans), n in h.answers.items() if k == key}
-        count = sum(n for ans, n in a.items() if ans in yes_values)
-        src = {ans: n for (k, ans), n in h.answers.items() if k == source}
-        unknown = src.get(UNKNOWN, 0)
-        not_measured = src.get(NOT_MEASURED, 0)
-        fig = _figure(key, label, count, base, study=study, unknown=unknown, not_measured=not_measured)
-        if all_value is not None:
-            fig["extras"]["all MX"] = a.get(all_value, 0)
-        if key == "mta_sts":
-            fig["extras"]["delegated (CNAME)"] = a.get("delegated", 0)
-            policy = {ans: n for (k, ans), n in h.answers.items() if k == "mta_sts_policy"}
-            if policy.get(NOT_MEASURED, 0) < base or not base:
-                fig["extras"]["usable policy"] = policy.get(YES, 0)
-        if key == "mta_sts_enforce":
-            fig["extras"]["testing"] = a.get("testing", 0)
-        if key in h.derived:
-            fig["derived_from_dns"] = h.derived[key]
+    figures[1]["unknown"] = h.mx_states[Answer.UNKNOWN] + h.mx_states[Answer.NOT_MEASURED]
+    for q in QUESTIONS:
+        a = {answer: h.answers[q.key, answer] for answer in Answer}
+        fig = _figure(
+            q.key,
+            q.label,
+            a[Answer.YES],
+            base,
+            study=q.study,
+            unknown=a[Answer.UNKNOWN],
+            not_measured=a[Answer.NOT_MEASURED],
+        )
+        if q.all_mx:
+            fig["extras"]["all MX"] = h.all_mx[q.key]
+        fig["extras"].update(_extras(h, q.key))
+        if h.derived[q.key]:
+            fig["derived_from_dns"] = h.derived[q.key]
         figures.append(fig)
     return figures
+
+
+def _extras(h: Headline, key: str) -> dict[str, int]:
+    """The MTA-STS figures' further counts."""
+    if key == "mta_sts":
+        extras = {"delegated (CNAME)": h.answers["mta_sts_delegated", Answer.YES]}
+        if h.answers["mta_sts_policy", Answer.NOT_MEASURED] < h.with_mx or not h.with_mx:
+            extras["usable policy"] = h.answers["mta_sts_policy", Answer.YES]
+        return extras
+    if key == "mta_sts_enforce":
+        return {"testing": h.answers["mta_sts_testing", Answer.YES]}
+    return {}
 
 
 def _figure(

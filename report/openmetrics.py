@@ -77,6 +77,19 @@ def render_openmetrics(
 ) -> str:
     """The exposition text of one summary (``Summary.result()``)."""
     out = _Out()
+    _domains(out, summary)
+    _headline(out, summary)
+    _providers(out, summary["providers"]["rows"])
+    out.gauge(
+        "mxscan_misconfigurations",
+        "Misconfigurations that make mail fail or travel unprotected, by kind.",
+        (({"kind": kind}, table["total"]) for kind, table in sorted(summary["misconfigurations"].items())),
+    )
+    _run(out, finished, duration, updated)
+    return "\n".join([*out.lines, "# EOF", ""])
+
+
+def _domains(out: _Out, summary: dict[str, Any]) -> None:
     meta = summary["meta"]
     out.gauge(
         "mxscan_domains",
@@ -95,6 +108,9 @@ def render_openmetrics(
         "Valid domains by MX state (mx, null-mx, implicit-only, no-mx, unknown, not-measured).",
         (({"state": s}, n) for s, n in sorted(meta["mx_states"].items())),
     )
+
+
+def _headline(out: _Out, summary: dict[str, Any]) -> None:
     shown = [f for f in summary["headline"] if f["key"] not in _HEADLINE_SKIP]
     out.gauge(
         "mxscan_headline_domains",
@@ -128,12 +144,9 @@ def render_openmetrics(
             for r, n in sorted(reasons.items())
         ),
     )
-    _providers(out, summary["providers"]["rows"])
-    out.gauge(
-        "mxscan_misconfigurations",
-        "Misconfigurations that make mail fail or travel unprotected, by kind.",
-        (({"kind": kind}, table["total"]) for kind, table in sorted(summary["misconfigurations"].items())),
-    )
+
+
+def _run(out: _Out, finished: bool, duration: float | None, updated: float | None) -> None:
     out.gauge(
         "mxscan_scan_finished",
         "1 when the results file is finished (ends with a run line).",
@@ -150,7 +163,6 @@ def render_openmetrics(
         "When this file was written (Unix time).",
         [({}, round(stamp, 3))],
     )
-    return "\n".join([*out.lines, "# EOF", ""])
 
 
 #: (metric suffix, provider-row key, help)

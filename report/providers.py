@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from report.figures import host_tlsa
+from probes.mtasts.policy import Mode
+from probes.posture import Answer, MxKind, host_pkix_of, host_tlsa
 
 if TYPE_CHECKING:
-    from report.figures import DomainFacts
+    from probes.posture import DomainAnswers
 
 __all__ = ["FOOTNOTES", "ProviderTally", "all_some_none"]
 
@@ -55,10 +56,10 @@ FOOTNOTES = {
 def all_some_none(yes: int, measured: int, *, some: str) -> str:
     """yes / <some> / no over the measured members; unknown when none was measured."""
     if measured == 0:
-        return "unknown"
+        return Answer.UNKNOWN.value
     if yes == measured:
-        return "yes"
-    return some if yes else "no"
+        return Answer.YES.value
+    return some if yes else Answer.NO.value
 
 
 class _Provider:
@@ -86,13 +87,13 @@ class _Provider:
         self.unknown = 0
 
 
+#: One host's PKIX roll-up (``host_pkix_of``) as the host counters name it.
+_PKIX_LABEL = {True: "valid", False: "invalid", None: "unknown"}
+
+
 def _host_pkix(addresses: Any) -> str:
     """valid / invalid / unknown for one host, as posture rolls it up (any address valid)."""
-    results = list(addresses or ())
-    if any((r.get("pkix") or {}).get("valid") for r in results):
-        return "valid"
-    settled = [r for r in results if r.get("pkix") is not None or r.get("starttls") == "no"]
-    return "invalid" if results and len(settled) == len(results) else "unknown"
+    return _PKIX_LABEL[host_pkix_of(list(addresses or ()))]
 
 
 class ProviderTally:
@@ -105,8 +106,8 @@ class ProviderTally:
         self._policy_hosts: Counter[str] = Counter()
         self.measured = 0
 
-    def add(self, record: dict[str, Any], facts: DomainFacts) -> None:
-        if facts.mx != "mx":
+    def add(self, record: dict[str, Any], facts: DomainAnswers) -> None:
+        if facts.mx.kind is not MxKind.MX:
             return
         transports = record.get("mx_transport") or ()
         dns_hosts = {h.get("host"): h for h in (record.get("dns") or {}).get("mx_hosts") or ()}
@@ -115,9 +116,9 @@ class ProviderTally:
             if host not in self._hosts:
                 dane = (transport.get("dane") or {}).get("status") or "not-assessed"
                 provider = transport.get("provider") or UNKNOWN_PROVIDER
-                tlsa = host_tlsa(dns_hosts[host]) if host in dns_hosts else "unknown"
+                tlsa = host_tlsa(dns_hosts[host]) if host in dns_hosts else Answer.UNKNOWN
                 self._hosts[host] = (provider, _host_pkix(transport.get("addresses")), dane, tlsa)
-        if facts.sts_record == "yes":
+        if facts.sts_record is Answer.YES:
             self._policy_hosts[_policy_host(record, facts.domain)] += 1
         if not transports:
             return
@@ -127,13 +128,13 @@ class ProviderTally:
         if p is None:
             self._providers[name] = p = _Provider()
         p.domains += 1
-        p.dane_yes += facts.dane == "yes"
-        p.dane_unknown += facts.dane in ("unknown", "not-measured")
-        p.sts += facts.sts_record == "yes"
-        p.enforce += facts.sts_mode == "enforce"
-        p.tlsrpt += facts.tlsrpt == "yes"
-        p.pkix_yes += facts.pkix in ("all", "some")
-        p.starttls_yes += facts.starttls in ("all", "some")
+        p.dane_yes += facts.dane is Answer.YES
+        p.dane_unknown += facts.dane in (Answer.UNKNOWN, Answer.NOT_MEASURED)
+        p.sts += facts.sts_record is Answer.YES
+        p.enforce += facts.sts_mode == Mode.ENFORCE
+        p.tlsrpt += facts.tlsrpt is Answer.YES
+        p.pkix_yes += facts.pkix.answer is Answer.YES
+        p.starttls_yes += facts.starttls.answer is Answer.YES
 
     def result(self, top: int = 10) -> dict[str, Any]:
         hosts: dict[str, Counter[str]] = {}

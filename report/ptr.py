@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from probes.dns.reverse import Fcrdns
+
 __all__ = [
     "NOT_LOOKED_UP",
     "PTR_LABELS",
@@ -32,9 +34,16 @@ NOT_LOOKED_UP = "not looked up"
 UNKNOWN_FORWARD = "unknown: forward lookup failed"
 UNKNOWN_PTR = "unknown: PTR lookup failed"
 #: Every label, in the order the report lists them.
-PTR_LABELS = ("confirmed", "mismatch", "no-ptr", UNKNOWN_FORWARD, UNKNOWN_PTR, NOT_LOOKED_UP)
+PTR_LABELS = (
+    Fcrdns.CONFIRMED.value,
+    Fcrdns.MISMATCH.value,
+    Fcrdns.NO_PTR.value,
+    UNKNOWN_FORWARD,
+    UNKNOWN_PTR,
+    NOT_LOOKED_UP,
+)
 #: The labels of an address that has a PTR record.
-WITH_PTR = frozenset({"confirmed", "mismatch", UNKNOWN_FORWARD})
+WITH_PTR = frozenset({Fcrdns.CONFIRMED.value, Fcrdns.MISMATCH.value, UNKNOWN_FORWARD})
 _INTERNED = {label: label for label in PTR_LABELS}
 
 NOTE = (
@@ -51,8 +60,8 @@ def ptr_label(ptr: dict[str, Any] | str | None) -> str:
         return NOT_LOOKED_UP
     if isinstance(ptr, str):
         return _INTERNED.get(ptr, ptr)
-    fcrdns = str(ptr.get("fcrdns", "unknown"))
-    if fcrdns == "unknown":
+    fcrdns = str(ptr.get("fcrdns", Fcrdns.UNKNOWN))
+    if fcrdns == Fcrdns.UNKNOWN:
         return UNKNOWN_FORWARD if ptr.get("names") else UNKNOWN_PTR
     return _INTERNED.get(fcrdns, fcrdns)
 

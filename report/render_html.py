@@ -11,6 +11,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from probes.posture import Answer
 from report.charts import bar_chart, funnel_chart
 from report.render_text import Section, printable, sections
 
@@ -31,9 +32,13 @@ td{word-break:break-word;max-width:28em}
 """
 
 
+#: The provider tables' labels (``report.providers.all_some_none``) that get a colour.
+_MARKED = frozenset({Answer.YES.value, Answer.NO.value, "optional", "partial"})
+
+
 def _cell(text: str) -> str:
     number = text.replace(",", "").replace("%", "").replace(".", "", 1).strip()
-    cls = "num" if number.isdigit() else text if text in ("yes", "no", "optional", "partial") else ""
+    cls = "num" if number.isdigit() else text if text in _MARKED else ""
     return f'<td class="{cls}">{escape(text)}</td>' if cls else f"<td>{escape(text)}</td>"
 
 

@@ -6,8 +6,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from probes.posture import answers
 from report.breakdowns import Breakdowns
-from report.figures import FOOTNOTES, Headline, domain_facts, headline_figures
+from report.figures import FOOTNOTES, Headline, headline_figures
 from report.providers import FOOTNOTES as PROVIDER_FOOTNOTES
 from report.providers import ProviderTally
 from report.ptr import PtrTally
@@ -48,7 +49,7 @@ class Summary:
         writer = f"{scan.get('tool', '?')} {scan.get('version', '?')}"
         self.versions[f"{writer} schema {record.get('schema_version')}"] += 1
         try:
-            facts = domain_facts(record)
+            facts = answers(record)
             self.headline.add(facts)
             self.providers.add(record, facts)
             self.breakdowns.add(record, facts)

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from report.charts import line_chart
+from report.figures import QUESTIONS
 from report.render_html import page
 
 __all__ = ["TrendRow", "date_from_name", "render_trend_csv", "render_trend_html", "trend_row"]
 
 _DATE = re.compile(r"(20\d\d)-?([01]\d)-?([0-3]\d)")
-_CHARTED = ("starttls", "pkix", "dnssec", "dane", "mta_sts", "mta_sts_enforce", "tlsrpt")
+#: The headline figures charted, with their chart labels: the report's table of questions.
+_CHARTED = {q.key: q.short for q in QUESTIONS}
 #: (CSV column, the report's misconfiguration table, chart label)
 _MISCONFIGURATIONS = (
     ("enforce_would_fail", "MTA-STS enforce that would fail delivery", "MTA-STS enforce would fail"),
@@ -102,17 +104,8 @@ def render_trend_csv(rows: Iterable[TrendRow]) -> str:
 
 def render_trend_html(rows: Iterable[TrendRow], title: str = "mxscan trend") -> str:
     ordered = sorted(rows, key=lambda r: (r["date"], r["file"]))
-    labels = {
-        "starttls": "STARTTLS",
-        "pkix": "Valid certificate",
-        "dnssec": "DNSSEC",
-        "dane": "DANE",
-        "mta_sts": "MTA-STS",
-        "mta_sts_enforce": "MTA-STS enforce",
-        "tlsrpt": "TLS-RPT",
-    }
     dates = [r["date"] for r in ordered]
-    series = [(labels[k], [r.get(f"{k}_pct") for r in ordered]) for k in _CHARTED]
+    series = [(label, [r.get(f"{k}_pct") for r in ordered]) for k, label in _CHARTED.items()]
     series = [(name, values) for name, values in series if any(v is not None for v in values)]
     chart = line_chart("Adoption among domains with MX, percent", dates, series)
     low = [(name, values) for name, values in series if max((v or 0) for v in values) < 20]

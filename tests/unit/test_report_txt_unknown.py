@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
-from report.figures import NO, UNKNOWN, YES, Headline, domain_facts, headline_figures
+from probes.posture import Answer
+from probes.posture import answers as domain_facts
+from report.figures import Headline, headline_figures
+
+YES, NO, UNKNOWN = Answer.YES, Answer.NO, Answer.UNKNOWN
 
 FAILED = ["servfail", "refused", "timeout", "error"]
 
