@@ -202,3 +202,64 @@ def test_a_digest_set_grows_past_half_full_and_keeps_every_key() -> None:
         digests.add(key)
     assert len(digests) == 1500 and all(key in digests for key in keys) and "d1500.example" not in digests
     assert 7 not in digests  # only strings are keys
+
+
+def padded_run(size: int) -> bytes:
+    """A finished run line of exactly ``size`` bytes (newline included)."""
+    bare = len(orjson.dumps({"schema_version": 2, "run": {"finished": True}, "pad": ""})) + 1
+    return orjson.dumps({"schema_version": 2, "run": {"finished": True}, "pad": "x" * (size - bare)}) + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (dom("a") + padded_run(65535), True),  # with the newline before it: the last 64 KiB
+        (dom("a") + padded_run(65536), False),  # its start lies before the last 64 KiB
+        (padded_run(65536), True),  # the whole file is the line
+        (padded_run(65537), False),
+        (dom("a") + run(True) + b"\n", False),  # a blank line after it
+    ],
+    ids=["64k-1-after-a-line", "64k-after-a-line", "64k-alone", "64k+1-alone", "blank-line-after"],
+)
+def test_finished_reads_a_run_line_of_up_to_64_kib_that_ends_the_file(
+    tmp_path: Path, content: bytes, expected: bool
+) -> None:
+    assert len(padded_run(65536)) == 65536
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(content)
+    assert finished(path) is expected
+
+
+@pytest.mark.parametrize("tail", [b"X", b"XX", b"tail", b" {", b"\x00x\x00", b"}"])
+def test_a_last_line_that_cannot_be_the_start_of_ours_is_refused_untouched(
+    tmp_path: Path, tail: bytes
+) -> None:
+    """Only a line starting with ``{`` (or NUL filler) can be a torn write of ours."""
+    path = tmp_path / "out.ndjson"
+    data = dom("a") + tail
+    path.write_bytes(data)
+    with pytest.raises(StoreError, match="corrupt line 2"):
+        opened(path)
+    assert path.read_bytes() == data
+
+
+def test_a_flush_is_due_exactly_at_the_interval(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson"
+    now = [10.0]
+    store = ResultStore(path, flush_lines=100, flush_interval=2.0, clock=lambda: now[0])
+    store.open()
+    store.append(dom("a"))
+    assert path.read_bytes() == b""
+    now[0] += 2.0
+    store.append(dom("b"))
+    assert path.read_bytes() == dom("a") + dom("b")
+    store.close()
+
+
+@pytest.mark.parametrize("bad", [b'{"a":1}', b'{"a":1}\n{"b":2}\n', b"", b"\n\n"])
+def test_append_refuses_anything_but_one_line_and_says_so(tmp_path: Path, bad: bytes) -> None:
+    store = ResultStore(tmp_path / "out.ndjson")
+    store.open()
+    with pytest.raises(ValueError, match=r"^append\(\) takes exactly one line ending in b'\\n'$"):
+        store.append(bad)
+    store.close()
