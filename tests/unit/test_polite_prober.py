@@ -21,6 +21,7 @@ from probes.smtp.polite import PoliteProber, Unresponsive
 from probes.smtp.probe import Exchange, SmtpProbe
 from probes.smtp.records import Phase, Signal, SmtpResult, Starttls
 from probes.smtp.session import Observation
+from tests.unit.fakeclock import FakeClock
 
 PROVIDER = "prov.test"
 MX_A, MX_B, MX_C = (f"{n}.{PROVIDER}" for n in ("a", "b", "c"))
@@ -37,20 +38,12 @@ DROPPED: Step = (Status.CONNECTION_TIMEOUT, Phase.CONNECT, None)
 REFUSED: Step = (Status.CONNECTION_REFUSED, Phase.CONNECT, None)
 
 
-class Clock:
-    """Time moves only when the prober pauses (recorded) or a limiter waits."""
+class Clock(FakeClock):
+    """Time moves only when the prober pauses (``sleep``: recorded) or a limiter waits."""
 
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.pauses: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def pause(self, seconds: float) -> None:
-        self.pauses.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
+    @property
+    def pauses(self) -> list[float]:
+        return self.sleeps
 
     async def wait(self, seconds: float) -> None:
         self.now += seconds
@@ -127,7 +120,7 @@ def polite(
         correlated=CorrelatedSignals(hosts=hosts, window=60.0, clock=clock),
         exclude=exclude,
         unresponsive=Unresponsive(clock),
-        sleep=clock.pause,
+        sleep=clock.sleep,
         clock=clock,
         unreachable=UnreachableAddresses(ttl=600.0, max_entries=100, clock=clock),
     )
@@ -331,7 +324,7 @@ def test_a_target_pausing_before_its_retry_is_unresponsive_until_its_deadline() 
 
     async def pause(seconds: float) -> None:
         seen.append((prober.unresponsive.targets(), prober.unresponsive.latest()))
-        await clock.pause(seconds)
+        await clock.sleep(seconds)
 
     prober.sleep = pause
     probe(prober, MX_A)
@@ -387,52 +380,43 @@ def test_a_host_in_the_slow_lane_never_takes_an_active_slot() -> None:
 # --- policy fetches -------------------------------------------------------------------------
 
 
-def _fetch(domain: str, address: str, *, timed_out: bool) -> PolicyFetch:
-    if timed_out:
-        return PolicyFetch.not_fetched(
-            policy_url(domain), address, Status.IO_TIMEOUT, f"{TIMEOUT_DETAIL} headers"
-        )
-    return dataclasses.replace(
-        PolicyFetch.not_fetched(policy_url(domain), address, Status.SUCCESS, ""), http_status=200
-    )
+class PolicyHost:
+    """The policy fetch: the first ``silent`` fetches time out, later ones get the policy;
+    a third fetch is a failure of the retry policy."""
+
+    def __init__(self, silent: int) -> None:
+        self.silent = silent
+        self.calls: list[tuple[str, str]] = []
+
+    async def __call__(self, domain: str, address: str, /) -> tuple[PolicyFetch, bytes | None]:
+        self.calls.append((domain, address))
+        if len(self.calls) > 2:
+            raise AssertionError("a third fetch")
+        url = policy_url(domain)
+        if len(self.calls) <= self.silent:
+            return PolicyFetch.not_fetched(url, address, Status.IO_TIMEOUT, f"{TIMEOUT_DETAIL} headers"), None
+        fetched = PolicyFetch.not_fetched(url, address, Status.SUCCESS, "")
+        return dataclasses.replace(fetched, http_status=200), b"body"
 
 
 def test_a_policy_fetch_that_timed_out_is_retried_once_with_its_duration_spanning_both() -> None:
-    clock = Clock()
-    prober = polite(Exchanger(), clock)
-    calls: list[tuple[str, str]] = []
-
-    async def fetcher(domain: str, address: str, /) -> tuple[PolicyFetch, bytes | None]:
-        calls.append((domain, address))
-        return _fetch(domain, address, timed_out=len(calls) == 1), b"body"
-
-    fetched, body = asyncio.run(prober.fetch(fetcher, "example.test", ADDRESS))
-    assert calls == [("example.test", ADDRESS)] * 2 and clock.pauses == [DELAY]
+    clock, host = Clock(), PolicyHost(silent=1)
+    fetched, body = asyncio.run(polite(Exchanger(), clock).fetch(host, "example.test", ADDRESS))
+    assert host.calls == [("example.test", ADDRESS)] * 2 and clock.pauses == [DELAY]
     assert fetched.status is Status.SUCCESS and body == b"body"
     assert fetched.duration_ms == DELAY * 1000
 
 
 def test_a_policy_host_silent_twice_is_not_fetched_a_third_time() -> None:
-    clock = Clock()
-    prober = polite(Exchanger(), clock)
-    calls: list[tuple[str, str]] = []
-
-    async def fetcher(domain: str, address: str, /) -> tuple[PolicyFetch, bytes | None]:
-        calls.append((domain, address))
-        if len(calls) > 2:
-            raise AssertionError("a third fetch")
-        return _fetch(domain, address, timed_out=True), None
-
-    fetched, _ = asyncio.run(prober.fetch(fetcher, "example.test", ADDRESS))
-    assert len(calls) == 2 and clock.pauses == [DELAY]
-    assert fetched.status is Status.IO_TIMEOUT
+    clock, host = Clock(), PolicyHost(silent=2)
+    fetched, body = asyncio.run(polite(Exchanger(), clock).fetch(host, "example.test", ADDRESS))
+    assert len(host.calls) == 2 and clock.pauses == [DELAY]
+    assert fetched.status is Status.IO_TIMEOUT and body is None
 
 
 def test_an_excluded_policy_host_is_never_fetched() -> None:
     prober = polite(Exchanger(), Clock(), exclude=ExcludeList.from_lines(["mta-sts.example.test"]))
-
-    async def fetcher(domain: str, address: str, /) -> tuple[PolicyFetch, bytes | None]:
-        raise AssertionError("contacted")
-
-    fetched, body = asyncio.run(prober.fetch(fetcher, "example.test", ADDRESS))
+    host = PolicyHost(silent=0)
+    fetched, body = asyncio.run(prober.fetch(host, "example.test", ADDRESS))
+    assert host.calls == []
     assert (fetched.status, fetched.detail, body) == (Status.SKIPPED, "excluded", None)
