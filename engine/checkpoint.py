@@ -246,7 +246,9 @@ class DigestSet:
 
     def _grow(self) -> None:
         old = self._table
-        self._table = array("Q", bytes(16 * len(old)))
+        # By repetition: ``array("Q", bytes(n))`` would hold a bytes copy of the new table
+        # beside it while growing (the peak 40 bytes a slot of the old table instead of 24).
+        self._table = array("Q", (0,)) * (2 * len(old))
         self._mask = len(self._table) - 1
         for digest in old:
             if digest:
