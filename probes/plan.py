@@ -62,6 +62,7 @@ __all__ = [
     "capped_addresses",
     "dane_for",
     "failure_detail",
+    "never_stale",
     "unfetched_policy",
     "unmeasured_smtp",
 ]
@@ -203,7 +204,8 @@ class Pipeline:
 
     ``probe_smtp`` None (DNS only): no connections, no policy fetch.  ``stale``: whether a
     probe the shared cache holds must be made again for this domain's host (see
-    ``StaleProbe``)."""
+    ``StaleProbe``; ``never_stale`` when the cache keeps probes whole).  Required: a root that
+    compacts its cache and forgot it would lose DANE verdicts silently."""
 
     def __init__(
         self,
@@ -217,8 +219,8 @@ class Pipeline:
         provider_of: Callable[[str], str | None],
         options: PipelineOptions,
         now: WallClock,
+        stale: StaleProbe,
         lookup_ptr: PtrLookupFn | None = None,
-        stale: StaleProbe = never_stale,
     ) -> None:
         #: Names unique to one domain (its MX, TXT and policy host names): asked once per run.
         self.lookup_own = lookup_own

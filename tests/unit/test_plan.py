@@ -23,7 +23,7 @@ from probes.dane.tlsa import DaneStatus
 from probes.dns.records import Answer, Dnssec, MxHost, Outcome
 from probes.dns.reverse import Fcrdns, PtrResult
 from probes.mtasts.records import PolicyFetch
-from probes.plan import DomainOutcome, Pipeline, PipelineOptions
+from probes.plan import DomainOutcome, Pipeline, PipelineOptions, never_stale
 from probes.smtp.probe import SmtpProbe
 from probes.smtp.records import Phase, SmtpResult, Starttls
 from probes.tls.verify import PkixReason, PkixResult
@@ -153,6 +153,7 @@ def plan(
         provider_of=lambda name: name.split(".", 1)[1],
         options=PipelineOptions(**options),  # type: ignore[arg-type]
         now=lambda: NOW,
+        stale=never_stale,
     )
 
 
