@@ -8,10 +8,11 @@ policy fetch, the reverse lookup, the clock), so unit tests run it on fakes.
 
 Theory of operation
 -------------------
-1. DNS (``probe_dns``): MX (a null MX or none: no hosts; no MX at all: the implicit MX,
-   RFC 5321 §5.1), each host's addresses, TLSA only where the MX answer is secure
-   (RFC 7672 §2.2.2), the MTA-STS and TLS-RPT TXT records.  A crash here ends the domain
-   with a classified ``dns`` error.
+1. DNS (``probe_dns``): MX (a null MX: no hosts; no MX records: the implicit MX of
+   RFC 5321 §5.1, recorded, not probed), each host's addresses, TLSA only where they are
+   secure (RFC 7672 §2.2.2; whether the MX answer lets DANE apply is judged in step 3,
+   §2.2.1), the MTA-STS and TLS-RPT TXT records.  A crash here ends the domain with a
+   classified ``dns`` error.
 2. Connections, at once and parked (they wait on other domains' work): the SMTP probe of
    every address the caps let through (``capped_addresses``; the others are counted in
    ``not_probed``), and the policy host's address and fetch (fetched even without a TXT
