@@ -2,9 +2,9 @@
 
 ``ScanRun.run``: the resolver pre-flight (does it answer, does it validate), the egress
 pre-flight (can we reach port 25; the vantage), the probe services (a probe process or
-this event loop), the per-domain plan, the domains driven through the scheduler, the
-probe process's last figures, then the end of the file and the totals.  ``Lines`` is
-what the results file gets: records, the host lines they reference, the run line.
+this event loop), the per-domain plan, the domains driven through the scheduler
+(``probes.writer`` writes their lines), the probe process's last figures, then the end of
+the file and the totals.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ import datetime as dt
 import signal
 import time
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TextIO
 
 import orjson
 
 from engine.checkpoint import KeySet, ResultStore
-from engine.inputs import InputError, InputItem
+from engine.inputs import InputItem
 from engine.offload import Offload, OffloadError
 from engine.progress import Progress, Tail
-from engine.records import encode
 from engine.scheduler import RunStats, run_targets
 from engine.singleflight import SingleFlight
 from engine.status import Status
@@ -38,20 +37,22 @@ from mxscan.probeservice import (
     RemoteServices,
     keep_politeness_current,
 )
+from mxscan.shard import Sharding
 from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import PreflightResult, preflight
 from probes.dns.records import Answer, ResolverCheck
 from probes.dns.resolver import StubResolver
 from probes.dns.reverse import PtrResult, lookup_ptr
-from probes.domain import SCHEMA_VERSION, DomainRecord, RunEnd, ScanMeta, host_line, run_line
+from probes.domain import DomainRecord, ScanMeta
 from probes.egress import EgressCheck, decide, run_egress_check, skipped
 from probes.plan import Pipeline, PipelineOptions, failure_detail
 from probes.providers import ProviderMap
 from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.vantage import Vantage, measure_vantage, vantage_warnings
+from probes.writer import ResultWriter, now
 from report.openmetrics import LiveMetrics
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Lines", "ScanRun", "now"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "ScanRun"]
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -59,107 +60,6 @@ EXIT_INTERRUPTED = 130
 
 #: A finished domain: its record and the SMTP results it references (per MX host).
 Finished = tuple[DomainRecord, tuple[tuple[SmtpProbe, ...], ...]]
-
-
-def now() -> str:
-    """UTC now as ISO 8601 with milliseconds; once per record, so kept cheap (no datetime)."""
-    stamp = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1000):03d}Z"
-
-
-class Lines:
-    """What this run writes into the results file, and what it skips of the list."""
-
-    def __init__(self, store: ResultStore, done: KeySet, meta: ScanMeta, hosts: HostLines) -> None:
-        self.store = store
-        self.done = done
-        self.meta = meta
-        #: Which host lines are written; compacts the SMTP cache after each (mxscan/hostcache.py).
-        self.hosts = hosts
-        self.progress: Progress | None = None
-        #: --metrics: sees every line the file gets, so its figures are the file's.
-        self.metrics: LiveMetrics | None = None
-        #: The egress pre-flight with every attempt: written once (run line, --summary-json);
-        #: domain lines carry its verdicts (meta.egress).
-        self.egress: EgressCheck | None = None
-        self.skipped_done = 0
-        self.written = 0
-        self.input_error = ""
-        self._invalid_seen: set[str] = set()
-
-    def record(self, item: InputItem, **fields: Any) -> DomainRecord:
-        base: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "domain": item.domain or item.raw,
-            "input_line": item.line,
-            "status": Status.SUCCESS,
-            "reason": "",
-            "scan": self.meta,
-            "measured_at": now(),
-            "duration_ms": 0.0,
-            "dns": None,
-            "mx_transport": (),
-            "mta_sts": None,
-            "tlsrpt": None,
-            "posture": None,
-            "errors": (),
-        }
-        return DomainRecord(**(base | fields))
-
-    def write(self, record: DomainRecord, hosts: tuple[tuple[SmtpProbe, ...], ...] = ()) -> None:
-        """The host lines the record references that this run has not written yet, then the record
-        (same buffer, in order: a reference never points past a torn tail)."""
-        for transport, probes in zip(record.mx_transport, hosts, strict=True):
-            for probe in probes:
-                if not self.hosts.written(probe):
-                    self._append(probe.host_line or host_line(probe.result))
-                    self.hosts.wrote(probe, transport.dane)
-        self._append(encode(record))
-        self.written += 1
-        if self.progress is not None:
-            self.progress.add(str(record.status))
-
-    def _append(self, line: bytes) -> None:
-        self.store.append(line)
-        if self.metrics is not None:
-            self.metrics.line(line)
-
-    def targets(self, items: Iterator[InputItem]) -> Iterator[InputItem]:
-        try:
-            yield from self._valid(items)
-        except InputError as exc:  # the list broke mid-stream (unreadable, ...): stop taking new domains
-            self.input_error = str(exc)
-
-    def _valid(self, items: Iterator[InputItem]) -> Iterator[InputItem]:
-        for item in items:
-            key = item.domain or item.raw
-            if key in self.done:
-                self.skipped_done += 1
-                continue
-            if item.domain is None:
-                if key not in self._invalid_seen:
-                    self._invalid_seen.add(key)
-                    self.write(
-                        self.record(item, status=Status.INVALID_INPUT, reason=item.reason or "invalid")
-                    )
-                continue
-            yield item
-
-    def mark_finished(self) -> None:
-        """Every domain of the list has a line: end the file with a run line, unless it already
-        ends with one and this run added nothing (see engine.checkpoint, "Finished or not")."""
-        if self.store.finished and not self.store.appended:
-            return
-        end = RunEnd(
-            finished=True,
-            domains=len(self.done) + self.written,
-            started=self.meta.started,
-            ended=now(),
-            tool="mxscan",
-            version=__version__,
-            egress=self.egress,
-        )
-        self.store.append_alone(run_line(end))
 
 
 class ScanRun:
@@ -191,6 +91,8 @@ class ScanRun:
         self.tail = Tail()
         #: The loss of the probe process has been reported.
         self.warned_lost = False
+        #: --shard K/N: the list's entries this scan measures (the others pass by, digested).
+        self.sharding = Sharding.of(cfg)
 
     async def run(self, items: Iterator[InputItem], total: int | None) -> int:
         async with contextlib.AsyncExitStack() as stack:
@@ -276,7 +178,7 @@ class ScanRun:
 
     def open_lines(
         self, check: PreflightResult, egress: EgressCheck | None, vantage: Vantage | None
-    ) -> Lines:
+    ) -> ResultWriter:
         meta = ScanMeta(
             tool="mxscan",
             version=__version__,
@@ -289,7 +191,7 @@ class ScanRun:
             egress=egress.verdict() if egress is not None else None,
             vantage=vantage,
         )
-        lines = Lines(self.store, self.done, meta, HostLines(self.smtp_cache))
+        lines = ResultWriter(self.store, self.done, meta, HostLines(self.smtp_cache))
         lines.metrics, lines.egress = self.metrics, egress
         return lines
 
@@ -348,6 +250,8 @@ class ScanRun:
         if self.cfg.progress == "off":
             return None
         is_tty = {"tty": True, "plain": False}.get(self.cfg.progress, self.stderr.isatty())
+        if self.sharding is not None:
+            total = Sharding.estimate(total, self.sharding.count)
         remaining = None if total is None else max(total - len(self.done), 0)
         interval = 0.2 if is_tty else defaults.PROGRESS_INTERVAL_PLAIN
         return Progress(self.stderr, total=remaining, interval=interval, is_tty=is_tty)
@@ -362,7 +266,7 @@ class ScanRun:
         refresher = asyncio.create_task(keep_politeness_current(services)) if services is not None else None
         try:
             return await run_targets(
-                self.lines.targets(items),
+                self.lines.targets(self.sharding.select(items) if self.sharding is not None else items),
                 self.handle,
                 lambda _item, finished: self.lines.write(*finished),
                 self.crash,
@@ -449,6 +353,7 @@ class ScanRun:
         """The run line when the list is done, the totals, and the exit code."""
         lines = self.lines
         if not stats.stopped and not lines.input_error:
+            lines.shard = self.sharding.run() if self.sharding is not None else None
             lines.mark_finished()
         self.store.flush()
         if self.progress is not None:

@@ -332,7 +332,10 @@ def test_out_plain_or_gz_resumes_without_measuring_again_and_fresh_starts_over(
     listing = tmp_path / "list.txt"
     listing.write_text("nxdomain.scenario.test\nsigned.scenario.test\n")
     out = tmp_path / name
-    read = (lambda: gzip.decompress(out.read_bytes())) if name.endswith(".gz") else out.read_bytes
+
+    def read() -> bytes:
+        return gzip.decompress(out.read_bytes()) if name.endswith(".gz") else out.read_bytes()
+
     assert _dns_scan(resolver, listing, out) == 0
     first = _domains(read())
     assert len(first) == 2
