@@ -46,6 +46,8 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_edge_behaviours.py",
         "test_tls_issuer_cache.py",
         "test_tls_cache_edges.py",
+        "test_tls_verify_edges.py",
+        "test_tls_verifier.py",
     ),
     "probes/transport.py": ("test_transport_rollups.py", "test_edge_behaviours.py", "test_dane.py"),
     "probes/providers.py": ("test_providers.py", "test_providers_edges.py", "test_edge_behaviours.py"),

@@ -1,0 +1,230 @@
+"""PKIX edges mutation testing of probes/tls/verify.py found unpinned: serverAuth in the
+CN fallback's path checks, OpenSSL's bound on (name, constraint) pairs counted with every
+name and every subtree, and the classifier's walk to a trust anchor (which certificate is a
+step, cycles, long chains).  Certificates are built here, the way public CAs issue them;
+where ``openssl verify`` has an opinion it is asked too."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import ipaddress
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+from probes.tls.truststore import TrustStore, load_trust_store
+from probes.tls.verify import PkixReason, PkixResult, Verifier, verify_chain
+from testbed.pki import IssuedCert
+from testbed.pkicheck import openssl_verify
+
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+ROOT = "Edge Test Root"
+HOST = "mx.example.com"
+SERVER, CLIENT, ANY = (
+    ExtendedKeyUsageOID.SERVER_AUTH,
+    ExtendedKeyUsageOID.CLIENT_AUTH,
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+)
+
+
+@functools.cache
+def _key(label: str) -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(*cns: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn) for cn in cns])
+
+
+_CA_USAGE = x509.KeyUsage(
+    digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+    key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+)  # fmt: skip
+_serials = iter(range(10, 1_000_000))
+
+
+def _cert(
+    subject: x509.Name,
+    key: str,
+    issuer: str,
+    *,
+    ca: bool,
+    eku: Sequence[ObjectIdentifier] | None = (SERVER,),
+    sans: Sequence[x509.GeneralName] = (),
+    constraints: tuple[list[str], list[str]] | None = None,
+    days: tuple[int, int] = (-10, 80),
+) -> x509.Certificate:
+    """A certificate for ``subject`` with key ``key``, signed by the key of ``issuer`` (a CA
+    whose subject CN is ``issuer`` and whose key label is the same)."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(_name(issuer))
+        .public_key(_key(key).public_key())
+        .serial_number(next(_serials))
+        .not_valid_before(NOW + days[0] * DAY)
+        .not_valid_after(NOW + days[1] * DAY)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(_key(issuer).public_key()), critical=False
+        )
+    )
+    if ca:
+        builder = builder.add_extension(_CA_USAGE, critical=True).add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(_key(key).public_key()), critical=False
+        )
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    if constraints is not None:
+        permitted, excluded = constraints
+        builder = builder.add_extension(
+            x509.NameConstraints(
+                [x509.DNSName(n) for n in permitted] or None, [x509.DNSName(n) for n in excluded] or None
+            ),
+            critical=True,
+        )
+    return builder.sign(_key(issuer), hashes.SHA256())
+
+
+def _ca(cn: str, issuer: str = ROOT, **kwargs: object) -> x509.Certificate:
+    return _cert(_name(cn), cn, issuer, ca=True, eku=None, **kwargs)  # type: ignore[arg-type]
+
+
+@functools.cache
+def root() -> x509.Certificate:
+    return _ca(ROOT, ROOT, days=(-100, 1000))
+
+
+@functools.cache
+def store() -> TrustStore:
+    path = Path(tempfile.mkdtemp(prefix="mxscan-verify-edges-")) / "root.pem"
+    path.write_bytes(root().public_bytes(serialization.Encoding.PEM))
+    return load_trust_store("none", [str(path)])
+
+
+def _der(certs: Sequence[x509.Certificate]) -> tuple[bytes, ...]:
+    return tuple(c.public_bytes(serialization.Encoding.DER) for c in certs)
+
+
+def verify(certs: Sequence[x509.Certificate], host: str = HOST) -> PkixResult:
+    return verify_chain(_der(certs), host, store=store(), at=NOW)
+
+
+def by_openssl(certs: Sequence[x509.Certificate], host: str = HOST) -> bool:
+    issued = IssuedCert((host,), "edge", "ec", certs[0], tuple(certs), b"")
+    return openssl_verify(issued, root().public_bytes(serialization.Encoding.PEM), host, NOW)[0]
+
+
+# -- the CN fallback's path checks demand serverAuth (CA/B BR §7.1.2) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("leaf_eku", "ca_eku", "valid"),
+    [
+        ((SERVER,), None, True),
+        (None, None, True),  # no EKU: unrestricted
+        ((ANY,), None, True),
+        ((CLIENT,), None, False),
+        ((SERVER,), (SERVER, CLIENT), True),
+        ((SERVER,), (ANY,), True),
+        ((SERVER,), (CLIENT,), False),  # a CA restricted to clientAuth issues no server certificate
+    ],
+)
+def test_the_cn_fallback_demands_server_auth_of_the_leaf_and_its_cas(
+    leaf_eku: tuple[ObjectIdentifier, ...] | None, ca_eku: tuple[ObjectIdentifier, ...] | None, valid: bool
+) -> None:
+    issuer = "Edge CA eku " + ("none" if ca_eku is None else " ".join(o.dotted_string for o in ca_eku))
+    ca = _cert(_name(issuer), issuer, ROOT, ca=True, eku=ca_eku)
+    leaf = _cert(_name(HOST), "leaf", issuer, ca=False, eku=leaf_eku)  # no SAN: the CN decides
+    result = verify([leaf, ca])
+    assert (result.valid, result.reason) == (valid, PkixReason.OK if valid else PkixReason.OTHER), (
+        result.detail
+    )
+    if valid:
+        assert "CN fallback" in result.detail
+
+
+# -- OpenSSL's bound: names x (permitted + excluded) subtrees at most 2**20 per CA -------------
+
+
+def _constrained_ca(permitted: int, excluded: int) -> x509.Certificate:
+    cn = f"Edge CA {permitted}+{excluded} subtrees"
+    allowed = ["example.com", *(f"p{i}.test" for i in range(permitted - 1))]
+    return _ca(cn, constraints=(allowed, [f"x{i}.test" for i in range(excluded)]))
+
+
+def _many_names(ca: x509.Certificate, cns: int, ip: bool) -> x509.Certificate:
+    issuer = ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    sans = [x509.IPAddress(ipaddress.ip_address("192.0.2.7"))] if ip else []
+    names = _name(HOST, *(f"unit{i}" for i in range(cns - 1)))
+    return _cert(names, "leaf", str(issuer), ca=False, sans=sans)
+
+
+@pytest.mark.parametrize(
+    ("permitted", "excluded", "cns", "ip", "refused"),
+    [
+        (1025, 0, 1023, True, True),  # the SAN entry is a name too: 1,024 x 1,025 > 2**20
+        (1025, 0, 1022, True, False),  # 1,023 x 1,025 <= 2**20
+        (1024, 1, 1024, False, True),  # an excluded subtree counts like a permitted one
+        (1024, 0, 1024, False, False),  # exactly 2**20 pairs: checked
+    ],
+)
+def test_names_and_subtrees_past_openssls_bound_are_refused_not_checked(
+    permitted: int, excluded: int, cns: int, ip: bool, refused: bool
+) -> None:
+    ca = _constrained_ca(permitted, excluded)
+    chain = [_many_names(ca, cns, ip), ca]
+    result = verify(chain)
+    assert by_openssl(chain) is not refused
+    assert result.valid is not refused, result.detail
+    if refused:
+        names, subtrees = cns + ip, permitted + excluded
+        assert f"{names} names against {subtrees} name constraints: too many to check" in result.detail
+
+
+# -- the classifier's walk from the leaf to a trust anchor -------------------------------------
+
+
+def test_a_presented_certificate_that_did_not_issue_the_leaf_is_no_step_to_the_root() -> None:
+    """A trusted intermediate presented beside a leaf it did not sign: still unknown-issuer."""
+    trusted = _ca("Edge CA trusted")
+    stranger = _ca("Edge CA stranger", "Edge Root nobody trusts", days=(-100, 1000))
+    leaf = _cert(_name(HOST), "leaf", "Edge CA stranger", ca=False, sans=[x509.DNSName(HOST)])
+    assert verify([leaf, trusted]).reason is PkixReason.UNKNOWN_ISSUER
+    assert verify([leaf, stranger, trusted]).reason is PkixReason.UNKNOWN_ISSUER
+
+
+def test_a_self_signed_twin_presented_first_does_not_hide_the_way_to_the_root() -> None:
+    """The leaf's CA is presented twice, self-signed and cross-signed by the root (expired, so
+    the chain is refused): the walk must not go round the twin but on to the root."""
+    twin = _cert(_name("Edge CA twin"), "Edge CA twin", "Edge CA twin", ca=True, eku=None)
+    expired_cross = _ca("Edge CA twin", days=(-100, -1))
+    leaf = _cert(_name(HOST), "leaf", "Edge CA twin", ca=False, sans=[x509.DNSName(HOST)])
+    result = verify([leaf, twin, expired_cross])
+    assert (result.valid, result.reason) == (False, PkixReason.OTHER), result.detail
+    assert "reaches a trusted root" in result.detail
+
+
+def test_a_refused_chain_through_nine_intermediates_still_reaches_its_root() -> None:
+    """Nine CAs between the leaf and the root, the topmost expired: the walk goes all the way
+    up (the chain is complete, something else is wrong), not unknown-issuer."""
+    cas = [_ca("Edge CA level 0", days=(-100, -1))]
+    for level in range(1, 9):
+        cas.append(_ca(f"Edge CA level {level}", f"Edge CA level {level - 1}"))
+    leaf = _cert(_name(HOST), "leaf", "Edge CA level 8", ca=False, sans=[x509.DNSName(HOST)])
+    chain = [leaf, *reversed(cas)]
+    result = verify(chain)
+    assert (result.valid, result.reason) == (False, PkixReason.OTHER), result.detail
+    assert not by_openssl(chain)
+    fresh = Verifier(store())
+    assert fresh.verify(_der(chain), HOST, NOW) == result
