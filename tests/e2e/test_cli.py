@@ -23,6 +23,7 @@ from probes.domain import RunEnd, run_line
 from probes.results import read_domain_records
 from testbed.control import WorldSpec
 from testbed.harness import Endpoint, running_dns
+from tests.e2e.worldscan import dns_scan_args
 from tests.unit.test_report_figures import as_lines, good, record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,12 +149,7 @@ def scenario_dns() -> Iterator[Endpoint]:
 
 
 def _dns_scan(endpoint: Endpoint, listing: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        *("scan", str(listing), "--out", str(out), "--dns-only", "--progress", "off"),
-        *("--resolver", f"{endpoint.host}:{endpoint.port}", "--preflight-bogus", "dnssec-failed.test"),
-        *("--dns-timeout", "2", "--dns-attempts", "2", "--concurrency", "1"),
-        *extra,
-    ]
+    return dns_scan_args(f"{endpoint.host}:{endpoint.port}", listing, out, *extra)
 
 
 def _domain_lines(path: Path) -> int:

@@ -38,3 +38,13 @@ def world_scan_argv(endpoints: Mapping[str, Any], domains: Path, out: Path, *ext
         *FAST_SCAN_ARGS,
         *extra,
     ]
+
+
+def dns_scan_args(resolver: str, listing: Path, out: Path, *extra: str) -> list[str]:
+    """``scan`` of a list with --dns-only against a scenario-world resolver ``HOST:PORT``."""
+    return [
+        *("scan", str(listing), "--out", str(out), "--dns-only", "--progress", "off"),
+        *("--resolver", resolver, "--preflight-bogus", "dnssec-failed.test"),
+        *("--dns-timeout", "2", "--dns-attempts", "2", "--concurrency", "1"),
+        *extra,
+    ]

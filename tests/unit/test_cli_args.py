@@ -26,6 +26,7 @@ from mxscan.config import ScanConfig
 from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
 from testbed.control import WorldSpec
 from testbed.harness import Endpoint, running_dns
+from tests.e2e.worldscan import dns_scan_args
 
 #: field -> its default as the README and ``defaults`` document it.
 DEFAULTS: dict[str, Any] = {
@@ -313,12 +314,7 @@ def resolver() -> Iterator[Endpoint]:
 
 
 def _dns_scan(resolver: Endpoint, listing: Path, out: Path, *extra: str) -> int:
-    return main([
-        *("scan", str(listing), "--out", str(out), "--dns-only", "--progress", "off"),
-        *("--resolver", f"{resolver.host}:{resolver.port}", "--preflight-bogus", "dnssec-failed.test"),
-        *("--dns-timeout", "2", "--dns-attempts", "2"),
-        *extra,
-    ])  # fmt: skip
+    return main(dns_scan_args(f"{resolver.host}:{resolver.port}", listing, out, *extra))
 
 
 def _domains(data: bytes) -> list[str]:
