@@ -54,11 +54,16 @@ class TlsaRecord:
 
 
 def parse_tlsa(text: str) -> TlsaRecord:
-    """Parse "<usage> <selector> <mtype> <hex>" (hex may contain whitespace)."""
+    """Parse "<usage> <selector> <mtype> <hex>" (hex may contain whitespace).
+
+    The hex may also be absent: zero-length association data is legal on the wire (RFC 6698
+    §2.1; the DNS layer, like dnspython, renders it "3 1 0 "), and such a record is part of a
+    non-empty RRset, so it is read (and is unusable) rather than refused.
+    """
     if len(text) > MAX_TLSA_TEXT:
         raise TlsaParseError(f"record text longer than {MAX_TLSA_TEXT} characters")
     parts = text.split()
-    if len(parts) < 4:
+    if len(parts) < 3:
         raise TlsaParseError("expected '<usage> <selector> <mtype> <hex>'")
     fields = []
     for label, value in zip(("usage", "selector", "matching type"), parts[:3], strict=True):

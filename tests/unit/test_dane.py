@@ -263,8 +263,9 @@ def test_unparsable_leaf_still_matches_selector_0_exact_bytes() -> None:
         ("2 0 1 ab cd\tef 01", TlsaRecord(2, 0, 1, "abcdef01")),
         ("  3 1 2 00 ", TlsaRecord(3, 1, 2, "00")),
         ("255 255 255 ff", TlsaRecord(255, 255, 255, "ff")),
+        ("3 1 0", TlsaRecord(3, 1, 0, "")),
     ],
-    ids=["upper-hex", "split-hex", "padding", "max-fields"],
+    ids=["upper-hex", "split-hex", "padding", "max-fields", "no-data-is-zero-length-data"],
 )
 def test_parse_tlsa(text: str, expected: TlsaRecord) -> None:
     assert parse_tlsa(text) == expected
@@ -273,9 +274,9 @@ def test_parse_tlsa(text: str, expected: TlsaRecord) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "3 1 1", "3 1 x ab", "256 1 1 ab", "-1 1 1 ab", "3 1 1 abc", "3 1 1 zz", "3 1 1 ½½", "٣ 1 1 ab",
+    ["", "3 1", "3 1 x ab", "256 1 1 ab", "-1 1 1 ab", "3 1 1 abc", "3 1 1 zz", "3 1 1 ½½", "٣ 1 1 ab",
      "3 1 1 " + "a" * 200_000],
-    ids=["empty", "no-data", "non-numeric", "over-255", "negative", "odd-hex", "not-hex", "non-ascii-hex",
+    ids=["empty", "no-mtype", "non-numeric", "over-255", "negative", "odd-hex", "not-hex", "non-ascii-hex",
          "arabic-digit", "too-long"],
 )  # fmt: skip
 def test_parse_tlsa_rejects(text: str) -> None:
