@@ -68,7 +68,8 @@ def test_plan_redoes_crashes_and_domains_whose_smtp_result_is_unknown_error(tmp_
     )
     with RetryRun(path) as retry:
         kept, redo = retry.plan()
-    assert kept == {"fine.test", "later.test"} and redo == 2
+    everyone = ("fine.test", "crash.test", "lost.test", "later.test")
+    assert [d for d in everyone if d in kept] == ["fine.test", "later.test"] and len(kept) == 2 and redo == 2
 
 
 def test_the_merge_replaces_only_retried_domains_and_keeps_the_file_finished(tmp_path: Path) -> None:
