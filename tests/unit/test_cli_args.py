@@ -19,7 +19,7 @@ import pytest
 from engine.exclude import ExcludeList
 from engine.limits import Limit
 from engine.limitspec import PER_IP_KEY, default_limits, parse_limit_spec
-from engine.options import OptionError, config_from
+from engine.options import OptionError, config_from, declared
 from mxscan import defaults
 from mxscan.cli import _build_parser, main
 from mxscan.config import ScanConfig
@@ -342,3 +342,28 @@ def test_out_plain_or_gz_resumes_without_measuring_again_and_fresh_starts_over(
     assert _dns_scan(resolver, listing, out, "--fresh") == 0
     fresh = _domains(read())
     assert len(fresh) == 3 and fresh[0] != first[0]  # measured again: a new measured_at
+
+
+def _readme_options() -> dict[str, str]:
+    """README's Options table: flag -> its default column."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("### Options", 1)[1].split("\n\n", 2)[1]
+    rows = [row.split(" | ") for row in table.splitlines()[2:]]
+    return {row[0].strip("| `").split(" ")[0].rstrip("`,"): row[1].strip() for row in rows}
+
+
+def test_the_readme_lists_every_scan_option_with_its_declared_default() -> None:
+    documented = _readme_options()
+    for field, opt in declared(ScanConfig):
+        if not opt.flags[0].startswith("-"):
+            continue  # the list itself
+        shown = documented.get(opt.flags[0])
+        assert shown is not None, f"README's Options table has no row for {opt.flags[0]}"
+        default = field.default
+        if opt.action in ("store_true", "store_false"):
+            assert shown == "off", (opt.flags[0], shown)
+        elif isinstance(default, int | float) and not isinstance(default, bool):
+            assert float(shown) == default, (opt.flags[0], shown, default)
+        elif isinstance(default, str) and default:
+            assert shown.strip("`") == default, (opt.flags[0], shown, default)
+    assert documented["--resolver"] == "`127.0.0.1:53`" and DEFAULTS["resolver"] == ("127.0.0.1", 53)
