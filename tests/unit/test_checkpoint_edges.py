@@ -117,8 +117,12 @@ def test_a_torn_line_inside_a_complete_member_is_refused_untouched(tmp_path: Pat
     path = tmp_path / "out.ndjson.gz"
     data = member(dom("a") + b'{"schema_version":2,"dom')
     path.write_bytes(data)
-    with pytest.raises(StoreError, match="inside a complete gzip member"):
+    with pytest.raises(StoreError) as caught:
         opened(path)
+    assert str(caught.value) == (
+        f"{path}: a torn line inside a complete gzip member cannot come from a kill; "
+        "refusing to resume (use --fresh to start over)"
+    )
     assert path.read_bytes() == data
 
 
@@ -263,3 +267,27 @@ def test_append_refuses_anything_but_one_line_and_says_so(tmp_path: Path, bad: b
     with pytest.raises(ValueError, match=r"^append\(\) takes exactly one line ending in b'\\n'$"):
         store.append(bad)
     store.close()
+
+
+def test_read_records_skips_a_complete_last_line_without_its_newline(tmp_path: Path) -> None:
+    """As a resume does: the line was being written when the writer stopped."""
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(dom("a") + dom("b")[:-1])
+    assert [r["domain"] for r in read_records(path)] == ["a"]
+
+
+def test_read_records_errors_name_the_file_the_line_and_the_reason(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.ndjson"
+    with pytest.raises(StoreError) as caught:
+        list(read_records(missing))
+    assert str(caught.value) == f"{missing}: cannot read (No such file or directory)"
+    corrupt = tmp_path / "corrupt.ndjson"
+    corrupt.write_bytes(dom("a") + b"{x\n" + dom("b"))
+    with pytest.raises(StoreError) as caught:
+        list(read_records(corrupt))
+    assert str(caught.value) == f"{corrupt}: corrupt line 2 (not JSON)"
+    foreign = tmp_path / "foreign.ndjson"
+    foreign.write_bytes(dom("a") + b"[1]\n")
+    with pytest.raises(StoreError) as caught:
+        list(read_records(foreign))
+    assert str(caught.value) == f"{foreign}: line 2: not an mxscan results file (use --fresh to overwrite)"
