@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from probes.tls.truststore import TrustStore, load_trust_store
-from probes.tls.verify import PkixReason, PkixResult, Verifier, verify_chain
+from probes.tls.verify import PkixReason, PkixResult, Verifier, classify, verify_chain
 from testbed.pki import IssuedCert
 from testbed.pkicheck import openssl_verify
 
@@ -228,3 +228,61 @@ def test_a_refused_chain_through_nine_intermediates_still_reaches_its_root() -> 
     assert not by_openssl(chain)
     fresh = Verifier(store())
     assert fresh.verify(_der(chain), HOST, NOW) == result
+
+
+# -- why a refused chain is refused: the leaf's own faults, at their boundaries ------------------
+
+
+def _leaf(
+    *, days: tuple[int, int] = (-10, 80), sans: Sequence[x509.GeneralName] = (), issuer: str = "Edge CA plain"
+) -> x509.Certificate:
+    return _cert(_name(HOST), "leaf", issuer, ca=False, sans=sans or [x509.DNSName(HOST)], days=days)
+
+
+@pytest.mark.parametrize(
+    ("days", "reason"),
+    [
+        ((0, 80), PkixReason.HOSTNAME_MISMATCH),  # valid from this very second (RFC 5280 §4.1.2.5)
+        ((-10, 0), PkixReason.HOSTNAME_MISMATCH),  # valid until this very second
+        ((1, 80), PkixReason.NOT_YET_VALID),
+        ((-10, -1), PkixReason.EXPIRED),
+    ],
+)
+def test_a_leaf_is_valid_from_its_not_before_to_its_not_after_both_included(
+    days: tuple[int, int], reason: PkixReason
+) -> None:
+    """Asked for another name, a leaf inside its validity is a hostname mismatch; outside it,
+    its validity is the reason (it comes first)."""
+    result = verify([_leaf(days=days), _ca("Edge CA plain")], host="other.example.com")
+    assert result.reason is reason, result.detail
+
+
+def test_a_leaf_named_like_its_issuer_but_signed_by_another_key_is_not_self_signed() -> None:
+    leaf = _cert(_name("Edge CA plain"), "leaf", "Edge CA plain", ca=False, sans=[x509.DNSName(HOST)])
+    impostor = _cert(_name("Edge CA plain"), "impostor", "Edge CA plain", ca=False, sans=[x509.DNSName(HOST)])
+    assert verify([leaf, _ca("Edge CA plain")]).valid  # the CA of that name signed it
+    assert verify([impostor]).reason is PkixReason.UNKNOWN_ISSUER
+
+
+def test_a_trusted_self_signed_leaf_that_expired_is_expired(tmp_path: Path) -> None:
+    """A leaf that is itself a trust anchor is not "self-signed" (that reason means untrusted)."""
+    leaf = _cert(_name(HOST), HOST, HOST, ca=False, sans=[x509.DNSName(HOST)], days=(-100, -1))
+    (tmp_path / "pinned.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    pinned = load_trust_store("none", [str(tmp_path / "pinned.pem")])
+    result = verify_chain(_der([leaf]), HOST, store=pinned, at=NOW)
+    assert result.reason is PkixReason.EXPIRED, result.detail
+    assert verify([leaf]).reason is PkixReason.SELF_SIGNED  # the same leaf, not trusted
+
+
+def test_an_address_host_in_the_leafs_ip_sans_is_refused_for_its_issuer_not_its_name() -> None:
+    leaf = _leaf(sans=[x509.IPAddress(ipaddress.ip_address("192.0.2.7"))], issuer="Edge CA stranger")
+    result = verify([leaf], host="192.0.2.7")
+    assert result.reason is PkixReason.UNKNOWN_ISSUER, result.detail
+
+
+def test_the_classifiers_detail_names_the_verifiers_message_only_when_there_is_one() -> None:
+    leaf = _leaf(days=(-10, -1))
+    without = classify([leaf], HOST, store=store(), at=NOW)
+    assert without == (PkixReason.EXPIRED, f"leaf expired {leaf.not_valid_after_utc.isoformat()}")
+    said = classify([leaf], HOST, store=store(), at=NOW, verifier_message="cert is expired")
+    assert said == (PkixReason.EXPIRED, f"{without[1]}; verifier: cert is expired")
