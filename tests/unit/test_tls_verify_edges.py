@@ -286,3 +286,14 @@ def test_the_classifiers_detail_names_the_verifiers_message_only_when_there_is_o
     assert without == (PkixReason.EXPIRED, f"leaf expired {leaf.not_valid_after_utc.isoformat()}")
     said = classify([leaf], HOST, store=store(), at=NOW, verifier_message="cert is expired")
     assert said == (PkixReason.EXPIRED, f"{without[1]}; verifier: cert is expired")
+
+
+def test_a_hostname_mismatch_names_up_to_five_dns_names_and_five_addresses_of_the_leaf() -> None:
+    dns = [x509.DNSName(f"mx{i}.example.com") for i in range(7)]
+    ips = [x509.IPAddress(ipaddress.ip_address(f"192.0.2.{i}")) for i in range(6)]
+    result = verify([_leaf(sans=[*dns, *ips]), _ca("Edge CA plain")], host="other.example.com")
+    shown = [f"mx{i}.example.com" for i in range(5)] + [f"192.0.2.{i}" for i in range(5)]
+    assert result.detail.startswith(f"other.example.com not in [{', '.join(shown)}]"), result.detail
+    no_san = _cert(_name("mail.example.com"), "leaf", "Edge CA plain", ca=False)
+    result = verify([no_san, _ca("Edge CA plain")], host="other.example.com")
+    assert result.detail.startswith("other.example.com not in [no subjectAltName]"), result.detail
