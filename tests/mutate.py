@@ -35,7 +35,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "probes/dane/chain.py": ("test_dane.py", "test_dane_openssl_vectors.py", "test_edge_behaviours.py"),
     "probes/dane/record.py": ("test_dane.py",),
     "probes/dane/tlsa.py": ("test_dane.py",),
-    "probes/dns/wire.py": ("test_dns_wire.py",),
+    "probes/dns/wire.py": ("test_dns_wire.py", "test_dns_wire_edges.py"),
     "probes/dns/classify.py": ("test_dns_classify.py",),
     "probes/smtp/reply.py": ("test_smtp_reply.py", "test_edge_behaviours.py"),
     "probes/smtp/ehlo.py": ("test_smtp_ehlo.py",),

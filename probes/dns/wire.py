@@ -383,6 +383,7 @@ def _read_ede(data: bytes, pos: int, end: int) -> tuple[tuple[int, str], ...]:
 
 def _sanitise(raw: bytes) -> str:
     """RFC 8914 §2: EXTRA-TEXT is UTF-8 that MAY end in NUL; it is untrusted,
-    so control characters are escaped and the length is bounded (``bound_text``)."""
-    text = raw[: (EDE_TEXT_LIMIT + 1) * 4].decode("utf-8", errors="replace").rstrip("\x00")
-    return bound_text(text, EDE_TEXT_LIMIT)
+    so control characters are escaped and the length is bounded (``bound_text``).
+    The NULs that end the whole text are dropped before the cut: a NUL followed by
+    more text, even past the part kept, is text."""
+    return bound_text(raw.rstrip(b"\x00"), EDE_TEXT_LIMIT)

@@ -14,6 +14,7 @@ import dns.edns
 import dns.flags
 import dns.message
 import dns.name
+import dns.opcode
 import dns.rcode
 import dns.rdata
 import dns.rdataclass
@@ -22,6 +23,7 @@ import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.DNAME
 import dns.rdtypes.ANY.MX
 import dns.rdtypes.ANY.NS
+import dns.rdtypes.ANY.PTR
 import dns.rdtypes.ANY.SOA
 import dns.rdtypes.ANY.TLSA
 import dns.rdtypes.ANY.TXT
@@ -483,7 +485,9 @@ names = st.lists(labels, min_size=0, max_size=4).map(lambda ls: dns.name.Name([*
 
 
 @st.composite
-def rdatas(draw: st.DrawFn, rdtype: dns.rdatatype.RdataType) -> dns.rdata.Rdata:
+def rdatas(
+    draw: st.DrawFn, rdtype: dns.rdatatype.RdataType, names: st.SearchStrategy[dns.name.Name] = names
+) -> dns.rdata.Rdata:
     t = T
     if rdtype == t.A:
         return dns.rdtypes.IN.A.A(IN, rdtype, str(ipaddress.IPv4Address(draw(st.integers(0, 2**32 - 1)))))
@@ -508,11 +512,27 @@ def rdatas(draw: st.DrawFn, rdtype: dns.rdatatype.RdataType) -> dns.rdata.Rdata:
         t.CNAME: dns.rdtypes.ANY.CNAME.CNAME,
         t.NS: dns.rdtypes.ANY.NS.NS,
         t.DNAME: dns.rdtypes.ANY.DNAME.DNAME,
+        t.PTR: dns.rdtypes.ANY.PTR.PTR,
     }
     return cast(dns.rdata.Rdata, cls[rdtype](IN, rdtype, draw(names)))
 
 
-RDTYPES = [T.A, T.AAAA, T.MX, T.TXT, T.TLSA, T.SOA, T.CNAME, T.NS, T.DNAME]
+RDTYPES = [T.A, T.AAAA, T.MX, T.TXT, T.TLSA, T.SOA, T.CNAME, T.NS, T.DNAME, T.PTR]
+
+#: RFC 2181 §8 TTLs: the bounds of both halves of the 32-bit range, and anything between.
+TTLS = st.sampled_from([0, 1, 2**31 - 1, 2**31, 2**32 - 1]) | st.integers(0, 2**32 - 1)
+#: EXTRA-TEXT as a resolver may send it: any text (controls, NULs, non-ASCII), long or absent.
+EDE_TEXTS = (
+    st.none()
+    | st.text(max_size=20)
+    | st.builds(lambda c, n, end: c * n + end, st.characters(), st.integers(250, 300), st.text(max_size=3))
+)
+
+
+def related(qname: dns.name.Name) -> st.SearchStrategy[dns.name.Name]:
+    """Names sharing the question's suffix (so dnspython compresses them to pointers), or any."""
+    prefixes = st.lists(labels, max_size=2).map(lambda ls: dns.name.Name([*ls, *qname.labels]))
+    return prefixes | names
 
 
 @st.composite
@@ -523,22 +543,29 @@ def replies(draw: st.DrawFn) -> bytes:
     )
     reply = dns.message.make_response(query)
     reply.id = draw(st.integers(0, 65535))
-    for flag in (dns.flags.AA, dns.flags.AD, dns.flags.CD, dns.flags.RA):
+    reply.set_opcode(dns.opcode.Opcode(draw(st.sampled_from([0, 1, 2, 4]))))  # not UPDATE: other sections
+    for flag in (dns.flags.AA, dns.flags.AD, dns.flags.CD, dns.flags.RA, dns.flags.TC, dns.flags.RD):
         if draw(st.booleans()):
             reply.flags |= flag
     rcodes = [0, 2, 3, 5, 16] if reply.edns >= 0 else [0, 2, 3, 5]
     reply.set_rcode(dns.rcode.Rcode(draw(st.sampled_from(rcodes))))
     if reply.edns >= 0 and draw(st.booleans()):
-        text = draw(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300) | st.none())
-        reply.use_edns(0, options=[ede_option(draw(st.integers(0, 65535)), text)])
+        options: list[dns.edns.Option] = [
+            ede_option(draw(st.integers(0, 65535)), draw(EDE_TEXTS)) for _ in range(draw(st.integers(1, 3)))
+        ]
+        if draw(st.booleans()):  # another option before them is skipped by its length
+            options.insert(
+                0, dns.edns.GenericOption(dns.edns.OptionType.COOKIE, draw(st.binary(min_size=8, max_size=8)))
+            )
+        reply.use_edns(0, options=options)
     for section in (reply.answer, reply.authority):
         for _ in range(draw(st.integers(0, 3))):
-            owner = draw(st.sampled_from([qname]) | names)
+            owner = draw(st.sampled_from([qname]) | related(qname))
             rdtype = draw(st.sampled_from(RDTYPES))
             rrset = reply.find_rrset(section, owner, IN, rdtype, create=True)
             for _ in range(draw(st.integers(1, 3))):
-                rrset.add(draw(rdatas(rdtype)), draw(st.integers(0, 2**31 - 1)))
-    return reply.to_wire(want_shuffle=False)
+                rrset.add(draw(rdatas(rdtype, related(qname))), draw(TTLS))
+    return reply.to_wire(want_shuffle=False, max_size=65535)  # long EDE texts exceed the 1232 payload
 
 
 def _comparable(rdtype: int, data: object) -> object:
@@ -587,6 +614,7 @@ def _expected_of(m: dns.message.Message) -> tuple[Any, ...]:
         m.id, m.flags & 0x8000 != 0, m.flags & 0x20 != 0, m.flags & 0x10 != 0, m.flags & 0x400 != 0,
         m.rcode(), text(m.question[0].name), m.question[0].rdtype,
         section(m.answer), section(m.authority), ede, m.edns >= 0,
+        m.opcode(), m.flags & 0x200 != 0, m.flags & 0x100 != 0, m.flags & 0x80 != 0,
     )  # fmt: skip
 
 
@@ -598,13 +626,14 @@ def _ours(message: Message) -> tuple[object, ...]:
         [(r.name, r.rrtype, r.ttl, _comparable(r.rrtype, r.data)) for r in message.answers],
         [(r.name, r.rrtype, r.ttl, _comparable(r.rrtype, r.data)) for r in message.authority],
         tuple((code, text[: EDE_TEXT_LIMIT - 1]) for code, text in message.ede), message.edns,
+        message.opcode, message.tc, message.rd, message.ra,
     )  # fmt: skip
 
 
 def _trim_ede(expected: tuple[Any, ...]) -> tuple[Any, ...]:
     # A cut text ends in the truncation mark (engine.peertext): compare what precedes it.
     ede = tuple((code, text[: EDE_TEXT_LIMIT - 1]) for code, text in expected[10])
-    return (*expected[:10], ede, expected[11])
+    return (*expected[:10], ede, *expected[11:])
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -669,3 +698,25 @@ def test_bit_flipped_replies_both_codecs_accept_read_the_same(wire: bytes, flips
     for index in (8, 9):  # RFC 2181 §8: a TTL with the top bit set reads as zero
         expected[index] = [(n, t, 0 if ttl > 0x7FFFFFFF else ttl, d) for n, t, ttl, d in expected[index]]
     assert _ours(ours) == tuple(expected)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(replies(), st.floats(0, 1))
+def test_truncated_reply_cut_anywhere_after_its_question_keeps_a_prefix_of_the_records(
+    wire: bytes, where: float
+) -> None:
+    """RFC 2181 §9: a TC=1 reply cut anywhere after its question is read, never refused, and
+    what it holds is the full reply's records in order up to the cut: answers first, then
+    authority; an OPT record cut short is not half-read."""
+    tc = bytearray(wire)
+    tc[2] |= 0x02
+    full = parse_response(bytes(tc))
+    qname = dns.message.from_wire(wire).question[0].name.to_wire()
+    assert qname is not None  # a name written alone, without a compression table
+    question_end = 12 + len(qname) + 4
+    cut = parse_response(bytes(tc[: question_end + round(where * (len(tc) - question_end))]))
+    assert (cut.id, cut.tc, cut.question) == (full.id, True, full.question)
+    kept, records = [*cut.answers, *cut.authority], [*full.answers, *full.authority]
+    assert kept == records[: len(kept)]
+    assert len(cut.authority) == 0 or cut.answers == full.answers
+    assert (cut.edns, cut.ede) in ((False, ()), (full.edns, full.ede))
