@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from engine.peertext import TRUNCATION_MARK
+from probes.tls.certs import MAX_CHAIN_CERTS
 from probes.tls.truststore import TrustStore, load_trust_store
 from probes.tls.verify import PkixReason, PkixResult, Verifier, classify, verify_chain
 from testbed.pki import IssuedCert
@@ -297,3 +299,34 @@ def test_a_hostname_mismatch_names_up_to_five_dns_names_and_five_addresses_of_th
     no_san = _cert(_name("mail.example.com"), "leaf", "Edge CA plain", ca=False)
     result = verify([no_san, _ca("Edge CA plain")], host="other.example.com")
     assert result.detail.startswith("other.example.com not in [no subjectAltName]"), result.detail
+
+
+# -- what is read of a hostile chain: MAX_CHAIN_CERTS certificates, a 300-character detail -------
+
+
+@pytest.mark.parametrize(
+    ("presented", "leaf_days", "reason", "note"),
+    [
+        (MAX_CHAIN_CERTS, (-10, 80), PkixReason.UNKNOWN_ISSUER, ""),
+        (MAX_CHAIN_CERTS + 1, (-10, 80), PkixReason.CHAIN_TOO_LONG, "only the first 16 of 17"),
+        (MAX_CHAIN_CERTS + 1, (-10, -1), PkixReason.EXPIRED, "only the first 16 of 17"),  # the leaf's own
+    ],
+)
+def test_a_chain_is_too_long_only_past_max_chain_certs_and_only_for_what_the_rest_could_change(
+    presented: int, leaf_days: tuple[int, int], reason: PkixReason, note: str
+) -> None:
+    leaf = _leaf(days=leaf_days, issuer="Edge CA stranger")
+    filler = [_ca(f"Edge CA filler {i}") for i in range(presented - 1)]
+    result = verify([leaf, *filler])
+    assert result.reason is reason, result.detail
+    assert (
+        result.detail.startswith(f"{note} certificates considered")
+        if note
+        else "considered" not in result.detail
+    )
+
+
+def test_a_refusals_detail_is_bounded_to_300_characters() -> None:
+    host = "a" * 1000
+    result = verify([_leaf()], host=host)
+    assert result.detail == f"not a host name: {host!r}"[:299] + TRUNCATION_MARK
