@@ -12,6 +12,12 @@ from engine.limits import KeyedLimiter, Limit, TokenBucket
 from tests.unit.fakeclock import FakeClock
 
 
+@pytest.mark.parametrize(("rate", "burst"), [(0.0, 1.0), (1.0, 0.99)])
+def test_a_bucket_refused_says_what_it_needs(rate: float, burst: float) -> None:
+    with pytest.raises(ValueError, match=r"^rate must be > 0 and burst >= 1$"):
+        TokenBucket(rate, burst, FakeClock())
+
+
 def test_a_bucket_of_one_token_is_accepted_and_paces_one_start_per_period() -> None:
     clock = FakeClock()
     bucket = TokenBucket(rate=0.5, burst=1.0, clock=clock)
@@ -146,11 +152,11 @@ def test_released_keys_add_their_counts_to_the_run_totals() -> None:
     async def main() -> None:
         clock = FakeClock()
         limiter = KeyedLimiter(lambda _k: Limit(1, rate=1.0), max_keys=1, clock=clock, sleep=clock.sleep)
-        for key in ("a", "a", "a", "b"):
+        for key in ("a", "a", "a", "b", "b", "c"):
             async with limiter.hold(key):
                 pass
-        assert (limiter.evicted, limiter.evicted_acquired, limiter.evicted_waited) == (1, 3, 2)
-        assert [s.key for s in limiter.statistics()] == ["b"]
+        assert (limiter.evicted, limiter.evicted_acquired, limiter.evicted_waited) == (2, 5, 3)
+        assert [s.key for s in limiter.statistics()] == ["c"]
 
     asyncio.run(main())
 
