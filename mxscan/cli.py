@@ -59,6 +59,16 @@ def _build_parser() -> argparse.ArgumentParser:
     lookup = prov_sub.add_parser("lookup", help="print the provider of each host name")
     lookup.add_argument("hosts", nargs="+")
     lookup.add_argument("--providers", metavar="TOML", help="extra overrides, as for scan")
+    merge = sub.add_parser(
+        "merge", help="join the files of a --shard K/N scan into one results file, each domain once, checked"
+    )
+    merge.add_argument("merged", type=Path, metavar="OUT", help="the merged results file (new; .gz: gzip)")
+    merge.add_argument("files", type=Path, nargs="+", metavar="FILE", help="the shard files (plain or .gz)")
+    merge.add_argument(
+        "--allow-unfinished",
+        action="store_true",
+        help="merge shard files that are unfinished or missing too (the merged file is then unfinished)",
+    )
     schema = sub.add_parser("schema", help="print the JSON Schema of a results line")
     schema.add_argument("--out", type=Path, help="write to a file instead of stdout")
     return parser
@@ -73,6 +83,19 @@ def _scan(args: argparse.Namespace) -> int:
         print(f"mxscan: {exc}", file=sys.stderr)
         return 2
     return run_scan(cfg, sys.stderr)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from mxscan.merge import MergeError, merge_shards
+
+    try:
+        merged = merge_shards(args.merged, args.files, allow_unfinished=args.allow_unfinished)
+    except MergeError as exc:
+        print(f"mxscan: {exc}", file=sys.stderr)
+        return 2
+    state = "finished" if merged.finished else "unfinished: not every shard is there and finished"
+    print(f"mxscan: merged {merged.files} files into {args.merged}: {merged.domains} domains ({state})")
+    return 0
 
 
 def _schema(out: Path | None) -> int:
@@ -111,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         return testbed_main(args.args)
     if args.command == "providers":
         return _providers(args)
+    if args.command == "merge":
+        return _merge(args)
     if args.command == "schema":
         return _schema(args.out)
     raise AssertionError(args.command)  # pragma: no cover

@@ -18,6 +18,7 @@ from engine.limits import Limit
 from engine.limitspec import PER_IP_KEY, default_limits, load_limits_toml, parse_limit_spec
 from engine.options import endpoint, option, port, prepare_output, seconds, whole
 from mxscan import defaults
+from mxscan.shard import parse_shard, shard_limits
 from probes.egress import parse_target
 from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
 
@@ -39,7 +40,7 @@ def _limits(path: str | None, values: Mapping[str, Any]) -> dict[str, Limit]:
     limits.update(parse_limit_spec(spec) for spec in values["provider_limits"])
     if values["per_ip_connections"] != defaults.PER_IP_CONNECTIONS:
         limits[PER_IP_KEY] = Limit(concurrency=values["per_ip_connections"])
-    return limits
+    return shard_limits(limits, values["shard"][1]) if values["shard"] else limits
 
 
 def _egress_targets(targets: tuple[str, ...], values: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
@@ -72,6 +73,17 @@ class ScanConfig:
         default=False,
         contradicts=("fresh",),
         help="re-probe, in place, the domains whose results were unknown (timeouts, throttling, SERVFAIL)",
+    )
+    #: (K, N): this scan measures shard K of N of the list (mxscan.shard); None: the whole list.
+    shard: tuple[int, int] | None = option(
+        "--shard",
+        parse=parse_shard,
+        metavar="K/N",
+        default=None,
+        help="measure only shard K of N of the list (a stable hash of each name: N machines with the "
+        "same list and options split it the same way), with 1/N of every provider and address "
+        "limit (connections rounded down, at least 1; rates divided); join the N files with "
+        "mxscan merge",
     )
     concurrency: int = option(
         "--concurrency", parse=whole(1), default=defaults.CONCURRENCY, help="domains in flight"

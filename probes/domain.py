@@ -39,6 +39,7 @@ __all__ = [
     "RunEnd",
     "RunRecord",
     "ScanMeta",
+    "ShardRun",
     "host_line",
     "run_line",
     "with_ptr",
@@ -193,6 +194,27 @@ def with_ptr(line: bytes, ptr: PtrResult) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class ShardRun:
+    """Which shard of a list a file holds (``mxscan scan --shard K/N``), and of which scan.
+
+    Fields:
+      index: K, this shard (1..count).
+      count: N, the shards the list was split into (a name's shard: mxscan.shard.shard_of).
+      names: the entries of the whole list (every shard reads it whole).
+      list: a digest of the whole list's entries (order does not matter): equal in the N files
+        of one scan.
+      options: a digest of the options that change what a record measures
+        (mxscan.shard.MEASUREMENT_OPTIONS): equal in the N files of one scan.
+    """
+
+    index: int
+    count: int
+    names: int
+    list: str
+    options: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunEnd:
     """The end of a scan that has a line for every domain of its list.
 
@@ -206,6 +228,7 @@ class RunEnd:
       egress: the egress pre-flight of the run that finished the file: its verdicts and every
         connection attempt (domain lines carry only the verdicts of the run that wrote them,
         scan.egress); null for DNS-only runs, merges of --retry-unknown and files from before it.
+      shard: the shard of the list the file holds (--shard K/N); null for a whole list.
     """
 
     finished: bool
@@ -215,6 +238,7 @@ class RunEnd:
     tool: str
     version: str
     egress: EgressCheck | None = None
+    shard: ShardRun | None = None
 
 
 @dataclass(frozen=True, slots=True)

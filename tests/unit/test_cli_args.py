@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "resolver": ("127.0.0.1", 53),
     "fresh": False,
     "retry_unknown": False,
+    "shard": None,
     "concurrency": defaults.CONCURRENCY,
     "max_parked": defaults.MAX_PARKED,
     "dns_in_flight": defaults.DNS_IN_FLIGHT,
@@ -82,6 +83,7 @@ GIVEN: list[tuple[tuple[str, ...], str, Any]] = [
     (("--resolver", "127.0.0.2"), "resolver", ("127.0.0.2", 53)),
     (("--fresh",), "fresh", True),
     (("--retry-unknown",), "retry_unknown", True),
+    (("--shard", "2/3"), "shard", (2, 3)),
     (("--concurrency", "7"), "concurrency", 7),
     (("--max-parked", "0"), "max_parked", 0),
     (("--dns-in-flight", "3"), "dns_in_flight", 3),
@@ -160,7 +162,8 @@ def test_each_flag_fills_its_config_field(
 ) -> None:
     cfg = _config(*(arg.format(tmp=tmp_path) for arg in args))
     assert getattr(cfg, name) == _with_tmp(value, tmp_path)
-    also = {"limits"} if name in ("provider_limits", "per_ip_connections") else set()  # they make the table
+    # These make (or divide) the limit table.
+    also = {"limits"} if name in ("provider_limits", "per_ip_connections", "shard") else set()
     others = {f: v for f, v in DEFAULTS.items() if f != name and f not in also}
     assert {f: getattr(cfg, f) for f in others} == others, "one flag changed another field"
 
