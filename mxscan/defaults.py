@@ -144,6 +144,14 @@ MAX_ADDRESSES_PER_DOMAIN = 32
 #: writes a new host line), counted in --summary-json (caches.smtp.evicted).
 SMTP_CACHE_ENTRIES = 200_000
 
+#: Reverse DNS results (PTR, FCrDNS) kept per address.  A result is needed again only when
+#: another host line for the same address is written (a second MX name on it, a probe made
+#: again): the recently used suffice.  ~0.35 KB each, so ~7 MB; kept for every address
+#: probed it was the scan's largest unbounded-looking growth after the SMTP verdicts
+#: (~9 MB per 100k domains).  An evicted result is looked up again (one PTR query, the
+#: forward ones mostly from the shared cache), counted in --summary-json (caches.ptr.evicted).
+PTR_CACHE_ENTRIES = 20_000
+
 #: Providers (and back-off keys) listed by name in --summary-json, the most connections
 #: first; the rest are in its totals.
 SUMMARY_TOP_PROVIDERS = 50

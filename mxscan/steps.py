@@ -84,7 +84,7 @@ class ScanRun:
         self.began = time.monotonic()
         self.dns_cache: SingleFlight[tuple[str, str], Answer] = SingleFlight(defaults.SHARED_CACHE_ENTRIES)
         self.smtp_cache: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
-        self.ptr_cache: SingleFlight[str, PtrResult] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
+        self.ptr_cache: SingleFlight[str, PtrResult] = SingleFlight(defaults.PTR_CACHE_ENTRIES)
         self.services: ProbeServices | None = None
         self.progress: Progress | None = None
         self.live: RunStats[InputItem] = RunStats()
@@ -385,6 +385,7 @@ class ScanRun:
             "caches": {
                 "dns": dataclasses.asdict(self.dns_cache.statistics()),
                 "smtp": dataclasses.asdict(self.smtp_cache.statistics()),
+                "ptr": dataclasses.asdict(self.ptr_cache.statistics()),
             },
             "politeness": {
                 k: v for k, v in politeness.items() if k not in ("throttled", "unresponsive", "deadline")

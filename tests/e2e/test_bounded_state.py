@@ -50,3 +50,22 @@ def test_each_host_line_once_and_the_cache_holds_verdicts_after_writing(
     assert smtp["compacted"] == len(refs) - smtp["evicted"] and smtp["evicted"] == 0
     providers = report["politeness"]["providers"]
     assert providers["connections"] >= 1 and len(providers["top"]) <= defaults.SUMMARY_TOP_PROVIDERS
+
+
+def test_reverse_dns_is_looked_up_once_per_address_in_a_bounded_cache_reported_in_the_summary(
+    world: RunningWorld, tmp_path: Path
+) -> None:
+    """Issue #17: the PTR results were kept for every address probed, unreported; now a bounded
+    LRU (``PTR_CACHE_ENTRIES``) whose size and evictions --summary-json shows."""
+    out, summary = tmp_path / "out.ndjson", tmp_path / "summary.json"
+    argv = world_scan_argv(
+        world.endpoints, world.state_dir / "domains.txt", out, "--summary-json", str(summary)
+    )
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    with open_results(out) as stream:
+        hosts = [line for line in map(orjson.loads, stream) if is_host_line(line)]
+    addresses = {line["smtp"]["address"] for line in hosts if line["ptr"] is not None}
+    ptr = orjson.loads(summary.read_bytes())["caches"]["ptr"]
+    assert addresses and ptr["misses"] == len(addresses)  # each address asked once
+    assert ptr["entries"] == len(addresses) <= defaults.PTR_CACHE_ENTRIES and ptr["evicted"] == 0
