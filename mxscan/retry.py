@@ -34,9 +34,10 @@ import orjson
 
 from engine.checkpoint import MAX_LINE_BYTES, DigestSet, finished, is_marker
 from engine.compressed import CorruptCompressed, compress_frame, is_compressed_path, open_results
+from engine.records import decode
 from engine.status import Status
 from mxscan import __version__
-from probes.domain import RunEnd, run_line
+from probes.domain import RunEnd, ShardRun, run_line
 from probes.posture import answers
 from probes.results import is_host_line
 
@@ -220,7 +221,8 @@ class RetryRun:
                 assert marker is not None
                 started = str(marker.record["run"].get("started", ""))
                 target.flush()  # the run line stands alone in its member (engine.checkpoint.finished)
-                target.write(_run_line(len(main_keys) + added, started))
+                # A shard's file stays that shard's (mxscan merge reads it from the run line).
+                target.write(_run_line(len(main_keys) + added, started, marker.record["run"].get("shard")))
             target.flush()
             os.fsync(raw_target.fileno())
         os.replace(temporary, self.path)
@@ -257,12 +259,18 @@ class _Framed:
 _FRAME_LINES = 512
 
 
-def _run_line(domains: int, started: str) -> bytes:
+def _run_line(domains: int, started: str, shard: dict[str, Any] | None = None) -> bytes:
     now = time.time()  # the format of every other timestamp in the file
     ended = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
     return run_line(
         RunEnd(
-            finished=True, domains=domains, started=started, ended=ended, tool="mxscan", version=__version__
+            finished=True,
+            domains=domains,
+            started=started,
+            ended=ended,
+            tool="mxscan",
+            version=__version__,
+            shard=None if shard is None else decode(ShardRun, shard),
         )
     )
 
