@@ -291,3 +291,25 @@ def test_read_records_errors_name_the_file_the_line_and_the_reason(tmp_path: Pat
     with pytest.raises(StoreError) as caught:
         list(read_records(foreign))
     assert str(caught.value) == f"{foreign}: line 2: not an mxscan results file (use --fresh to overwrite)"
+
+
+def test_a_line_with_its_key_is_never_a_run_line(tmp_path: Path) -> None:
+    """A target's line never has ``run``; one that does is a target all the same, whatever the
+    key field, so neither ``finished`` nor a resume takes it for the end of a run."""
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(orjson.dumps({"schema_version": 2, "domain": "a", "run": {"finished": True}}) + b"\n")
+    assert not finished(path)
+    store, keys = opened(path)
+    store.close()
+    assert keys == {"a"} and counts(store) == (1, 0, 0, 0, False)
+    hosts = tmp_path / "hosts.ndjson"
+    hosts.write_bytes(
+        b"".join(
+            orjson.dumps({"schema_version": 2, "host": "x.com", **extra}) + b"\n"
+            for extra in ({"run": {"finished": True}}, {}, {"run": {"finished": True}})
+        )
+    )
+    store = ResultStore(hosts, key_field="host")
+    done = store.open()
+    store.close()
+    assert "x.com" in done and counts(store) == (3, 0, 2, 0, False)
