@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="mxscan-mutate-"))
     try:
         _copy_tree(work)
+        if (ROOT.parent / "shared").is_dir():
+            # Tests read external vectors from ../shared beside the checkout; mutmut runs them
+            # from work/mutants/, whose ../shared is this link.
+            (work / "shared").symlink_to(ROOT.parent / "shared")
         (work / "setup.cfg").write_text(_config(module, tests))
         mutmut = [sys.executable, "-m", "mutmut"]
         print(f"mutating {module} against {' '.join(tests)} in {work} (one process) ...", flush=True)
