@@ -34,6 +34,8 @@ import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from engine.peertext import exception_text
+
 __all__ = ["Handler", "Offload", "OffloadError", "OffloadLost", "Setup", "fork_offload"]
 
 Handler = Callable[..., Awaitable[Any]]
@@ -79,11 +81,6 @@ class _Framer:
         return found
 
 
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 class _ParentSide(asyncio.Protocol):
     def __init__(self, offload: Offload) -> None:
         self.offload = offload
@@ -93,7 +90,7 @@ class _ParentSide(asyncio.Protocol):
         try:
             replies = self.framer.feed(data)
         except Exception as exc:  # corrupt stream: nothing later can be trusted
-            self.offload._lose(f"unreadable reply ({_describe(exc)})")
+            self.offload._lose(f"unreadable reply ({exception_text(exc)})")
             return
         for call_id, ok, value in replies:
             future = self.offload._pending.pop(call_id, None)
@@ -215,11 +212,11 @@ class _ChildSide(asyncio.Protocol):
             handler = self.handlers[name]
             reply = (call_id, True, await handler(*args))
         except Exception as exc:  # reported to the caller, who classifies it
-            reply = (call_id, False, _describe(exc))
+            reply = (call_id, False, exception_text(exc))
         try:
             frame = _frame(reply)
         except Exception as exc:  # an unpicklable result is a bug: say so, do not hang
-            frame = _frame((call_id, False, f"unpicklable result: {_describe(exc)}"))
+            frame = _frame((call_id, False, f"unpicklable result: {exception_text(exc)}"))
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame)
 

@@ -23,6 +23,7 @@ import orjson
 from engine.checkpoint import KeySet, ResultStore
 from engine.inputs import InputItem
 from engine.offload import Offload, OffloadError
+from engine.peertext import exception_text
 from engine.progress import Progress, Tail
 from engine.scheduler import RunStats, run_targets
 from engine.singleflight import SingleFlight
@@ -45,7 +46,7 @@ from probes.dns.resolver import StubResolver
 from probes.dns.reverse import PtrResult, lookup_ptr
 from probes.domain import DomainRecord, ScanMeta
 from probes.egress import EgressCheck, decide, run_egress_check, skipped
-from probes.plan import Pipeline, PipelineOptions, failure_detail
+from probes.plan import Pipeline, PipelineOptions
 from probes.providers import ProviderMap
 from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.vantage import Vantage, measure_vantage, vantage_warnings
@@ -302,7 +303,7 @@ class ScanRun:
         return record, outcome.smtp_probes
 
     def crash(self, item: InputItem, exc: Exception) -> Finished:
-        return self.lines.record(item, status=Status.UNKNOWN_ERROR, reason=failure_detail(exc)), ()
+        return self.lines.record(item, status=Status.UNKNOWN_ERROR, reason=exception_text(exc)), ()
 
     def tick(self) -> None:
         # The store flushes on append; an idle scan (slow domains) still needs its lines written.

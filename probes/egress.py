@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from engine.peertext import bound_text, exception_text
 from probes.dns.records import Answer, Outcome
 
 __all__ = [
@@ -200,6 +201,8 @@ def parse_target(text: str, default_port: int = 25) -> tuple[str, int]:
 _UNREACHABLE = frozenset(
     {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.ENETDOWN}
 )
+#: Characters of an attempt's detail (an OS error text).
+_DETAIL_LIMIT = 200
 
 
 def classify_error(exc: BaseException) -> tuple[Attempt, str]:
@@ -212,8 +215,8 @@ def classify_error(exc: BaseException) -> tuple[Attempt, str]:
         return Attempt.UNREACHABLE, f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"
     if isinstance(exc, OSError):
         name = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else type(exc).__name__
-        return Attempt.ERROR, f"{name}: {exc.strerror or exc}"[:200]
-    return Attempt.ERROR, f"{type(exc).__name__}: {exc}"[:200]
+        return Attempt.ERROR, bound_text(f"{name}: {exc.strerror or exc}", _DETAIL_LIMIT)
+    return Attempt.ERROR, exception_text(exc, _DETAIL_LIMIT)
 
 
 def _reach(attempts: Iterable[EgressAttempt], family: str) -> Reach:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from engine.peertext import exception_text
 from engine.scheduler import parked
 from engine.singleflight import SingleFlight
 from engine.status import Status
@@ -62,7 +63,6 @@ __all__ = [
     "PipelineOptions",
     "capped_addresses",
     "dane_for",
-    "failure_detail",
     "never_stale",
     "unfetched_policy",
     "unmeasured_smtp",
@@ -106,30 +106,18 @@ class DomainOutcome:
     errors: tuple[ProbeError, ...] = ()
 
 
-def failure_detail(exc: BaseException) -> str:
-    """An exception as bounded record text: its type and the start of its message.  A
-    TaskGroup's ExceptionGroup is described by its first underlying error (the group's own
-    text, "unhandled errors in a TaskGroup", says nothing about what failed)."""
-    more = 0
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        more += len(exc.exceptions) - 1
-        exc = exc.exceptions[0]
-    text = f"{type(exc).__name__}: {exc}" + (f" (and {more} more)" if more else "")
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def unmeasured_smtp(host: str, address: str, port: int, exc: BaseException) -> SmtpProbe:
     """The result of an SMTP probe that gave none: the probe process died (``OffloadLost``)
     or the probe crashed.  ``unknown-error`` with STARTTLS unknown, never "no": the domain's
     posture is then unknown and ``--retry-unknown`` measures it again."""
-    result = SmtpResult.not_measured(host, address, port, Status.UNKNOWN_ERROR, failure_detail(exc))
+    result = SmtpResult.not_measured(host, address, port, Status.UNKNOWN_ERROR, exception_text(exc))
     return SmtpProbe(result, ())
 
 
 def unfetched_policy(domain: str, address: str, exc: BaseException) -> PolicyFetch:
     """The result of a policy fetch that gave none (as ``unmeasured_smtp``): the policy is
     then unknown, never absent."""
-    return PolicyFetch.not_fetched(policy_url(domain), address, Status.UNKNOWN_ERROR, failure_detail(exc))
+    return PolicyFetch.not_fetched(policy_url(domain), address, Status.UNKNOWN_ERROR, exception_text(exc))
 
 
 def addresses_of(host: MxHost, *, ipv6: bool) -> list[str]:
@@ -269,7 +257,7 @@ class Pipeline:
                 validating=self.validating,
             )
         except Exception as exc:  # a probe bug becomes a classified record, never a lost domain
-            errors.append(ProbeError(probe="dns", status=Status.UNKNOWN_ERROR, detail=failure_detail(exc)))
+            errors.append(ProbeError(probe="dns", status=Status.UNKNOWN_ERROR, detail=exception_text(exc)))
             return DomainOutcome(errors=tuple(errors))
         outcome = DomainOutcome(dns=dns)
         policy: PolicyOutcome | None = None
@@ -329,7 +317,7 @@ class Pipeline:
         try:
             return await work
         except Exception as exc:
-            errors.append(ProbeError(probe=probe, status=Status.UNKNOWN_ERROR, detail=failure_detail(exc)))
+            errors.append(ProbeError(probe=probe, status=Status.UNKNOWN_ERROR, detail=exception_text(exc)))
             return fallback
 
     async def _smtp(self, host: str, address: str) -> SmtpProbe:

@@ -91,10 +91,6 @@ class DaneResult:
     detail: str
 
 
-def _bounded(text: str) -> str:
-    return bound_text(text, _DETAIL_LIMIT)
-
-
 def assess_dane(
     records: Sequence[TlsaRecord],
     *,
@@ -128,13 +124,15 @@ def assess_dane(
     if not chain:
         if no_tls is not None:
             why = f"no TLS session ({no_tls}): a DANE sender would not deliver (RFC 7672 §2.2)"
-            return DaneResult(DaneStatus.NO_TLS, None, len(usable), _bounded(why))
+            return DaneResult(DaneStatus.NO_TLS, None, len(usable), bound_text(why, _DETAIL_LIMIT))
         return DaneResult(DaneStatus.UNDETERMINED, None, len(usable), "host not probed, no chain to match")
     if not usable:
         reasons = sorted({str(unusable_reason(r)) for r in records})
-        return DaneResult(DaneStatus.UNUSABLE, None, 0, _bounded("; ".join(reasons)))
+        return DaneResult(DaneStatus.UNUSABLE, None, 0, bound_text("; ".join(reasons), _DETAIL_LIMIT))
     match = match_chain(usable, chain, host=host, at=at)
     if match.record is None:
-        return DaneResult(DaneStatus.MISMATCH, None, len(usable), _bounded("; ".join(match.misses)))
+        return DaneResult(
+            DaneStatus.MISMATCH, None, len(usable), bound_text("; ".join(match.misses), _DETAIL_LIMIT)
+        )
     how = "DANE-EE matches the leaf" if match.record.usage == 3 else "DANE-TA anchors the chain"
     return DaneResult(DaneStatus.VALID, match.record.text, len(usable), f"{how} (depth {match.depth})")

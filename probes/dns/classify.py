@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from engine.peertext import bound_text
 from probes.dns.message import (
     RCODE,
     Message,
@@ -68,7 +69,7 @@ def classify(
     if reply is None:
         outcome = Outcome.TIMEOUT if failure == "timeout" else Outcome.ERROR
         dnssec = Dnssec.INDETERMINATE if validating else Dnssec.UNKNOWN
-        detail = (failure or "no reply")[:_DETAIL_LIMIT]
+        detail = bound_text(failure or "no reply", _DETAIL_LIMIT)
         return Answer(asked, rrtype, outcome, dnssec, False, None, (), (), "", (), detail)
 
     chain: tuple[str, ...] = ()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from engine.peertext import bound_text
 from probes.dns.records import DEFINITE_OUTCOMES, Answer, Outcome
 
 __all__ = ["MAX_FORWARD", "Fcrdns", "PtrResult", "assess_ptr", "forward_type", "lookup_ptr", "reverse_name"]
@@ -110,7 +111,7 @@ def assess_ptr(address: str, ptr: Answer, forward: Mapping[str, Answer]) -> PtrR
         return PtrResult(address, ptr.outcome, (), Fcrdns.NO_PTR, "", "")
     if ptr.outcome is not Outcome.OK:
         detail = f"PTR lookup {ptr.outcome.value}" + (f": {ptr.detail}" if ptr.detail else "")
-        return PtrResult(address, ptr.outcome, (), Fcrdns.UNKNOWN, "", detail[:_DETAIL_LIMIT])
+        return PtrResult(address, ptr.outcome, (), Fcrdns.UNKNOWN, "", bound_text(detail, _DETAIL_LIMIT))
     failed = ""
     for name in names[:MAX_FORWARD]:
         answer = forward.get(name)
@@ -121,7 +122,9 @@ def assess_ptr(address: str, ptr: Answer, forward: Mapping[str, Answer]) -> PtrR
             why = answer.outcome.value if answer is not None else "not asked"
             failed = failed or f"{forward_type(address)} {name}: {why}"
     if failed:
-        return PtrResult(address, ptr.outcome, names[:MAX_NAMES], Fcrdns.UNKNOWN, "", failed[:_DETAIL_LIMIT])
+        return PtrResult(
+            address, ptr.outcome, names[:MAX_NAMES], Fcrdns.UNKNOWN, "", bound_text(failed, _DETAIL_LIMIT)
+        )
     return PtrResult(address, ptr.outcome, names[:MAX_NAMES], Fcrdns.MISMATCH, "", "")
 
 

@@ -53,7 +53,7 @@ from aiohttp import http_exceptions
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from engine.peertext import bound_text
+from engine.peertext import bound_line
 from engine.status import Status
 from probes.mtasts.policy import MAX_POLICY_BYTES
 from probes.mtasts.records import PolicyFetch
@@ -169,10 +169,6 @@ def policy_url(domain: str) -> str:
     return f"https://mta-sts.{domain}{POLICY_PATH}"
 
 
-def _bounded(text: str) -> str:
-    return bound_text(" ".join(text.split()), _DETAIL_LIMIT)
-
-
 def is_text_plain(content_type: str) -> bool:
     """``text/plain`` with any parameters, case-insensitive (RFC 8461 §3.3, RFC 2045 §5.1)."""
     return content_type.partition(";")[0].strip().lower() == "text/plain"
@@ -220,7 +216,7 @@ def _classify(exc: BaseException, phase: _Phase) -> tuple[Status, str]:
     inner = getattr(exc, "os_error", None) or exc.__cause__
     if isinstance(inner, BaseException):
         candidates.append(inner)
-    detail = _bounded(f"{type(exc).__name__}: {exc}")
+    detail = bound_line(f"{type(exc).__name__}: {exc}", _DETAIL_LIMIT)
     for kinds, status in _EXCEPTION_STATUS:
         if any(isinstance(c, kinds) for c in candidates):
             if status is Status.CONNECTION_CLOSED and phase is _Phase.TLS:
@@ -329,12 +325,12 @@ class PolicyFetcher:
         ) as response:
             exchange.enter(_Phase.BODY)
             outcome.http_status = response.status
-            outcome.content_type = _bounded(response.headers.get("Content-Type", ""))
+            outcome.content_type = bound_line(response.headers.get("Content-Type", ""), _DETAIL_LIMIT)
             if response.status != 200:
                 outcome.status = Status.APPLICATION_ERROR
                 outcome.detail = f"HTTP {response.status}"
                 if 300 <= response.status < 400:
-                    outcome.location = _bounded(response.headers.get("Location", ""))
+                    outcome.location = bound_line(response.headers.get("Location", ""), _DETAIL_LIMIT)
                     outcome.detail = f"redirect {response.status} not followed (RFC 8461 §3.3)"
                 return
             if not is_text_plain(outcome.content_type):

@@ -36,6 +36,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.peertext import bound_text
 from probes.dns.records import DEFINITE_OUTCOMES, Answer, Outcome
 
 __all__ = [
@@ -97,9 +98,9 @@ def reason_code(reason: str) -> str:
 
 
 def reason_detail(text: str) -> str:
-    """``text`` made safe to embed in a reason: printable and bounded."""
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:MAX_DETAIL])
-    return cleaned + ("..." if len(text) > MAX_DETAIL else "")
+    """``text`` made safe to embed in a reason (``engine.peertext.bound_text``): control
+    characters as ``\\xNN``, at most ``MAX_DETAIL`` characters, a cut marked "…"."""
+    return bound_text(text, MAX_DETAIL)
 
 
 def bound_reasons(items: Sequence[str]) -> tuple[str, ...]:

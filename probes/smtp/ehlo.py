@@ -27,7 +27,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from probes.smtp.reply import Reply, sanitise
+from engine.peertext import bound_line, bound_text
+from probes.smtp.reply import Reply
 
 __all__ = ["MAX_EXTENSIONS", "EhloInfo", "parse_ehlo"]
 
@@ -87,11 +88,11 @@ def parse_ehlo(reply: Reply) -> EhloInfo:
         if len(keywords) >= MAX_EXTENSIONS:
             truncated = True
             continue
-        keywords[keyword] = sanitise(" ".join(rest.split()), MAX_PARAM_TEXT)
+        keywords[keyword] = bound_line(rest, MAX_PARAM_TEXT)
     return EhloInfo(
         code=reply.code,
-        greeting_name=sanitise(name, MAX_PARAM_TEXT),
-        greeting_text=sanitise(greeting.strip(), MAX_PARAM_TEXT),
+        greeting_name=bound_text(name, MAX_PARAM_TEXT),
+        greeting_text=bound_text(greeting.strip(), MAX_PARAM_TEXT),
         extensions=tuple(sorted(keywords)),
         params={k: v for k, v in sorted(keywords.items()) if v},
         starttls=starttls,

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from engine.peertext import bound_text
 
-__all__ = ["ERROR_REASONS", "Reply", "ReplyParser", "SmtpProtocolError", "sanitise"]
+__all__ = ["ERROR_REASONS", "Reply", "ReplyParser", "SmtpProtocolError"]
 
 #: Stable values of ``SmtpProtocolError.reason``.
 ERROR_REASONS = (
@@ -55,12 +55,6 @@ ERROR_REASONS = (
 
 # RFC 3463 §2: class.subject.detail; RFC 2034 §4: the class repeats the reply class.
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
-
-
-def sanitise(text: str | bytes, limit: int = 512) -> str:
-    """Peer text made safe to record (``engine.peertext.bound_text``): UTF-8 with
-    replacement, control characters escaped, at most ``limit`` characters ("…" marks a cut)."""
-    return bound_text(text, limit)
 
 
 class SmtpProtocolError(Exception):
@@ -184,21 +178,21 @@ class ReplyParser:
             raise SmtpProtocolError("line-too-long", f"line of {len(line)} bytes")
         code = line[:3]
         if len(code) < 3 or not code.isdigit():
-            raise SmtpProtocolError("not-a-reply", sanitise(line[:40], 60))
+            raise SmtpProtocolError("not-a-reply", bound_text(line[:40], 60))
         if code[0] not in b"2345":
-            raise SmtpProtocolError("bad-code", sanitise(code))
+            raise SmtpProtocolError("bad-code", code.decode())  # three ASCII digits
         sep = line[3:4]
         if sep not in (b"", b" ", b"-"):
-            raise SmtpProtocolError("invalid-separator", sanitise(line[:40], 60))
+            raise SmtpProtocolError("invalid-separator", bound_text(line[:40], 60))
         if self._code is not None and code != self._code:
-            raise SmtpProtocolError("inconsistent-code", f"{sanitise(code)} after {sanitise(self._code)}")
+            raise SmtpProtocolError("inconsistent-code", f"{code.decode()} after {self._code.decode()}")
         self._code = code
         self._reply_bytes += size
         if self._reply_bytes > self.max_bytes:
             raise SmtpProtocolError("reply-too-large", f"more than {self.max_bytes} bytes")
         if len(self._lines) >= self.max_lines:
             raise SmtpProtocolError("too-many-lines", f"more than {self.max_lines} lines")
-        self._lines.append(sanitise(line[4:], self.max_line * 4))
+        self._lines.append(bound_text(line[4:], self.max_line * 4))
         if sep == b"-":
             return None
         lines = tuple(self._lines)

@@ -27,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
+from engine.peertext import EXCEPTION_TEXT_LIMIT, bound_text, exception_text
 from engine.status import Status
 from probes.smtp.ehlo import EhloInfo, parse_ehlo
 from probes.smtp.records import Phase, Starttls
-from probes.smtp.reply import Reply, ReplyParser, SmtpProtocolError, sanitise
+from probes.smtp.reply import Reply, ReplyParser, SmtpProtocolError
 from probes.smtp.starttls import TlsClient
 from probes.tls.capture import capture_context, presented_chain
 
@@ -85,7 +86,7 @@ class Observation:
 
     def saw(self, reply: Reply) -> None:
         self.last_code = reply.code
-        self.last_text = sanitise(reply.text, TEXT_LIMIT)
+        self.last_text = bound_text(reply.text, TEXT_LIMIT)
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -228,9 +229,9 @@ def client_tls_context() -> ssl.SSLContext:
 
 def _classify(obs: Observation, exc: BaseException) -> None:
     """The one table from exceptions to (status, detail), by the phase reached."""
-    detail = sanitise(f"{type(exc).__name__}: {exc}", 300)
+    detail = exception_text(exc)
     if isinstance(exc, SmtpProtocolError):
-        obs.status, obs.detail = Status.PROTOCOL_ERROR, sanitise(str(exc), 300)
+        obs.status, obs.detail = Status.PROTOCOL_ERROR, bound_text(str(exc), EXCEPTION_TEXT_LIMIT)
     elif isinstance(exc, TimeoutError):
         timed_out = Status.CONNECTION_TIMEOUT if obs.phase is Phase.CONNECT else Status.IO_TIMEOUT
         obs.status, obs.detail = timed_out, f"timeout in phase {obs.phase}"

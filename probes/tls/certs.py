@@ -48,6 +48,10 @@ MAX_CERT_BYTES = 64 * 1024
 #: Longest subject or issuer text recorded: real names are under 300 characters, a
 #: hostile certificate can carry ~64 KiB of them.
 NAME_TEXT_LIMIT = 1024
+#: Longest text of a certificate that does not parse (the library's reason).
+_ERROR_LIMIT = 200
+#: Longest ``CertFacts.parse_issue`` (the problems found reading a parsed certificate).
+_ISSUE_LIMIT = 512
 
 _ISSUED_BY_ERRORS = (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm)
 #: What reading a parsed certificate's extensions may raise for malformed input.
@@ -140,7 +144,7 @@ def load_der(der: bytes) -> x509.Certificate:
             _ = (cert.subject, cert.issuer, cert.serial_number)
             _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
     except (ValueError, TypeError, x509.InvalidVersion) as exc:  # TypeError: a malformed name attribute
-        raise CertParseError(f"not a DER certificate: {str(exc)[:200]}") from None
+        raise CertParseError(bound_text(f"not a DER certificate: {exc}", _ERROR_LIMIT)) from None
     return cert
 
 
@@ -266,7 +270,7 @@ def _facts(der: bytes, cert: x509.Certificate) -> CertFacts:
         spki_sha256=spki_sha256,
         is_ca=is_ca,
         self_issued=cert.subject == cert.issuer,
-        parse_issue="; ".join(issues)[:512],
+        parse_issue=bound_text("; ".join(issues), _ISSUE_LIMIT),
     )
 
 
@@ -279,7 +283,7 @@ def chain_facts(chain: Sequence[bytes]) -> ChainFacts:
         try:
             certs.append(cert_facts(der))
         except CertParseError as exc:
-            errors.append(f"cert {index}: {str(exc)[:200]}")
+            errors.append(f"cert {index}: {exc}")
     return ChainFacts(
         certs=tuple(certs),
         presented=len(chain),

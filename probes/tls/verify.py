@@ -67,7 +67,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from engine.peertext import bound_text
+from engine.peertext import bound_line
 from probes.tls.certs import EXTENSION_ERRORS, MAX_CHAIN_CERTS, CertParseError, is_issued_by, load_der
 from probes.tls.names import cn_dns_id, dns_name_permitted, is_address_literal, match_hostname, normalise_host
 from probes.tls.pathcache import (
@@ -244,10 +244,6 @@ def _verify_path_only(
     return list(builder.build_client_verifier().verify(leaf, rest).chain)
 
 
-def _bounded(text: str) -> str:
-    return bound_text(" ".join(text.split()), _DETAIL_LIMIT)
-
-
 def _leaf_names(leaf: x509.Certificate) -> tuple[list[str], list[str]]:
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -361,10 +357,14 @@ def _parse(chain: Sequence[bytes], host: str, at: dt.datetime) -> _Chain | PkixR
     try:
         certs = [load_der(der) for der in considered]
     except CertParseError as exc:
-        return PkixResult(False, PkixReason.OTHER, _bounded(f"unparsable certificate: {exc}"), "")
+        return PkixResult(
+            False, PkixReason.OTHER, bound_line(f"unparsable certificate: {exc}", _DETAIL_LIMIT), ""
+        )
     name = normalise_host(host)
     if name is None:
-        return PkixResult(False, PkixReason.OTHER, _bounded(f"not a host name: {host!r}"), "")
+        return PkixResult(
+            False, PkixReason.OTHER, bound_line(f"not a host name: {host!r}", _DETAIL_LIMIT), ""
+        )
     subject: DNSName | IPAddress = DNSName(name)
     if is_address_literal(name):
         try:
@@ -460,7 +460,7 @@ class Verifier:
             verifier = PolicyBuilder().store(self.store.store).time(job.at).build_server_verifier(job.subject)
         except ValueError as exc:  # "*.example.com" or "a_b.example.com" from a hostile MX record
             detail = f"host name the verifier refuses: {job.name!r} ({exc})"
-            return PkixResult(False, PkixReason.OTHER, _bounded(detail), "")
+            return PkixResult(False, PkixReason.OTHER, bound_line(detail, _DETAIL_LIMIT), "")
         leaf, rest = job.certs[0], job.certs[1:]
         try:
             path = verifier.verify(leaf, rest)
@@ -505,7 +505,7 @@ class Verifier:
             detail = f"only the first {MAX_CHAIN_CERTS} of {job.presented} certificates considered; {detail}"
             if reason not in _LEAF_REASONS:  # the certificates left unread could give another path
                 reason = PkixReason.CHAIN_TOO_LONG
-        return PkixResult(False, reason, _bounded(detail), "")
+        return PkixResult(False, reason, bound_line(detail, _DETAIL_LIMIT), "")
 
 
 def verify_chain(

@@ -258,7 +258,7 @@ CASES = [
     ),
     pytest.param(
         case("d.test", "A", None, "x" * 1000),
-        {"outcome": Outcome.ERROR, "detail": "x" * 200},
+        {"outcome": Outcome.ERROR, "detail": "x" * 199 + "…"},  # engine.peertext: a cut is marked
         id="detail-bounded",
     ),
 ]

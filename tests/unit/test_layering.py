@@ -50,7 +50,7 @@ def test_walker_sees_imports(tmp_path: Path) -> None:
 #: The per-domain plan and the polite prober live beside the probes (issue #15) and use only
 #: these pieces of the engine; everything else they drive comes through probes/interfaces.py.
 ENGINE_PIECES = {
-    "probes/plan.py": {"engine.scheduler", "engine.singleflight", "engine.status"},
+    "probes/plan.py": {"engine.peertext", "engine.scheduler", "engine.singleflight", "engine.status"},
     "probes/smtp/polite.py": {"engine.backoff", "engine.exclude", "engine.limits", "engine.status"},
     "probes/interfaces.py": set(),
 }

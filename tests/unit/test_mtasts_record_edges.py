@@ -24,18 +24,27 @@ from probes.mtasts.record import (
     [
         pytest.param("", "", id="empty"),
         pytest.param("a" * MAX_DETAIL, "a" * MAX_DETAIL, id="64-chars-kept-whole"),
-        pytest.param("a" * (MAX_DETAIL + 1), "a" * MAX_DETAIL + "...", id="65-chars-cut-and-marked"),
-        pytest.param("b" * 500, "b" * MAX_DETAIL + "...", id="long-cut-and-marked"),
-        pytest.param("a\x00b\nc", "a?b?c", id="unprintable-replaced"),
+        pytest.param("a" * (MAX_DETAIL + 1), "a" * (MAX_DETAIL - 1) + "…", id="65-chars-cut-and-marked"),
+        pytest.param("b" * 500, "b" * (MAX_DETAIL - 1) + "…", id="long-cut-and-marked"),
+        pytest.param("a\x00b\nc", "a\\x00b\\x0ac", id="controls-escaped"),
     ],
 )
-def test_reason_detail_keeps_64_characters_then_marks_the_cut(text: str, detail: str) -> None:
+def test_reason_detail_keeps_64_characters_marking_a_cut_within_them(text: str, detail: str) -> None:
     assert reason_detail(text) == detail
 
 
 def test_a_long_invalid_id_is_reported_cut_at_64_characters() -> None:
     record = assess_sts_txt(["v=STSv1; id=" + "x" * 70])
-    assert record.reasons == ("invalid-id:" + "x" * MAX_DETAIL + "...",)
+    assert record.reasons == ("invalid-id:" + "x" * (MAX_DETAIL - 1) + "…",)
+
+
+def test_a_reason_detail_tells_a_control_character_from_a_question_mark() -> None:
+    # Before: every unprintable character became "?", so "id=a?b" and "id=a<ESC>b" read the same,
+    # and a cut ended in "..." like a peer's own dots; now the one peer-text treatment
+    # (engine.peertext): "\xNN" and the truncation mark.
+    assert assess_sts_txt(["v=STSv1; id=a?b"]).reasons == ("invalid-id:a?b",)
+    assert assess_sts_txt(["v=STSv1; id=a\x1bb"]).reasons == ("invalid-id:a\\x1bb",)
+    assert assess_sts_txt(["v=STSv1; id=" + "." * 70]).reasons[0].endswith("." * 63 + "…")
 
 
 def test_bound_reasons_keeps_exactly_32_and_sums_up_from_33() -> None:
@@ -78,7 +87,7 @@ def test_near_misses_strip_only_wsp_around_delimiters(txt: str, codes: tuple[str
 
 def test_a_line_break_after_the_id_is_not_trailing_whitespace() -> None:
     # sts-field-delim = *WSP ";" *WSP, WSP = SP / HTAB: CR and LF make the id itself malformed.
-    assert assess_sts_txt(["v=STSv1; id=1\r\n"]).reasons == ("invalid-id:1??",)
+    assert assess_sts_txt(["v=STSv1; id=1\r\n"]).reasons == ("invalid-id:1\\x0d\\x0a",)
     assert assess_sts_txt(["v=STSv1; id=1\t "]).reasons == ("trailing-whitespace",)
 
 

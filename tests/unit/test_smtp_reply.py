@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import records
-from probes.smtp.reply import ERROR_REASONS, Reply, ReplyParser, SmtpProtocolError, sanitise
+from probes.smtp.reply import ERROR_REASONS, Reply, ReplyParser, SmtpProtocolError
 
 # name, bytes, expected replies as (code, lines, enhanced)
 OK_CASES = [
@@ -121,21 +121,6 @@ def test_pending_and_byte_at_a_time() -> None:
 def test_reply_classes(code: int, positive: bool, transient: bool, permanent: bool) -> None:
     reply = ReplyParser().feed(f"{code} x\r\n".encode())[0]
     assert (reply.is_positive, reply.is_transient, reply.is_permanent) == (positive, transient, permanent)
-
-
-@pytest.mark.parametrize(
-    ("text", "limit", "expected"),
-    [
-        ("plain", 512, "plain"),
-        (b"caf\xe9", 512, "caf\ufffd"),
-        ("a\nb\x7f\x85", 512, "a\\x0ab\\x7f\\x85"),
-        ("abcdef", 4, "abc…"),
-        ("abc", 0, "…"),
-    ],
-    ids=["plain", "bytes-invalid-utf8", "controls-c0-del-c1", "cut", "zero-limit"],
-)
-def test_sanitise(text: str | bytes, limit: int, expected: str) -> None:
-    assert sanitise(text, limit) == expected
 
 
 def _run(chunks: list[bytes]) -> tuple[list[Reply], str | None]:
@@ -301,9 +286,3 @@ def test_line_text_of_control_bytes_is_escaped_in_full() -> None:
     so a line's text may be up to 4 x the line cap, never cut."""
     (reply,) = ReplyParser().feed(b"250 " + b"\x01" * 2044 + b"\r\n")
     assert reply.lines == ("\\x01" * 2044,)
-
-
-def test_sanitise_keeps_512_characters_by_default() -> None:
-    assert sanitise("y" * 512) == "y" * 512
-    cut = sanitise("y" * 513)
-    assert len(cut) == 512 and cut.endswith("…")
