@@ -10,11 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.inputs import DomainReader, InputError, count_names
-
-
-def names_of(data: bytes) -> list[str | None]:
-    return [item.domain for item in DomainReader("-", stdin=io.BytesIO(data))]
+from engine.inputs import BINARY_SNIFF_BYTES, DomainReader, InputError, InputItem, count_names
 
 
 @pytest.mark.parametrize(
@@ -24,11 +20,23 @@ def names_of(data: bytes) -> list[str | None]:
         (b"a.com # top site\n", ["a.com"]),
         (b"a.com\t#\n", ["a.com"]),
         (b"b.com#\n", ["b.com"]),
+        (b"a.com # one # two\n", ["a.com"]),
+        (b"a.com#x,y\nb.com\n", ["a.com", "b.com"]),  # a comma in the first line's comment
+        (b"a.com # see a, b # c\nb.com\n", ["a.com", "b.com"]),
     ],
-    ids=["no-space", "spaced", "tab-empty", "empty-comment"],
+    ids=[
+        "no-space",
+        "spaced",
+        "tab-empty",
+        "empty-comment",
+        "two-hashes",
+        "comma-in-comment",
+        "comma-between-hashes",
+    ],
 )
 def test_a_trailing_comment_ends_the_name_with_or_without_space(data: bytes, expected: list[str]) -> None:
-    assert names_of(data) == expected
+    reader = DomainReader("-", stdin=io.BytesIO(data))
+    assert [item.domain for item in reader] == expected and reader.stats.format == "text"
 
 
 @pytest.mark.parametrize(
@@ -102,3 +110,33 @@ def test_reading_a_list_file_emits_no_warning(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         assert [item.domain for item in DomainReader(path)] == ["a.com", "b.com"]
         assert count_names(path) == 2
+
+
+def test_rows_without_their_domain_column_are_each_one_invalid_item() -> None:
+    reader = DomainReader("-", stdin=io.BytesIO(b"rank,domain\n1\n2\n3,ok.com\n"))
+    assert list(reader) == [
+        InputItem(2, "1", None, "missing domain column"),
+        InputItem(3, "2", None, "missing domain column"),
+        InputItem(4, "ok.com", "ok.com", None),
+    ]
+    assert (reader.stats.invalid, reader.stats.valid, reader.stats.skipped) == (2, 1, 1)
+
+
+def test_lines_with_bytes_that_are_not_utf8_past_the_sniff_window_are_each_one_invalid_item() -> None:
+    data = b"a.com\n" * (BINARY_SNIFF_BYTES // 6 + 10) + b"b\xff.com\nc\xfe.com\nd.com\n"
+    reader = DomainReader("-", stdin=io.BytesIO(data))
+    items = list(reader)
+    first = BINARY_SNIFF_BYTES // 6 + 11
+    assert items[-3:] == [
+        InputItem(first, "b\ufffd.com", None, "invalid utf-8"),
+        InputItem(first + 1, "c\ufffd.com", None, "invalid utf-8"),
+        InputItem(first + 2, "d.com", "d.com", None),
+    ]
+    assert (reader.stats.invalid, reader.stats.valid, reader.stats.duplicates) == (2, 2, first - 2)
+
+
+def test_a_csv_header_without_a_domain_column_is_quoted_up_to_120_characters() -> None:
+    with pytest.raises(InputError) as caught:
+        list(DomainReader("-", stdin=io.BytesIO(b"Rank," + b"x" * 300 + b"\n1,a.com\n")))
+    found = ("rank," + "x" * 300)[:119] + "\u2026"
+    assert str(caught.value) == f"<stdin>: CSV header has no 'domain' column (found: {found})"
