@@ -330,3 +330,17 @@ def test_a_refusals_detail_is_bounded_to_300_characters() -> None:
     host = "a" * 1000
     result = verify([_leaf()], host=host)
     assert result.detail == f"not a host name: {host!r}"[:299] + TRUNCATION_MARK
+
+
+def test_a_leaf_presented_with_another_copy_of_its_issuer_is_judged_with_that_copy() -> None:
+    """The remembered issuer stands in only for the same presented intermediates: the same CA
+    (name and key) presented as an expired copy is not served by the valid copy seen before."""
+    valid_copy, expired_copy = _ca("Edge CA copy"), _ca("Edge CA copy", days=(-100, -1))
+    first = _cert(_name(HOST), "leaf", "Edge CA copy", ca=False, sans=[x509.DNSName(HOST)])
+    second = _cert(_name(HOST), "leaf 2", "Edge CA copy", ca=False, sans=[x509.DNSName(HOST)])
+    cold = verify([second, expired_copy])
+    assert (cold.valid, cold.reason) == (False, PkixReason.OTHER), cold.detail
+    warm = Verifier(store())
+    assert warm.verify(_der([first, valid_copy]), HOST, NOW).valid
+    assert warm.verify(_der([second, expired_copy]), HOST, NOW) == cold
+    assert warm.verify(_der([second, valid_copy]), HOST, NOW).valid and warm.issuers.hits == 1
