@@ -1,12 +1,19 @@
 """The ``mxscan scan`` command line that measures a running test world, shared by
-the end-to-end tests (each adds only what its own case needs)."""
+the end-to-end tests (each adds only what its own case needs), and the one progress-based
+wait that chooses where a test kills or stops a running scan."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import orjson
+
+from engine.compressed import open_results
 
 #: Timeouts short enough for the blackhole/tarpit/resolver-timeout scenarios and longer
 #: than slow-banner's 1 s; DNS gets 3 attempts of 2 s so a loaded machine (CI, two test
@@ -48,3 +55,29 @@ def dns_scan_args(resolver: str, listing: Path, out: Path, *extra: str) -> list[
         *("--dns-timeout", "2", "--dns-attempts", "2", "--concurrency", "1"),
         *extra,
     ]
+
+
+#: How often a waiting test looks at the results file: often enough to kill a scan within a
+#: few records of its target, rarely enough not to take a loaded machine's cores from it.
+POLL = 0.02
+
+
+def domain_lines(path: Path) -> int:
+    """Complete domain lines in a results file now, plain or gzip, read while a scan writes it
+    (host lines, the run line and a torn last line are not counted)."""
+    if not path.exists():
+        return 0
+    with open_results(path) as stream:
+        return sum(1 for line in stream if line.endswith(b"}\n") and "domain" in orjson.loads(line))
+
+
+def wait_for_domain_lines(proc: subprocess.Popen[Any], path: Path, count: int, deadline: float = 120) -> int:
+    """Block until ``path`` holds at least ``count`` domain lines while ``proc`` still runs: a
+    kill point chosen by progress, never by the clock (``deadline`` only keeps a scan that
+    stopped writing from hanging the test). The count reached."""
+    give_up = time.monotonic() + deadline
+    while (written := domain_lines(path)) < count:
+        assert proc.poll() is None, f"the scan ended before writing {count} domain lines (had {written})"
+        assert time.monotonic() < give_up, f"no {count} domain lines within {deadline} s (had {written})"
+        time.sleep(POLL)
+    return written
