@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Hashable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.backoff import AimdPolicy, SlowLane
@@ -140,7 +140,6 @@ def test_nonsense_parameters_are_refused(kw: dict[str, float]) -> None:
         _setup(**kw)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.floats(0, 20)), max_size=60))
 def test_rate_stays_between_floor_and_base(events: list[tuple[bool, float]]) -> None:
     clock, limiter, policy = _setup()

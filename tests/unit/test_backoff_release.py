@@ -7,7 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.backoff import DEFAULT_RELEASE_AFTER, AimdPolicy, SlowLane
@@ -115,7 +115,6 @@ EVENTS = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(EVENTS)
 def test_releasing_state_never_changes_a_rate(events: list[tuple[str, str, float]]) -> None:
     """Released or kept, every decision and every rate (the policy's and the limiter's) is the

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.batching import Batcher
@@ -138,7 +138,6 @@ def test_bad_settings_are_refused() -> None:
         Batcher(lambda item: item, wait=-1)
 
 
-@settings(max_examples=60, deadline=None)
 @given(
     groups=st.lists(st.lists(st.integers(0, 1000), min_size=1, max_size=6), min_size=1, max_size=5),
     size=st.integers(1, 5),

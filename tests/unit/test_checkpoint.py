@@ -317,7 +317,7 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates(tmp_path: Path) -> 
 # --- fuzz: any tail gives a resume or the one documented error ----------------------------------
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(st.sampled_from(["a.com", "b.com", "c.com"]), max_size=4),
     st.one_of(
@@ -412,7 +412,7 @@ def test_a_run_line_is_neither_a_domain_nor_a_refusal_on_resume(tmp_path: Path) 
     store.close()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(["domain", "host", "run", "open-run"]), max_size=8))
 def test_finished_agrees_with_the_store_and_the_last_line(tmp_path: Path, kinds: list[str]) -> None:
     path = tmp_path / "prop.ndjson"

@@ -9,7 +9,7 @@ import hashlib
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import records
@@ -284,7 +284,6 @@ def test_parse_tlsa_rejects(text: str) -> None:
         parse_tlsa(text)
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80))
 def test_any_text_gives_a_record_or_tlsa_parse_error(text: str) -> None:
     try:
@@ -294,7 +293,6 @@ def test_any_text_gives_a_record_or_tlsa_parse_error(text: str) -> None:
     assert parse_tlsa(record.text) == record
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     st.lists(
         st.builds(

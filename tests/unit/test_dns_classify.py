@@ -6,7 +6,7 @@ import itertools
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.records import decode, encode
@@ -338,7 +338,6 @@ messages = st.builds(
 )
 
 
-@settings(max_examples=250, deadline=None)
 @given(
     names,
     st.sampled_from(["A", "AAAA", "MX", "TXT", "TLSA", "CNAME", "TYPE99", "WEIRD"]),

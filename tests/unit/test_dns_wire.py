@@ -440,7 +440,6 @@ def test_record_of_another_class_with_a_bad_name_inside_is_skipped_unread() -> N
 _TTLS = st.integers(0, 2**32 - 1)
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.lists(_TTLS, min_size=1, max_size=4))
 def test_ttls_over_the_whole_32_bit_range_equal_dnspythons(ttls: list[int]) -> None:
     """Each record's TTL as our codec reads it, and the RRset TTL (the smallest) as
@@ -458,7 +457,6 @@ def test_ttls_over_the_whole_32_bit_range_equal_dnspythons(ttls: list[int]) -> N
 _FOREIGN_CLASSES = st.integers(0, 0xFFFF).filter(lambda c: c != 1)
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=3),
     _FOREIGN_CLASSES,
@@ -636,7 +634,7 @@ def _trim_ede(expected: tuple[Any, ...]) -> tuple[Any, ...]:
     return (*expected[:10], ede, *expected[11:])
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(replies())
 def test_differential_against_dnspython(wire: bytes) -> None:
     assert _ours(parse_response(wire)) == _trim_ede(_expected(wire))
@@ -650,13 +648,12 @@ def _parse_or_wire_error(data: bytes) -> None:
     assert isinstance(result, Message)
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600))
 def test_fuzz_arbitrary_bytes(data: bytes) -> None:
     _parse_or_wire_error(data)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(replies(), st.lists(st.integers(0, 2**20), min_size=1, max_size=8), st.integers(0, 600))
 def test_fuzz_bit_flipped_and_cut_replies(wire: bytes, flips: list[int], cut: int) -> None:
     mutated = bytearray(wire)
@@ -674,7 +671,7 @@ def _within_what_both_read(m: dns.message.Message) -> bool:
     return len(m.question) == 1 and all(r.rdclass == IN and r.rdtype in RDTYPES for r in records)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(replies(), st.lists(st.integers(0, 2**20), min_size=1, max_size=3))
 def test_bit_flipped_replies_both_codecs_accept_read_the_same(wire: bytes, flips: list[int]) -> None:
     """The fuzz with an oracle: whenever dnspython and our codec both accept a damaged reply,
@@ -700,7 +697,7 @@ def test_bit_flipped_replies_both_codecs_accept_read_the_same(wire: bytes, flips
     assert _ours(ours) == tuple(expected)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(replies(), st.floats(0, 1))
 def test_truncated_reply_cut_anywhere_after_its_question_keeps_a_prefix_of_the_records(
     wire: bytes, where: float

@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.exclude import ExcludeError, ExcludeList
@@ -127,7 +127,6 @@ def _label_suffixes(name: str) -> set[str]:
     return {".".join(labels[i:]) for i in range(len(labels))}
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.lists(_NAMES.filter(lambda n: "." in n), max_size=8), _NAMES.filter(lambda n: "." in n))
 def test_name_excluded_iff_a_listed_suffix_is_a_label_suffix(listed: list[str], name: str) -> None:
     expected = any(entry in _label_suffixes(name) for entry in listed)
@@ -146,7 +145,6 @@ _V6_NETS = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.lists(_V4_NETS | _V6_NETS, max_size=6), st.data())
 def test_address_excluded_iff_inside_a_listed_network(
     nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network], data: st.DataObject
@@ -163,7 +161,6 @@ def test_address_excluded_iff_inside_a_listed_network(
     assert ExcludeList.from_lines([str(n) for n in nets]).excludes_address(str(address)) is expected
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=60))
 def test_any_line_parses_or_raises_exclude_error(text: str) -> None:
     try:

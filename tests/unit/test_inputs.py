@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.inputs import (
@@ -445,7 +445,6 @@ def test_a_slow_pipe_yields_its_first_name_before_the_sniff_window_fills() -> No
 NAMEISH = st.text(alphabet=st.sampled_from('abcxyz019-._ .ÄüßøЖ日本\u200d\x00#,"'), max_size=80)
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(max_size=300), NAMEISH))
 def test_normalise_is_total_and_its_output_is_a_fixed_point(text: str) -> None:
     domain, reason = normalise_domain(text)
@@ -457,7 +456,6 @@ def test_normalise_is_total_and_its_output_is_a_fixed_point(text: str) -> None:
         assert normalise_domain(domain) == (domain, None)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.binary(max_size=40), NAMEISH.map(str.encode)), max_size=20))
 def test_any_bytes_give_items_or_input_error(lines: list[bytes]) -> None:
     data = b"\n".join(lines)
@@ -475,7 +473,6 @@ def test_any_bytes_give_items_or_input_error(lines: list[bytes]) -> None:
         assert all(ch >= " " for ch in item.raw)
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.one_of(st.binary(max_size=40), NAMEISH.map(str.encode)), max_size=20),
     st.lists(st.sampled_from([b"\n", b"\r", b"\r\n"]), min_size=1, max_size=4),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.limits import Limit
@@ -107,7 +107,6 @@ def test_bad_toml_is_refused(tmp_path: Path, text: str, message: str) -> None:
         load_limits_toml(path)
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=40) | st.from_regex(r"[a-z.]{1,12}=[0-9]{1,3}(/[0-9]{1,3}(s|ms))?", fullmatch=True))
 def test_any_spec_parses_or_raises_value_error(spec: str) -> None:
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.records import decode, encode, json_schema
@@ -115,13 +115,11 @@ _PATTERN = st.one_of(
 _DOT = st.sampled_from(["", "."])
 
 
-@settings(max_examples=300, deadline=None)
 @given(_PATTERN, _NAME, _DOT, _DOT)
 def test_matcher_agrees_with_reference(pattern: str, host: str, pdot: str, hdot: str) -> None:
     assert mx_matches(pattern + pdot, host + hdot) == _reference(pattern + pdot, host + hdot)
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.lists(_LABEL.filter(bool), min_size=1, max_size=4), _LABEL.filter(bool))
 def test_wildcard_matches_exactly_one_more_label(suffix: list[str], first: str) -> None:
     name = ".".join(suffix)
@@ -130,13 +128,11 @@ def test_wildcard_matches_exactly_one_more_label(suffix: list[str], first: str) 
     assert not mx_matches("*." + name, f"{first}.{first}.{name}")
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=30), st.text(max_size=30))
 def test_any_strings_give_a_bool(pattern: str, host: str) -> None:
     assert mx_matches(pattern, host) in (True, False)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(_PATTERN, max_size=5), st.lists(_NAME, max_size=5))
 def test_coverage_agrees_with_mx_matches(patterns: list[str], hosts: list[str]) -> None:
     cov = coverage(patterns, hosts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.records import decode, encode, json_schema
@@ -285,7 +285,6 @@ _LINE_PIECES = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.one_of(st.binary(max_size=300), st.lists(_LINE_PIECES, max_size=40).map(b"".join)))
 def test_any_bytes_give_a_policy(body: bytes) -> None:
     policy = parse_policy(body)
@@ -310,7 +309,6 @@ _EXT = st.tuples(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     mode=st.sampled_from(Mode),
     mx=st.lists(_MX, max_size=5),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.records import decode, encode, json_schema
@@ -136,7 +136,6 @@ _PIECES = st.sampled_from(["v=STSv1", "v=STSv1;", "id=", ";", " ", "\t", "=", "a
 _TXT = st.one_of(st.text(max_size=60), st.lists(_PIECES, max_size=12).map("".join))
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.lists(_TXT, max_size=4))
 def test_any_input_gives_a_record(txts: list[str]) -> None:
     record = assess_sts_txt(txts)
@@ -154,7 +153,6 @@ _EXT = st.tuples(
 ).map("=".join)
 
 
-@settings(max_examples=200, deadline=None)
 @given(_ID, st.lists(_EXT, max_size=3), st.sampled_from([";", " ; ", ";\t"]), st.booleans())
 def test_record_built_from_valid_parts_parses_back(
     record_id: str, extensions: list[str], delim: str, final_delim: bool

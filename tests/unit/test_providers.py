@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from publicsuffixlist import PSLFILE
 
@@ -184,7 +184,6 @@ _LABEL |= st.text("abz09-_.", min_size=0, max_size=8)
 _HOSTS = st.lists(_LABEL, min_size=1, max_size=6).map(".".join) | st.text(max_size=80)
 
 
-@settings(max_examples=300, deadline=None)
 @given(_HOSTS)
 def test_any_text_gives_a_suffix_of_the_host_or_none(host: str) -> None:
     provider = MAP.provider_of(host)

@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.peertext import TRUNCATION_MARK
@@ -107,7 +107,6 @@ def domain_records(draw: st.DrawFn, texts: st.SearchStrategy[str] = texts) -> Do
     )
 
 
-@settings(max_examples=150, deadline=None)
 @given(domain_records())
 def test_round_trip_through_json(record: DomainRecord) -> None:
     line = encode(record)
@@ -115,7 +114,6 @@ def test_round_trip_through_json(record: DomainRecord) -> None:
     assert decode(DomainRecord, orjson.loads(line)) == record
 
 
-@settings(max_examples=100, deadline=None)
 @given(domain_records())
 def test_every_encoded_record_validates_against_the_schema(record: DomainRecord) -> None:
     jsonschema.validate(orjson.loads(encode(record)), schema())
@@ -185,7 +183,6 @@ def separator_texts(draw: st.DrawFn) -> str:
     return "".join(draw(st.permutations(parts)))
 
 
-@settings(max_examples=50, deadline=None)
 @given(st.lists(domain_records(separator_texts()), min_size=1, max_size=3))
 def test_line_separators_are_escaped_so_splitlines_sees_one_record_per_line(
     records: list[DomainRecord],
@@ -311,7 +308,6 @@ def hostile_records(draw: st.DrawFn) -> DomainRecord:
     )
 
 
-@settings(max_examples=25, deadline=None)
 @given(hostile_records())
 def test_any_record_is_written_within_the_line_cap_as_valid_json(record: DomainRecord) -> None:
     whole = len(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.records import encode
@@ -660,7 +660,6 @@ def generated_record(draw: st.DrawFn) -> DomainRecord:
     )
 
 
-@settings(max_examples=150, deadline=None)
 @given(st.lists(generated_record(), max_size=25))
 def test_any_records_give_consistent_figures(records: list[DomainRecord]) -> None:
     s = summarise(as_dicts(*records))

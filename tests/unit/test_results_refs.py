@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.checkpoint import ResultStore
@@ -90,7 +90,6 @@ def test_projection_keeps_only_what_the_reader_asks_for() -> None:
     assert got["mx_transport"][0]["addresses"] == [{"status": "success"}]
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 4), st.integers(0, 3)), max_size=30))
 def test_any_ordered_file_resolves_each_reference_to_the_latest_definition(
     ops: list[tuple[bool, int, int]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import records
@@ -101,7 +101,6 @@ def test_long_params_are_bounded() -> None:
     assert len(info.params["AUTH"]) <= 256
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(max_size=40), min_size=1, max_size=10), st.sampled_from([250, 220, 550]))
 def test_any_reply_gives_an_ehlo_info(lines: list[str], code: int) -> None:
     info = parse_ehlo(Reply(code, tuple(lines), None))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import records
@@ -147,7 +147,6 @@ _stream = st.lists(st.tuples(_line, st.sampled_from([b"\r\n", b"\n", b"\r\r\n", 
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(_stream, st.data())
 def test_chunking_invariance(stream: bytes, data: st.DataObject) -> None:
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
@@ -156,7 +155,6 @@ def test_chunking_invariance(stream: bytes, data: st.DataObject) -> None:
     assert _run(chunks) == _run([bytes([b]) for b in stream])
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=500))
 def test_any_bytes_give_replies_or_smtp_protocol_error(data: bytes) -> None:
     replies, _ = _run([data])
@@ -204,7 +202,6 @@ def test_feed_one_before_the_reply_completes_is_feed() -> None:
         ReplyParser().feed_one(b"JUNK\r\n220 ready\r\n")
 
 
-@settings(max_examples=300, deadline=None)
 @given(_stream, st.binary(max_size=40), st.data())
 def test_feed_one_does_not_depend_on_how_the_stream_was_split(
     stream: bytes, after: bytes, data: st.DataObject

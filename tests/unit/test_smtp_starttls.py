@@ -7,7 +7,7 @@ from __future__ import annotations
 import ssl
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from probes.smtp.session import client_tls_context
@@ -41,7 +41,6 @@ def test_the_preamble_discards_what_precedes_the_first_record(
     assert preamble.feed(b"JUNK\r\n") == b"JUNK\r\n"  # from the first record on, everything is TLS
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200), st.sampled_from([SERVER_HELLO, ALERT]), st.data())
 def test_the_preamble_does_not_depend_on_how_the_bytes_were_split(
     before: bytes, first: bytes, data: st.DataObject

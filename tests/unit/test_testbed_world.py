@@ -20,7 +20,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from testbed import ports, services
@@ -176,7 +176,6 @@ def test_duration_parsing(text: str, seconds: float) -> None:
     assert _fraction("0.5%") == pytest.approx(0.005)
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_parse_query_any_bytes_give_a_query_or_none(data: bytes) -> None:
     q = parse_query(data)
@@ -190,7 +189,6 @@ _NAMES = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     name=_NAMES,
     rtype=st.sampled_from(["MX", "A", "AAAA", "TXT", "TLSA", "CNAME", "SOA", "NS", "CAA"]),
@@ -223,7 +221,6 @@ def test_signed_zone_status_reaches_the_reply() -> None:
     assert ZoneStatus.SIGNED.value == "signed"
 
 
-@settings(max_examples=200, deadline=None)
 @given(label=st.binary(min_size=1, max_size=63), rtype=st.sampled_from([1, 15, 16, 28, 52, 255]))
 def test_any_question_label_gets_a_parsable_reply_or_none(label: bytes, rtype: int) -> None:
     wire = (

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from probes.tls.pathcache import verifier_time
@@ -184,7 +184,6 @@ def moment(chain: Chain) -> st.SearchStrategy[dt.datetime]:
     )
 
 
-@settings(max_examples=500, deadline=None)
 @given(st.data())
 def test_warm_verdicts_equal_cold_ones_around_every_validity_edge(data: st.DataObject) -> None:
     """Whatever chains of the hierarchy verified before, at whatever times within two seconds

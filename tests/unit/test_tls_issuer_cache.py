@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from probes.tls.truststore import TrustStore, load_trust_store
@@ -263,7 +263,6 @@ def _host(kind: str, serial: int, asked: str) -> str:
     return asked
 
 
-@settings(max_examples=400, deadline=None)
 @given(
     issuer_kind=st.sampled_from(INTERMEDIATES),
     layout=st.sampled_from(LAYOUTS),

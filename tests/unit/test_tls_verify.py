@@ -7,7 +7,7 @@ import functools
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import records
@@ -257,7 +257,6 @@ def test_match_hostname_rfc6125(host: str, sans: list[str], ips: list[str], matc
     assert match_hostname(host, sans, ips) is matches
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=300), max_size=4), st.text(max_size=40))
 def test_any_input_gives_a_result(chain: list[bytes], host: str) -> None:
     result = verify_chain(chain, host, store=store(), at=pki().now)
@@ -265,7 +264,6 @@ def test_any_input_gives_a_result(chain: list[bytes], host: str) -> None:
     assert not result.valid and len(result.detail) <= 400
 
 
-@settings(max_examples=100, deadline=None)
 @given(st.integers(min_value=0, max_value=3), st.data())
 def test_mangled_real_certificates_give_a_result(index: int, data: st.DataObject) -> None:
     der = bytearray(pki().issue([HOST]).leaf_der)
@@ -351,7 +349,6 @@ def _shared(index: int) -> IssuedCert:
     return pki().issue(SHARED_SANS[index], kind="valid")
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.integers(0, len(SHARED_SANS) - 1), st.lists(ASKED, min_size=1, max_size=6))
 def test_a_cached_path_gives_the_verdict_the_verifier_gives(index: int, names: list[str]) -> None:
     """Whatever was verified before (warming the cache for this chain), each name's verdict

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.records import decode, encode, json_schema
@@ -274,7 +274,6 @@ _PIECES = st.sampled_from(
 _TXT = st.one_of(st.text(max_size=60), st.lists(_PIECES, max_size=12).map("".join))
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.lists(_TXT, max_size=4))
 def test_any_input_gives_a_record(txts: list[str]) -> None:
     record = assess_tlsrpt_txt(txts)
@@ -295,7 +294,6 @@ _URI = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(_URI, min_size=1, max_size=4), st.sampled_from([",", " , ", ",\t"]), st.booleans())
 def test_record_built_from_valid_uris_parses_back(uris: list[str], sep: str, final: bool) -> None:
     txt = "v=TLSRPTv1; rua=" + sep.join(uris) + (";" if final else "")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from probes.tls.capture import presented_chain
@@ -122,7 +122,6 @@ def shared(pki_dir: Path) -> WorldPki:
     return world_pki(pki_dir)
 
 
-@settings(max_examples=150, deadline=None)
 @given(
     st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]{1,10}){1,3}", fullmatch=True),
 )
