@@ -53,9 +53,8 @@ from testbed import control
 from testbed.control import WorldSpec
 from testbed.harness import running_world
 
-#: One domain's configured worst case with the defaults: every address of a domain is probed
-#: at once, each at most twice for a whole exchange with the retry pause between.
-WORST_CASE = 2 * defaults.SMTP_HOST_TIMEOUT + defaults.SMTP_RETRY_DELAY
+#: One domain's configured worst case with the defaults (how it is reached: mxscan/defaults.py).
+WORST_CASE = defaults.DOMAIN_WORST_CASE
 #: The worst case of the hosts the profile makes silent (accept, never greet): banner deadline
 #: twice plus the pause; SYN-dropping: the connect deadline twice plus the pause.
 SILENT_CASE = 2 * defaults.SMTP_TIMEOUT + defaults.SMTP_RETRY_DELAY

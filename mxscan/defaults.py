@@ -94,12 +94,6 @@ SMTP_TIMEOUT = 20.0
 #: each phase just inside its own deadline.
 SMTP_HOST_TIMEOUT = 90.0
 
-# One domain's configured worst case (README "What to expect on the Internet"): its addresses
-# are probed at once, each at most SMTP_HOST_TIMEOUT twice with SMTP_RETRY_DELAY between
-# (185 s; a transient refusal before them adds one more pause); a silent host (accepts, never
-# greets) costs 2 x SMTP_TIMEOUT + SMTP_RETRY_DELAY (45 s), one that drops SYNs
-# 2 x SMTP_CONNECT_TIMEOUT + SMTP_RETRY_DELAY (25 s).
-
 #: Further connections after silence (a timeout or a reset), and after a transient refusal
 #: (greylisting 450/451 on first contact; 421 or a later 4xx before EHLO): each kind at most this
 #: many, in the one retry loop of probes/smtp/polite.py (the rule: probes/retry.py).
@@ -110,6 +104,25 @@ SMTP_RETRIES = 1
 #: often want minutes (RFC 6647 §2.1 leaves it to them): those stay "application-error" with
 #: greylisted true (the retry was refused too), rather than the whole scan waiting for them.
 SMTP_RETRY_DELAY = 5.0
+
+#: The latest a transient refusal (421, 450-452: probes/retry.py) can come: it answers the
+#: banner or EHLO, so the connect, banner and EHLO deadlines bound it (50 s).
+SMTP_REFUSAL_WORST_CASE = min(SMTP_HOST_TIMEOUT, SMTP_CONNECT_TIMEOUT + 2 * SMTP_TIMEOUT)
+#: One domain's configured worst case in seconds (README "What to expect on the Internet";
+#: benchmarks/internet.py holds scans to it).  Its addresses are probed at once, and one
+#: address costs at most 1 + 2 x SMTP_RETRIES connections (the retry loop of
+#: probes/smtp/polite.py): SMTP_RETRIES + 1 that end at SMTP_HOST_TIMEOUT, SMTP_RETRIES
+#: transient refusals, and a pause before each retry, a throttle's doubled per throttle
+#: before it: 2 x 90 + 50 + 5 + 5 = 240 s.  A silent host (accepts, never greets) costs
+#: 2 x SMTP_TIMEOUT + SMTP_RETRY_DELAY (45 s), one that drops SYNs 2 x SMTP_CONNECT_TIMEOUT
+#: + SMTP_RETRY_DELAY (25 s).  The DNS lookups before, and waits for a provider's or an
+#: address's slot, come on top.
+DOMAIN_WORST_CASE = (
+    (SMTP_RETRIES + 1) * SMTP_HOST_TIMEOUT
+    + SMTP_RETRIES * SMTP_REFUSAL_WORST_CASE
+    + SMTP_RETRIES * SMTP_RETRY_DELAY
+    + sum(SMTP_RETRY_DELAY * 2**k for k in range(SMTP_RETRIES))
+)
 #: The most --smtp-retries accepts: every retry after silence waits a full timeout again.
 MAX_SMTP_RETRIES = 10
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from engine.peertext import bound_text, exception_text
-from probes.dns.records import Answer, Outcome
+from probes.dns.probe import Lookup
+from probes.dns.records import Outcome
 
 __all__ = [
     "Attempt",
@@ -45,8 +45,6 @@ __all__ = [
     "run_egress_check",
     "skipped",
 ]
-
-Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
 
 
 class Attempt(StrEnum):

@@ -13,7 +13,8 @@ import datetime as dt
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from probes.dns.records import Answer, MxHost
+from probes.dns.probe import Lookup
+from probes.dns.records import MxHost
 from probes.dns.reverse import PtrResult
 from probes.mtasts.records import PolicyFetch
 from probes.smtp.probe import Exchange, SmtpProbe
@@ -29,12 +30,6 @@ __all__ = [
     "StaleProbe",
     "WallClock",
 ]
-
-
-class Lookup(Protocol):
-    """The resolver: one question (name, record type) and its classified answer."""
-
-    def __call__(self, name: str, rrtype: str, /) -> Coroutine[Any, Any, Answer]: ...
 
 
 class SmtpProbeFn(Protocol):

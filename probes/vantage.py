@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from probes.dns.probe import Lookup
 from probes.dns.records import Answer, Outcome
 from probes.dns.reverse import Fcrdns, PtrResult, lookup_ptr
 from probes.egress import Attempt, EgressAttempt
 
 __all__ = ["Vantage", "egress_addresses", "ehlo_matches", "measure_vantage", "vantage_warnings"]
-
-Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
 
 
 @dataclass(frozen=True, slots=True)

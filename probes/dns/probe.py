@@ -9,14 +9,19 @@ root hands it a single-flight, cached resolver.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
 from probes.dns.records import Answer, DnsResult, Dnssec, ImplicitMx, MxHost, Outcome, TlsaSkip
 
 __all__ = ["Lookup", "parse_mx", "probe_dns", "tlsa_decision"]
 
-Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
+
+class Lookup(Protocol):
+    """The resolver: one question (name, record type) and its classified answer."""
+
+    def __call__(self, name: str, rrtype: str, /) -> Coroutine[Any, Any, Answer]: ...
+
 
 #: Domains with hundreds of MX records exist (mostly misconfigured); probing all of
 #: them would let one domain dominate a scan, so only the first are followed.

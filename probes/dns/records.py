@@ -167,7 +167,8 @@ class DnsResult:
       has_mx: at least one MX record that is not a null MX (the study's "supports email").
       null_mx: the domain publishes RFC 7505 null MX ("0 ."): it accepts no mail.
       mx_hosts: every MX target, sorted by preference then name, each with its lookups.
-      implicit_mx: A/AAAA of the domain when it has no MX records at all (nodata or nxdomain); else null.
+      implicit_mx: A/AAAA of the domain when its MX lookup is NODATA (the name exists without MX
+        records: RFC 5321 §5.1 implicit MX); else null (NXDOMAIN has no address to fall back on).
       mta_sts: TXT lookup of _mta-sts.<domain> (its CNAME chain shows delegated policy hosting).
       tlsrpt: TXT lookup of _smtp._tls.<domain>.
     """

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from engine.peertext import bound_text
+from probes.dns.probe import Lookup
 from probes.dns.records import DEFINITE_OUTCOMES, Answer, Outcome
 
 __all__ = ["MAX_FORWARD", "Fcrdns", "PtrResult", "assess_ptr", "forward_type", "lookup_ptr", "reverse_name"]
@@ -30,8 +30,6 @@ MAX_FORWARD = 4
 #: PTR names recorded per address (the rest are counted in ``PtrResult.more``).
 MAX_NAMES = 8
 _DETAIL_LIMIT = 200
-
-Lookup = Callable[[str, str], Coroutine[Any, Any, Answer]]
 
 
 class Fcrdns(StrEnum):

@@ -59,12 +59,12 @@ class SmtpProbe:
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """A finished exchange (one connection), waiting for its certificate work."""
+    """A finished exchange (one connection), waiting for its certificate work.  Retries are
+    the polite prober's (probes/smtp/polite.py), which counts the connections it made."""
 
     host: str
     address: str
     obs: Observation
-    attempts: int
     duration_ms: float
 
 
@@ -112,15 +112,13 @@ class SmtpProber:
                 timeouts=settings.timeouts,
             )
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        return Exchange(host, address, obs, 1, duration_ms)
+        return Exchange(host, address, obs, duration_ms)
 
     def _analyse(self, done: Exchange) -> SmtpProbe:
-        result = self._result(done.host, done.address, done.obs, done.attempts, done.duration_ms)
+        result = self._result(done.host, done.address, done.obs, done.duration_ms)
         return SmtpProbe(result, tuple(done.obs.chain))
 
-    def _result(
-        self, host: str, address: str, obs: Observation, attempts: int, duration_ms: float
-    ) -> SmtpResult:
+    def _result(self, host: str, address: str, obs: Observation, duration_ms: float) -> SmtpResult:
         tls = None
         pkix: PkixResult | None = None
         if obs.chain or obs.tls_version:
@@ -152,7 +150,7 @@ class SmtpProber:
             tls=tls,
             pkix=pkix,
             plaintext_injection=obs.plaintext_injection,
-            attempts=attempts,
+            attempts=1,  # this exchange's one connection
             detail=obs.detail,
             duration_ms=duration_ms,
             phase_ms=obs.phase_ms,

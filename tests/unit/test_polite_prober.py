@@ -72,7 +72,7 @@ class Exchanger:
         starttls = Starttls.YES if status is Status.SUCCESS else Starttls.UNKNOWN
         obs = Observation(phase=phase, status=status, last_code=code, starttls=starttls)
         await asyncio.sleep(0)
-        return Exchange(host, address, obs, 1, 10.0)
+        return Exchange(host, address, obs, 10.0)
 
     async def analyse(self, done: Exchange, /) -> SmtpProbe:
         obs = done.obs
