@@ -35,6 +35,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "probes/dane/chain.py": (
         "test_dane.py",
         "test_dane_edges.py",
+        "test_dane_chain_edges.py",
         "test_dane_openssl_vectors.py",
         "test_edge_behaviours.py",
     ),
