@@ -15,11 +15,13 @@ from typing import Any
 
 from engine.exclude import ExcludeList
 from engine.limits import Limit
-from engine.limitspec import PER_IP_KEY, default_limits, load_limits_toml, parse_limit_spec
+from engine.limitspec import PER_IP_KEY, load_limits_toml, parse_limit_spec
 from engine.options import endpoint, option, port, prepare_output, seconds, whole
 from mxscan import defaults
+from mxscan.cluster import parse_cluster
 from mxscan.shard import parse_shard, shard_limits
 from probes.egress import parse_target
+from probes.providers import default_limits
 from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
 
 __all__ = ["ScanConfig"]
@@ -84,6 +86,16 @@ class ScanConfig:
         "same list and options split it the same way), with 1/N of every provider and address "
         "limit (connections rounded down, at least 1; rates divided); join the N files with "
         "mxscan merge",
+    )
+    #: "local:N" or a Ray cluster's address: the scan runs over a Ray cluster (mxscan.cluster).
+    cluster: str | None = option(
+        "--cluster",
+        parse=parse_cluster,
+        metavar="local:N|ADDRESS",
+        default=None,
+        contradicts=("shard", "retry_unknown", "metrics", "summary_json"),
+        help="scan over a Ray cluster (pip install 'mxscan[ray]'): local:N starts one here with N scan "
+        "workers, HOST:PORT joins a running one; one results file, politeness global over the cluster",
     )
     concurrency: int = option(
         "--concurrency", parse=whole(1), default=defaults.CONCURRENCY, help="domains in flight"

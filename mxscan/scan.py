@@ -61,6 +61,10 @@ def run_scan(cfg: ScanConfig, stderr: TextIO | None = None) -> int:
     except (InputError, TrustStoreError, OSError, ValueError) as exc:
         print(f"mxscan: {exc}", file=stderr)
         return EXIT_USAGE
+    if cfg.cluster is not None:
+        from mxscan.cluster.driver import run_cluster  # imports Ray only now
+
+        return run_cluster(cfg, stderr, inputs.items)
     # A retry pass writes beside the results file and merges at the end (mxscan.retry).
     store = ResultStore(
         side_path(cfg.out) if cfg.retry_unknown else cfg.out,

@@ -45,6 +45,7 @@ NEEDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"postfix-mta-sts-resolver", f"{_APT} postfix-mta-sts-resolver"),
         (r"cannot install Postfix and Exim here", "run as root on Debian with apt-get (./dev test)"),
         (r"could not import '|\(test extra\)", _PIP),
+        (r"Ray is not installed", "the ray extra: .venv/bin/pip install -e '.[ray]'"),
     )
 )
 

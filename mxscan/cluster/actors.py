@@ -1,0 +1,228 @@
+"""The Ray actors of a cluster scan: probe actors (connections and their politeness,
+partitioned by provider) and scan workers (DNS, the plan, record assembly).
+
+A probe actor is what the probe process is on one machine (``InlineServices``: the polite
+prober and the policy fetcher), one per partition of the providers: every (host, address)
+probe goes to the actor that owns ``provider_of(host) or host`` (the key the polite prober
+limits and backs off by; ``mxscan.shard.shard_of`` over the actors), so per-provider limits,
+back-off and the slow lane hold across the whole cluster without a global lock, and the
+per-address limit holds for every address whose hosts share a provider.  Ray restarts a
+probe actor that dies (fresh politeness state) and retries the calls it had in flight.
+
+A scan worker holds one ``ScanRun`` for its lifetime (resolver, caches, the plan), with
+``ClusterServices`` as its probe services, and measures one batch at a time: the lines it
+returns -- each record with the host lines it references and this worker has not sent
+before, in order -- are written by the driver as they come, so a reference always follows
+its host line in the file (a worker's batches are written in the order it measured them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import Sequence
+from typing import Any, cast
+
+import orjson
+
+from engine.checkpoint import DigestSet, ResultStore
+from engine.inputs import InputItem
+from engine.scheduler import RunStats, run_targets
+from mxscan.config import ScanConfig
+from mxscan.probeservice import InlineServices, Politeness, _for_the_wire
+from mxscan.shard import shard_of
+from mxscan.steps import ScanRun
+from mxscan.wiring import smtp_prober
+from probes.dns.client import DnsClient
+from probes.dns.resolver import StubResolver
+from probes.mtasts.records import PolicyFetch
+from probes.providers import ProviderMap, load_provider_map
+from probes.smtp.probe import SmtpProbe
+
+__all__ = [
+    "PROBE_ACTOR_OPTIONS",
+    "SCAN_WORKER_OPTIONS",
+    "ClusterServices",
+    "Line",
+    "ProbeActor",
+    "ScanWorker",
+]
+
+#: One line for the results file: the domain it completes (None: a host line) and its bytes.
+Line = tuple[str | None, bytes]
+
+#: Calls one probe actor serves at once (the polite prober's own limits decide what runs).
+PROBE_ACTOR_CONCURRENCY = 10_000
+
+
+def _providers(cfg: ScanConfig) -> ProviderMap:
+    if cfg.providers_file:
+        with open(cfg.providers_file) as text:
+            return load_provider_map(text.read())
+    return load_provider_map(None)
+
+
+#: ``ray.remote`` options of a probe actor: restarted when it dies (with fresh politeness
+#: state), the calls it had in flight retried; no CPU reserved (its work is mostly waiting).
+PROBE_ACTOR_OPTIONS: dict[str, Any] = {
+    "max_restarts": -1,
+    "max_task_retries": 2,
+    "max_concurrency": PROBE_ACTOR_CONCURRENCY,
+    "num_cpus": 0,
+}
+#: ``ray.remote`` options of a scan worker: one CPU; never restarted (the driver replaces a
+#: lost worker and hands its batch out again).
+SCAN_WORKER_OPTIONS: dict[str, Any] = {"max_restarts": 0, "num_cpus": 1}
+
+
+class ProbeActor:
+    """The probes and politeness of one partition of the providers."""
+
+    def __init__(self, cfg: ScanConfig) -> None:
+        self.cfg = cfg
+        self.services: InlineServices | None = None
+        self.started = asyncio.Lock()
+        self.stack = contextlib.AsyncExitStack()
+
+    async def _services(self) -> InlineServices:
+        async with self.started:  # the first call builds them, in the actor's own loop
+            if self.services is None:
+                prober = smtp_prober(self.cfg)
+                assert prober is not None  # no probe actors in a DNS-only scan
+                self.services = await InlineServices.start(self.cfg, prober, _providers(self.cfg), self.stack)
+            return self.services
+
+    async def probe_smtp(self, host: str, address: str) -> SmtpProbe:
+        return _for_the_wire(await (await self._services()).probe_smtp(host, address))
+
+    async def fetch_policy(self, domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
+        return await (await self._services()).fetch_policy(domain, address)
+
+    async def politeness(self, full: bool) -> Politeness:
+        return (await self._services()).politeness(full)
+
+
+class ClusterServices:
+    """``ProbeServices`` over the probe actors: each call to the actor owning its provider."""
+
+    def __init__(self, actors: Sequence[Any], providers: ProviderMap) -> None:
+        self.actors = list(actors)
+        self.providers = providers
+        self.latest: Politeness = {}
+
+    def _owner(self, host: str) -> Any:
+        return self.actors[shard_of(self.providers.provider_of(host) or host, len(self.actors)) - 1]
+
+    async def probe_smtp(self, host: str, address: str, /) -> SmtpProbe:
+        return cast(SmtpProbe, await self._owner(host).probe_smtp.remote(host, address))
+
+    async def fetch_policy(self, domain: str, address: str, /) -> tuple[PolicyFetch, bytes | None]:
+        owner = self._owner(f"mta-sts.{domain}")  # the host the polite prober keys a fetch by
+        return cast(tuple[PolicyFetch, bytes | None], await owner.fetch_policy.remote(domain, address))
+
+    def politeness(self, full: bool = True) -> Politeness:
+        return self.latest
+
+    async def refresh(self, full: bool = False) -> None:
+        """The progress figures summed over the actors."""
+        parts = await asyncio.gather(*(actor.politeness.remote(False) for actor in self.actors))
+        self.latest = {
+            "slow_hosts": sum(p.get("slow_hosts", 0) for p in parts),
+            "throttled": sum(p.get("throttled", 0) for p in parts),
+            "unresponsive": [key for p in parts for key in p.get("unresponsive", ())],
+            "deadline": max((p["deadline"] for p in parts if p.get("deadline") is not None), default=None),
+        }
+
+
+class _Lines:
+    """The store a worker's ``ResultWriter`` appends to: the lines of the current batch."""
+
+    def __init__(self) -> None:
+        self.lines: list[Line] = []
+
+    def append(self, line: bytes) -> None:
+        self.lines.append((None, line))
+
+    def flush(self) -> None:
+        return None
+
+    def mark(self, domain: str) -> None:
+        """The last line appended is the record of ``domain``."""
+        self.lines[-1] = (domain, self.lines[-1][1])
+
+    def take(self) -> list[Line]:
+        """The batch's lines, an invalid entry's record (written without ``mark``) keyed too."""
+        lines, self.lines = self.lines, []
+        return [(key if key is not None else _record_key(line), line) for key, line in lines]
+
+
+def _record_key(line: bytes) -> str | None:
+    record = orjson.loads(line)
+    domain = record.get("domain") if "ref" not in record else None
+    return domain if isinstance(domain, str) else None
+
+
+class ScanWorker:
+    """One scan pipeline (its own resolver, caches and plan) measuring batches of domains."""
+
+    def __init__(self, cfg: ScanConfig, probe_actors: Sequence[Any]) -> None:
+        self.cfg = cfg
+        self.probe_actors = list(probe_actors)
+        self.sink = _Lines()
+        self.messages = io.StringIO()
+        self.stack = contextlib.AsyncExitStack()
+        providers = _providers(cfg)
+        store = cast(ResultStore, self.sink)  # only append and flush are used
+        self.run = ScanRun(cfg, self.messages, store, DigestSet(), providers, None, None)
+
+    async def setup(self) -> str | None:
+        """The resolver and egress pre-flights, the probe services and the plan; None when
+        ready, else what the pre-flights said (the driver stops the scan)."""
+        cfg, run = self.cfg, self.run
+        client = await self.stack.enter_async_context(
+            DnsClient(
+                cfg.resolver,
+                timeout=cfg.dns_timeout,
+                attempts=cfg.dns_attempts,
+                max_in_flight=cfg.dns_in_flight,
+            )
+        )
+        check = await run.check_resolver(client)
+        if check is None:
+            return self.messages.getvalue()
+        run.resolver = StubResolver(client, validating=check.reads_ad)
+        egress = await run.check_egress()
+        if egress is None:
+            return self.messages.getvalue()
+        run.lines = run.open_lines(check, *egress)
+        if not cfg.dns_only:
+            run.services = ClusterServices(self.probe_actors, run.providers)
+        run.pipeline = run.plan(check.reads_ad)
+        run.client = client
+        return None
+
+    async def measure(self, batch: list[InputItem]) -> list[Line]:
+        """Every domain of ``batch`` measured; its lines, host lines before their first use."""
+        run, sink = self.run, self.sink
+
+        def emit(_item: InputItem, finished: Any) -> None:
+            record, hosts = finished
+            run.lines.write(record, hosts)
+            sink.mark(record.domain)
+
+        await run_targets(
+            run.lines.targets(iter(batch)),
+            run.handle,
+            emit,
+            run.crash,
+            concurrency=self.cfg.concurrency,
+            max_parked=self.cfg.max_parked,
+            grace=self.cfg.grace,
+            tick=run.tick,
+            stats=RunStats(),
+        )
+        return sink.take()
+
+    async def messages_so_far(self) -> str:
+        return self.messages.getvalue()

@@ -1,0 +1,211 @@
+"""The driver of a cluster scan: the list read once, batches handed out, one results file.
+
+The results file is opened with the existing store (``engine.checkpoint``): the domains it
+already holds are skipped when the list is read, so a driver killed with -9 resumes as a
+single-machine scan does.  Each scan worker measures one batch at a time; its lines are
+written as its batch returns, each domain's record only if no line for that domain is in
+the file yet (a batch re-run after a lost worker writes nothing twice).  A worker that dies
+(its node removed, its process killed) is replaced by a new one and its batch handed out
+again; after ``BATCH_ATTEMPTS`` lost attempts of one batch the scan stops (resumable).
+The file ends with a run line once every domain of the list has its line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from engine.checkpoint import DigestSet, ResultStore, StoreError
+from engine.inputs import InputError, InputItem
+from mxscan import __version__
+from mxscan.cluster import LOCAL
+from mxscan.config import ScanConfig
+from mxscan.steps import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from probes.domain import RunEnd, run_line
+from probes.writer import now
+
+__all__ = ["BATCH_ATTEMPTS", "BATCH_DOMAINS", "run_cluster"]
+
+#: Domains per batch: large enough that a worker's pipeline stays full between batches and
+#: per-call overhead is nothing, small enough that a lost worker costs little work again.
+BATCH_DOMAINS = 2000
+#: Times one batch may be lost with its worker before the scan stops.
+BATCH_ATTEMPTS = 3
+#: Scan workers per probe actor (a probe actor's work per domain is less than a worker's).
+WORKERS_PER_PROBE_ACTOR = 2
+#: Seconds between the driver's status lines.
+STATUS_INTERVAL = 5.0
+
+
+@dataclass(slots=True)
+class _Batch:
+    items: list[InputItem]
+    attempts: int = 0
+
+
+def _ray() -> Any:
+    """The ``ray`` module (untyped to mypy), imported only when a cluster scan starts."""
+    import ray
+
+    return ray
+
+
+def run_cluster(cfg: ScanConfig, stderr: TextIO, items: Iterator[InputItem]) -> int:
+    """A whole scan of the list's ``items`` over a Ray cluster (``--cluster``); the exit code."""
+    try:
+        ray = _ray()
+    except ImportError:
+        print("mxscan: --cluster needs Ray: pip install 'mxscan[ray]'", file=stderr)
+        return EXIT_USAGE
+    store = ResultStore(cfg.out, fresh=cfg.fresh)
+    try:
+        done = store.open()
+    except StoreError as exc:
+        print(f"mxscan: {exc}", file=stderr)
+        store.close()
+        return EXIT_USAGE
+    local = cfg.cluster is not None and cfg.cluster.startswith(LOCAL)
+    try:
+        if local:
+            assert cfg.cluster is not None
+            ray.init(num_cpus=int(cfg.cluster[len(LOCAL) :]), include_dashboard=False, log_to_driver=True)
+        else:
+            ray.init(address=cfg.cluster, log_to_driver=True)
+        return asyncio.run(_Driver(cfg, stderr, store, done).run(items))
+    finally:
+        store.close()
+        ray.shutdown()
+
+
+class _Driver:
+    def __init__(self, cfg: ScanConfig, stderr: TextIO, store: ResultStore, done: DigestSet) -> None:
+        self.cfg, self.stderr, self.store, self.done = cfg, stderr, store, done
+        self.started = now()
+        self.written = 0
+        self.queue: collections.deque[_Batch] = collections.deque()
+        self.stop = asyncio.Event()
+        #: Why the scan stopped early (a worker that cannot start, a batch lost too often).
+        self.failed = ""
+        #: The list broke mid-stream (unreadable): no new domains were taken after it.
+        self.reading_failed = ""
+        self.last_status = 0.0
+
+    def say(self, message: str) -> None:
+        print(f"mxscan: {message}", file=self.stderr, flush=True)
+
+    async def run(self, items: Iterator[InputItem]) -> int:
+        from mxscan.cluster.actors import PROBE_ACTOR_OPTIONS, SCAN_WORKER_OPTIONS, ProbeActor, ScanWorker
+
+        ray = _ray()
+        probe_actor = ray.remote(**PROBE_ACTOR_OPTIONS)(ProbeActor)
+        scan_worker = ray.remote(**SCAN_WORKER_OPTIONS)(ScanWorker)
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        count = 0 if self.cfg.dns_only else max(1, workers // WORKERS_PER_PROBE_ACTOR)
+        probes = [probe_actor.remote(self.cfg) for _ in range(count)]
+        self.new_worker: Callable[[], Any] = lambda: scan_worker.remote(self.cfg, probes)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        self.say(f"cluster: {workers} scan workers, {len(probes)} probe actors")
+        self.batches = self._batches(items)
+        results = await asyncio.gather(*(self._work() for _ in range(workers)), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not self.failed:
+                self.failed = f"{type(result).__name__}: {result}"
+        self.store.flush()
+        if self.failed:
+            self.say(f"{self.failed}; re-run the same command to resume (results so far: {self.cfg.out})")
+            return EXIT_USAGE
+        if self.stop.is_set():
+            self.say(f"stopped; {self.written} records written this run. Re-run the same command to resume.")
+            return EXIT_INTERRUPTED
+        if not self.reading_failed:
+            self._finish()
+            return EXIT_OK
+        self.say(f"{self.reading_failed}; stopped taking new domains")
+        return EXIT_USAGE
+
+    def _batches(self, items: Iterator[InputItem]) -> Iterator[_Batch]:
+        """The list's entries not in the file yet, in batches (read lazily: the list once)."""
+        batch: list[InputItem] = []
+        try:
+            for item in items:
+                if (item.domain or item.raw) in self.done:
+                    continue
+                batch.append(item)
+                if len(batch) >= BATCH_DOMAINS:
+                    yield _Batch(batch)
+                    batch = []
+        except InputError as exc:
+            self.reading_failed = str(exc)
+        if batch:
+            yield _Batch(batch)
+
+    def _next(self) -> _Batch | None:
+        if self.stop.is_set() or self.failed:
+            return None
+        if self.queue:
+            return self.queue.popleft()
+        return next(self.batches, None)
+
+    async def _work(self) -> None:
+        """One worker slot: a worker (replaced when lost) measuring batch after batch."""
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        worker: Any = None
+        while (batch := self._next()) is not None:
+            try:
+                if worker is None:
+                    worker = self.new_worker()
+                    problem = await worker.setup.remote()
+                    if problem:
+                        self.failed = f"a scan worker could not start: {problem.strip()}"
+                        return
+                lines = await worker.measure.remote(batch.items)
+            except (RayActorError, ActorUnavailableError) as exc:
+                batch.attempts += 1
+                if batch.attempts >= BATCH_ATTEMPTS:
+                    self.failed = f"a batch was lost with its worker {batch.attempts} times ({exc})"
+                    return
+                self.say(f"a scan worker was lost ({type(exc).__name__}); its batch is handed out again")
+                self.queue.append(batch)
+                if worker is not None:
+                    _ray().kill(worker, no_restart=True)
+                worker = None
+                continue
+            self._write(lines)
+        if worker is not None:
+            _ray().kill(worker, no_restart=True)
+
+    def _write(self, lines: list[tuple[str | None, bytes]]) -> None:
+        for key, line in lines:
+            if key is None:
+                self.store.append(line)
+            elif self.done.add(key):  # a record once: a batch measured again writes only what is new
+                self.store.append(line)
+                self.written += 1
+        self._status()
+
+    def _status(self) -> None:
+        if self.cfg.progress != "off" and time.monotonic() - self.last_status >= STATUS_INTERVAL:
+            self.last_status = time.monotonic()
+            self.say(f"cluster: {len(self.done)} domains in {self.cfg.out} ({self.written} this run)")
+
+    def _finish(self) -> None:
+        end = RunEnd(
+            finished=True,
+            domains=len(self.done),
+            started=self.started,
+            ended=now(),
+            tool="mxscan",
+            version=__version__,
+        )
+        if self.written or not self.store.finished:
+            self.store.append_alone(run_line(end))
+        self.say(f"cluster: done, {self.written} records written this run ({os.fspath(self.cfg.out)})")

@@ -1,0 +1,116 @@
+"""The cluster tests that run inside a private network namespace (``test_cluster_scan.py``
+starts them there; pytest collects this file only when given it by name).
+
+A two-node cluster (``ray.cluster_utils.Cluster``, one CPU each: two scan workers, one
+probe actor) scans the scenario world, started in the same namespace: its results equal a
+single-process scan's per domain (timestamps, timings and scan metadata aside), and a driver
+killed with -9 mid-scan resumes to the same results, each domain once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.netns import inside
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _only_inside_the_namespace() -> None:
+    """Ray must never bind to this machine's real interfaces."""
+    if not inside():
+        pytest.fail("run under unshare -n through tests/cluster/netns.py (see test_cluster_scan.py)")
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[Any]:
+    from testbed.control import WorldSpec
+    from testbed.harness import running_world
+
+    with running_world(WorldSpec("scenarios")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """Two Ray nodes of one CPU each on 127.0.0.1; their processes stopped at the end."""
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        nodes.add_node(num_cpus=1)
+        nodes.wait_for_nodes()
+        yield nodes.address
+    finally:
+        nodes.shutdown()
+
+
+def _argv(world: Any, out: Path, *extra: str) -> list[str]:
+    from tests.e2e.worldscan import world_scan_argv
+
+    return world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out, *extra)
+
+
+def _scan(world: Any, out: Path, *extra: str) -> None:
+    run = subprocess.run(_argv(world, out, *extra), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def single(world: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("single") / "single.ndjson"
+    _scan(world, out)
+    return out
+
+
+def test_a_two_node_cluster_scan_equals_a_single_process_scan(
+    world: Any, cluster: str, single: Path, tmp_path: Path
+) -> None:
+    from engine.checkpoint import finished
+    from tests.e2e.test_shard_merge import _comparable as comparable
+
+    out = tmp_path / "cluster.ndjson"
+    _scan(world, out, "--cluster", cluster)
+    expected, got = comparable(single), comparable(out)
+    assert set(got) == set(expected)
+    different = [domain for domain in expected if got[domain] != expected[domain]]
+    assert not different, (different[:5], [(got[d], expected[d]) for d in different[:1]])
+    assert finished(out)
+
+
+def test_a_driver_killed_with_9_resumes_to_the_same_results(
+    world: Any, cluster: str, single: Path, tmp_path: Path
+) -> None:
+    """kill -9 once the file has its first lines; the same command again finishes it."""
+    from engine.checkpoint import finished
+    from tests.e2e.test_shard_merge import _comparable as comparable
+
+    out = tmp_path / "killed.ndjson"
+    argv = _argv(world, out, "--cluster", cluster)
+    driver = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while driver.poll() is None and time.monotonic() < deadline:
+            if out.exists() and out.stat().st_size > 0:
+                break
+            time.sleep(0.05)
+        killed = driver.poll() is None
+        if killed:
+            os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        driver.wait(timeout=60)
+    _scan(world, out, "--cluster", cluster)
+    assert finished(out)
+    assert comparable(out) == comparable(single)  # comparable() refuses a domain written twice
+    assert killed, "the scan ended before it could be killed: the test proved nothing"
