@@ -29,6 +29,7 @@ from testbed.pkicheck import openssl_verify
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 ROOT = "Edge Test Root"
+ROOT_SUBJECT = f"CN={ROOT}"
 HOST = "mx.example.com"
 SERVER, CLIENT, ANY = (
     ExtendedKeyUsageOID.SERVER_AUTH,
@@ -153,7 +154,10 @@ def test_the_cn_fallback_demands_server_auth_of_the_leaf_and_its_cas(
         result.detail
     )
     if valid:
-        assert "CN fallback" in result.detail
+        assert result.detail == "chain verifies to a trusted root; name matched by CN fallback (no dNSName)"
+        assert result.anchor == ROOT_SUBJECT
+    else:
+        assert result.anchor == ""  # a refused chain names no anchor
 
 
 # -- OpenSSL's bound: names x (permitted + excluded) subtrees at most 2**20 per CA -------------
@@ -318,7 +322,7 @@ def test_a_chain_is_too_long_only_past_max_chain_certs_and_only_for_what_the_res
     leaf = _leaf(days=leaf_days, issuer="Edge CA stranger")
     filler = [_ca(f"Edge CA filler {i}") for i in range(presented - 1)]
     result = verify([leaf, *filler])
-    assert result.reason is reason, result.detail
+    assert (result.reason, result.anchor) == (reason, ""), result.detail
     assert (
         result.detail.startswith(f"{note} certificates considered")
         if note
