@@ -34,7 +34,8 @@ from common import median
 from scan_full import FullRun, analyse, isolated_scan, lifted_limits_args, pct, scan_args
 
 from engine.limits import Limit
-from engine.limitspec import BIG_PROVIDER_LIMIT, DEFAULT_PROVIDER_LIMIT, STUDY_TOP_PROVIDERS
+from engine.limitspec import BIG_PROVIDER_LIMIT, DEFAULT_PROVIDER_LIMIT
+from probes.providers import STUDY_TOP_PROVIDERS
 from testbed import control
 from testbed.control import WorldSpec
 from testbed.harness import running_world

@@ -61,7 +61,7 @@ import orjson
 from common import ScanRun, median
 from tls_pair import PairResult, SequentialResult, measure_pair, sequential_smtplib
 
-from engine.limitspec import STUDY_TOP_PROVIDERS
+from probes.providers import STUDY_TOP_PROVIDERS
 from probes.results import read_domain_records
 from probes.smtp.records import Phase
 from testbed.control import NetOptions, WorldSpec

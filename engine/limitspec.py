@@ -18,8 +18,9 @@ TOML (``load_limits_toml``)::
 Everything is returned as one ``dict[str, Limit]``: providers under their
 names, the defaults under the reserved keys ``DEFAULT_PROVIDER_KEY`` and
 ``PER_IP_KEY`` (a colon never occurs in a host name).  Merge layers with
-``{**default_limits(), **load_limits_toml(path), **dict(cli_specs)}`` and look
-up with ``provider_limit``.
+``{**limit_table(big), **load_limits_toml(path), **dict(cli_specs)}`` and look
+up with ``provider_limit``.  Which providers are big is mail data, not the
+engine's: the caller names them (the scan: its top mail providers).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from engine.limits import Limit
 
@@ -37,8 +38,7 @@ __all__ = [
     "DEFAULT_PROVIDER_LIMIT",
     "PER_IP_KEY",
     "PER_IP_LIMIT",
-    "STUDY_TOP_PROVIDERS",
-    "default_limits",
+    "limit_table",
     "load_limits_toml",
     "parse_limit_spec",
     "parse_limit_value",
@@ -48,21 +48,9 @@ __all__ = [
 DEFAULT_PROVIDER_KEY = "default:provider"
 PER_IP_KEY = "default:ip"
 
-#: The study's top-10 mail providers (two thirds of its domains with MX).
-STUDY_TOP_PROVIDERS = (
-    "google.com",
-    "outlook.com",
-    "googlemail.com",
-    "pphosted.com",
-    "mimecast.com",
-    "registrar-servers.com",
-    "amazonaws.com",
-    "qq.com",
-    "cloudflare.net",
-    "yandex.net",
-)
-#: 32/125ms for each top-10 provider: at most 32 connections at once and 256 new per
-#: second, a cap that only smooths bursts (32 sessions of >= 125 ms cannot open more).
+#: 32/125ms for each big provider (the scan's: the study's top-10 mail providers): at most
+#: 32 connections at once and 256 new per second, a cap that only smooths bursts (32
+#: sessions of >= 125 ms cannot open more).
 #: Ordinary mail is far heavier: Postfix opens up to 20 sessions per destination
 #: *domain* (default_destination_concurrency_limit), so a mail server delivering to a
 #: few outlook.com customers already exceeds 32 toward the provider.  Most of these
@@ -86,9 +74,9 @@ _VALUE = re.compile(r"(?P<conc>[0-9]+)(?:/(?P<num>[0-9]+(?:\.[0-9]+)?)?(?P<unit>
 _NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_.:-]*[a-z0-9_])?")
 
 
-def default_limits() -> dict[str, Limit]:
-    """The built-in table: the top-10 at ``BIG_PROVIDER_LIMIT`` plus both defaults."""
-    table = dict.fromkeys(STUDY_TOP_PROVIDERS, BIG_PROVIDER_LIMIT)
+def limit_table(big_providers: Iterable[str]) -> dict[str, Limit]:
+    """A built-in table: ``big_providers`` at ``BIG_PROVIDER_LIMIT`` plus both defaults."""
+    table = dict.fromkeys(big_providers, BIG_PROVIDER_LIMIT)
     table[DEFAULT_PROVIDER_KEY] = DEFAULT_PROVIDER_LIMIT
     table[PER_IP_KEY] = PER_IP_LIMIT
     return table

@@ -45,21 +45,40 @@ from typing import Any
 
 from publicsuffixlist import PublicSuffixList
 
+from engine.limits import Limit
+from engine.limitspec import limit_table
 from engine.names import normalise_domain
 
 __all__ = [
     "BUILTIN_OVERRIDES",
     "BUILTIN_PUBLIC_SUFFIXES",
     "PSL_URL",
+    "STUDY_TOP_PROVIDERS",
     "Override",
     "ProviderMap",
     "ProviderMapError",
+    "default_limits",
     "default_psl_path",
     "load_provider_map",
     "parse_provider_toml",
     "update_psl",
 ]
 
+#: The study's top-10 mail providers (two thirds of its domains with MX), as this module
+#: attributes them (the shipped table pins each): the scan's big providers, whose built-in
+#: limit is ``engine.limitspec.BIG_PROVIDER_LIMIT``.
+STUDY_TOP_PROVIDERS = (
+    "google.com",
+    "outlook.com",
+    "googlemail.com",
+    "pphosted.com",
+    "mimecast.com",
+    "registrar-servers.com",
+    "amazonaws.com",
+    "qq.com",
+    "cloudflare.net",
+    "yandex.net",
+)
 #: Where users with Internet access download a fresh list (then ``update_psl``).
 PSL_URL = "https://publicsuffix.org/list/public_suffix_list.dat"
 #: Distinct hosts remembered by ``provider_of``; MX hosts repeat heavily (the
@@ -132,6 +151,12 @@ def _builtin() -> tuple[tuple[Override, ...], tuple[str, ...]]:
 
 #: The shipped table (probes/data/providers.toml).
 BUILTIN_OVERRIDES, BUILTIN_PUBLIC_SUFFIXES = _builtin()
+
+
+def default_limits() -> dict[str, Limit]:
+    """The built-in limit table (``engine.limitspec``): the study's top-10 at the big
+    providers' limit, any other provider and every address at theirs."""
+    return limit_table(STUDY_TOP_PROVIDERS)
 
 
 def default_psl_path() -> Path:

@@ -18,11 +18,12 @@ import pytest
 
 from engine.exclude import ExcludeList
 from engine.limits import Limit
-from engine.limitspec import PER_IP_KEY, default_limits, parse_limit_spec
+from engine.limitspec import PER_IP_KEY, parse_limit_spec
 from engine.options import OptionError, config_from, declared
 from mxscan import defaults
 from mxscan.cli import _build_parser, main
 from mxscan.config import ScanConfig
+from probes.providers import default_limits
 from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
 from testbed.control import WorldSpec
 from testbed.harness import Endpoint, running_dns

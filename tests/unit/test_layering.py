@@ -81,3 +81,18 @@ def test_the_composition_root_defines_no_plan_and_no_politeness() -> None:
         if isinstance(node, ast.ClassDef)
     }
     assert not defined & {"Pipeline", "PoliteProber", "Unresponsive", "RetryPolicy", "CorrelatedSignals"}
+
+
+def test_the_engine_holds_no_mail_provider_data() -> None:
+    """engine/ is blind to protocols and to whom it scans: which mail providers are big is
+    data beside the provider attribution (probes/providers.py), handed to the engine."""
+    from probes.providers import BUILTIN_OVERRIDES, STUDY_TOP_PROVIDERS
+
+    providers = {*STUDY_TOP_PROVIDERS, *(o.provider for o in BUILTIN_OVERRIDES)}
+    literals = {
+        f"{path.relative_to(ROOT)}: {node.value}"
+        for path in sorted((ROOT / "engine").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in providers
+    }
+    assert not literals

@@ -15,8 +15,7 @@ from engine.limitspec import (
     DEFAULT_PROVIDER_LIMIT,
     PER_IP_KEY,
     PER_IP_LIMIT,
-    STUDY_TOP_PROVIDERS,
-    default_limits,
+    limit_table,
     load_limits_toml,
     parse_limit_spec,
     provider_limit,
@@ -60,8 +59,9 @@ def test_bad_specs_say_what_is_wrong(spec: str, message: str) -> None:
 
 
 def test_defaults_and_lookup() -> None:
-    table = default_limits()
-    assert all(table[p] == BIG_PROVIDER_LIMIT for p in STUDY_TOP_PROVIDERS)
+    table = limit_table(["google.com", "outlook.com"])
+    assert set(table) == {"google.com", "outlook.com", DEFAULT_PROVIDER_KEY, PER_IP_KEY}
+    assert table["google.com"] == table["outlook.com"] == BIG_PROVIDER_LIMIT
     assert parse_limit_spec("x=32/125ms")[1] == BIG_PROVIDER_LIMIT
     assert provider_limit(table, "GOOGLE.com.") == BIG_PROVIDER_LIMIT
     assert provider_limit(table, "tail.example") == DEFAULT_PROVIDER_LIMIT
@@ -83,7 +83,11 @@ def test_load_limits_toml_and_layering(tmp_path: Path) -> None:
         DEFAULT_PROVIDER_KEY: Limit(6, rate=2.0, burst=6.0),
         PER_IP_KEY: Limit(2),
     }
-    table = {**default_limits(), **loaded, **dict([parse_limit_spec("google.com=1")])}
+    table = {
+        **limit_table(["google.com", "outlook.com"]),
+        **loaded,
+        **dict([parse_limit_spec("google.com=1")]),
+    }
     assert provider_limit(table, "google.com") == Limit(1)
     assert provider_limit(table, "outlook.com") == BIG_PROVIDER_LIMIT
     assert provider_limit(table, "tail.example") == Limit(6, rate=2.0, burst=6.0)

@@ -9,11 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from publicsuffixlist import PSLFILE
 
+from engine.limitspec import BIG_PROVIDER_LIMIT, DEFAULT_PROVIDER_KEY, PER_IP_KEY, provider_limit
 from probes.providers import (
     BUILTIN_OVERRIDES,
+    STUDY_TOP_PROVIDERS,
     Override,
     ProviderMap,
     ProviderMapError,
+    default_limits,
     load_provider_map,
     parse_provider_toml,
     update_psl,
@@ -138,7 +141,15 @@ def test_shipped_overrides_cover_the_study_top_10() -> None:
     providers = {o.provider for o in BUILTIN_OVERRIDES}
     top10 = {"google.com", "outlook.com", "googlemail.com", "pphosted.com", "mimecast.com"}
     top10 |= {"registrar-servers.com", "amazonaws.com", "qq.com", "cloudflare.net", "yandex.net"}
+    assert set(STUDY_TOP_PROVIDERS) == top10 and len(STUDY_TOP_PROVIDERS) == 10
     assert top10 <= providers
+
+
+def test_the_built_in_limits_give_the_study_top_10_the_big_providers_limit() -> None:
+    table = default_limits()
+    assert set(table) == {*STUDY_TOP_PROVIDERS, DEFAULT_PROVIDER_KEY, PER_IP_KEY}
+    for host in ("mx1.l.google.com", "example-com.mail.protection.outlook.com"):
+        assert provider_limit(table, MAP.provider_of(host)) == BIG_PROVIDER_LIMIT
 
 
 def test_every_test_world_provider_maps_to_what_it_stands_for() -> None:

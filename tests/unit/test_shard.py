@@ -15,8 +15,9 @@ import pytest
 
 from engine.inputs import InputItem
 from engine.limits import Limit
-from engine.limitspec import PER_IP_KEY, default_limits
+from engine.limitspec import PER_IP_KEY
 from mxscan.shard import Sharding, parse_shard, shard_limits, shard_of
+from probes.providers import default_limits
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = [f"d{i}.example{i % 7}.com" for i in range(100_000)]
