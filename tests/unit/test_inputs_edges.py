@@ -5,6 +5,7 @@ file named, the operating system's reason) from the reader and from ``count_name
 from __future__ import annotations
 
 import io
+import sys
 import warnings
 from pathlib import Path
 
@@ -140,3 +141,29 @@ def test_a_csv_header_without_a_domain_column_is_quoted_up_to_120_characters() -
         list(DomainReader("-", stdin=io.BytesIO(b"Rank," + b"x" * 300 + b"\n1,a.com\n")))
     found = ("rank," + "x" * 300)[:119] + "\u2026"
     assert str(caught.value) == f"<stdin>: CSV header has no 'domain' column (found: {found})"
+
+
+def test_a_dash_reads_the_process_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a.com\n\xff\x00")))
+    with pytest.raises(InputError) as caught:
+        list(DomainReader("-"))
+    assert str(caught.value) == "<stdin>: binary file (NUL bytes), expected a text list of domain names"
+
+
+def test_a_reader_iterated_twice_says_it_reads_once() -> None:
+    reader = DomainReader("-", stdin=io.BytesIO(b"a.com\n"))
+    assert [item.domain for item in reader] == ["a.com"]
+    with pytest.raises(RuntimeError, match=r"^a DomainReader can be iterated only once$"):
+        iter(reader)
+
+
+def test_skipped_and_invalid_lines_are_each_counted_once() -> None:
+    data = b"# list\n\nrank,domain\n1," + b"x" * 9000 + b"\n2," + b"y" * 9000 + b"\n3,a.com\n"
+    reader = DomainReader("-", stdin=io.BytesIO(data))
+    assert [(item.line, item.reason) for item in reader] == [
+        (4, "line too long"),
+        (5, "line too long"),
+        (6, None),
+    ]
+    stats = reader.stats
+    assert (stats.lines, stats.skipped, stats.invalid, stats.valid, stats.format) == (6, 3, 2, 1, "csv")
