@@ -224,6 +224,20 @@ def test_the_bare_key_is_tried_when_a_presented_copy_of_it_names_another_subject
     assert match_chain([record], chain, host=HOST, at=NOW) == ChainMatch(record, 1, ())
 
 
+def test_a_later_anchor_is_tried_when_the_path_to_an_earlier_one_holds_an_expired_ca() -> None:
+    """One key K under two presented CA names: N1 (valid), and N2 (expired, issued by N1), which
+    issued the leaf's CA.  A "2 1 1 <K>" record matches both: the path to N1 runs through the
+    expired N2, the path to N2 does not (an anchor's own dates are not checked)."""
+    k, c_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    n1 = _cert("N1", k.public_key(), "N1", k, ca=True)
+    n2 = _cert("N2", k.public_key(), "N1", k, ca=True, days=(-90, -1))
+    c = _cert("C", c_key.public_key(), "N2", k, ca=True)
+    leaf = _cert(HOST, ec.generate_private_key(ec.SECP256R1()).public_key(), "C", c_key, ca=False)
+    record = TlsaRecord(2, 1, 1, hashlib.sha256(_spki(k)).hexdigest())
+    chain = [_der(leaf), _der(c), _der(n1), _der(n2)]
+    assert match_chain([record], chain, host=HOST, at=NOW) == ChainMatch(record, 2, ())
+
+
 @pytest.mark.parametrize(
     ("chain", "miss"),
     [
