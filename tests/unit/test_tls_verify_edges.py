@@ -348,3 +348,16 @@ def test_a_leaf_presented_with_another_copy_of_its_issuer_is_judged_with_that_co
     assert warm.verify(_der([first, valid_copy]), HOST, NOW).valid
     assert warm.verify(_der([second, expired_copy]), HOST, NOW) == cold
     assert warm.verify(_der([second, valid_copy]), HOST, NOW).valid and warm.issuers.hits == 1
+
+
+def test_issuers_presented_together_are_remembered_each_under_its_own_name() -> None:
+    """Two CAs presented in every chain, leaves of each: after one leaf of each verified, the
+    next leaf of each is served by its own issuer (a stand-in asked for a leaf it did not
+    issue would fail and cost a full verification on top)."""
+    rest = [_ca("Edge CA one"), _ca("Edge CA two")]
+    verifier = Verifier(store())
+    for serial in range(2):
+        for issuer in ("Edge CA one", "Edge CA two"):
+            leaf = _cert(_name(HOST), f"leaf {serial}", issuer, ca=False, sans=[x509.DNSName(HOST)])
+            assert verifier.verify(_der([leaf, *rest]), HOST, NOW).valid
+    assert (verifier.issuers.hits, verifier.issuers.misses) == (2, 2)
