@@ -395,7 +395,7 @@ class Verifier:
     verification is served from them changes its cost, never its result.
     """
 
-    __slots__ = ("intermediates", "issuers", "paths", "store")
+    __slots__ = ("full_verifications", "intermediates", "issuers", "paths", "store")
 
     def __init__(
         self,
@@ -414,6 +414,8 @@ class Verifier:
         self.intermediates = intermediates
         self.paths = PathCache() if paths is None else paths
         self.issuers = IssuerCache() if issuers is None else issuers
+        #: Chains neither cache could serve, verified in full (what the caches did not save).
+        self.full_verifications = 0
 
     def verify(self, chain: Sequence[bytes], host: str, at: dt.datetime) -> PkixResult:
         """Verify a presented chain (DER, leaf first) for ``host`` at ``at``; only the first
@@ -456,6 +458,7 @@ class Verifier:
         self, job: _Chain, key: tuple[Hashable, bytes], issuer_key: tuple[Hashable, bytes, bytes] | None
     ) -> PkixResult:
         """cryptography's server verifier over the whole chain; remembered when it accepts."""
+        self.full_verifications += 1
         try:
             verifier = PolicyBuilder().store(self.store.store).time(job.at).build_server_verifier(job.subject)
         except ValueError as exc:  # "*.example.com" or "a_b.example.com" from a hostile MX record

@@ -307,6 +307,7 @@ def test_a_new_leaf_under_a_verified_issuer_costs_no_full_verification() -> None
     for serial in range(4):
         assert _verify(v, (leaf("plain", "good", serial), *rest), f"mx{serial}.good.test", NOW)[0]
     assert (v.issuers.hits, v.issuers.misses) == (3, 1)
+    assert v.full_verifications == 1  # the first leaf's
 
 
 def test_the_stand_in_serves_the_path_cache_too() -> None:

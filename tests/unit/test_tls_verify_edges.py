@@ -361,3 +361,4 @@ def test_issuers_presented_together_are_remembered_each_under_its_own_name() -> 
             leaf = _cert(_name(HOST), f"leaf {serial}", issuer, ca=False, sans=[x509.DNSName(HOST)])
             assert verifier.verify(_der([leaf, *rest]), HOST, NOW).valid
     assert (verifier.issuers.hits, verifier.issuers.misses) == (2, 2)
+    assert verifier.full_verifications == 2  # one leaf of each issuer
