@@ -52,9 +52,12 @@ class ScanRun:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def run_mxscan(args: list[str], out: Path, summary: Path) -> ScanRun:
-    """One ``mxscan scan`` in a child process; wall time and the child's peak RSS via wait4."""
-    argv = [sys.executable, "-m", "mxscan", "scan", *args, "--out", str(out), "--fresh"]
+def run_mxscan(args: list[str], out: Path, summary: Path, interpreter: list[str] | None = None) -> ScanRun:
+    """One ``mxscan scan`` in a child process; wall time and the child's peak RSS via wait4.
+
+    ``interpreter``: what runs ``-m mxscan`` (default: this Python), e.g. a tracing wrapper.
+    ``extra["peak_rss_mb"]``: each process's own peak, in the order they were seen."""
+    argv = [*(interpreter or [sys.executable]), "-m", "mxscan", "scan", *args, "--out", str(out), "--fresh"]
     argv += ["--progress", "off", "--summary-json", str(summary)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     began = time.perf_counter()
@@ -89,6 +92,7 @@ def run_mxscan(args: list[str], out: Path, summary: Path) -> ScanRun:
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         exit_code=proc.returncode,
         summary=orjson.loads(summary.read_bytes()) if summary.exists() else {},
+        extra={"peak_rss_mb": [round(kb / 1024, 1) for kb in peaks.values()]},
     )
     slow: list[tuple[float, str]] = []
     for record in read_domain_records(out):

@@ -144,7 +144,8 @@ _LAUNCHER = """
 import json, sys, pathlib
 sys.path.insert(0, sys.argv[1])
 from common import run_mxscan
-run = run_mxscan(json.loads(sys.argv[2]), pathlib.Path(sys.argv[3]), pathlib.Path(sys.argv[4]))
+run = run_mxscan(json.loads(sys.argv[2]), pathlib.Path(sys.argv[3]), pathlib.Path(sys.argv[4]),
+                 json.loads(sys.argv[5]))
 # not dataclasses.asdict: it rebuilds the Counter from (key, value) pairs, counting the pairs
 fields = {k: getattr(run, k) for k in ("domains", "wall", "peak_rss_mb", "cpu_seconds", "exit_code",
                                        "summary", "durations_ms", "slowest", "extra", "peak_pss_mb")}
@@ -152,13 +153,14 @@ print("\\n" + json.dumps({**fields, "statuses": dict(run.statuses)}))
 """
 
 
-def isolated_scan(args: list[str], out: Path, summary: Path) -> ScanRun:
+def isolated_scan(args: list[str], out: Path, summary: Path, interpreter: list[str] | None = None) -> ScanRun:
     """``common.run_mxscan`` from a small launcher process.  Linux carries ru_maxrss across
     fork and exec (the exec'ing process keeps the old image's peak), so a scan spawned by
     this process, which grows to >1 GB holding 100k-domain worlds and results, would report
     this process's size as its own peak RSS."""
     here = str(Path(__file__).resolve().parent)
     argv = [sys.executable, "-c", _LAUNCHER, here, orjson.dumps(args).decode(), str(out), str(summary)]
+    argv.append(orjson.dumps(interpreter).decode())
     stdout = subprocess.run(argv, check=True, stdout=subprocess.PIPE).stdout
     data = orjson.loads(stdout.strip().rsplit(b"\n", 1)[-1])
     fields = {f.name for f in dataclasses.fields(ScanRun)}
