@@ -316,6 +316,8 @@ def test_additional_section_without_opt_is_no_edns() -> None:
                      id="after-a-cookie"),
         pytest.param(b"\x00\x0f\x00\x03\x00\x01a\x00\x0f\x00\x03\x00\x02b", ((1, "a"), (2, "b")),
                      id="two-in-order"),
+        pytest.param(b"\xff\xfe\x9c\x40" + b"\x00" * 40000 + b"\x00\x0f\x00\x02\x00\x07", ((7, ""),),
+                     id="after-an-option-of-40000-octets"),
     ],
 )  # fmt: skip
 def test_extended_dns_error_options(options: bytes, ede: tuple[tuple[int, str], ...]) -> None:
