@@ -171,8 +171,11 @@ class _TextSource(io.RawIOBase):
             if self.encoding == "utf-8" and b"\x00" in window:
                 raise self._binary() from None
             name = self.encoding.upper().removesuffix("-LE").removesuffix("-BE")
+            # The decoder decodes the bytes it carried over (a character cut by the previous
+            # read) followed by the window: the bad sequence may start before the window.
+            at = offset - (len(exc.object) - len(window)) + max(exc.start, 0)
             raise InputError(
-                f"{self._label}: not {name} text (invalid byte at offset {offset + max(exc.start, 0)}), "
+                f"{self._label}: not {name} text (invalid byte at offset {at}), "
                 "expected a list of domain names"
             ) from None
         if "\x00" in text:

@@ -5,6 +5,7 @@ file named, the operating system's reason) from the reader and from ``count_name
 from __future__ import annotations
 
 import io
+import itertools
 import sys
 import warnings
 from pathlib import Path
@@ -167,3 +168,50 @@ def test_skipped_and_invalid_lines_are_each_counted_once() -> None:
     ]
     stats = reader.stats
     assert (stats.lines, stats.skipped, stats.invalid, stats.valid, stats.format) == (6, 3, 2, 1, "csv")
+
+
+class Chunks:
+    """A source that gives its bytes in the pieces a pipe might: cut at ``cuts``."""
+
+    def __init__(self, data: bytes, *cuts: int) -> None:
+        bounds = [0, *cuts, len(data)]
+        self.parts = [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+    def read1(self, size: int) -> bytes:
+        if not self.parts:
+            return b""
+        part = self.parts.pop(0)
+        if len(part) > size:
+            self.parts.insert(0, part[size:])
+        return part[:size]
+
+
+NOT_TEXT = [
+    ("utf-8-cut-at-the-end", b"a.com\nb\xc3", "UTF-8", 7),
+    ("utf-8-bad-continuation", b"a.com\nb\xc3(.com\n", "UTF-8", 7),
+    ("utf-8-after-bom", b"\xef\xbb\xbfa.com\n\xff\n", "UTF-8", 6),
+    ("utf-16-le-lone-surrogate-at-the-end", b"\xff\xfea\x00\n\x00\x00\xd8", "UTF-16", 4),
+    ("utf-16-be-lone-surrogate", b"\xfe\xff\x00a\x00\n\xd8\x00\x00b", "UTF-16", 4),
+]
+
+
+@pytest.mark.parametrize(("data", "name", "offset"), [c[1:] for c in NOT_TEXT], ids=[c[0] for c in NOT_TEXT])
+def test_text_that_does_not_decode_names_the_first_bad_byte_however_the_source_is_cut(
+    data: bytes, name: str, offset: int
+) -> None:
+    """The offset counts bytes after the byte-order mark; a character cut between two reads
+    (or by the end of the source) is reported where it starts."""
+    expected = f"<stdin>: not {name} text (invalid byte at offset {offset}), expected a list of domain names"
+    for cut in range(len(data) + 1):
+        with pytest.raises(InputError) as caught:
+            list(DomainReader("-", stdin=Chunks(data, cut)))  # type: ignore[arg-type]
+        assert str(caught.value) == expected, cut
+
+
+@pytest.mark.parametrize("first", [1, BINARY_SNIFF_BYTES - 1, BINARY_SNIFF_BYTES])
+def test_the_last_byte_of_the_sniff_window_is_checked_however_the_source_is_cut(first: int) -> None:
+    data = b"#" * (BINARY_SNIFF_BYTES - 1) + b"\x00\na.com\n"
+    with pytest.raises(InputError, match="binary file"):
+        list(DomainReader("-", stdin=Chunks(data, first)))  # type: ignore[arg-type]
+    past = b"#" * BINARY_SNIFF_BYTES + b"\x00\na.com\n"  # first byte past the window: a line
+    assert [i.domain for i in DomainReader("-", stdin=Chunks(past, first))] == ["a.com"]  # type: ignore[arg-type]
