@@ -64,7 +64,7 @@ def run_scan(cfg: ScanConfig, stderr: TextIO | None = None) -> int:
     if cfg.cluster is not None:
         from mxscan.cluster.driver import run_cluster  # imports Ray only now
 
-        return run_cluster(cfg, stderr, inputs.items)
+        return run_cluster(cfg, stderr, inputs.items, inputs.total)
     # A retry pass writes beside the results file and merges at the end (mxscan.retry).
     store = ResultStore(
         side_path(cfg.out) if cfg.retry_unknown else cfg.out,

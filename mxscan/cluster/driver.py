@@ -30,11 +30,14 @@ from mxscan.steps import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from probes.domain import RunEnd, run_line
 from probes.writer import now
 
-__all__ = ["BATCH_ATTEMPTS", "BATCH_DOMAINS", "run_cluster"]
+__all__ = ["BATCH_ATTEMPTS", "BATCH_DOMAINS", "batch_size", "run_cluster"]
 
 #: Domains per batch: large enough that a worker's pipeline stays full between batches and
 #: per-call overhead is nothing, small enough that a lost worker costs little work again.
 BATCH_DOMAINS = 2000
+#: A shorter list is cut into at least this many batches per worker, so every worker has work
+#: and the fastest take more of it.
+BATCHES_PER_WORKER = 4
 #: Times one batch may be lost with its worker before the scan stops.
 BATCH_ATTEMPTS = 3
 #: Scan workers per probe actor (a probe actor's work per domain is less than a worker's).
@@ -49,6 +52,13 @@ class _Batch:
     attempts: int = 0
 
 
+def batch_size(total: int | None, workers: int) -> int:
+    """Domains per batch for a list of ``total`` names (None: not known) over ``workers``."""
+    if total is None:
+        return BATCH_DOMAINS
+    return max(1, min(BATCH_DOMAINS, total // (BATCHES_PER_WORKER * workers)))
+
+
 def _ray() -> Any:
     """The ``ray`` module (untyped to mypy), imported only when a cluster scan starts."""
     import ray
@@ -56,8 +66,9 @@ def _ray() -> Any:
     return ray
 
 
-def run_cluster(cfg: ScanConfig, stderr: TextIO, items: Iterator[InputItem]) -> int:
-    """A whole scan of the list's ``items`` over a Ray cluster (``--cluster``); the exit code."""
+def run_cluster(cfg: ScanConfig, stderr: TextIO, items: Iterator[InputItem], total: int | None) -> int:
+    """A whole scan of the list's ``items`` (``total`` of them at most, if known) over a Ray
+    cluster (``--cluster``); the exit code."""
     try:
         ray = _ray()
     except ImportError:
@@ -77,7 +88,7 @@ def run_cluster(cfg: ScanConfig, stderr: TextIO, items: Iterator[InputItem]) -> 
             ray.init(num_cpus=int(cfg.cluster[len(LOCAL) :]), include_dashboard=False, log_to_driver=True)
         else:
             ray.init(address=cfg.cluster, log_to_driver=True)
-        return asyncio.run(_Driver(cfg, stderr, store, done).run(items))
+        return asyncio.run(_Driver(cfg, stderr, store, done).run(items, total))
     finally:
         store.close()
         ray.shutdown()
@@ -99,7 +110,7 @@ class _Driver:
     def say(self, message: str) -> None:
         print(f"mxscan: {message}", file=self.stderr, flush=True)
 
-    async def run(self, items: Iterator[InputItem]) -> int:
+    async def run(self, items: Iterator[InputItem], total: int | None) -> int:
         from mxscan.cluster.actors import PROBE_ACTOR_OPTIONS, SCAN_WORKER_OPTIONS, ProbeActor, ScanWorker
 
         ray = _ray()
@@ -113,8 +124,9 @@ class _Driver:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
         self.say(f"cluster: {workers} scan workers, {len(probes)} probe actors")
-        self.batches = self._batches(items)
-        results = await asyncio.gather(*(self._work() for _ in range(workers)), return_exceptions=True)
+        self.batches = self._batches(items, batch_size(total, workers))
+        self.measured = [0] * workers
+        results = await asyncio.gather(*(self._work(slot) for slot in range(workers)), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not self.failed:
                 self.failed = f"{type(result).__name__}: {result}"
@@ -131,7 +143,7 @@ class _Driver:
         self.say(f"{self.reading_failed}; stopped taking new domains")
         return EXIT_USAGE
 
-    def _batches(self, items: Iterator[InputItem]) -> Iterator[_Batch]:
+    def _batches(self, items: Iterator[InputItem], size: int) -> Iterator[_Batch]:
         """The list's entries not in the file yet, in batches (read lazily: the list once)."""
         batch: list[InputItem] = []
         try:
@@ -139,7 +151,7 @@ class _Driver:
                 if (item.domain or item.raw) in self.done:
                     continue
                 batch.append(item)
-                if len(batch) >= BATCH_DOMAINS:
+                if len(batch) >= size:
                     yield _Batch(batch)
                     batch = []
         except InputError as exc:
@@ -154,7 +166,7 @@ class _Driver:
             return self.queue.popleft()
         return next(self.batches, None)
 
-    async def _work(self) -> None:
+    async def _work(self, slot: int) -> None:
         """One worker slot: a worker (replaced when lost) measuring batch after batch."""
         from ray.exceptions import ActorUnavailableError, RayActorError
 
@@ -180,6 +192,7 @@ class _Driver:
                 worker = None
                 continue
             self._write(lines)
+            self.measured[slot] += 1
         if worker is not None:
             _ray().kill(worker, no_restart=True)
 
@@ -208,4 +221,8 @@ class _Driver:
         )
         if self.written or not self.store.finished:
             self.store.append_alone(run_line(end))
-        self.say(f"cluster: done, {self.written} records written this run ({os.fspath(self.cfg.out)})")
+        per_worker = ", ".join(map(str, self.measured))
+        self.say(
+            f"cluster: done, {self.written} records written this run ({os.fspath(self.cfg.out)}); "
+            f"batches per worker: {per_worker}"
+        )

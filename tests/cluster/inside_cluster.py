@@ -10,6 +10,7 @@ killed with -9 mid-scan resumes to the same results, each domain once.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -62,9 +63,18 @@ def _argv(world: Any, out: Path, *extra: str) -> list[str]:
     return world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out, *extra)
 
 
-def _scan(world: Any, out: Path, *extra: str) -> None:
+def _scan(world: Any, out: Path, *extra: str) -> str:
+    """The scan's stderr (it exited 0)."""
     run = subprocess.run(_argv(world, out, *extra), cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stderr[-4000:]
+    return run.stderr
+
+
+def _batches_per_worker(stderr: str) -> list[int]:
+    """The driver's last line says how many batches each worker slot measured."""
+    found = re.search(r"batches per worker: ([\d, ]+)$", stderr.strip())
+    assert found, stderr[-2000:]
+    return [int(n) for n in found[1].split(",")]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +91,9 @@ def test_a_two_node_cluster_scan_equals_a_single_process_scan(
     from tests.e2e.test_shard_merge import _comparable as comparable
 
     out = tmp_path / "cluster.ndjson"
-    _scan(world, out, "--cluster", cluster)
+    stderr = _scan(world, out, "--cluster", cluster)
+    counts = _batches_per_worker(stderr)
+    assert len(counts) == 2 and min(counts) > 0, counts  # both nodes' workers measured domains
     expected, got = comparable(single), comparable(out)
     assert set(got) == set(expected)
     different = [domain for domain in expected if got[domain] != expected[domain]]
@@ -92,7 +104,8 @@ def test_a_two_node_cluster_scan_equals_a_single_process_scan(
 def test_a_driver_killed_with_9_resumes_to_the_same_results(
     world: Any, cluster: str, single: Path, tmp_path: Path
 ) -> None:
-    """kill -9 once the file has its first lines; the same command again finishes it."""
+    """kill -9 once the file has its first lines (mid-scan: some domains written, no run
+    line); the same command again measures only the rest and finishes the file."""
     from engine.checkpoint import finished
     from tests.e2e.test_shard_merge import _comparable as comparable
 
@@ -105,12 +118,51 @@ def test_a_driver_killed_with_9_resumes_to_the_same_results(
             if out.exists() and out.stat().st_size > 0:
                 break
             time.sleep(0.05)
-        killed = driver.poll() is None
-        if killed:
-            os.kill(driver.pid, signal.SIGKILL)
+        assert driver.poll() is None, "the scan ended before it could be killed"
+        os.kill(driver.pid, signal.SIGKILL)
     finally:
         driver.wait(timeout=60)
-    _scan(world, out, "--cluster", cluster)
+    expected = comparable(single)
+    before = len(comparable(out))
+    assert not finished(out) and 0 < before < len(expected), before
+    stderr = _scan(world, out, "--cluster", cluster)
+    assert f"done, {len(expected) - before} records written this run" in stderr, stderr[-2000:]
     assert finished(out)
-    assert comparable(out) == comparable(single)  # comparable() refuses a domain written twice
-    assert killed, "the scan ended before it could be killed: the test proved nothing"
+    assert comparable(out) == expected  # comparable() refuses a domain written twice
+
+
+#: The throttling provider of test_provider_limits: its one mail process counts the peak of
+#: connections open at once over all its hosts, and greets each one above 4 with 421.
+SERVER_LIMIT = 4
+THROTTLE_PROFILE = f"sprinkle = 0.0\nthrottled = 0.5\nthrottle_limit = {SERVER_LIMIT}\n"
+
+
+@pytest.fixture(scope="module")
+def throttle_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from testbed.control import WorldSpec
+    from testbed.harness import running_world
+
+    profile = tmp_path_factory.mktemp("profile") / "throttle.toml"
+    profile.write_text(THROTTLE_PROFILE)
+    with running_world(WorldSpec("scale", 300, 3, str(profile))) as running:
+        yield running
+
+
+def test_a_provider_limit_holds_over_the_whole_cluster(
+    throttle_world: Any, cluster: str, tmp_path: Path
+) -> None:
+    """With ``--provider-limit`` at the provider's own limit, the provider's peak of open
+    connections, counted by its server over everything both nodes' workers sent, stays within
+    it and no connection is refused (politeness per worker would double the peak)."""
+    from testbed import control
+    from testbed.scale import THROTTLE_PROVIDER, THROTTLE_ZONE
+
+    control.mail_stats(throttle_world.state_dir, reset=True)
+    retries = ("--smtp-retries", "8", "--smtp-retry-delay", "0.05", "--provider-limit", "outlook.com=32")
+    limit = ("--provider-limit", f"{THROTTLE_ZONE}={SERVER_LIMIT}")
+    stderr = _scan(throttle_world, tmp_path / "throttle.ndjson", "--cluster", cluster, *retries, *limit)
+    assert min(_batches_per_worker(stderr)) > 0
+    (stats,) = control.mail_stats(throttle_world.state_dir)
+    assert stats["connections_per_provider"].get(THROTTLE_PROVIDER, 0) > 10 * SERVER_LIMIT
+    assert 0 < stats["peak_per_provider"][THROTTLE_PROVIDER] <= SERVER_LIMIT
+    assert stats["refused_421"].get(THROTTLE_PROVIDER, 0) == 0

@@ -43,4 +43,4 @@ def test_cluster_scans_inside_a_private_network_namespace() -> None:
     )
     assert run.returncode == 0, (run.stdout[-6000:], run.stderr[-3000:])
     summary = run.stdout.strip().splitlines()[-1]
-    assert " 2 passed" in summary and "skipped" not in summary, run.stdout[-2000:]
+    assert " 3 passed" in summary and "skipped" not in summary, run.stdout[-2000:]
