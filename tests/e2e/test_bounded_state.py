@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -14,26 +13,19 @@ import pytest
 from engine.compressed import open_results
 from mxscan import defaults
 from probes.results import is_host_line, read_domain_records
-from testbed.control import WorldSpec
-from testbed.harness import RunningWorld, running_world
+from testbed.harness import RunningWorld
 from tests.e2e.worldscan import world_scan_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def world() -> Iterator[RunningWorld]:
-    with running_world(WorldSpec("scenarios")) as running:
-        yield running
-
-
 @pytest.mark.parametrize("name", ["out.ndjson", "out.ndjson.gz"])
 def test_each_host_line_once_and_the_cache_holds_verdicts_after_writing(
-    world: RunningWorld, tmp_path: Path, name: str
+    shared_world: RunningWorld, tmp_path: Path, name: str
 ) -> None:
     out, summary = tmp_path / name, tmp_path / "summary.json"
     argv = world_scan_argv(
-        world.endpoints, world.state_dir / "domains.txt", out, "--summary-json", str(summary)
+        shared_world.endpoints, shared_world.state_dir / "domains.txt", out, "--summary-json", str(summary)
     )
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
@@ -53,13 +45,13 @@ def test_each_host_line_once_and_the_cache_holds_verdicts_after_writing(
 
 
 def test_reverse_dns_is_looked_up_once_per_address_in_a_bounded_cache_reported_in_the_summary(
-    world: RunningWorld, tmp_path: Path
+    shared_world: RunningWorld, tmp_path: Path
 ) -> None:
     """Issue #17: the PTR results were kept for every address probed, unreported; now a bounded
     LRU (``PTR_CACHE_ENTRIES``) whose size and evictions --summary-json shows."""
     out, summary = tmp_path / "out.ndjson", tmp_path / "summary.json"
     argv = world_scan_argv(
-        world.endpoints, world.state_dir / "domains.txt", out, "--summary-json", str(summary)
+        shared_world.endpoints, shared_world.state_dir / "domains.txt", out, "--summary-json", str(summary)
     )
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr.decode()[-2000:]

@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -21,9 +19,8 @@ from mxscan.cli import _build_parser
 from mxscan.retry import side_path
 from probes.domain import RunEnd, run_line
 from probes.results import read_domain_records
-from testbed.control import WorldSpec
-from testbed.harness import Endpoint, running_dns
-from tests.e2e.worldscan import dns_scan_args
+from testbed.harness import Endpoint
+from tests.e2e.worldscan import dns_scan_args, wait_for_domain_lines
 from tests.unit.test_report_figures import as_lines, good, record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,22 +139,12 @@ def test_fresh_with_the_resolver_down_keeps_the_old_results(tmp_path: Path) -> N
     assert out.read_bytes() == before
 
 
-@pytest.fixture(scope="module")
-def scenario_dns() -> Iterator[Endpoint]:
-    with running_dns(WorldSpec("scenarios")) as endpoint:
-        yield endpoint
-
-
 def _dns_scan(endpoint: Endpoint, listing: Path, out: Path, *extra: str) -> list[str]:
     return dns_scan_args(f"{endpoint.host}:{endpoint.port}", listing, out, *extra)
 
 
-def _domain_lines(path: Path) -> int:
-    return sum(1 for line in path.read_bytes().splitlines() if b'"domain"' in line) if path.exists() else 0
-
-
 def test_a_retry_pass_killed_outright_loses_nothing_and_the_next_scan_merges_it(
-    scenario_dns: Endpoint, tmp_path: Path
+    shared_resolver: Endpoint, tmp_path: Path
 ) -> None:
     fast = [
         f"{name}.scenario.test"
@@ -167,7 +154,7 @@ def test_a_retry_pass_killed_outright_loses_nothing_and_the_next_scan_merges_it(
     # the DNS timeout (4 s) holds the pass (one domain at a time) after the fast ones
     listing.write_text("\n".join([*fast, "timeout.scenario.test", "self-signed.scenario.test"]) + "\n")
     out = tmp_path / "r.ndjson"
-    first = mxscan(*_dns_scan(scenario_dns, listing, out))
+    first = mxscan(*_dns_scan(shared_resolver, listing, out))
     assert first.returncode == 0, first.stderr
     # Crash records (as a probe bug leaves them) for the fast domains: what the retry redoes.
     lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
@@ -178,12 +165,10 @@ def test_a_retry_pass_killed_outright_loses_nothing_and_the_next_scan_merges_it(
     out.write_bytes(before)
 
     retry = subprocess.Popen(
-        [MXSCAN, *_dns_scan(scenario_dns, listing, out, "--retry-unknown")], cwd=tmp_path
+        [MXSCAN, *_dns_scan(shared_resolver, listing, out, "--retry-unknown")], cwd=tmp_path
     )
     try:
-        while _domain_lines(side_path(out)) < len(fast):  # kill point by progress
-            assert retry.poll() is None, "the retry pass ended before it could be killed"
-            time.sleep(0.02)
+        wait_for_domain_lines(retry, side_path(out), len(fast))  # kill point by progress
         os.kill(retry.pid, signal.SIGKILL)
         retry.wait(timeout=30)
     finally:
@@ -192,7 +177,7 @@ def test_a_retry_pass_killed_outright_loses_nothing_and_the_next_scan_merges_it(
     assert out.read_bytes() == before, "nothing is removed before the pass ends"
     assert side_path(out).exists()
 
-    plain = mxscan(*_dns_scan(scenario_dns, listing, out))
+    plain = mxscan(*_dns_scan(shared_resolver, listing, out))
     assert plain.returncode == 0 and "merged an interrupted --retry-unknown pass" in plain.stderr
     after = {r["domain"]: r for r in read_domain_records(out)}
     assert sorted(after) == sorted(listing.read_text().split())  # each domain exactly once
@@ -201,7 +186,7 @@ def test_a_retry_pass_killed_outright_loses_nothing_and_the_next_scan_merges_it(
     assert out.read_bytes().endswith(b"\n") and orjson.loads(out.read_bytes().splitlines()[-1])["run"]
     assert not side_path(out).exists()
 
-    again = mxscan(*_dns_scan(scenario_dns, listing, out, "--retry-unknown"))
+    again = mxscan(*_dns_scan(shared_resolver, listing, out, "--retry-unknown"))
     assert again.returncode == 0 and "retrying 2 domains" in again.stderr, again.stderr
     statuses = {r["domain"]: r["status"] for r in read_domain_records(out)}
     assert statuses["self-signed.scenario.test"] == "success"

@@ -23,8 +23,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from testbed.control import WorldSpec
-from testbed.harness import RunningWorld, running_world
+from testbed.harness import RunningWorld
 from tests.e2e.worldscan import world_scan_argv
 
 #: The console script installed beside this interpreter (what a user runs).
@@ -43,14 +42,8 @@ NAMES = (
 )
 
 
-@pytest.fixture(scope="module")
-def world() -> Iterator[RunningWorld]:
-    with running_world(WorldSpec("scenarios")) as running:
-        yield running
-
-
-def scan_argv(world: RunningWorld, source: str, out: Path, *extra: str) -> list[str]:
-    argv = world_scan_argv(world.endpoints, Path(source), out, "--dns-only", *extra)
+def scan_argv(shared_world: RunningWorld, source: str, out: Path, *extra: str) -> list[str]:
+    argv = world_scan_argv(shared_world.endpoints, Path(source), out, "--dns-only", *extra)
     assert argv[1:4] == ["-m", "mxscan", "scan"]
     return [str(MXSCAN), *argv[3:]]
 
@@ -164,41 +157,45 @@ ENCODED = [
 
 @pytest.mark.parametrize("data", [c[1] for c in ENCODED], ids=[c[0] for c in ENCODED])
 def test_every_line_ending_and_encoding_scans_every_name(
-    world: RunningWorld, tmp_path: Path, data: bytes
+    shared_world: RunningWorld, tmp_path: Path, data: bytes
 ) -> None:
     (tmp_path / "list.txt").write_bytes(data)
-    done = run(scan_argv(world, "list.txt", tmp_path / "out.ndjson"), tmp_path)
+    done = run(scan_argv(shared_world, "list.txt", tmp_path / "out.ndjson"), tmp_path)
     assert done.returncode == 0, done.stderr
     assert domain_lines(tmp_path / "out.ndjson") == Counter(NAMES)
 
 
-def test_a_fifo_list_is_read_once_and_its_progress_has_no_total(world: RunningWorld, tmp_path: Path) -> None:
+def test_a_fifo_list_is_read_once_and_its_progress_has_no_total(
+    shared_world: RunningWorld, tmp_path: Path
+) -> None:
     with fifo_writing(tmp_path / "list.fifo", lines(NAMES, "\r").encode()):
-        done = run(scan_argv(world, "list.fifo", tmp_path / "out.ndjson", "--progress", "plain"), tmp_path)
+        done = run(
+            scan_argv(shared_world, "list.fifo", tmp_path / "out.ndjson", "--progress", "plain"), tmp_path
+        )
     assert done.returncode == 0, done.stderr
     assert domain_lines(tmp_path / "out.ndjson") == Counter(NAMES)
     (summary,) = [line for line in done.stderr.splitlines() if line.startswith("finished")]
     assert summary.startswith(f"finished {len(NAMES)} done ") and "%" not in summary
 
 
-def test_a_regular_file_progress_has_its_total(world: RunningWorld, tmp_path: Path) -> None:
+def test_a_regular_file_progress_has_its_total(shared_world: RunningWorld, tmp_path: Path) -> None:
     (tmp_path / "list.txt").write_text(lines(NAMES))
-    done = run(scan_argv(world, "list.txt", tmp_path / "out.ndjson", "--progress", "plain"), tmp_path)
+    done = run(scan_argv(shared_world, "list.txt", tmp_path / "out.ndjson", "--progress", "plain"), tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"finished {len(NAMES)}/{len(NAMES)} (100.0%)" in done.stderr
 
 
-def test_a_list_on_stdin_is_read_like_a_file(world: RunningWorld, tmp_path: Path) -> None:
+def test_a_list_on_stdin_is_read_like_a_file(shared_world: RunningWorld, tmp_path: Path) -> None:
     data = codecs.BOM_UTF16_LE + lines(NAMES, "\r\n").encode("utf-16-le")
-    done = run(scan_argv(world, "-", tmp_path / "out.ndjson"), tmp_path, stdin=data)
+    done = run(scan_argv(shared_world, "-", tmp_path / "out.ndjson"), tmp_path, stdin=data)
     assert done.returncode == 0, done.stderr
     assert domain_lines(tmp_path / "out.ndjson") == Counter(NAMES)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="process substitution needs bash")
-def test_a_process_substitution_list_is_read_once(world: RunningWorld, tmp_path: Path) -> None:
+def test_a_process_substitution_list_is_read_once(shared_world: RunningWorld, tmp_path: Path) -> None:
     (tmp_path / "list.txt").write_text(lines(NAMES))
-    argv = scan_argv(world, "PLACEHOLDER", tmp_path / "out.ndjson")
+    argv = scan_argv(shared_world, "PLACEHOLDER", tmp_path / "out.ndjson")
     # mxscan scan <(cat list.txt) ...: the list is a /dev/fd pipe that can be opened once.
     script = 'source="$1"; shift; exec "$@" <(cat "$source")'
     index = argv.index("PLACEHOLDER")
@@ -208,24 +205,24 @@ def test_a_process_substitution_list_is_read_once(world: RunningWorld, tmp_path:
     assert domain_lines(tmp_path / "out.ndjson") == Counter(NAMES)
 
 
-def test_resume_and_retry_unknown_read_a_fifo_list_once(world: RunningWorld, tmp_path: Path) -> None:
+def test_resume_and_retry_unknown_read_a_fifo_list_once(shared_world: RunningWorld, tmp_path: Path) -> None:
     out = tmp_path / "out.ndjson"
     every = (*NAMES, "timeout.scenario.test")
     # One attempt bounds timeout.scenario.test's cost; 2 s is far above a loaded machine's
     # scheduling noise, so no other name becomes unknown (the retry count below would change).
     quick_dns = ("--dns-timeout", "2", "--dns-attempts", "1")
     (tmp_path / "part.txt").write_text(lines(every[:2]) + "timeout.scenario.test\n")
-    first = run(scan_argv(world, "part.txt", out, *quick_dns), tmp_path)
+    first = run(scan_argv(shared_world, "part.txt", out, *quick_dns), tmp_path)
     assert first.returncode == 0, first.stderr
     assert domain_lines(out) == Counter((*every[:2], "timeout.scenario.test"))
 
     with fifo_writing(tmp_path / "resume.fifo", lines(every).encode()):
-        resumed = run(scan_argv(world, "resume.fifo", out, *quick_dns), tmp_path)
+        resumed = run(scan_argv(shared_world, "resume.fifo", out, *quick_dns), tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert domain_lines(out) == Counter(every)
 
     with fifo_writing(tmp_path / "retry.fifo", lines(every).encode()):
-        retried = run(scan_argv(world, "retry.fifo", out, *quick_dns, "--retry-unknown"), tmp_path)
+        retried = run(scan_argv(shared_world, "retry.fifo", out, *quick_dns, "--retry-unknown"), tmp_path)
     assert retried.returncode == 0, retried.stderr
     assert "retrying 1 domains" in retried.stderr
     assert domain_lines(out) == Counter(every)

@@ -11,15 +11,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from testbed.control import WorldSpec
-from testbed.harness import RunningWorld, running_world
+from testbed.harness import RunningWorld
 from tests.e2e.worldscan import egress_targets, world_scan_argv
 
 MXSCAN = Path(sys.executable).parent / "mxscan"
@@ -27,16 +24,12 @@ EGRESS_DEADLINE = 4.0  # mxscan.defaults.EGRESS_TIMEOUT
 PTR_DOMAINS = ("ptr-mismatch.scenario.test", "ptr-missing.scenario.test", "valid-cert.scenario.test")
 
 
-@pytest.fixture(scope="module")
-def world() -> Iterator[RunningWorld]:
-    with running_world(WorldSpec("scenarios")) as running:
-        yield running
-
-
-def _argv(world: RunningWorld, tmp: Path, names: tuple[str, ...], *egress: str) -> tuple[list[str], Path]:
+def _argv(
+    shared_world: RunningWorld, tmp: Path, names: tuple[str, ...], *egress: str
+) -> tuple[list[str], Path]:
     """The world's scan command line with ``egress`` as the only egress targets."""
     (tmp / "domains.txt").write_text("".join(f"{n}\n" for n in names))
-    argv = world_scan_argv(world.endpoints, tmp / "domains.txt", tmp / "results.ndjson")
+    argv = world_scan_argv(shared_world.endpoints, tmp / "domains.txt", tmp / "results.ndjson")
     kept: list[str] = []
     i = 0
     while i < len(argv):
@@ -66,10 +59,12 @@ def _free_port(host: str, family: socket.AddressFamily) -> int:
         return int(probe.getsockname()[1])
 
 
-def test_a_blocked_port_25_exits_2_in_seconds_naming_the_cause(world: RunningWorld, tmp_path: Path) -> None:
+def test_a_blocked_port_25_exits_2_in_seconds_naming_the_cause(
+    shared_world: RunningWorld, tmp_path: Path
+) -> None:
     """Nothing listens on the check address: refused, so exit 2 before any domain is scanned."""
     target = f"127.0.0.1:{_free_port('127.0.0.1', socket.AF_INET)}"
-    argv, out = _argv(world, tmp_path, PTR_DOMAINS, target)
+    argv, out = _argv(shared_world, tmp_path, PTR_DOMAINS, target)
     began = time.monotonic()
     done = _run(argv, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
@@ -80,7 +75,7 @@ def test_a_blocked_port_25_exits_2_in_seconds_naming_the_cause(world: RunningWor
 
 
 def test_a_listener_that_never_accepts_is_blocked_with_the_cloud_as_cause(
-    world: RunningWorld, tmp_path: Path
+    shared_world: RunningWorld, tmp_path: Path
 ) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -91,7 +86,7 @@ def test_a_listener_that_never_accepts_is_blocked_with_the_cloud_as_cause(
         filler.setblocking(False)
         filler.connect_ex(("127.0.0.1", port))
     try:
-        argv, _ = _argv(world, tmp_path, PTR_DOMAINS, f"127.0.0.1:{port}")
+        argv, _ = _argv(shared_world, tmp_path, PTR_DOMAINS, f"127.0.0.1:{port}")
         began = time.monotonic()
         done = _run(argv, cwd=tmp_path)
         assert done.returncode == 2, done.stderr
@@ -104,11 +99,11 @@ def test_a_listener_that_never_accepts_is_blocked_with_the_cloud_as_cause(
 
 
 def test_ipv6_unreachable_with_ipv4_fine_scans_ipv4_only_and_records_it(
-    world: RunningWorld, tmp_path: Path
+    shared_world: RunningWorld, tmp_path: Path
 ) -> None:
     v6 = f"[::1]:{_free_port('::1', socket.AF_INET6)}"
-    argv, out = _argv(world, tmp_path, ("ipv6-only.scenario.test", "valid-cert.scenario.test"),
-                      *egress_targets(world.endpoints), v6)  # fmt: skip
+    argv, out = _argv(shared_world, tmp_path, ("ipv6-only.scenario.test", "valid-cert.scenario.test"),
+                      *egress_targets(shared_world.endpoints), v6)  # fmt: skip
     done = _run(argv, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "scanning IPv4 only" in done.stderr
@@ -122,12 +117,12 @@ def test_ipv6_unreachable_with_ipv4_fine_scans_ipv4_only_and_records_it(
 
 
 def test_egress_attempts_are_written_once_per_run_not_on_every_domain_line(
-    world: RunningWorld, tmp_path: Path
+    shared_world: RunningWorld, tmp_path: Path
 ) -> None:
     """Domain lines carry the verdicts only (a line must stand alone, and every byte on it is
     repeated per domain); the attempts are on the run line and in --summary-json."""
     v6 = f"[::1]:{_free_port('::1', socket.AF_INET6)}"
-    argv, out = _argv(world, tmp_path, PTR_DOMAINS, *egress_targets(world.endpoints), v6)
+    argv, out = _argv(shared_world, tmp_path, PTR_DOMAINS, *egress_targets(shared_world.endpoints), v6)
     done = _run([*argv, "--summary-json", str(tmp_path / "summary.json")], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = _lines(out)
@@ -144,9 +139,9 @@ def test_egress_attempts_are_written_once_per_run_not_on_every_domain_line(
 
 
 def test_ptr_matching_mismatching_and_missing_are_recorded_per_address(
-    world: RunningWorld, tmp_path: Path
+    shared_world: RunningWorld, tmp_path: Path
 ) -> None:
-    argv, out = _argv(world, tmp_path, PTR_DOMAINS, *egress_targets(world.endpoints))
+    argv, out = _argv(shared_world, tmp_path, PTR_DOMAINS, *egress_targets(shared_world.endpoints))
     done = _run(argv, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = _lines(out)
@@ -166,9 +161,9 @@ def test_ptr_matching_mismatching_and_missing_are_recorded_per_address(
 
 
 def test_the_report_counts_the_scenario_worlds_ptr_verdicts_and_shows_the_vantage(
-    world: RunningWorld, tmp_path: Path
+    shared_world: RunningWorld, tmp_path: Path
 ) -> None:
-    argv, out = _argv(world, tmp_path, PTR_DOMAINS, *egress_targets(world.endpoints))
+    argv, out = _argv(shared_world, tmp_path, PTR_DOMAINS, *egress_targets(shared_world.endpoints))
     assert _run(argv, cwd=tmp_path).returncode == 0
     report = _run([str(MXSCAN), "report", str(out), "--format", "json"], cwd=tmp_path)
     assert report.returncode == 0, report.stderr
@@ -184,9 +179,11 @@ def test_the_report_counts_the_scenario_worlds_ptr_verdicts_and_shows_the_vantag
 
 
 def test_an_ehlo_name_that_is_not_the_egress_address_is_warned_about(
-    world: RunningWorld, tmp_path: Path
+    shared_world: RunningWorld, tmp_path: Path
 ) -> None:
-    argv, _ = _argv(world, tmp_path, ("valid-cert.scenario.test",), *egress_targets(world.endpoints))
+    argv, _ = _argv(
+        shared_world, tmp_path, ("valid-cert.scenario.test",), *egress_targets(shared_world.endpoints)
+    )
     argv[argv.index("scanner.mxscan.test")] = "mx.valid-cert.scenario.test"
     done = _run(argv, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -30,6 +30,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[RunningWorld]:
+    """Private: the Internet-like world remembers clients (greylisting passes a client's second
+    connection), so the truth holds only for the first scan of a fresh world."""
     with running_world(WorldSpec("internet-scenarios")) as running:
         yield running
 

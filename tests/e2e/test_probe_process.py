@@ -3,6 +3,9 @@
 It must not change a single measured fact (inline and separate runs agree on every
 domain), and losing it mid-scan must leave a complete, classified results file,
 never a hang.
+
+The world and its uninterrupted scan (with a probe process) are the session's
+(tests/worlds.py): these tests only read them; each killed scan writes its own file.
 """
 
 from __future__ import annotations
@@ -11,25 +14,14 @@ import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from probes.results import read_domain_records
-from testbed.control import WorldSpec
-from testbed.harness import RunningWorld, running_world
-from tests.e2e.worldscan import world_scan_argv
+from testbed.harness import RunningWorld
+from tests.e2e.worldscan import wait_for_domain_lines, world_scan_argv
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def world() -> Iterator[RunningWorld]:
-    with running_world(WorldSpec("scenarios")) as running:
-        yield running
 
 
 def _facts(path: Path) -> dict[str, Any]:
@@ -46,25 +38,15 @@ def _facts(path: Path) -> dict[str, Any]:
     return facts
 
 
-@pytest.fixture(scope="module")
-def separate_run(world: RunningWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted scan of the whole world with a probe process."""
-    out = tmp_path_factory.mktemp("separate") / "separate.ndjson"
-    argv = world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out)
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=180, check=False)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    return out
-
-
 def test_inline_and_probe_process_scans_measure_the_same(
-    world: RunningWorld, separate_run: Path, tmp_path: Path
+    shared_world: RunningWorld, shared_scan: Path, tmp_path: Path
 ) -> None:
-    domains = world.state_dir / "domains.txt"
+    domains = shared_world.state_dir / "domains.txt"
     out = tmp_path / "inline.ndjson"
-    argv = world_scan_argv(world.endpoints, domains, out, "--inline-probes")
+    argv = world_scan_argv(shared_world.endpoints, domains, out, "--inline-probes")
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    separate = _facts(separate_run)
+    separate = _facts(shared_scan)
     assert len(separate) == len(domains.read_text().split())
     assert separate == _facts(out)
 
@@ -73,31 +55,25 @@ def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def _domain_lines(path: Path) -> int:
-    return sum(1 for line in path.read_bytes().splitlines() if b'"domain"' in line) if path.exists() else 0
-
-
 def _lost(address: dict[str, Any]) -> bool:
     return bool(address["detail"].startswith("OffloadLost"))
 
 
 def test_a_killed_probe_process_is_recorded_unknown_counted_unknown_and_retried(
-    world: RunningWorld, separate_run: Path, tmp_path: Path
+    shared_world: RunningWorld, shared_scan: Path, tmp_path: Path
 ) -> None:
     """Issue #18 item 2: the domains whose SMTP and MTA-STS results were lost with the probe
     process record them as unknown-error (OffloadLost) with STARTTLS unknown, never
     not-applicable; the report counts them unknown; --retry-unknown measures them again."""
-    names = (world.state_dir / "domains.txt").read_text().split()
+    names = (shared_world.state_dir / "domains.txt").read_text().split()
     # The MTA-STS domains last, so their policy fetches come after the kill.
     domains = tmp_path / "domains.txt"
     domains.write_text("\n".join(sorted(names, key=lambda name: name.startswith("sts-"))) + "\n")
     out = tmp_path / "killed.ndjson"
-    argv = world_scan_argv(world.endpoints, domains, out, "--concurrency", "4")
+    argv = world_scan_argv(shared_world.endpoints, domains, out, "--concurrency", "4")
     scan = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE)
     try:
-        while _domain_lines(out) < 5:  # kill point chosen by progress: 5 domains written
-            assert scan.poll() is None, "the scan ended before the probe process could be killed"
-            time.sleep(0.02)
+        wait_for_domain_lines(scan, out, 5)  # kill point chosen by progress: 5 domains written
         (probe_process,) = _children(scan.pid)
         os.kill(probe_process, signal.SIGKILL)
         _, stderr = scan.communicate(timeout=120)
@@ -145,4 +121,4 @@ def test_a_killed_probe_process_is_recorded_unknown_counted_unknown_and_retried(
     assert not [
         r["domain"] for r in after if any(_lost(a) for t in r["mx_transport"] for a in t["addresses"])
     ]
-    assert _facts(out) == _facts(separate_run)
+    assert _facts(out) == _facts(shared_scan)

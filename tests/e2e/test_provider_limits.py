@@ -56,6 +56,8 @@ class Run(NamedTuple):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
+    """Private (not the session's scenario world): its own scale spec, and each scan resets
+    and reads the mail process's connection counters."""
     profile = tmp_path_factory.mktemp("profile") / "throttle.toml"
     profile.write_text(PROFILE)
     with running_world(WorldSpec("scale", DOMAINS, SEED, str(profile))) as running:

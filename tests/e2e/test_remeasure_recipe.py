@@ -21,7 +21,7 @@ from engine.checkpoint import finished
 from probes.results import read_domain_records
 from testbed.control import NetOptions, WorldSpec
 from testbed.harness import RunningWorld, running_world
-from tests.e2e.worldscan import world_scan_argv
+from tests.e2e.worldscan import domain_lines, wait_for_domain_lines, world_scan_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRIB = ROOT / "contrib"
@@ -33,7 +33,8 @@ FIRST, SECOND = "2026-11-02", "2026-11-09"
 @pytest.fixture(scope="module")
 def world() -> Iterator[RunningWorld]:
     """A small scale world behind a resolver with a 30 ms round trip: a scan of it takes a few
-    seconds, so a kill chosen by progress lands in the middle of one."""
+    seconds, so a kill chosen by progress lands in the middle of one.  Private (not the
+    session's scenario world): another spec and a slow resolver."""
     with running_world(WorldSpec("scale", domains=24, seed=5), net=NetOptions(rtt=0.03)) as running:
         yield running
 
@@ -49,10 +50,6 @@ def _cron_env(world: RunningWorld, data: Path, today: str) -> dict[str, str]:
         "MXSCAN_OPTIONS": " ".join([*options, "--concurrency", "1"]),
         "MXSCAN_TODAY": today,
     }
-
-
-def _domain_lines(path: Path) -> int:
-    return sum(1 for line in path.read_bytes().splitlines() if b'"domain"' in line) if path.exists() else 0
 
 
 def _run_line(path: Path) -> dict[str, object]:
@@ -81,15 +78,14 @@ def test_a_run_cut_short_is_finished_by_the_next_run_and_diff_and_trend_see_only
             start_new_session=True,  # its own process group: the script, the scan, the probe process
         )
         try:
-            while _domain_lines(first) < 6:
-                assert job.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
+            wait_for_domain_lines(job, first, 6)
             os.killpg(job.pid, signal.SIGKILL)
             job.wait(timeout=30)
         finally:
             if job.poll() is None:
                 os.killpg(job.pid, signal.SIGKILL)
                 job.wait()
-    assert 6 <= _domain_lines(first) < len(names) and not finished(first)
+    assert 6 <= domain_lines(first) < len(names) and not finished(first)
     assert not (data / "reports" / f"{FIRST}.html").exists()
     refused = subprocess.run(
         [str(MXSCAN), "trend", str(first)], cwd=data, capture_output=True, text=True, timeout=60

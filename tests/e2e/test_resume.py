@@ -17,11 +17,11 @@ import orjson
 import pytest
 
 from engine.checkpoint import finished
-from engine.compressed import open_results
 from mxscan.schema import schema
 from probes.results import read_domain_records
 from testbed.control import NetOptions, WorldSpec
 from testbed.harness import Endpoint, running_dns
+from tests.e2e.worldscan import domain_lines, wait_for_domain_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAINS = 3000
@@ -30,7 +30,8 @@ DOMAINS = 3000
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Endpoint, Path]]:
     """A scale world behind an Internet-like resolver (20 ms ± 10 ms per answer), so a
-    scan takes long enough for kills and signals to land in the middle of it."""
+    scan takes long enough for kills and signals to land in the middle of it.  Private (not
+    the session's scenario world): another spec and a slow resolver."""
     spec = WorldSpec("scale", domains=DOMAINS, seed=7)
     directory = tmp_path_factory.mktemp("resume")
     names = directory / "domains.txt"
@@ -76,25 +77,6 @@ def _comparable(path: Path) -> dict[str, dict[str, object]]:
     return records
 
 
-def _lines(path: Path) -> int:
-    """Complete lines in ``path`` now, plain or compressed (read while a scan writes it)."""
-    if not path.exists():
-        return 0
-    with open_results(path) as stream:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 16), b""))
-
-
-def _wait_for_lines(proc: subprocess.Popen[str], out: Path, count: int, deadline: float = 120) -> int:
-    """Block until ``out`` holds at least ``count`` complete lines while ``proc`` still runs (the
-    kill point is chosen by progress, not by the clock); the count reached."""
-    give_up = time.monotonic() + deadline
-    while (lines := _lines(out)) < count:
-        assert proc.poll() is None, f"the scan ended before writing {count} lines (had {lines})"
-        assert time.monotonic() < give_up, f"no {count} lines within {deadline} s (had {lines})"
-        time.sleep(0.01)
-    return lines
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(
     world: tuple[Endpoint, Path], tmp_path_factory: pytest.TempPathFactory
@@ -124,14 +106,14 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(
     # Each run is killed once it has added a random number of records (at least one flush of
     # new lines, never the whole list): four kills land inside the scan on any machine speed.
     for _ in range(4):
-        target = _lines(out) + rng.randint(1, DOMAINS // 8)
+        target = domain_lines(out) + rng.randint(1, DOMAINS // 8)
         proc = subprocess.Popen(_scan_argv(endpoint, names, out), cwd=ROOT, text=True)
         try:
-            _wait_for_lines(proc, out, target)
+            wait_for_domain_lines(proc, out, target)
         finally:
             proc.send_signal(signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL, "the scan must still have been running when killed"
-    lines = _lines(out)
+    lines = domain_lines(out)
     assert 0 < lines < DOMAINS
     assert name.endswith(".gz") == (out.read_bytes()[:2] == b"\x1f\x8b")
     result = subprocess.run(_scan_argv(endpoint, names, out), cwd=ROOT, timeout=300)
@@ -149,7 +131,7 @@ def test_sigterm_stops_gracefully_and_says_how_to_resume(
         _scan_argv(endpoint, names, out, "--concurrency", "8"), cwd=ROOT, stderr=subprocess.PIPE, text=True
     )
     try:
-        _wait_for_lines(proc, out, 1)  # stopped once it has written something, not after N seconds
+        wait_for_domain_lines(proc, out, 1)  # stopped once it has written something, not after N seconds
     finally:
         proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
@@ -238,22 +220,23 @@ def test_no_ehlo_name_refuses_smtp_scan(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--ehlo-name" in result.stderr
 
 
-def test_retry_unknown_reprobes_only_unknown_domains_in_place(tmp_path: Path) -> None:
+def test_retry_unknown_reprobes_only_unknown_domains_in_place(
+    shared_resolver: Endpoint, tmp_path: Path
+) -> None:
     source = tmp_path / "list.txt"
     source.write_text("timeout.scenario.test\nvalid-cert.scenario.test\nnxdomain.scenario.test\n")
     out = tmp_path / "r.ndjson"
-    with running_dns(WorldSpec("scenarios")) as endpoint:
-        first = subprocess.run(_scan_argv(endpoint, source, out), cwd=ROOT, timeout=60)
-        assert first.returncode == 0
-        before = {r["domain"]: r for r in read_domain_records(out)}
-        assert before["timeout.scenario.test"]["dns"]["mx"]["outcome"] == "timeout"
-        again = subprocess.run(
-            _scan_argv(endpoint, source, out, "--retry-unknown"),
-            cwd=ROOT,
-            timeout=60,
-            capture_output=True,
-            text=True,
-        )
+    first = subprocess.run(_scan_argv(shared_resolver, source, out), cwd=ROOT, timeout=60)
+    assert first.returncode == 0
+    before = {r["domain"]: r for r in read_domain_records(out)}
+    assert before["timeout.scenario.test"]["dns"]["mx"]["outcome"] == "timeout"
+    again = subprocess.run(
+        _scan_argv(shared_resolver, source, out, "--retry-unknown"),
+        cwd=ROOT,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 0 and "retrying 1 domains" in again.stderr
     after = {r["domain"]: r for r in read_domain_records(out)}
     assert sorted(after) == sorted(before)  # each domain exactly once

@@ -62,6 +62,7 @@ def _mxscan(*args: str, timeout: float = 150) -> bytes:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
+    """Private (not the session's scenario world): a scale world of its own size, seed and profile."""
     profile = tmp_path_factory.mktemp("profile") / "scale.toml"
     profile.write_text(PROFILE)
     with running_world(WorldSpec("scale", DOMAINS, SEED, str(profile))) as running:

@@ -12,7 +12,6 @@ records are unknown (null).
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,43 +21,25 @@ import orjson
 import pytest
 
 from probes.results import read_domain_records
-from testbed.control import WorldSpec
-from testbed.harness import RunningWorld, running_world
+from testbed.harness import RunningWorld
 from testbed.scenarios import scenario_world
 from testbed.truth import truth
 from testbed.worldpki import WorldPki
-from tests.e2e.worldscan import world_scan_argv
 
-ROOT = Path(__file__).resolve().parents[2]
 WORLD = scenario_world()
-#: Timeouts short enough for blackhole/tarpit/resolver-timeout scenarios, longer than slow-banner's 1 s.
+# The world and its scan are the session's (tests/worlds.py): these tests only read them.
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[RunningWorld]:
-    with running_world(WorldSpec("scenarios")) as running:
-        yield running
+def scanned(shared_scan: Path) -> dict[str, dict[str, Any]]:
+    return {r["domain"]: r for r in read_domain_records(shared_scan)}
 
 
-@pytest.fixture(scope="module")
-def results_file(world: RunningWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("scan") / "results.ndjson"
-    argv = world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out)
-    run = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=120, check=False)
-    assert run.returncode == 0, run.stderr.decode()[-2000:]
-    return out
-
-
-@pytest.fixture(scope="module")
-def scanned(results_file: Path) -> dict[str, dict[str, Any]]:
-    return {r["domain"]: r for r in read_domain_records(results_file)}
-
-
-def test_each_probed_address_is_one_host_line_before_its_first_reference(results_file: Path) -> None:
+def test_each_probed_address_is_one_host_line_before_its_first_reference(shared_scan: Path) -> None:
     """Issue 4: one probe per (host, address) per run, stored once and referenced by domains."""
     defined: Counter[str] = Counter()
     referenced: Counter[str] = Counter()
-    for line in results_file.read_bytes().splitlines():
+    for line in shared_scan.read_bytes().splitlines():
         record = orjson.loads(line)
         if "ref" in record:
             defined[record["ref"]] += 1
@@ -80,8 +61,8 @@ def smtp_ref_of(smtp: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def expected(world: RunningWorld) -> dict[str, dict[str, Any]]:
-    tlsa_data = WorldPki.load(world.state_dir / "pki").tlsa_data
+def expected(shared_world: RunningWorld) -> dict[str, dict[str, Any]]:
+    tlsa_data = WorldPki.load(shared_world.state_dir / "pki").tlsa_data
     return {row["domain"]: row for row in truth(WORLD, tlsa_data)}
 
 

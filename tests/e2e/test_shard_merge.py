@@ -11,7 +11,6 @@ import gzip
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,7 @@ from engine.checkpoint import finished
 from mxscan.merge import MergeError, merge_shards
 from mxscan.shard import shard_of
 from probes.results import read_domain_records
-from testbed.control import WorldSpec
-from testbed.harness import RunningWorld, running_world
+from testbed.harness import RunningWorld
 from tests.e2e.worldscan import world_scan_argv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 VOLATILE = frozenset({"measured_at", "duration_ms", "phase_ms", "scan", "started", "ended"})
 
 
-@pytest.fixture(scope="module")
-def world() -> Iterator[RunningWorld]:
-    with running_world(WorldSpec("scenarios")) as running:
-        yield running
-
-
-def _scan(world: RunningWorld, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    argv = world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out, *extra)
+def _scan(shared_world: RunningWorld, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    argv = world_scan_argv(shared_world.endpoints, shared_world.state_dir / "domains.txt", out, *extra)
     return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -48,14 +40,15 @@ def _wait(scan: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def scans(world: RunningWorld, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The unsharded scan, then the three shards (one of them gzip) side by side, as three
-    machines would run them, and their merge."""
+def scans(
+    shared_world: RunningWorld, shared_scan: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The unsharded scan (the session's, tests/worlds.py: read only), then the three shards
+    (one of them gzip) side by side, as three machines would run them, and their merge."""
     where = tmp_path_factory.mktemp("shards")
-    whole = where / "whole.ndjson"
-    _wait(_scan(world, whole))
+    whole = shared_scan
     shards = [where / "s1.ndjson", where / "s2.ndjson.gz", where / "s3.ndjson"]
-    running = [_scan(world, path, "--shard", f"{k}/3") for k, path in enumerate(shards, start=1)]
+    running = [_scan(shared_world, path, "--shard", f"{k}/3") for k, path in enumerate(shards, start=1)]
     for scan in running:
         _wait(scan)
     merged = where / "merged.ndjson"

@@ -28,6 +28,7 @@ def test_progress_and_summary_show_a_silent_host_while_it_waits_and_zero_at_the_
     domains = tmp_path / "domains.txt"
     domains.write_text(f"{ANSWERING}\n{SILENT}\n")
     out, summary = tmp_path / "out.ndjson", tmp_path / "summary.json"
+    # A private Internet-like world: it remembers clients (greylisting), so no other test shares it.
     with running_world(WorldSpec("internet-scenarios")) as world:
         argv = world_scan_argv(world.endpoints, domains, out)
         argv += ["--smtp-timeout", "6", "--smtp-retries", "1", "--smtp-retry-delay", "3"]

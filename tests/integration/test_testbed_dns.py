@@ -11,7 +11,6 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import dns.edns
@@ -32,12 +31,6 @@ from testbed.truth import truth
 
 WORLD = scenario_world()
 DIG = shutil.which("dig")
-
-
-@pytest.fixture(scope="module")
-def resolver() -> Iterator[Endpoint]:
-    with running_dns(WorldSpec("scenarios")) as endpoint:
-        yield endpoint
 
 
 def ask(
@@ -105,7 +98,7 @@ CASES = [
     ("case", "name", "rtype", "opts", "rcode", "ad", "data"), CASES, ids=[c[0] for c in CASES]
 )
 def test_answers(
-    resolver: Endpoint,
+    shared_resolver: Endpoint,
     case: str,
     name: str,
     rtype: str,
@@ -114,7 +107,7 @@ def test_answers(
     ad: bool,
     data: list[str] | None,
 ) -> None:
-    reply = ask(resolver, name, rtype, **opts)
+    reply = ask(shared_resolver, name, rtype, **opts)
     assert dns.rcode.to_text(reply.rcode()) == rcode
     assert bool(reply.flags & dns.flags.AD) == ad
     if data is not None:
@@ -123,52 +116,52 @@ def test_answers(
         assert [rrset.rdtype for rrset in reply.authority] == [dns.rdatatype.SOA]
 
 
-def test_bogus_carries_ede_6(resolver: Endpoint) -> None:
-    reply = ask(resolver, "bogus.scenario.test", "MX")
+def test_bogus_carries_ede_6(shared_resolver: Endpoint) -> None:
+    reply = ask(shared_resolver, "bogus.scenario.test", "MX")
     assert [(o.otype, o.code) for o in reply.options] == [(dns.edns.EDE, dns.edns.EDECode.DNSSEC_BOGUS)]
 
 
-def test_cname_is_chased_with_the_chain_in_the_answer(resolver: Endpoint) -> None:
-    reply = ask(resolver, "mx-cname.scenario.test", "MX")
+def test_cname_is_chased_with_the_chain_in_the_answer(shared_resolver: Endpoint) -> None:
+    reply = ask(shared_resolver, "mx-cname.scenario.test", "MX")
     assert [dns.rdatatype.to_text(r.rdtype) for r in reply.answer] == ["CNAME", "MX"]
     assert _records(reply, "CNAME") == ["cname-target.scenario.test."]
     assert not reply.flags & dns.flags.AD  # signed alias, unsigned target: insecure chain
-    sts = ask(resolver, "_mta-sts.sts-cname.scenario.test", "TXT")
+    sts = ask(shared_resolver, "_mta-sts.sts-cname.scenario.test", "TXT")
     assert _records(sts, "CNAME") == ["_mta-sts.policy-provider.scenario.test."]
     assert _records(sts, "TXT") == ['"v=STSv1; id=delegated1;"']
 
 
-def test_timeout_name_is_never_answered(resolver: Endpoint) -> None:
+def test_timeout_name_is_never_answered(shared_resolver: Endpoint) -> None:
     with pytest.raises(dns.exception.Timeout):
-        ask(resolver, "timeout.scenario.test", "MX", timeout=0.5)
+        ask(shared_resolver, "timeout.scenario.test", "MX", timeout=0.5)
     with pytest.raises(dns.exception.Timeout):
-        ask(resolver, "timeout.scenario.test", "MX", tcp=True, timeout=0.5)
+        ask(shared_resolver, "timeout.scenario.test", "MX", tcp=True, timeout=0.5)
 
 
-def test_large_reply_is_truncated_over_udp_and_whole_over_tcp(resolver: Endpoint) -> None:
-    udp = ask(resolver, "truncated.scenario.test", "MX")
+def test_large_reply_is_truncated_over_udp_and_whole_over_tcp(shared_resolver: Endpoint) -> None:
+    udp = ask(shared_resolver, "truncated.scenario.test", "MX")
     assert udp.flags & dns.flags.TC and not udp.answer
-    tcp = ask(resolver, "truncated.scenario.test", "MX", tcp=True)
+    tcp = ask(shared_resolver, "truncated.scenario.test", "MX", tcp=True)
     assert not tcp.flags & dns.flags.TC and len(_records(tcp, "MX")) == 24
     assert len(tcp.to_wire()) > 1232
-    small = ask(resolver, "multi-mx.scenario.test", "MX", edns=False)
+    small = ask(shared_resolver, "multi-mx.scenario.test", "MX", edns=False)
     assert not small.flags & dns.flags.TC and len(_records(small, "MX")) == 4
 
 
-def test_question_case_is_echoed(resolver: Endpoint) -> None:
-    reply = ask(resolver, "SiGnEd.ScEnArIo.TeSt", "MX")
+def test_question_case_is_echoed(shared_resolver: Endpoint) -> None:
+    reply = ask(shared_resolver, "SiGnEd.ScEnArIo.TeSt", "MX")
     assert reply.question[0].name.to_text() == "SiGnEd.ScEnArIo.TeSt."
 
 
-def test_scenario_world_dns_matches_its_truth(resolver: Endpoint) -> None:
+def test_scenario_world_dns_matches_its_truth(shared_resolver: Endpoint) -> None:
     """Every domain's MX outcome, DNSSEC status and host addresses, as the truth says."""
     for t in truth(WORLD):
         if t["mx_outcome"] == "timeout":
             continue
-        reply = ask(resolver, t["domain"], "MX", tcp=t["scenario"] == "truncated")
+        reply = ask(shared_resolver, t["domain"], "MX", tcp=t["scenario"] == "truncated")
         if t["mx_dnssec"] == "bogus":
             assert reply.rcode() == dns.rcode.SERVFAIL
-            reply = ask(resolver, t["domain"], "MX", cd=True)
+            reply = ask(shared_resolver, t["domain"], "MX", cd=True)
         rcode = dns.rcode.to_text(reply.rcode()).lower()
         outcome = ("ok" if _records(reply, "MX") else "nodata") if rcode == "noerror" else rcode
         assert outcome == t["mx_outcome"], t["domain"]
@@ -178,8 +171,8 @@ def test_scenario_world_dns_matches_its_truth(resolver: Endpoint) -> None:
         assert sorted(hosts) == ([] if t["null_mx"] else sorted(_records(reply, "MX"))), t["domain"]
         for h in t["mx_hosts"]:
             cd = h["address_dnssec"] == "bogus"
-            assert _records(ask(resolver, h["host"], "A", cd=cd), "A") == h["ipv4"]
-            assert _records(ask(resolver, h["host"], "AAAA", cd=cd), "AAAA") == h["ipv6"]
+            assert _records(ask(shared_resolver, h["host"], "A", cd=cd), "A") == h["ipv4"]
+            assert _records(ask(shared_resolver, h["host"], "AAAA", cd=cd), "AAAA") == h["ipv6"]
 
 
 def _dig(ep: Endpoint, *args: str) -> str:
@@ -221,14 +214,14 @@ def _dig(ep: Endpoint, *args: str) -> str:
     ],
 )
 def test_dig_agrees(
-    resolver: Endpoint,
+    shared_resolver: Endpoint,
     args: tuple[str, ...],
     status: str,
     flags_present: set[str],
     flags_absent: set[str],
     extra: str | None,
 ) -> None:
-    out = _dig(resolver, *args)
+    out = _dig(shared_resolver, *args)
     assert f"status: {status}" in out
     match = re.search(r";; flags: ([a-z ]+);", out)
     assert match is not None

@@ -353,6 +353,8 @@ HOSTS = {h.name: h for h in WORLD.hosts}
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[RunningWorld]:
+    """Private: the Internet-like world remembers clients (greylisting), and a test here resets
+    and reads its connection counters."""
     with running_world(WorldSpec("internet-scenarios")) as running:
         yield running
 

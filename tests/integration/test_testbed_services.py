@@ -18,14 +18,13 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from testbed import control
 from testbed.control import WorldSpec
-from testbed.harness import RunningWorld, running_world
+from testbed.harness import RunningWorld
 from testbed.scenarios import scenario_world
 from testbed.world import Host
 
@@ -34,18 +33,12 @@ HOSTS = {h.name: h for h in WORLD.hosts}
 OPENSSL, CURL, DIG = shutil.which("openssl"), shutil.which("curl"), shutil.which("dig")
 
 
-@pytest.fixture(scope="module")
-def world() -> Iterator[RunningWorld]:
-    with running_world(WorldSpec("scenarios")) as running:
-        yield running
-
-
 def _mx(scenario: str) -> Host:
     return HOSTS[f"mx.{scenario}.scenario.test"]
 
 
 def _s_client(
-    world: RunningWorld, host: Host, *extra: str, ca_file: str | None = None
+    shared_world: RunningWorld, host: Host, *extra: str, ca_file: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     assert OPENSSL is not None and host.ipv4 is not None
     argv = [
@@ -55,10 +48,10 @@ def _s_client(
             "-starttls",
             "smtp",
             "-connect",
-            f"{host.ipv4}:{world.endpoints['smtp_port']}",
+            f"{host.ipv4}:{shared_world.endpoints['smtp_port']}",
         ),
         *("-servername", host.name, "-verify_return_error", "-verify_hostname", host.name),
-        *("-CAfile", ca_file or world.endpoints["ca_file"], *extra),
+        *("-CAfile", ca_file or shared_world.endpoints["ca_file"], *extra),
     ]
     return subprocess.run(argv, input="QUIT\n", capture_output=True, text=True, timeout=20, check=False)
 
@@ -82,9 +75,9 @@ S_CLIENT_CASES = {
 @pytest.mark.parametrize(("scenario", "verified", "says"), [(k, *v) for k, v in S_CLIENT_CASES.items()],
                          ids=list(S_CLIENT_CASES))  # fmt: skip
 def test_openssl_s_client_sees_the_truth(
-    world: RunningWorld, scenario: str, verified: bool, says: str
+    shared_world: RunningWorld, scenario: str, verified: bool, says: str
 ) -> None:
-    run = _s_client(world, _mx(scenario))
+    run = _s_client(shared_world, _mx(scenario))
     output = run.stdout + run.stderr
     assert (run.returncode == 0) == verified, output[-1500:]
     assert says.lower() in output.lower(), output[-1500:]
@@ -92,22 +85,22 @@ def test_openssl_s_client_sees_the_truth(
 
 @pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
 def test_missing_intermediate_verifies_once_the_intermediate_is_supplied(
-    world: RunningWorld, tmp_path: Path
+    shared_world: RunningWorld, tmp_path: Path
 ) -> None:
     bundle = tmp_path / "root-and-intermediate.pem"
-    ca, intermediates = world.endpoints["ca_file"], world.endpoints["intermediates"]
+    ca, intermediates = shared_world.endpoints["ca_file"], shared_world.endpoints["intermediates"]
     bundle.write_bytes(Path(ca).read_bytes() + Path(intermediates).read_bytes())
-    run = _s_client(world, _mx("missing-intermediate"), ca_file=str(bundle))
+    run = _s_client(shared_world, _mx("missing-intermediate"), ca_file=str(bundle))
     assert run.returncode == 0, (run.stdout + run.stderr)[-1500:]
 
 
-def _curl(world: RunningWorld, scenario: str, out: Path) -> tuple[int, str]:
+def _curl(shared_world: RunningWorld, scenario: str, out: Path) -> tuple[int, str]:
     assert CURL is not None
     host = HOSTS[f"mta-sts.{scenario}.scenario.test"]
-    port = world.endpoints["https_port"]
+    port = shared_world.endpoints["https_port"]
     run = subprocess.run(
         [
-            *(CURL, "-sS", "--max-time", "10", "--cacert", world.endpoints["ca_file"]),
+            *(CURL, "-sS", "--max-time", "10", "--cacert", shared_world.endpoints["ca_file"]),
             *("--resolve", f"{host.name}:{port}:{host.ipv4}", "-o", str(out)),
             *("-w", "%{http_code} %{content_type} %{redirect_url}"),
             f"https://{host.name}:{port}/.well-known/mta-sts.txt",
@@ -121,8 +114,8 @@ def _curl(world: RunningWorld, scenario: str, out: Path) -> tuple[int, str]:
 
 
 @pytest.mark.skipif(CURL is None, reason="curl not installed")
-def test_curl_fetches_a_valid_policy(world: RunningWorld, tmp_path: Path) -> None:
-    code, said = _curl(world, "sts-enforce", tmp_path / "body")
+def test_curl_fetches_a_valid_policy(shared_world: RunningWorld, tmp_path: Path) -> None:
+    code, said = _curl(shared_world, "sts-enforce", tmp_path / "body")
     assert code == 0 and said.startswith("200 text/plain"), said
     policy = next(d.policy for d in WORLD.domains if d.scenario == "sts-enforce")
     assert policy is not None and (tmp_path / "body").read_bytes() == policy.body
@@ -139,23 +132,23 @@ def test_curl_fetches_a_valid_policy(world: RunningWorld, tmp_path: Path) -> Non
     ids=["404", "redirect-not-followed", "wrong-content-type"],
 )
 def test_curl_sees_each_broken_policy_host(
-    world: RunningWorld, tmp_path: Path, scenario: str, pattern: str
+    shared_world: RunningWorld, tmp_path: Path, scenario: str, pattern: str
 ) -> None:
-    code, said = _curl(world, scenario, tmp_path / "body")
+    code, said = _curl(shared_world, scenario, tmp_path / "body")
     assert code == 0 and re.match(pattern, said), said
 
 
 @pytest.mark.skipif(CURL is None, reason="curl not installed")
 def test_curl_refuses_the_policy_host_certificate_for_another_name(
-    world: RunningWorld, tmp_path: Path
+    shared_world: RunningWorld, tmp_path: Path
 ) -> None:
-    code, said = _curl(world, "sts-wrong-cert", tmp_path / "body")
+    code, said = _curl(shared_world, "sts-wrong-cert", tmp_path / "body")
     assert code == 60, said  # CURLE_PEER_FAILED_VERIFICATION
 
 
-def _presented(world: RunningWorld, host: Host) -> list[bytes]:
+def _presented(shared_world: RunningWorld, host: Host) -> list[bytes]:
     """The chain the SMTP host presents, as DER, read with openssl s_client -showcerts."""
-    run = _s_client(world, host, "-showcerts")
+    run = _s_client(shared_world, host, "-showcerts")
     pems = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", run.stdout, re.S)
     ders = []
     for pem in pems:
@@ -172,8 +165,8 @@ def _spki(der: bytes) -> bytes:
                           capture_output=True, timeout=10, check=True).stdout  # fmt: skip
 
 
-def _dig_tlsa(world: RunningWorld, host: Host) -> list[str]:
-    addr, port = world.endpoints["dns"].rsplit(":", 1)
+def _dig_tlsa(shared_world: RunningWorld, host: Host) -> list[str]:
+    addr, port = shared_world.endpoints["dns"].rsplit(":", 1)
     run = subprocess.run(
         [DIG or "dig", f"@{addr}", "-p", port, "+short", "+dnssec", "TLSA", f"_25._tcp.{host.name}"],
         capture_output=True,
@@ -186,17 +179,17 @@ def _dig_tlsa(world: RunningWorld, host: Host) -> list[str]:
 
 
 @pytest.mark.skipif(OPENSSL is None or DIG is None, reason="openssl or dig not installed")
-def test_tlsa_data_is_the_hash_of_what_the_host_presents(world: RunningWorld) -> None:
+def test_tlsa_data_is_the_hash_of_what_the_host_presents(shared_world: RunningWorld) -> None:
     ee = _mx("dane-ee-match")
-    chain = _presented(world, ee)
-    assert _dig_tlsa(world, ee) == [f"3 1 1 {hashlib.sha256(_spki(chain[0])).hexdigest()}"]
+    chain = _presented(shared_world, ee)
+    assert _dig_tlsa(shared_world, ee) == [f"3 1 1 {hashlib.sha256(_spki(chain[0])).hexdigest()}"]
     ta = _mx("dane-ta-match")
-    chain = _presented(world, ta)
+    chain = _presented(shared_world, ta)
     assert len(chain) == 2  # leaf + the issuing intermediate, which 2 0 1 binds
-    assert _dig_tlsa(world, ta) == [f"2 0 1 {hashlib.sha256(chain[1]).hexdigest()}"]
+    assert _dig_tlsa(shared_world, ta) == [f"2 0 1 {hashlib.sha256(chain[1]).hexdigest()}"]
     mismatch = _mx("dane-ee-mismatch")
-    spki = hashlib.sha256(_spki(_presented(world, mismatch)[0])).hexdigest()
-    assert _dig_tlsa(world, mismatch) != [f"3 1 1 {spki}"]
+    spki = hashlib.sha256(_spki(_presented(shared_world, mismatch)[0])).hexdigest()
+    assert _dig_tlsa(shared_world, mismatch) != [f"3 1 1 {spki}"]
 
 
 def test_up_is_idempotent_status_sees_every_server_and_down_stops_them(tmp_path: Path) -> None:
