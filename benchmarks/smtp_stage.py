@@ -1,6 +1,7 @@
 """The SMTP STARTTLS probe engine alone against the bare TLS pair (issue 4's aim).
 
     python benchmarks/smtp_stage.py [--probes 3000] [--concurrency 64] [--rounds 5] [--batches 0,64]
+                                    [--aiosmtplib]
 
 A full scan makes only ~0.27 STARTTLS handshakes per domain, so handshakes per
 second over a whole scan measure the scan, not the probe.  Here the prober
@@ -15,6 +16,11 @@ contexts exist (a real server has its certificate loaded); then the scanner's
 own caches (certificate facts, verified paths) are emptied, so what they save
 in the measured pass is only what the world's certificate sharing gives a real
 scan (providers present one certificate on many hosts).
+
+``--aiosmtplib`` (needs the ``bench`` extra: ``pip install -e '.[bench]'``) adds two passes
+per round without certificate work: the same exchange (banner, EHLO, STARTTLS, TLS with
+the chain read, EHLO, QUIT) by the prober's own client (``SmtpProber.exchange``) and by
+aiosmtplib, the library the README says the probe does not go through, and why.
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import uvloop
 from common import ROOT  # noqa: F401  (puts the repository on sys.path)
@@ -34,7 +43,8 @@ from tls_pair import measure_pair
 
 from engine.heap import settle_heap
 from probes.smtp.probe import ANALYSIS_BATCH, SmtpProber, SmtpSettings
-from probes.smtp.session import SmtpTimeouts
+from probes.smtp.session import SmtpTimeouts, client_tls_context
+from probes.tls.capture import presented_chain
 from probes.tls.certs import cert_facts, load_der
 from probes.tls.truststore import load_trust_store
 from probes.tls.verify import Verifier
@@ -48,20 +58,74 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _probe_all(prober: SmtpProber, targets: list[tuple[str, str]], concurrency: int) -> int:
+Session = Callable[[str, str], Awaitable[bool]]
+
+
+async def _each(targets: list[tuple[str, str]], concurrency: int, session: Session) -> int:
+    """``session`` for every (host, address), ``concurrency`` at once: how many reached TLS."""
     gate = asyncio.Semaphore(concurrency)
     sessions = 0
 
     async def one(host: str, address: str) -> None:
         nonlocal sessions
         async with gate:
-            result = (await prober.probe(host, address)).result
-        sessions += result.tls is not None
+            reached = await session(host, address)
+        sessions += reached  # not "+= await": that reads the count before the await
 
     async with asyncio.TaskGroup() as group:
         for host, address in targets:
             group.create_task(one(host, address))
     return sessions
+
+
+async def _probe_all(prober: SmtpProber, targets: list[tuple[str, str]], concurrency: int) -> int:
+    async def probe(host: str, address: str) -> bool:
+        return (await prober.probe(host, address)).result.tls is not None
+
+    return await _each(targets, concurrency, probe)
+
+
+async def _exchange_all(prober: SmtpProber, targets: list[tuple[str, str]], concurrency: int) -> int:
+    """The prober's own client alone: every byte exchanged, no certificate work."""
+
+    async def exchange(host: str, address: str) -> bool:
+        return bool((await prober.exchange(host, address)).obs.chain)
+
+    return await _each(targets, concurrency, exchange)
+
+
+async def _aiosmtplib_all(settings: SmtpSettings, targets: list[tuple[str, str]], concurrency: int) -> int:
+    """The same exchange through aiosmtplib: the chain read from its TLS transport."""
+    import aiosmtplib  # the bench extra; a plain install does not have it
+
+    ctx = client_tls_context()
+
+    async def exchange(host: str, address: str) -> bool:
+        smtp = aiosmtplib.SMTP(
+            hostname=address,
+            port=settings.port,
+            local_hostname=settings.ehlo_name,  # else it asks the system resolver (getfqdn)
+            timeout=settings.timeouts.command,
+            start_tls=False,
+        )
+        await smtp.connect()
+        await smtp.ehlo()
+        await smtp.starttls(server_hostname=host, validate_certs=False, tls_context=ctx)
+        assert smtp.transport is not None
+        chain = presented_chain(smtp.transport.get_extra_info("ssl_object"))
+        await smtp.ehlo()
+        await smtp.quit()
+        return bool(chain)
+
+    return await _each(targets, concurrency, exchange)
+
+
+def _timed(run: Callable[[], Coroutine[Any, Any, int]]) -> tuple[float, float]:
+    """(sessions/s, client CPU ms per session) of one pass."""
+    cpu0, t0 = _cpu(), time.perf_counter()
+    sessions = uvloop.run(run())
+    seconds, cpu = time.perf_counter() - t0, _cpu() - cpu0
+    return sessions / seconds, cpu / max(sessions, 1) * 1000
 
 
 def _measured_pass(
@@ -72,10 +136,7 @@ def _measured_pass(
     prober.settings = replace(prober.settings, verifier=Verifier(prober.settings.verifier.store))
     load_der.cache_clear()
     cert_facts.cache_clear()
-    cpu0, t0 = _cpu(), time.perf_counter()
-    sessions = uvloop.run(_probe_all(prober, targets, concurrency))
-    seconds, cpu = time.perf_counter() - t0, _cpu() - cpu0
-    return sessions / seconds, cpu / max(sessions, 1) * 1000
+    return _timed(partial(_probe_all, prober, targets, concurrency))
 
 
 def main() -> None:
@@ -91,6 +152,11 @@ def main() -> None:
         default=f"0,{ANALYSIS_BATCH}",
         help="certificate-work batch sizes to compare, each in every round (0: no batching)",
     )
+    parser.add_argument(
+        "--aiosmtplib",
+        action="store_true",
+        help="also the exchange alone, by the prober's client and by aiosmtplib (the bench extra)",
+    )
     args = parser.parse_args()
     sizes = [int(b) for b in args.batches.split(",") if b]
     spec = WorldSpec("scale", domains=args.domains, seed=1)
@@ -102,6 +168,7 @@ def main() -> None:
     ][: args.probes]
     probed: dict[int, list[tuple[float, float]]] = {size: [] for size in sizes}
     pairs: list[tuple[float, float]] = []
+    clients: dict[str, list[tuple[float, float]]] = {}
     with running_world(spec) as running:
         ep = running.endpoints
         pki = Path(ep["ca_file"]).parent
@@ -118,6 +185,12 @@ def main() -> None:
         for round_ in range(args.rounds):
             for size in sizes:
                 probed[size].append(_measured_pass(probers[size], hosts, args.concurrency))
+            if args.aiosmtplib:
+                exchanger = probers[sizes[0]]
+                ours = _timed(partial(_exchange_all, exchanger, hosts, args.concurrency))
+                theirs = _timed(partial(_aiosmtplib_all, settings, hosts, args.concurrency))
+                clients.setdefault("mxscan SmtpProber.exchange", []).append(ours)
+                clients.setdefault("aiosmtplib 5 (same exchange)", []).append(theirs)
             pair = measure_pair(pki, hosts[0][0], handshakes=args.probes, concurrency=args.concurrency)
             pairs.append((pair.rate, pair.client_cpu_ms))
             mine = ", ".join(f"batch {size}: {probed[size][-1][0]:.0f}/s" for size in sizes)
@@ -141,6 +214,11 @@ def main() -> None:
         if batches is not None:
             print(f"{'':36}({batches.items / max(batches.batches, 1):.1f} probes per batch)")
     print(f"{'bare TLS pair (uvloop)':34} {pair_rate:>10.0f} {pair_cpu_ms:>14.2f}")
+    if clients:
+        print("\nthe exchange alone (no certificate facts, no PKIX), same hosts and concurrency")
+        for label, runs in clients.items():
+            rate, cpu_ms = (statistics.median(v) for v in zip(*runs, strict=True))
+            print(f"{label:34} {rate:>10.0f} {cpu_ms:>14.2f} {rate / pair_rate:>8.0%}")
     print(f"\naim: the prober (default batch {ANALYSIS_BATCH}) at least 70% of the bare pair")
     sys.stdout.flush()
 

@@ -96,3 +96,20 @@ def test_the_engine_holds_no_mail_provider_data() -> None:
         if isinstance(node, ast.Constant) and node.value in providers
     }
     assert not literals
+
+
+def test_the_product_imports_no_benchmark_only_package() -> None:
+    """aiodns and aiosmtplib are the ``bench`` extra (pyproject.toml): only the benchmarks that
+    measure our DNS and SMTP clients against them import them."""
+    bench_only = {"aiodns", "aiosmtplib"}
+    offenders = []
+    for package in sorted(OURS):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                where = path.relative_to(ROOT)
+                offenders += [f"{where}: {n}" for n in names if n.split(".")[0] in bench_only]
+    assert not offenders
