@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,7 @@ from mxscan.cli import _build_parser, main
 from mxscan.config import ScanConfig
 from probes.providers import default_limits
 from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
-from testbed.control import WorldSpec
-from testbed.harness import Endpoint, running_dns
+from testbed.harness import Endpoint
 from tests.e2e.worldscan import dns_scan_args
 
 #: field -> its default as the README and ``defaults`` document it.
@@ -311,14 +309,8 @@ def test_retry_unknown_needs_an_existing_results_file(
 # --- against a real loopback resolver (the scenario world's DNS): --out forms, --fresh, resume ----
 
 
-@pytest.fixture(scope="module")
-def resolver() -> Iterator[Endpoint]:
-    with running_dns(WorldSpec("scenarios")) as endpoint:
-        yield endpoint
-
-
-def _dns_scan(resolver: Endpoint, listing: Path, out: Path, *extra: str) -> int:
-    return main(dns_scan_args(f"{resolver.host}:{resolver.port}", listing, out, *extra))
+def _dns_scan(shared_resolver: Endpoint, listing: Path, out: Path, *extra: str) -> int:
+    return main(dns_scan_args(f"{shared_resolver.host}:{shared_resolver.port}", listing, out, *extra))
 
 
 def _domains(data: bytes) -> list[str]:
@@ -327,7 +319,7 @@ def _domains(data: bytes) -> list[str]:
 
 @pytest.mark.parametrize("name", ["r.ndjson", "r.ndjson.gz"])
 def test_out_plain_or_gz_resumes_without_measuring_again_and_fresh_starts_over(
-    resolver: Endpoint, tmp_path: Path, name: str
+    shared_resolver: Endpoint, tmp_path: Path, name: str
 ) -> None:
     listing = tmp_path / "list.txt"
     listing.write_text("nxdomain.scenario.test\nsigned.scenario.test\n")
@@ -336,14 +328,14 @@ def test_out_plain_or_gz_resumes_without_measuring_again_and_fresh_starts_over(
     def read() -> bytes:
         return gzip.decompress(out.read_bytes()) if name.endswith(".gz") else out.read_bytes()
 
-    assert _dns_scan(resolver, listing, out) == 0
+    assert _dns_scan(shared_resolver, listing, out) == 0
     first = _domains(read())
     assert len(first) == 2
     listing.write_text("nxdomain.scenario.test\nsigned.scenario.test\nmulti-mx.scenario.test\n")
-    assert _dns_scan(resolver, listing, out) == 0  # no --fresh: resume, only the new name is measured
+    assert _dns_scan(shared_resolver, listing, out) == 0  # no --fresh: resume, only the new name is measured
     resumed = _domains(read())
     assert resumed[:2] == first and len(resumed) == 3
-    assert _dns_scan(resolver, listing, out, "--fresh") == 0
+    assert _dns_scan(shared_resolver, listing, out, "--fresh") == 0
     fresh = _domains(read())
     assert len(fresh) == 3 and fresh[0] != first[0]  # measured again: a new measured_at
 
