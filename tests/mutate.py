@@ -36,6 +36,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_dane.py",
         "test_dane_edges.py",
         "test_dane_chain_edges.py",
+        "test_dane_path_building.py",
         "test_dane_openssl_vectors.py",
         "test_edge_behaviours.py",
     ),

@@ -29,6 +29,18 @@ the leaf's name must match the MX host name, the reference identifier of
 RFC 7672 §3.2.3 (subjectAltName dNSName with RFC 6125 wildcards; the CN only
 when there is no dNSName, as OpenSSL's DANE does).
 
+The path is built as OpenSSL 3.0 builds it (``find_issuer`` in
+crypto/x509/x509_vfy.c), which is what Postfix's DANE delivers by: of the
+presented certificates that issued the current one, the first within its
+validity, else the one whose validity ends last; and no backtracking.  So a
+server that sends an expired copy of its intermediate before the renewed one
+is authenticated through the renewed copy, and one whose first valid issuer
+leads nowhere is not, though another presented issuer would have led to the
+anchor (OpenSSL fails it: "unable to get local issuer certificate").  Every
+step adds a certificate not yet on the path, so a path has at most
+``MAX_CHAIN_CERTS`` steps, and each (certificate, issuer) signature is checked
+once per chain however many records and anchors ask.
+
 Which match is reported (any match makes the chain valid): the one OpenSSL
 reports (``SSL_get0_dane_authority``).  DANE-EE at depth 0 first; then the
 certificate anchor (1 or 2) nearest the leaf, its depth being its position in
@@ -79,6 +91,25 @@ class ChainMatch:
     misses: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    """One presented chain as every record is matched against it.
+
+    Fields:
+      certs: the parsed certificates, leaf first (None where one does not parse).
+      ders: their DER, in the same order.
+      issued: ``is_issued_by`` remembered for this chain: one signature check per pair of
+        certificates, however many records and anchors ask (bounded by MAX_CHAIN_CERTS squared
+        plus the anchors from DNS).
+      at: the time validity is judged at (UTC).
+    """
+
+    certs: Sequence[x509.Certificate | None]
+    ders: Sequence[bytes]
+    issued: Callable[[x509.Certificate, x509.Certificate], bool]
+    at: dt.datetime
+
+
 def match_chain(
     records: Sequence[TlsaRecord], chain: Sequence[bytes], *, host: str, at: dt.datetime
 ) -> ChainMatch:
@@ -87,6 +118,7 @@ def match_chain(
     at = at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
     ders = list(chain[:MAX_CHAIN_CERTS])
     certs = [_load(der) for der in ders]
+    presented = _Chain(certs, ders, functools.cache(is_issued_by), at)
     best: tuple[int, int, int] | None = None  # (rank, depth, record index)
     misses: list[str] = []
     for index, record in enumerate(records):
@@ -95,10 +127,7 @@ def match_chain(
                 return ChainMatch(record, 0, ())
             misses.append(f"{_head(record)}: leaf does not match")
             continue
-        try:
-            found = _dane_ta(record, certs, ders, host, at)
-        except EXTENSION_ERRORS as exc:  # a malformed extension met while checking
-            found = f"malformed certificate: {exc}"
+        found = _dane_ta(record, presented, host)
         if isinstance(found, str):
             misses.append(f"{_head(record)}: {found}")
         elif best is None or (*found, index) < best:
@@ -138,10 +167,6 @@ def _matches(record: TlsaRecord, cert: x509.Certificate | None, der: bytes) -> b
     return selected.hex() == record.data
 
 
-def _issued_by(anchor: x509.Certificate, cert: x509.Certificate) -> bool:
-    return is_issued_by(cert, anchor)
-
-
 def _signed_by_key(key: PublicKeyTypes, cert: x509.Certificate) -> bool:
     """Whether ``key`` made ``cert``'s signature (a bare key has no name to compare)."""
     signature, tbs = cert.signature, cert.tbs_certificate_bytes
@@ -166,20 +191,41 @@ def _signed_by_key(key: PublicKeyTypes, cert: x509.Certificate) -> bool:
 
 
 def _path_to(
-    leaf: x509.Certificate, signs: Callable[[x509.Certificate], bool], pool: Sequence[x509.Certificate]
+    leaf: x509.Certificate,
+    signs: Callable[[x509.Certificate], bool],
+    pool: Sequence[x509.Certificate],
+    chain: _Chain,
 ) -> list[x509.Certificate] | None:
-    """The certificates from the leaf up to the last one ``signs`` accepts as issued by the
-    anchor (inclusive), through certificates of ``pool``; None if there is no such path."""
-    path, current = [leaf], leaf
-    for _ in range(len(pool) + 1):
-        if signs(current):
-            return path
-        step = next((c for c in pool if c not in path and is_issued_by(current, c)), None)
+    """The certificates from the leaf up to the first one ``signs`` accepts as issued by the
+    anchor (inclusive), each next one the issuer OpenSSL picks from ``pool`` (see the module
+    docstring); None when the picked issuers end before the anchor."""
+    path = [leaf]
+    while not signs(path[-1]):
+        step = _issuer(path[-1], [c for c in pool if c not in path], chain)
         if step is None:
             return None
-        path.append(step)
-        current = step
-    return None
+        path.append(step)  # never on the path before: the path ends within len(pool) steps
+    return path
+
+
+def _issuer(
+    cert: x509.Certificate, candidates: Sequence[x509.Certificate], chain: _Chain
+) -> x509.Certificate | None:
+    """OpenSSL 3.0's ``find_issuer``: the first candidate that issued ``cert`` and is within its
+    validity at ``chain.at``, else the one of them whose validity ends last (the first of equals)."""
+    fallback: x509.Certificate | None = None
+    for candidate in candidates:
+        if not chain.issued(cert, candidate):
+            continue
+        if _valid_at(candidate, chain.at):
+            return candidate
+        if fallback is None or candidate.not_valid_after_utc > fallback.not_valid_after_utc:
+            fallback = candidate
+    return fallback
+
+
+def _valid_at(cert: x509.Certificate, at: dt.datetime) -> bool:
+    return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
 
 
 def _leaf_names(leaf: x509.Certificate) -> tuple[list[str], list[str]]:
@@ -197,17 +243,17 @@ def _leaf_names(leaf: x509.Certificate) -> tuple[list[str], list[str]]:
 
 
 def _anchors(
-    record: TlsaRecord, certs: Sequence[x509.Certificate | None], ders: Sequence[bytes]
+    record: TlsaRecord, chain: _Chain
 ) -> list[tuple[int, Callable[[x509.Certificate], bool], x509.Certificate | None]]:
     """(rank, "issued by the anchor" test, the anchor certificate when presented) per candidate."""
     found: list[tuple[int, Callable[[x509.Certificate], bool], x509.Certificate | None]] = []
-    for cert, der in zip(certs[1:], ders[1:], strict=True):
+    for cert, der in zip(chain.certs[1:], chain.ders[1:], strict=True):
         if cert is not None and _matches(record, cert, der):
-            found.append((_CERT, functools.partial(_issued_by, cert), cert))
+            found.append((_CERT, functools.partial(_issued_by, chain, cert), cert))
     if record.mtype == 0:
         data = bytes.fromhex(record.data)
         if record.selector == 0 and (dns_cert := _load(data)) is not None:
-            found.append((_CERT, functools.partial(_issued_by, dns_cert), None))
+            found.append((_CERT, functools.partial(_issued_by, chain, dns_cert), None))
         elif record.selector == 1:
             try:
                 key = serialization.load_der_public_key(data)
@@ -217,31 +263,32 @@ def _anchors(
     return found
 
 
-def _dane_ta(
-    record: TlsaRecord,
-    certs: Sequence[x509.Certificate | None],
-    ders: Sequence[bytes],
-    host: str,
-    at: dt.datetime,
-) -> tuple[int, int] | str:
+def _issued_by(chain: _Chain, anchor: x509.Certificate, cert: x509.Certificate) -> bool:
+    return chain.issued(cert, anchor)
+
+
+def _dane_ta(record: TlsaRecord, chain: _Chain, host: str) -> tuple[int, int] | str:
     """(rank, depth) of the best anchor the record gives the chain, else why there is none."""
-    leaf = certs[0]
+    leaf = chain.certs[0]
     if leaf is None:
         return "leaf unparsable"
-    anchors = _anchors(record, certs, ders)
+    anchors = _anchors(record, chain)
     if not anchors:
         return "no presented CA certificate matches and the record holds no full certificate or key"
-    pool = [c for c in certs[1:] if c is not None]
+    pool = [c for c in chain.certs[1:] if c is not None]
     best: tuple[int, int] | None = None
     why = "leaf does not chain to the trust anchor"
     for rank, signs, presented in anchors:
-        path = _path_to(leaf, signs, [c for c in pool if c is not presented])
+        path = _path_to(leaf, signs, [c for c in pool if c is not presented], chain)
         if path is None:
             continue
-        if any(not (c.not_valid_before_utc <= at <= c.not_valid_after_utc) for c in path):
+        if not all(_valid_at(c, chain.at) for c in path):
             why = "a certificate below the trust anchor is outside its validity"
             continue
-        dns, ips = _leaf_names(leaf)
+        try:
+            dns, ips = _leaf_names(leaf)
+        except EXTENSION_ERRORS as exc:  # parsed on first read; TypeError too (see EXTENSION_ERRORS)
+            return f"malformed certificate: {exc}"
         if not match_hostname(host, dns, ips):
             return f"leaf name does not match {host}"
         # A certificate anchor sits above the path; a bare key's depth is the certificate it signed.

@@ -54,7 +54,9 @@ _ERROR_LIMIT = 200
 _ISSUE_LIMIT = 512
 
 _ISSUED_BY_ERRORS = (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm)
-#: What reading a parsed certificate's extensions may raise for malformed input.
+#: What reading a parsed certificate's extensions may raise for malformed input.  TypeError
+#: too: cryptography raises it for a name attribute of the wrong type inside an extension
+#: (a BIT STRING under another OID than x500UniqueIdentifier in a directoryName).
 EXTENSION_ERRORS = (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
