@@ -362,3 +362,36 @@ def test_issuers_presented_together_are_remembered_each_under_its_own_name() -> 
             assert verifier.verify(_der([leaf, *rest]), HOST, NOW).valid
     assert (verifier.issuers.hits, verifier.issuers.misses) == (2, 2)
     assert verifier.full_verifications == 2  # one leaf of each issuer
+
+
+# -- the verdict's words: every detail starts with what happened, and only a valid chain has an anchor
+
+
+@pytest.mark.parametrize(
+    ("chain", "host", "detail"),
+    [
+        ((), HOST, "no certificate"),
+        ((b"\x30\x03\x02\x01\x01",), HOST, "unparsable certificate: "),
+        (None, "a..b", "not a host name: 'a..b'"),
+        (None, "*.example.com", "host name the verifier refuses: '*.example.com' ("),
+        (None, "a_b.example.com", "host name the verifier refuses: 'a_b.example.com' ("),
+    ],
+)
+def test_input_that_cannot_be_verified_says_why_and_names_no_anchor(
+    chain: tuple[bytes, ...] | None, host: str, detail: str
+) -> None:
+    presented = _der([_leaf(), _ca("Edge CA plain")]) if chain is None else chain
+    result = verify_chain(presented, host, store=store(), at=NOW)
+    assert (result.valid, result.reason, result.anchor) == (False, PkixReason.OTHER, "")
+    assert result.detail == detail if detail == "no certificate" else result.detail.startswith(detail)
+
+
+def test_a_valid_chain_says_so_and_names_its_root() -> None:
+    result = verify([_leaf(), _ca("Edge CA plain")])
+    assert result == PkixResult(True, PkixReason.OK, "chain verifies to a trusted root", ROOT_SUBJECT)
+
+
+def test_a_refused_chains_detail_carries_the_verifiers_own_message() -> None:
+    result = verify([_leaf(issuer="Edge CA stranger")])
+    _, _, said = result.detail.partition("; verifier: ")
+    assert result.reason is PkixReason.UNKNOWN_ISSUER and said, result.detail
