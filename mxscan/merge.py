@@ -35,8 +35,8 @@ from typing import Any
 
 from engine.checkpoint import DigestSet, ResultStore, StoreError, is_marker
 from engine.compressed import open_results
+from engine.retrypass import Line, RetryError, read_lines
 from mxscan import __version__
-from mxscan.retry import RetryError, _Line, _lines
 from mxscan.shard import shard_of
 from probes.domain import RunEnd, run_line
 from probes.writer import now
@@ -125,11 +125,11 @@ def _shared_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _read(path: Path) -> Iterator[_Line]:
+def _read(path: Path) -> Iterator[Line]:
     """The complete lines of ``path`` (a torn last line skipped, as a resume would cut it)."""
     try:
         with open_results(path) as stream:
-            yield from _lines(stream, path)
+            yield from read_lines(stream, path)
     except RetryError as exc:
         raise MergeError(f"{exc} (resume that shard's scan first: it cuts a torn tail)") from None
     except OSError as exc:
@@ -138,7 +138,7 @@ def _read(path: Path) -> Iterator[_Line]:
 
 def _survey(path: Path) -> _Part:
     part = _Part(path)
-    last: _Line | None = None
+    last: Line | None = None
     for line in _read(path):
         last = line
         if is_marker(line.record):

@@ -21,12 +21,14 @@ from engine.checkpoint import KeySet, ResultStore, StoreError
 from engine.heap import settle_heap
 from engine.inputs import DomainReader, InputError, InputItem, count_names
 from engine.offload import Offload
+from engine.retrypass import Merged, RetryError, side_path
+from mxscan import __version__
 from mxscan.config import ScanConfig
 from mxscan.probeservice import probe_process
-from mxscan.retry import Merged, RetryError, RetryRun, side_path
 from mxscan.steps import EXIT_USAGE, ScanRun
 from mxscan.wiring import smtp_prober
 from probes.providers import ProviderMap, load_provider_map
+from probes.rescan import RetryRun
 from probes.smtp.probe import SmtpProber
 from probes.tls.truststore import TrustStoreError
 from report.openmetrics import LiveMetrics
@@ -65,7 +67,7 @@ def run_scan(cfg: ScanConfig, stderr: TextIO | None = None) -> int:
         from mxscan.cluster.driver import run_cluster  # imports Ray only now
 
         return run_cluster(cfg, stderr, inputs.items, inputs.total)
-    # A retry pass writes beside the results file and merges at the end (mxscan.retry).
+    # A retry pass writes beside the results file and merges at the end (engine.retrypass).
     store = ResultStore(
         side_path(cfg.out) if cfg.retry_unknown else cfg.out,
         fresh=cfg.fresh or cfg.retry_unknown,
@@ -114,7 +116,7 @@ class _Files:
         cfg = self.cfg
         try:
             if cfg.retry_unknown:
-                self.retry = RetryRun(cfg.out).__enter__()
+                self.retry = RetryRun(cfg.out, __version__).__enter__()
                 _say_merged(cfg.out, self.retry.merge(), self.stderr, leftover=True)
                 kept, redo = self.retry.plan()
             else:
@@ -168,7 +170,7 @@ def _settle_leftover_retry(cfg: ScanConfig, stderr: TextIO) -> None:
     if cfg.fresh or not cfg.out.exists():
         side.unlink()
         return
-    with RetryRun(cfg.out) as retry:
+    with RetryRun(cfg.out, __version__) as retry:
         _say_merged(cfg.out, retry.merge(), stderr, leftover=True)
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from engine.retrypass import side_path
 from mxscan.cli import _build_parser
-from mxscan.retry import side_path
 from probes.domain import RunEnd, run_line
 from probes.results import read_domain_records
 from testbed.harness import Endpoint

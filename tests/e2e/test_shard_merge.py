@@ -280,13 +280,15 @@ def test_merge_command_exits_2_with_the_reason(tmp_path: Path) -> None:
 def test_a_retry_pass_on_a_shard_file_keeps_the_shard_on_its_run_line(tmp_path: Path) -> None:
     """``--retry-unknown`` rewrites the run line when it merges its side file; a shard's file
     must stay mergeable (before: the new run line had no shard, and merge refused the file)."""
-    from mxscan.retry import RetryRun, side_path
+    from engine.retrypass import side_path
+    from mxscan import __version__
+    from probes.rescan import RetryRun
 
     files = _three(tmp_path)
     retried = next(name for name in NAMES if shard_of(name, 3) == 2)
     side = side_path(files[1])
     _shard_file(side, 2, [retried], finish=False)
-    with RetryRun(files[1]) as retry:
+    with RetryRun(files[1], __version__) as retry:
         merged = retry.merge()
     assert merged is not None and merged.finished
     assert _run_line(files[1])["shard"]["index"] == 2

@@ -9,7 +9,9 @@ import zlib
 from pathlib import Path
 
 from engine.checkpoint import ResultStore, finished
-from mxscan.retry import RetryRun, side_path
+from engine.retrypass import side_path
+from mxscan import __version__
+from probes.rescan import RetryRun
 from probes.results import read_domain_records
 from tests.unit.test_retry import crashed, host, run_line, settled
 
@@ -57,7 +59,7 @@ def test_retry_plans_and_merges_a_compressed_file_keeping_it_compressed(tmp_path
     side_path(path).write_bytes(
         host("smtp:mx@1:25", "success") + settled("b.test", ref="smtp:mx@1:25", measured="new")
     )
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         merged = retry.merge()
         kept, redo = retry.plan()
     assert merged is not None and (merged.replaced, merged.added) == (1, 0) and merged.finished

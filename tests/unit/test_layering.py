@@ -83,6 +83,23 @@ def test_the_composition_root_defines_no_plan_and_no_politeness() -> None:
     assert not defined & {"Pipeline", "PoliteProber", "Unresponsive", "RetryPolicy", "CorrelatedSignals"}
 
 
+def test_the_composition_root_holds_no_rescan_rule() -> None:
+    """The rescan rule of --retry-unknown is a question of the record (probes/rescan.py, through
+    the one reduction probes.posture.answers) and merging a retry pass is file work
+    (engine/retrypass.py): mxscan/ neither defines them again nor reduces records itself."""
+    defined, reduces = set(), []
+    for path in sorted((ROOT / "mxscan").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        defined |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+        reduces += [
+            f"{path.relative_to(ROOT)} imports {node.module}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "probes.posture"
+        ]
+    assert not defined & {"needs_retry", "RescanRules", "RetryRun", "RetryPass"}
+    assert not reduces
+
+
 def test_the_engine_holds_no_mail_provider_data() -> None:
     """engine/ is blind to protocols and to whom it scans: which mail providers are big is
     data beside the provider attribution (probes/providers.py), handed to the engine."""

@@ -1,4 +1,4 @@
-"""The rescan rule of ``--retry-unknown`` (mxscan/retry.py ``needs_retry`` and ``plan``):
+"""The rescan rule of ``--retry-unknown`` (probes/rescan.py ``needs_retry`` and ``RetryRun.plan``):
 which records are measured again and why.  A crash or a question the measurement could not
 settle is rescanned; a definite no and a question the file never measured are not."""
 
@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from mxscan.retry import RetryRun, needs_retry
+from mxscan import __version__
+from probes.rescan import RetryRun, needs_retry
 from tests.unit.test_posture import dns, lookup, record
 
 REF = "smtp:mx.example.com@192.0.2.1:25"
@@ -97,7 +98,7 @@ def _plan(path: Path, *lines: bytes) -> tuple[set[str], int]:
     """(the domains kept, of those the lines name; how many are measured again)."""
     path.write_bytes(b"".join(lines))
     names = {str(orjson.loads(line)["domain"]) for line in lines if b'"domain"' in line}
-    with RetryRun(path) as run:
+    with RetryRun(path, __version__) as run:
         kept, retried = run.plan()
     return {name for name in names if name in kept}, retried
 

@@ -1,4 +1,4 @@
-"""``--retry-unknown``'s file work (mxscan.retry): which domains it redoes, and the merge
+"""``--retry-unknown``'s file work (engine.retrypass, probes.rescan): which domains it redoes, and the merge
 that replaces their lines only once the replacements exist (issue #18 item 1)."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import orjson
 import pytest
 
 from engine.checkpoint import finished
-from mxscan.retry import RetryError, RetryRun, side_path
+from engine.retrypass import RetryError, side_path
+from mxscan import __version__
+from probes.rescan import RetryRun
 from probes.results import read_domain_records
 
 
@@ -66,7 +68,7 @@ def test_plan_redoes_crashes_and_domains_whose_smtp_result_is_unknown_error(tmp_
         + settled("later.test", ref="smtp:mx@1:25")
         + run_line(4)
     )
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         kept, redo = retry.plan()
     everyone = ("fine.test", "crash.test", "lost.test", "later.test")
     assert [d for d in everyone if d in kept] == ["fine.test", "later.test"] and len(kept) == 2 and redo == 2
@@ -79,7 +81,7 @@ def test_the_merge_replaces_only_retried_domains_and_keeps_the_file_finished(tmp
     side_path(path).write_bytes(
         host("smtp:mx@1:25", "success") + settled("b.test", ref="smtp:mx@1:25", measured="new")
     )  # a pass that stopped before c.test: no run line of its own
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         merged = retry.merge()
     assert merged is not None and (merged.replaced, merged.added, merged.still_unknown) == (1, 0, 0)
     assert merged.finished and finished(path) and not side_path(path).exists()
@@ -92,11 +94,11 @@ def test_merging_into_an_unfinished_file_stays_unfinished_unless_the_pass_finish
     path = tmp_path / "r.ndjson"
     path.write_bytes(settled("a.test"))  # a killed scan: no run line
     side_path(path).write_bytes(settled("b.test", measured="new"))
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         merged = retry.merge()
     assert merged is not None and merged.added == 1 and not merged.finished and not finished(path)
     side_path(path).write_bytes(settled("c.test", measured="new") + run_line(3, started="T"))
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         merged = retry.merge()
     assert merged is not None and merged.finished and finished(path)
     assert set(domains_of(path)) == {"a.test", "b.test", "c.test"}
@@ -106,7 +108,7 @@ def test_a_torn_side_file_merges_its_complete_lines(tmp_path: Path) -> None:
     path = tmp_path / "r.ndjson"
     path.write_bytes(crashed("a.test") + crashed("b.test") + run_line(2))
     side_path(path).write_bytes(settled("a.test", measured="new") + b'{"schema_version":2,"domain":"b.te')
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         retry.merge()
     assert domains_of(path) == {"a.test": "new", "b.test": "old"} and finished(path)
 
@@ -117,11 +119,11 @@ def test_a_merge_redone_from_the_same_side_file_gives_the_same_file(tmp_path: Pa
     path.write_bytes(settled("a.test") + crashed("b.test") + run_line(2))
     side = settled("b.test", measured="new")
     side_path(path).write_bytes(side)
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         retry.merge()
     once = path.read_bytes().splitlines()[:-1]  # the run line's end time differs
     side_path(path).write_bytes(side)
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         retry.merge()
     assert path.read_bytes().splitlines()[:-1] == once and finished(path)
 
@@ -131,7 +133,7 @@ def test_an_empty_side_file_leaves_the_results_file_byte_identical(tmp_path: Pat
     before = settled("a.test") + crashed("b.test") + run_line(2)
     path.write_bytes(before)
     side_path(path).write_bytes(b"")
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         merged = retry.merge()
     assert merged is not None and merged.replaced == merged.added == 0
     assert path.read_bytes() == before and not side_path(path).exists()
@@ -140,10 +142,10 @@ def test_an_empty_side_file_leaves_the_results_file_byte_identical(tmp_path: Pat
 def test_retry_refuses_a_missing_or_locked_or_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "r.ndjson"
     with pytest.raises(RetryError, match="no results file"):
-        RetryRun(path).__enter__()
+        RetryRun(path, __version__).__enter__()
     path.write_bytes(settled("a.test") + b"garbage\n" + settled("b.test"))
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         with pytest.raises(RetryError, match="in use"):
-            RetryRun(path).__enter__()
+            RetryRun(path, __version__).__enter__()
         with pytest.raises(RetryError, match="corrupt line 2"):
             retry.plan()

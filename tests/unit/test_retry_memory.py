@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from mxscan.retry import RetryRun, side_path
+from engine.retrypass import side_path
+from mxscan import __version__
+from probes.rescan import RetryRun
 from tests.unit.test_retry import crashed, domains_of, host, run_line, settled
 
 DOMAINS = 20_000
@@ -41,7 +43,7 @@ def _peak_per_domain(work: Callable[[], T]) -> tuple[T, float]:
 def test_retry_plan_holds_digests_not_names(tmp_path: Path) -> None:
     path = tmp_path / "r.ndjson"
     _write(path)
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         (kept, redo), per_domain = _peak_per_domain(retry.plan)
     assert redo == DOMAINS // 1000 and len(kept) == DOMAINS - redo
     assert "d1.test" in kept and "d0.test" not in kept and "d1000.test" not in kept
@@ -57,7 +59,7 @@ def test_retry_merge_holds_digests_not_names(tmp_path: Path) -> None:
         + settled("new.test", ref="smtp:mx@1:25", measured="new")
         + run_line(2)
     )
-    with RetryRun(path) as retry:
+    with RetryRun(path, __version__) as retry:
         merged, per_domain = _peak_per_domain(retry.merge)
     assert merged is not None
     assert (merged.replaced, merged.added, merged.finished) == (1, 1, True)
