@@ -8,7 +8,7 @@ join in-flight work but are not retained (``retain=False``), which keeps memory
 O(concurrency + shared names) instead of O(domains).
 
 A caller that has used a value can ``replace`` it by a smaller one that still answers
-later callers (the SMTP results of a host whose line is written: mxscan/hostcache.py),
+later callers (the SMTP results of a host whose line is written: probes/hostcache.py),
 and ``forget`` one it cannot use.  Entries beyond ``max_entries`` are evicted least
 recently used first and counted (``evicted``): an evicted answer is only computed again.
 """

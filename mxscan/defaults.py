@@ -152,7 +152,7 @@ MAX_ADDRESSES_PER_DOMAIN = 32
 
 #: Probed (host, address) results kept for the run: MX hosts are shared by
 #: thousands of domains, and each is probed once.  Once its line is written an entry is
-#: its verdict (~0.5 KB, mxscan/hostcache.py), so this bounds the cache near 100 MB; the
+#: its verdict (~0.5 KB, probes/hostcache.py), so this bounds the cache near 100 MB; the
 #: least recently used beyond it are evicted (a later domain probes such a host again and
 #: writes a new host line), counted in --summary-json (caches.smtp.evicted).
 SMTP_CACHE_ENTRIES = 200_000
@@ -164,10 +164,6 @@ SMTP_CACHE_ENTRIES = 200_000
 #: (~9 MB per 100k domains).  An evicted result is looked up again (one PTR query, the
 #: forward ones mostly from the shared cache), counted in --summary-json (caches.ptr.evicted).
 PTR_CACHE_ENTRIES = 20_000
-
-#: Providers (and back-off keys) listed by name in --summary-json, the most connections
-#: first; the rest are in its totals.
-SUMMARY_TOP_PROVIDERS = 50
 
 #: Back-off (AIMD): after a throttle signal a provider's rate is halved, never
 #: below this many connections per second ...

@@ -15,15 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import heapq
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import uvloop
 
-from engine.backoff import AimdPolicy, BackoffStats
 from engine.offload import Handler, Offload, OffloadError, Setup, fork_offload
-from mxscan import defaults
 from mxscan.config import ScanConfig
 from mxscan.wiring import policy_fetcher, polite_prober
 from probes.domain import host_line
@@ -31,6 +28,7 @@ from probes.mtasts.fetch import PolicyFetcher
 from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap
 from probes.smtp.polite import PoliteProber
+from probes.smtp.politeness import Politeness, politeness_of
 from probes.smtp.probe import SmtpProbe, SmtpProber
 
 __all__ = [
@@ -39,12 +37,8 @@ __all__ = [
     "ProbeServices",
     "RemoteServices",
     "keep_politeness_current",
-    "politeness_of",
     "probe_process",
 ]
-
-#: Politeness statistics as the summary and the progress line show them.
-Politeness = dict[str, Any]
 
 
 class ProbeServices(Protocol):
@@ -62,58 +56,6 @@ class ProbeServices(Protocol):
 
     async def refresh(self, full: bool = False) -> None:
         """Bring the statistics over from a probe process (nothing to do in-process)."""
-
-
-def politeness_of(polite: PoliteProber, *, full: bool = True) -> Politeness:
-    """The progress line's figures; ``full`` adds the summary's totals per provider and back-off
-    key, with the top ``SUMMARY_TOP_PROVIDERS`` of each.
-
-    ``unresponsive``: the (host, address) targets waiting on a deadline now (at most
-    ``--max-open-connections`` of them, plus those pausing before a retry), ``deadline``: the
-    wall-clock time by which all of them are settled."""
-    backoff = polite.backoff.statistics()
-    waiting = polite.unresponsive
-    brief: Politeness = {
-        "slow_hosts": len(polite.slow_lane),
-        "throttled": sum(b.throttles for b in backoff) + polite.backoff.released_throttles,
-        "unresponsive": [list(key) for key in waiting.targets()],
-        "deadline": waiting.latest(),
-        "peak_unresponsive": waiting.peak,
-    }
-    if not full:
-        return brief
-    return {
-        "providers": _provider_totals(polite),
-        "backoff": _backoff_totals(polite.backoff, backoff),
-        **brief,
-    }
-
-
-def _provider_totals(polite: PoliteProber) -> Politeness:
-    """Totals over every provider, and the top ones by connections (one entry per provider
-    would be tens of thousands in a big scan: most self-hosted domains are their own)."""
-    limiter = polite.provider_limits
-    slots = limiter.statistics()
-    top = heapq.nlargest(defaults.SUMMARY_TOP_PROVIDERS, slots, key=lambda s: (s.acquired, s.wait_seconds))
-    return {
-        "keys": len(slots),
-        "released": limiter.evicted,
-        "connections": sum(s.acquired for s in slots) + limiter.evicted_acquired,
-        "waited": sum(s.waited for s in slots) + limiter.evicted_waited,
-        "top": [dataclasses.asdict(s) for s in top],
-    }
-
-
-def _backoff_totals(policy: AimdPolicy, backoff: list[BackoffStats]) -> Politeness:
-    """Totals over the run (keys released after recovering included), the top keys held."""
-    top = heapq.nlargest(defaults.SUMMARY_TOP_PROVIDERS, backoff, key=lambda b: (b.throttles, b.decreases))
-    return {
-        "keys": len(backoff),
-        "released": policy.released,
-        "throttles": sum(b.throttles for b in backoff) + policy.released_throttles,
-        "decreases": sum(b.decreases for b in backoff) + policy.released_decreases,
-        "top": [dataclasses.asdict(b) for b in top],
-    }
 
 
 class InlineServices:

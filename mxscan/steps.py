@@ -30,7 +30,6 @@ from engine.singleflight import SingleFlight
 from engine.status import Status
 from mxscan import __version__, defaults
 from mxscan.config import ScanConfig
-from mxscan.hostcache import HostLines, needs_chain
 from mxscan.probeservice import (
     InlineServices,
     Politeness,
@@ -46,6 +45,7 @@ from probes.dns.resolver import StubResolver
 from probes.dns.reverse import PtrResult, lookup_ptr
 from probes.domain import DomainRecord, ScanMeta
 from probes.egress import EgressCheck, decide, run_egress_check, skipped
+from probes.hostcache import HostLines, needs_chain
 from probes.plan import Pipeline, PipelineOptions
 from probes.providers import ProviderMap
 from probes.smtp.probe import SmtpProbe, SmtpProber

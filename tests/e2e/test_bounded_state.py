@@ -13,6 +13,7 @@ import pytest
 from engine.compressed import open_results
 from mxscan import defaults
 from probes.results import is_host_line, read_domain_records
+from probes.smtp.politeness import SUMMARY_TOP_PROVIDERS
 from testbed.harness import RunningWorld
 from tests.e2e.worldscan import world_scan_argv
 
@@ -41,7 +42,7 @@ def test_each_host_line_once_and_the_cache_holds_verdicts_after_writing(
     smtp = report["caches"]["smtp"]
     assert smtp["compacted"] == len(refs) - smtp["evicted"] and smtp["evicted"] == 0
     providers = report["politeness"]["providers"]
-    assert providers["connections"] >= 1 and len(providers["top"]) <= defaults.SUMMARY_TOP_PROVIDERS
+    assert providers["connections"] >= 1 and len(providers["top"]) <= SUMMARY_TOP_PROVIDERS
 
 
 def test_reverse_dns_is_looked_up_once_per_address_in_a_bounded_cache_reported_in_the_summary(

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from engine.backoff import DEFAULT_RELEASE_AFTER, AimdPolicy, SlowLane
 from engine.limits import KeyedLimiter
-from mxscan.probeservice import politeness_of
 from probes.smtp.polite import Unresponsive
+from probes.smtp.politeness import politeness_of
 from tests.unit.fakeclock import FakeClock
 from tests.unit.test_backoff import _limit_for, _limiter_rate, _setup
 

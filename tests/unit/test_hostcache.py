@@ -7,9 +7,9 @@ import asyncio
 import dataclasses
 
 from engine.singleflight import SingleFlight
-from mxscan.hostcache import HostLines, WrittenProbe, compact, needs_chain
 from probes.dane.tlsa import DaneResult, DaneStatus
 from probes.dns.records import Answer, Dnssec, MxHost, Outcome
+from probes.hostcache import HostLines, WrittenProbe, compact, needs_chain
 from probes.plan import unmeasured_smtp
 from probes.smtp.probe import SmtpProbe
 from probes.smtp.records import Starttls

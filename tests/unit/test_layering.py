@@ -80,7 +80,8 @@ def test_the_composition_root_defines_no_plan_and_no_politeness() -> None:
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.ClassDef)
     }
-    assert not defined & {"Pipeline", "PoliteProber", "Unresponsive", "RetryPolicy", "CorrelatedSignals"}
+    plan_and_politeness = {"Pipeline", "PoliteProber", "Unresponsive", "RetryPolicy", "CorrelatedSignals"}
+    assert not defined & {*plan_and_politeness, "HostLines", "WrittenProbe"}
 
 
 def test_the_composition_root_holds_no_rescan_rule() -> None:

@@ -18,8 +18,8 @@ from engine.checkpoint import ResultStore
 from engine.inputs import InputError, InputItem
 from engine.singleflight import SingleFlight
 from engine.status import Status
-from mxscan.hostcache import HostLines
 from probes.domain import ScanMeta
+from probes.hostcache import HostLines
 from probes.plan import unmeasured_smtp
 from probes.results import read_domain_records
 from probes.smtp.probe import SmtpProbe

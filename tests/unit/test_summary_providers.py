@@ -9,9 +9,8 @@ from typing import Any
 
 from engine.backoff import AimdPolicy, SlowLane
 from engine.limits import KeyedLimiter, Limit
-from mxscan import defaults
-from mxscan.probeservice import politeness_of
 from probes.smtp.polite import Unresponsive
+from probes.smtp.politeness import SUMMARY_TOP_PROVIDERS, politeness_of
 
 
 def test_summary_has_totals_and_only_the_top_providers_by_connections() -> None:
@@ -35,9 +34,9 @@ def test_summary_has_totals_and_only_the_top_providers_by_connections() -> None:
     assert providers["connections"] == connections  # released providers still counted
     assert providers["released"] > 0 and providers["keys"] <= 100 + 80
     top = providers["top"]
-    assert len(top) == defaults.SUMMARY_TOP_PROVIDERS
+    assert len(top) == SUMMARY_TOP_PROVIDERS
     assert top[0]["key"] == "p294.test" and [t["acquired"] for t in top] == sorted(
         (t["acquired"] for t in top), reverse=True
     )
     assert summary["backoff"]["keys"] == 80 and summary["backoff"]["throttles"] == 80
-    assert len(summary["backoff"]["top"]) == defaults.SUMMARY_TOP_PROVIDERS
+    assert len(summary["backoff"]["top"]) == SUMMARY_TOP_PROVIDERS
