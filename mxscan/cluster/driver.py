@@ -42,6 +42,9 @@ BATCHES_PER_WORKER = 4
 BATCH_ATTEMPTS = 3
 #: Scan workers per probe actor (a probe actor's work per domain is less than a worker's).
 WORKERS_PER_PROBE_ACTOR = 2
+#: The Ray namespace of a scan's named actors, and the prefix of a probe actor's name.
+NAMESPACE = "mxscan"
+PROBE_ACTOR_PREFIX = "mxscan-probe-"
 #: Seconds between the driver's status lines.
 STATUS_INTERVAL = 5.0
 
@@ -50,6 +53,12 @@ STATUS_INTERVAL = 5.0
 class _Batch:
     items: list[InputItem]
     attempts: int = 0
+
+
+def probe_actor_name(driver: int, index: int) -> str:
+    """The name a scan's probe actor has in ``NAMESPACE`` (an operator, or a test, can find it
+    with ``ray.get_actor``); unique per driver process on the cluster."""
+    return f"{PROBE_ACTOR_PREFIX}{driver}-{index}"
 
 
 def batch_size(total: int | None, workers: int) -> int:
@@ -118,7 +127,10 @@ class _Driver:
         scan_worker = ray.remote(**SCAN_WORKER_OPTIONS)(ScanWorker)
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         count = 0 if self.cfg.dns_only else max(1, workers // WORKERS_PER_PROBE_ACTOR)
-        probes = [probe_actor.remote(self.cfg) for _ in range(count)]
+        probes = [
+            probe_actor.options(name=probe_actor_name(os.getpid(), i), namespace=NAMESPACE).remote(self.cfg)
+            for i in range(count)
+        ]
         self.new_worker: Callable[[], Any] = lambda: scan_worker.remote(self.cfg, probes)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -44,17 +44,24 @@ def world() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """Two Ray nodes of one CPU each on 127.0.0.1; their processes stopped at the end."""
+def nodes() -> Iterator[Any]:
+    """Two Ray nodes of one CPU each on 127.0.0.1 (``ray.cluster_utils.Cluster``); their
+    processes stopped at the end."""
     from ray.cluster_utils import Cluster
 
-    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    started = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
-        nodes.add_node(num_cpus=1)
-        nodes.wait_for_nodes()
-        yield nodes.address
+        started.add_node(num_cpus=1)
+        started.wait_for_nodes()
+        yield started
     finally:
-        nodes.shutdown()
+        started.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cluster(nodes: Any) -> str:
+    """The cluster's address, as ``--cluster`` takes it."""
+    return str(nodes.address)
 
 
 def _argv(world: Any, out: Path, *extra: str) -> list[str]:
@@ -110,18 +117,9 @@ def test_a_driver_killed_with_9_resumes_to_the_same_results(
     from tests.e2e.test_shard_merge import _comparable as comparable
 
     out = tmp_path / "killed.ndjson"
-    argv = _argv(world, out, "--cluster", cluster)
-    driver = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 300
-        while driver.poll() is None and time.monotonic() < deadline:
-            if out.exists() and out.stat().st_size > 0:
-                break
-            time.sleep(0.05)
-        assert driver.poll() is None, "the scan ended before it could be killed"
-        os.kill(driver.pid, signal.SIGKILL)
-    finally:
-        driver.wait(timeout=60)
+    driver = _start(world, out, cluster)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.communicate(timeout=60)
     expected = comparable(single)
     before = len(comparable(out))
     assert not finished(out) and 0 < before < len(expected), before
@@ -166,3 +164,66 @@ def test_a_provider_limit_holds_over_the_whole_cluster(
     assert stats["connections_per_provider"].get(THROTTLE_PROVIDER, 0) > 10 * SERVER_LIMIT
     assert 0 < stats["peak_per_provider"][THROTTLE_PROVIDER] <= SERVER_LIMIT
     assert stats["refused_421"].get(THROTTLE_PROVIDER, 0) == 0
+
+
+def _start(world: Any, out: Path, cluster: str) -> subprocess.Popen[str]:
+    """A cluster scan, started once its file has its first lines (it is mid-scan then)."""
+    argv = _argv(world, out, "--cluster", cluster)
+    driver = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while driver.poll() is None and time.monotonic() < deadline:
+        if out.exists() and out.stat().st_size > 0:
+            return driver
+        time.sleep(0.05)
+    driver.kill()
+    raise AssertionError(f"no lines in {out} while the scan ran: {driver.communicate()[1][-2000:]}")
+
+
+def _finishes_equal(driver: subprocess.Popen[str], out: Path, single: Path) -> str:
+    """The scan ends well, its file finished and equal to the single-process scan's; its stderr."""
+    from engine.checkpoint import finished
+    from tests.e2e.test_shard_merge import _comparable as comparable
+
+    _, stderr = driver.communicate(timeout=400)
+    assert driver.returncode == 0, stderr[-4000:]
+    assert finished(out)
+    assert comparable(out) == comparable(single)  # comparable() refuses a domain written twice
+    return stderr
+
+
+def test_a_worker_node_removed_mid_scan_changes_no_result(
+    world: Any, nodes: Any, single: Path, tmp_path: Path
+) -> None:
+    """A third node joins; once the scan writes, it is removed with its scan worker: the lost
+    batch is measured again elsewhere and nothing is written twice."""
+    node = nodes.add_node(num_cpus=1)
+    try:
+        nodes.wait_for_nodes()
+        out = tmp_path / "removed.ndjson"
+        driver = _start(world, out, nodes.address)
+        nodes.remove_node(node)
+        node = None
+        stderr = _finishes_equal(driver, out, single)
+    finally:
+        if node is not None:
+            nodes.remove_node(node)
+    assert "a scan worker was lost" in stderr, stderr[-2000:]
+    assert len(_batches_per_worker(stderr)) == 3
+
+
+def test_a_probe_actor_killed_mid_scan_changes_no_result(
+    world: Any, cluster: str, single: Path, tmp_path: Path
+) -> None:
+    """Ray restarts it (fresh politeness state) and retries the probes it had in flight."""
+    import ray
+
+    from mxscan.cluster.driver import NAMESPACE, probe_actor_name
+
+    out = tmp_path / "probe-killed.ndjson"
+    driver = _start(world, out, cluster)
+    ray.init(address=cluster, namespace=NAMESPACE, log_to_driver=False)
+    try:
+        ray.kill(ray.get_actor(probe_actor_name(driver.pid, 0), namespace=NAMESPACE), no_restart=False)
+    finally:
+        ray.shutdown()
+    _finishes_equal(driver, out, single)

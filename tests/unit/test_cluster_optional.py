@@ -59,3 +59,17 @@ def test_cluster_contradicts_shard_retry_metrics_and_summary(
 
     assert main(["scan", "l.txt", "--out", "o.ndjson", "--cluster", "local:2", *other]) == 2
     assert "contradict each other" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("total", "workers", "size"),
+    [(None, 4, 2000), (10**7, 8, 2000), (73, 2, 9), (73, 3, 6), (3, 2, 1), (0, 1, 1), (16_000, 2, 2000)],
+)
+def test_a_short_list_is_cut_into_batches_for_every_worker(
+    total: int | None, workers: int, size: int
+) -> None:
+    """Batches of 2,000, fewer for a short list: at least 4 per worker (so a 73-name list over
+    two workers is 9 batches, not one that a single worker measures alone)."""
+    from mxscan.cluster.driver import batch_size
+
+    assert batch_size(total, workers) == size
