@@ -312,3 +312,15 @@ def test_a_line_with_its_key_is_never_a_run_line(tmp_path: Path) -> None:
     done = store.open()
     store.close()
     assert "x.com" in done and counts(store) == (3, 0, 2, 0, False)
+
+
+def test_a_digest_set_that_many_keys_pass_through_stays_small_and_usable() -> None:
+    """A discard leaves no trace: thousands of keys added and taken back through a set that
+    holds 300 at a time never grow it, and never fill it (a full table would probe forever)."""
+    digests = DigestSet()
+    for i in range(6000):
+        digests.add(f"k{i}")
+        if i >= 300:
+            digests.discard(f"k{i - 300}")
+    assert len(digests) == 300 and digests.nbytes() == 8 * 1024
+    assert all(f"k{i}" in digests for i in range(5700, 6000)) and "k5699" not in digests
