@@ -24,7 +24,7 @@ from one slowed by the scanner, and how many probes the unreachable-address memo
 without connecting (names behind an address that dropped SYNs or refused).
 
 The aims (issue #12): time to 100% <= time to 99% + one domain's configured worst case
-(WORST_CASE below, from mxscan/defaults.py); time to 99% within 10% of the baseline's;
+(WORST_CASE below, from probes/retry.py); time to 99% within 10% of the baseline's;
 >= 1,000 domains/s to 99%; peak RSS < 1 GB.  The world shares the machine's cores with
 the scanner (and, here, with other users of the machine): note the load with the figures.
 """
@@ -47,19 +47,20 @@ import orjson
 from common import ROOT, _children, _vm_hwm_kb
 from scan_full import lifted_limits_args, scan_args
 
-from mxscan import defaults
 from probes.results import read_domain_records
+from probes.retry import DOMAIN_WORST_CASE, SMTP_RETRIES, SMTP_RETRY_DELAY
+from probes.smtp.session import SMTP_CONNECT_TIMEOUT, SMTP_HOST_TIMEOUT, SMTP_TIMEOUT
 from testbed import control
 from testbed.control import WorldSpec
 from testbed.harness import running_world
 
-#: One domain's configured worst case with the defaults (how it is reached: mxscan/defaults.py).
-WORST_CASE = defaults.DOMAIN_WORST_CASE
+#: One domain's configured worst case with the defaults (how it is reached: probes/retry.py).
+WORST_CASE = DOMAIN_WORST_CASE
 #: The worst case of the hosts the profile makes silent (accept, never greet): banner deadline
 #: twice plus the pause; SYN-dropping: the connect deadline twice plus the pause.
-SILENT_CASE = 2 * defaults.SMTP_TIMEOUT + defaults.SMTP_RETRY_DELAY
+SILENT_CASE = 2 * SMTP_TIMEOUT + SMTP_RETRY_DELAY
 #: Connections one probed address may cost under the default retry policy (probes/retry.py).
-ALLOWED_PER_ADDRESS = 1 + 2 * defaults.SMTP_RETRIES
+ALLOWED_PER_ADDRESS = 1 + 2 * SMTP_RETRIES
 
 BASELINE_PROFILE = """extends = "internet"
 silent = 0.0
@@ -184,9 +185,9 @@ def one_world(label: str, spec: WorldSpec, folder: Path) -> Run:
 
 def report(runs: list[Run]) -> None:
     print(
-        f"\nDefaults: --smtp-connect-timeout {defaults.SMTP_CONNECT_TIMEOUT:g} --smtp-timeout "
-        f"{defaults.SMTP_TIMEOUT:g} --smtp-host-timeout {defaults.SMTP_HOST_TIMEOUT:g} --smtp-retries "
-        f"{defaults.SMTP_RETRIES} --smtp-retry-delay {defaults.SMTP_RETRY_DELAY:g}; a domain's worst case "
+        f"\nDefaults: --smtp-connect-timeout {SMTP_CONNECT_TIMEOUT:g} --smtp-timeout "
+        f"{SMTP_TIMEOUT:g} --smtp-host-timeout {SMTP_HOST_TIMEOUT:g} --smtp-retries "
+        f"{SMTP_RETRIES} --smtp-retry-delay {SMTP_RETRY_DELAY:g}; a domain's worst case "
         f"{WORST_CASE:g} s, a silent host's {SILENT_CASE:g} s\n"
     )
     head = (

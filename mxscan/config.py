@@ -1,9 +1,10 @@
 """The frozen configuration of one scan: every ``mxscan scan`` option, declared once.
 
 Each field is its own command-line option (``engine.options.option``): the flag, the
-value type that validates it, the default (named, with its reason, in ``defaults``) and
-the help line. ``mxscan/cli.py`` makes the parser from this class and the config from
-the parsed arguments; the field order is the order ``mxscan scan --help`` lists them.
+value type that validates it, the default (named, with its reason, in ``defaults`` or
+beside the probe that applies it) and the help line. ``mxscan/cli.py`` makes the parser
+from this class and the config from the parsed arguments; the field order is the order
+``mxscan scan --help`` lists them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from engine.options import endpoint, option, port, prepare_output, seconds, whol
 from mxscan import defaults
 from mxscan.cluster import parse_cluster
 from mxscan.shard import parse_shard, shard_limits
+from probes.dns.client import DNS_ATTEMPTS, DNS_IN_FLIGHT, DNS_TIMEOUT, MAX_DNS_ATTEMPTS
+from probes.dns.preflight import PREFLIGHT_BOGUS_NAME, PREFLIGHT_SIGNED_NAME
 from probes.egress import parse_target
+from probes.mtasts.fetch import HTTPS_PORT
+from probes.plan import MAX_ADDRESSES_PER_DOMAIN, MAX_ADDRESSES_PER_HOST
 from probes.providers import default_limits
+from probes.retry import MAX_SMTP_RETRIES, SMTP_RETRIES, SMTP_RETRY_DELAY
+from probes.smtp.polite import ACTIVE_GRACE, MAX_OPEN_CONNECTIONS, PER_IP_CONNECTIONS, SMTP_IN_FLIGHT
+from probes.smtp.session import SMTP_CONNECT_TIMEOUT, SMTP_HOST_TIMEOUT, SMTP_PORT, SMTP_TIMEOUT
 from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
 
 __all__ = ["ScanConfig"]
@@ -40,7 +48,7 @@ def _limits(path: str | None, values: Mapping[str, Any]) -> dict[str, Limit]:
     if path:
         limits.update(load_limits_toml(path))
     limits.update(parse_limit_spec(spec) for spec in values["provider_limits"])
-    if values["per_ip_connections"] != defaults.PER_IP_CONNECTIONS:
+    if values["per_ip_connections"] != PER_IP_CONNECTIONS:
         limits[PER_IP_KEY] = Limit(concurrency=values["per_ip_connections"])
     return shard_limits(limits, values["shard"][1]) if values["shard"] else limits
 
@@ -107,25 +115,25 @@ class ScanConfig:
         help="domains waiting on connection limits that do not count against --concurrency",
     )
     dns_in_flight: int = option(
-        "--dns-in-flight", parse=whole(1), default=defaults.DNS_IN_FLIGHT, help="DNS queries in flight"
+        "--dns-in-flight", parse=whole(1), default=DNS_IN_FLIGHT, help="DNS queries in flight"
     )
     dns_timeout: float = option(
-        "--dns-timeout", parse=seconds, default=defaults.DNS_TIMEOUT, help="seconds per DNS attempt"
+        "--dns-timeout", parse=seconds, default=DNS_TIMEOUT, help="seconds per DNS attempt"
     )
     dns_attempts: int = option(
         "--dns-attempts",
-        parse=whole(1, defaults.MAX_DNS_ATTEMPTS),
-        default=defaults.DNS_ATTEMPTS,
+        parse=whole(1, MAX_DNS_ATTEMPTS),
+        default=DNS_ATTEMPTS,
         help="attempts per query",
     )
     preflight_signed: str = option(
         "--preflight-signed",
-        default=defaults.PREFLIGHT_SIGNED_NAME,
+        default=PREFLIGHT_SIGNED_NAME,
         help="a DNSSEC-signed name the resolver must answer with AD=1 (default: the root)",
     )
     preflight_bogus: str = option(
         "--preflight-bogus",
-        default=defaults.PREFLIGHT_BOGUS_NAME,
+        default=PREFLIGHT_BOGUS_NAME,
         help="a deliberately bogus name the resolver must SERVFAIL (default: dnssec-failed.org)",
     )
     require_validation: bool = option(
@@ -221,7 +229,7 @@ class ScanConfig:
         help="where operators learn about the scan and opt out; logged in every record",
     )
     smtp_port: int = option(
-        "--smtp-port", parse=port, default=defaults.SMTP_PORT, group=SMTP, help="SMTP port (default 25)"
+        "--smtp-port", parse=port, default=SMTP_PORT, group=SMTP, help="SMTP port (default 25)"
     )
     inline_probes: bool = option(
         "--inline-probes",
@@ -234,82 +242,82 @@ class ScanConfig:
     smtp_in_flight: int = option(
         "--smtp-in-flight",
         parse=whole(1),
-        default=defaults.SMTP_IN_FLIGHT,
+        default=SMTP_IN_FLIGHT,
         group=SMTP,
         help="SMTP and policy connections doing work at once; one waiting on a silent host "
-        f"gives its slot back after {defaults.ACTIVE_GRACE:g} s (default {defaults.SMTP_IN_FLIGHT})",
+        f"gives its slot back after {ACTIVE_GRACE:g} s (default {SMTP_IN_FLIGHT})",
     )
     max_open_connections: int = option(
         "--max-open-connections",
         parse=whole(1, 16_384),
-        default=defaults.MAX_OPEN_CONNECTIONS,
+        default=MAX_OPEN_CONNECTIONS,
         group=SMTP,
         help="connections open at once, waiting or working; keep under the open-file limit "
-        f"(default {defaults.MAX_OPEN_CONNECTIONS})",
+        f"(default {MAX_OPEN_CONNECTIONS})",
     )
     max_addresses_per_host: int = option(
         "--max-addresses-per-host",
         parse=whole(1),
-        default=defaults.MAX_ADDRESSES_PER_HOST,
+        default=MAX_ADDRESSES_PER_HOST,
         group=SMTP,
         help="addresses probed per MX host and address family; the rest are recorded as not "
-        f"probed (default {defaults.MAX_ADDRESSES_PER_HOST})",
+        f"probed (default {MAX_ADDRESSES_PER_HOST})",
     )
     max_addresses_per_domain: int = option(
         "--max-addresses-per-domain",
         parse=whole(1),
-        default=defaults.MAX_ADDRESSES_PER_DOMAIN,
+        default=MAX_ADDRESSES_PER_DOMAIN,
         group=SMTP,
         help="addresses probed per domain over its MX hosts in preference order; the rest are "
-        f"recorded as not probed (default {defaults.MAX_ADDRESSES_PER_DOMAIN})",
+        f"recorded as not probed (default {MAX_ADDRESSES_PER_DOMAIN})",
     )
     per_ip_connections: int = option(
         "--per-ip-connections",
         parse=whole(1),
-        default=defaults.PER_IP_CONNECTIONS,
+        default=PER_IP_CONNECTIONS,
         group=SMTP,
         help="connections at once to one IP address (default 1)",
     )
     smtp_connect_timeout: float = option(
         "--smtp-connect-timeout",
         parse=seconds,
-        default=defaults.SMTP_CONNECT_TIMEOUT,
+        default=SMTP_CONNECT_TIMEOUT,
         group=SMTP,
         help="seconds",
     )
     smtp_timeout: float = option(
         "--smtp-timeout",
         parse=seconds,
-        default=defaults.SMTP_TIMEOUT,
+        default=SMTP_TIMEOUT,
         group=SMTP,
         help="seconds per SMTP phase (banner, each command, TLS handshake)",
     )
     smtp_host_timeout: float = option(
         "--smtp-host-timeout",
         parse=seconds,
-        default=defaults.SMTP_HOST_TIMEOUT,
+        default=SMTP_HOST_TIMEOUT,
         group=SMTP,
         help="seconds for the whole exchange with one address (default 90)",
     )
     smtp_retries: int = option(
         "--smtp-retries",
-        parse=whole(0, defaults.MAX_SMTP_RETRIES),
-        default=defaults.SMTP_RETRIES,
+        parse=whole(0, MAX_SMTP_RETRIES),
+        default=SMTP_RETRIES,
         group=SMTP,
         help="connections again after a timeout or reset, and again after greylisting or a 421 "
-        f"(each kind at most this many; default {defaults.SMTP_RETRIES})",
+        f"(each kind at most this many; default {SMTP_RETRIES})",
     )
     smtp_retry_delay: float = option(
         "--smtp-retry-delay",
         parse=seconds,
-        default=defaults.SMTP_RETRY_DELAY,
+        default=SMTP_RETRY_DELAY,
         group=SMTP,
-        help=f"pause before a retry in seconds, doubled per 421 (default {defaults.SMTP_RETRY_DELAY:g})",
+        help=f"pause before a retry in seconds, doubled per 421 (default {SMTP_RETRY_DELAY:g})",
     )
     https_port: int = option(
         "--https-port",
         parse=port,
-        default=defaults.HTTPS_PORT,
+        default=HTTPS_PORT,
         group=SMTP,
         help="MTA-STS policy port (default 443)",
     )

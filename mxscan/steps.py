@@ -39,12 +39,12 @@ from mxscan.probeservice import (
 )
 from mxscan.shard import Sharding
 from probes.dns.client import ClientStatistics, DnsClient
-from probes.dns.preflight import PreflightResult, preflight
+from probes.dns.preflight import PREFLIGHT_TIMEOUT, PreflightResult, preflight
 from probes.dns.records import Answer, ResolverCheck
 from probes.dns.resolver import StubResolver
 from probes.dns.reverse import PtrResult, lookup_ptr
 from probes.domain import DomainRecord, ScanMeta
-from probes.egress import EgressCheck, decide, run_egress_check, skipped
+from probes.egress import EGRESS_CHECK_HOSTS, EGRESS_TIMEOUT, EgressCheck, decide, run_egress_check, skipped
 from probes.hostcache import HostLines, needs_chain
 from probes.plan import Pipeline, PipelineOptions
 from probes.providers import ProviderMap
@@ -129,7 +129,7 @@ class ScanRun:
             client,
             signed_name=self.cfg.preflight_signed,
             bogus_name=self.cfg.preflight_bogus,
-            timeout=defaults.PREFLIGHT_TIMEOUT,
+            timeout=PREFLIGHT_TIMEOUT,
         )
         if not check.reachable:
             self.say(f"resolver {self.resolver_text} is not answering: {check.detail}")
@@ -163,9 +163,9 @@ class ScanRun:
         if cfg.skip_egress_check:
             check = skipped()
         else:
-            specs = cfg.egress_check or tuple((host, cfg.smtp_port) for host in defaults.EGRESS_CHECK_HOSTS)
+            specs = cfg.egress_check or tuple((host, cfg.smtp_port) for host in EGRESS_CHECK_HOSTS)
             lookup = self.resolver.lookup
-            check = await run_egress_check(specs, lookup, defaults.EGRESS_TIMEOUT, ipv6_wanted=cfg.ipv6)
+            check = await run_egress_check(specs, lookup, EGRESS_TIMEOUT, ipv6_wanted=cfg.ipv6)
         decision = decide(check, ipv6_wanted=cfg.ipv6)
         if decision.message:
             self.say(decision.message)

@@ -9,12 +9,25 @@ from pathlib import Path
 from engine.backoff import AimdPolicy
 from engine.limits import KeyedLimiter, Limit
 from engine.limitspec import PER_IP_KEY, provider_limit
-from mxscan import defaults
 from mxscan.config import ScanConfig
-from probes.mtasts.fetch import FetchTimeouts, PolicyFetcher
+from probes.mtasts.fetch import HTTPS_PHASE_TIMEOUT, HTTPS_TOTAL_TIMEOUT, FetchTimeouts, PolicyFetcher
 from probes.providers import ProviderMap
-from probes.retry import CorrelatedSignals, RetryPolicy, UnreachableAddresses
-from probes.smtp.polite import PoliteProber
+from probes.retry import (
+    THROTTLE_CORRELATION_HOSTS,
+    THROTTLE_CORRELATION_WINDOW,
+    UNREACHABLE_MEMORY_ENTRIES,
+    UNREACHABLE_MEMORY_SECONDS,
+    CorrelatedSignals,
+    RetryPolicy,
+    UnreachableAddresses,
+)
+from probes.smtp.polite import (
+    ACTIVE_GRACE,
+    BACKOFF_COOLDOWN,
+    BACKOFF_FLOOR_RATE,
+    BACKOFF_INCREASE,
+    PoliteProber,
+)
 from probes.smtp.probe import SmtpProber, SmtpSettings
 from probes.smtp.session import SmtpTimeouts
 from probes.tls.truststore import load_trust_store
@@ -54,7 +67,7 @@ def smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
 def policy_fetcher(cfg: ScanConfig, prober: SmtpProber) -> PolicyFetcher:
     """The MTA-STS policy fetcher: the SMTP probe's verifier, the scan's HTTPS port,
     per-phase deadlines at most the SMTP ones (short SMTP deadlines shorten fetches too)."""
-    phase = min(cfg.smtp_timeout, defaults.HTTPS_PHASE_TIMEOUT)
+    phase = min(cfg.smtp_timeout, HTTPS_PHASE_TIMEOUT)
     return PolicyFetcher(
         verifier=prober.settings.verifier,
         port=cfg.https_port,
@@ -63,7 +76,7 @@ def policy_fetcher(cfg: ScanConfig, prober: SmtpProber) -> PolicyFetcher:
             tls=phase,
             headers=phase,
             body=phase,
-            total=defaults.HTTPS_TOTAL_TIMEOUT,
+            total=HTTPS_TOTAL_TIMEOUT,
         ),
     )
 
@@ -76,9 +89,9 @@ def polite_prober(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -
     backoff = AimdPolicy(
         provider_limits,
         base_rate_for=lambda key: provider_limit(table, str(key)).rate,
-        floor=defaults.BACKOFF_FLOOR_RATE,
-        increase=defaults.BACKOFF_INCREASE,
-        cooldown=defaults.BACKOFF_COOLDOWN,
+        floor=BACKOFF_FLOOR_RATE,
+        increase=BACKOFF_INCREASE,
+        cooldown=BACKOFF_COOLDOWN,
     )
     return PoliteProber(
         prober=prober,
@@ -89,15 +102,13 @@ def polite_prober(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -
         active=asyncio.Semaphore(cfg.smtp_in_flight),
         sockets=asyncio.Semaphore(cfg.max_open_connections),
         retry=retry_policy(cfg),
-        active_grace=defaults.ACTIVE_GRACE,
-        correlated=CorrelatedSignals(
-            hosts=defaults.THROTTLE_CORRELATION_HOSTS, window=defaults.THROTTLE_CORRELATION_WINDOW
-        ),
+        active_grace=ACTIVE_GRACE,
+        correlated=CorrelatedSignals(hosts=THROTTLE_CORRELATION_HOSTS, window=THROTTLE_CORRELATION_WINDOW),
         exclude=cfg.exclude,
         exchange_bound=cfg.smtp_host_timeout,
-        fetch_bound=min(cfg.smtp_host_timeout, defaults.HTTPS_TOTAL_TIMEOUT),
+        fetch_bound=min(cfg.smtp_host_timeout, HTTPS_TOTAL_TIMEOUT),
         unreachable=UnreachableAddresses(
-            ttl=defaults.UNREACHABLE_MEMORY_SECONDS, max_entries=defaults.UNREACHABLE_MEMORY_ENTRIES
+            ttl=UNREACHABLE_MEMORY_SECONDS, max_entries=UNREACHABLE_MEMORY_ENTRIES
         ),
     )
 

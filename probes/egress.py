@@ -46,6 +46,21 @@ __all__ = [
     "skipped",
 ]
 
+#: Egress pre-flight targets: the inbound MX hosts of the largest mailbox providers (Gmail,
+#: Outlook.com, iCloud, Yahoo), which accept connections on port 25 from anywhere, each
+#: resolved through the scan's resolver (first A and first AAAA).  One of them answering is
+#: enough to show that outbound port 25 works for that family.
+EGRESS_CHECK_HOSTS = (
+    "gmail-smtp-in.l.google.com",
+    "outlook-com.olc.protection.outlook.com",
+    "mx01.mail.icloud.com",
+    "mta5.am0.yahoodns.net",
+)
+
+#: Seconds each pre-flight connection may take (all run at once).  A working path completes
+#: a TCP handshake in well under a second from anywhere; a blocked port never answers.
+EGRESS_TIMEOUT = 4.0
+
 
 class Attempt(StrEnum):
     """How far one outbound connection got."""

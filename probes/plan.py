@@ -68,6 +68,15 @@ __all__ = [
     "unmeasured_smtp",
 ]
 
+#: Addresses probed per MX host and address family, in answer order (a sender tries a few;
+#: a host with 200 addresses would otherwise cost 200 connections).  The rest are recorded
+#: as not probed ("host-cap"), never dropped silently.
+MAX_ADDRESSES_PER_HOST = 4
+#: Addresses probed per domain over its MX hosts in preference order ("domain-cap"): 16 MX
+#: hosts with 2 addresses each fit; all are probed at once, so a domain's worst case stays
+#: one address's worst case.
+MAX_ADDRESSES_PER_DOMAIN = 32
+
 T = TypeVar("T")
 #: Per MX host (preference order): the addresses to probe, and the others counted by reason.
 Selection = list[tuple[list[str], dict[str, int]]]

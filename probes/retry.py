@@ -46,6 +46,7 @@ from engine.status import Status
 from probes.mtasts.fetch import timed_out
 from probes.mtasts.records import PolicyFetch
 from probes.smtp.records import Phase, Signal, SmtpResult
+from probes.smtp.session import SMTP_CONNECT_TIMEOUT, SMTP_HOST_TIMEOUT, SMTP_TIMEOUT
 
 __all__ = [
     "CorrelatedSignals",
@@ -58,6 +59,53 @@ __all__ = [
     "fetch_signal",
     "smtp_signal",
 ]
+
+#: Further connections after silence (a timeout or a reset), and after a transient refusal
+#: (greylisting 450/451 on first contact; 421 or a later 4xx before EHLO): each kind at most this
+#: many, in the one retry loop of probes/smtp/polite.py (the rule: RetryPolicy below).
+#: One: a host silent twice is the finding; a second retry would add another full timeout to
+#: the scan's tail for a share of hosts that answers a third time too small to measure.
+SMTP_RETRIES = 1
+#: Pause before a retry (a throttle's doubles with each throttle seen).  Greylisting servers
+#: often want minutes (RFC 6647 §2.1 leaves it to them): those stay "application-error" with
+#: greylisted true (the retry was refused too), rather than the whole scan waiting for them.
+SMTP_RETRY_DELAY = 5.0
+
+#: The latest a transient refusal (421, 450-452: _TRANSIENT_CODES) can come: it answers the
+#: banner or EHLO, so the connect, banner and EHLO deadlines bound it (50 s).
+SMTP_REFUSAL_WORST_CASE = min(SMTP_HOST_TIMEOUT, SMTP_CONNECT_TIMEOUT + 2 * SMTP_TIMEOUT)
+#: One domain's configured worst case in seconds (README "What to expect on the Internet";
+#: benchmarks/internet.py holds scans to it).  Its addresses are probed at once, and one
+#: address costs at most 1 + 2 x SMTP_RETRIES connections (the retry loop of
+#: probes/smtp/polite.py): SMTP_RETRIES + 1 that end at SMTP_HOST_TIMEOUT, SMTP_RETRIES
+#: transient refusals, and a pause before each retry, a throttle's doubled per throttle
+#: before it: 2 x 90 + 50 + 5 + 5 = 240 s.  A silent host (accepts, never greets) costs
+#: 2 x SMTP_TIMEOUT + SMTP_RETRY_DELAY (45 s), one that drops SYNs 2 x SMTP_CONNECT_TIMEOUT
+#: + SMTP_RETRY_DELAY (25 s).  The DNS lookups before, and waits for a provider's or an
+#: address's slot, come on top.
+DOMAIN_WORST_CASE = (
+    (SMTP_RETRIES + 1) * SMTP_HOST_TIMEOUT
+    + SMTP_RETRIES * SMTP_REFUSAL_WORST_CASE
+    + SMTP_RETRIES * SMTP_RETRY_DELAY
+    + sum(SMTP_RETRY_DELAY * 2**k for k in range(SMTP_RETRIES))
+)
+#: The most --smtp-retries accepts: every retry after silence waits a full timeout again.
+MAX_SMTP_RETRIES = 10
+
+#: (address, port) pairs where the TCP connection itself failed after the retry (SYNs dropped,
+#: or refused) are remembered this long: a later MX host name at the same address is recorded
+#: with the same status without connecting again (shared-hosting addresses sit behind many MX
+#: names; on loopback every silent IPv6 host is ::1).  30 minutes outlasts a 100k scan's probes,
+#: and an address that comes back is tried again after it.
+UNREACHABLE_MEMORY_SECONDS = 1800.0
+#: ... at most this many (least recently used forgotten first): ~200 bytes each.
+UNREACHABLE_MEMORY_ENTRIES = 100_000
+
+#: Timeouts and resets lower a provider's rate only when this many distinct hosts of the
+#: provider show them within THROTTLE_CORRELATION_WINDOW seconds: one silent server is a
+#: finding about that server, many at once are the provider shedding load (issue #12).
+THROTTLE_CORRELATION_HOSTS = 5
+THROTTLE_CORRELATION_WINDOW = 60.0
 
 
 #: Timeout-like signals (the ``timeout_retries`` budget).

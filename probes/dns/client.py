@@ -40,6 +40,19 @@ from probes.dns.wire import build_query, parse_response
 
 __all__ = ["ClientStatistics", "DnsClient", "DnsError", "DnsTimeout", "DnsTransportError"]
 
+#: Queries in flight to the resolver at once, across all domains.
+DNS_IN_FLIGHT = 1024
+
+#: Per-attempt DNS deadline in seconds.  A recursive resolver answering from
+#: the Internet needs up to a few seconds for a cold, slow authoritative server.
+DNS_TIMEOUT = 3.0
+
+#: Attempts per question before it is recorded as a timeout.
+DNS_ATTEMPTS = 2
+#: The most --dns-attempts accepts: each attempt waits a full --dns-timeout, so more only
+#: multiplies the time a dead name costs.
+MAX_DNS_ATTEMPTS = 10
+
 
 class DnsError(Exception):
     """Base of the client's exceptions; ``detail`` is a short, stable token."""

@@ -32,6 +32,16 @@ from probes.dns.wire import encode_name
 
 __all__ = ["PreflightResult", "judge", "preflight"]
 
+#: Pre-flight: a name that is signed (AD=1 from a validating resolver) and one
+#: that is deliberately bogus (SERVFAIL from a validating resolver).  The root
+#: SOA is signed everywhere; dnssec-failed.org is kept broken by Comcast for
+#: exactly this kind of check.
+PREFLIGHT_SIGNED_NAME = "."
+PREFLIGHT_BOGUS_NAME = "dnssec-failed.org"
+
+#: Deadline for the whole pre-flight, after which the resolver is "unreachable".
+PREFLIGHT_TIMEOUT = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class PreflightResult:

@@ -71,6 +71,15 @@ __all__ = [
     "timed_out",
 ]
 
+#: HTTPS port of MTA-STS policy hosts (RFC 8461 §3.3 fixes 443; the test world may differ).
+HTTPS_PORT = 443
+
+#: Deadline of each policy fetch phase (TLS, headers, the whole 64 KiB body), at most the SMTP
+#: phase deadline: a policy host is a web server, and 10 s is generous for 64 KiB.
+HTTPS_PHASE_TIMEOUT = 10.0
+#: Deadline for a whole policy fetch (connect, TLS, headers, 64 KiB body).
+HTTPS_TOTAL_TIMEOUT = 30.0
+
 #: RFC 8461 §3.3: the well-known path of the policy.
 POLICY_PATH = "/.well-known/mta-sts.txt"
 #: Body bytes asked for per read; small enough that the cap is hit within one chunk of it.

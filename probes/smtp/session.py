@@ -37,6 +37,18 @@ from probes.tls.capture import capture_context, presented_chain
 
 __all__ = ["Observation", "SmtpTimeouts", "client_tls_context", "converse"]
 
+#: SMTP port.  Port 25 is what senders use; the test world can use another one
+#: (each simulated host has its own address, so one port number serves all).
+SMTP_PORT = 25
+
+#: Per-phase SMTP deadlines in seconds; the study used 20 s per operation.
+SMTP_CONNECT_TIMEOUT = 10.0
+SMTP_TIMEOUT = 20.0
+
+#: The whole exchange with one address (connect to QUIT): bounds a server that answers
+#: each phase just inside its own deadline.
+SMTP_HOST_TIMEOUT = 90.0
+
 #: Bound on recorded peer text (banner, last reply); the parser bounds what is read.
 TEXT_LIMIT = 512
 

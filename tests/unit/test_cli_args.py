@@ -22,7 +22,12 @@ from engine.options import OptionError, config_from, declared
 from mxscan import defaults
 from mxscan.cli import _build_parser, main
 from mxscan.config import ScanConfig
+from probes.dns.client import DNS_ATTEMPTS, DNS_IN_FLIGHT, DNS_TIMEOUT
+from probes.plan import MAX_ADDRESSES_PER_DOMAIN, MAX_ADDRESSES_PER_HOST
 from probes.providers import default_limits
+from probes.retry import SMTP_RETRIES, SMTP_RETRY_DELAY
+from probes.smtp.polite import MAX_OPEN_CONNECTIONS, SMTP_IN_FLIGHT
+from probes.smtp.session import SMTP_CONNECT_TIMEOUT, SMTP_TIMEOUT
 from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
 from testbed.harness import Endpoint
 from tests.e2e.worldscan import dns_scan_args
@@ -33,11 +38,12 @@ DEFAULTS: dict[str, Any] = {
     "fresh": False,
     "retry_unknown": False,
     "shard": None,
+    "cluster": None,
     "concurrency": defaults.CONCURRENCY,
     "max_parked": defaults.MAX_PARKED,
-    "dns_in_flight": defaults.DNS_IN_FLIGHT,
-    "dns_timeout": defaults.DNS_TIMEOUT,
-    "dns_attempts": defaults.DNS_ATTEMPTS,
+    "dns_in_flight": DNS_IN_FLIGHT,
+    "dns_timeout": DNS_TIMEOUT,
+    "dns_attempts": DNS_ATTEMPTS,
     "preflight_signed": ".",
     "preflight_bogus": "dnssec-failed.org",
     "require_validation": False,
@@ -56,16 +62,16 @@ DEFAULTS: dict[str, Any] = {
     "contact": "",
     "smtp_port": 25,
     "inline_probes": False,
-    "smtp_in_flight": defaults.SMTP_IN_FLIGHT,
-    "max_open_connections": defaults.MAX_OPEN_CONNECTIONS,
-    "max_addresses_per_host": defaults.MAX_ADDRESSES_PER_HOST,
-    "max_addresses_per_domain": defaults.MAX_ADDRESSES_PER_DOMAIN,
+    "smtp_in_flight": SMTP_IN_FLIGHT,
+    "max_open_connections": MAX_OPEN_CONNECTIONS,
+    "max_addresses_per_host": MAX_ADDRESSES_PER_HOST,
+    "max_addresses_per_domain": MAX_ADDRESSES_PER_DOMAIN,
     "per_ip_connections": 1,
-    "smtp_connect_timeout": defaults.SMTP_CONNECT_TIMEOUT,
-    "smtp_timeout": defaults.SMTP_TIMEOUT,
+    "smtp_connect_timeout": SMTP_CONNECT_TIMEOUT,
+    "smtp_timeout": SMTP_TIMEOUT,
     "smtp_host_timeout": 90.0,
-    "smtp_retries": defaults.SMTP_RETRIES,
-    "smtp_retry_delay": defaults.SMTP_RETRY_DELAY,
+    "smtp_retries": SMTP_RETRIES,
+    "smtp_retry_delay": SMTP_RETRY_DELAY,
     "https_port": 443,
     "ipv6": True,
     "egress_check": (),
@@ -83,6 +89,7 @@ GIVEN: list[tuple[tuple[str, ...], str, Any]] = [
     (("--fresh",), "fresh", True),
     (("--retry-unknown",), "retry_unknown", True),
     (("--shard", "2/3"), "shard", (2, 3)),
+    (("--cluster", "local:2"), "cluster", "local:2"),
     (("--concurrency", "7"), "concurrency", 7),
     (("--max-parked", "0"), "max_parked", 0),
     (("--dns-in-flight", "3"), "dns_in_flight", 3),
