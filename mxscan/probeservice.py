@@ -36,6 +36,7 @@ __all__ = [
     "Politeness",
     "ProbeServices",
     "RemoteServices",
+    "for_the_wire",
     "keep_politeness_current",
     "probe_process",
 ]
@@ -118,7 +119,7 @@ def probe_process(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -
             return services.politeness(full)
 
         async def probe_smtp(host: str, address: str) -> SmtpProbe:
-            return _for_the_wire(await services.probe_smtp(host, address))
+            return for_the_wire(await services.probe_smtp(host, address))
 
         return {"smtp": probe_smtp, "policy": services.fetch_policy, "politeness": politeness}
 
@@ -126,7 +127,7 @@ def probe_process(cfg: ScanConfig, prober: SmtpProber, providers: ProviderMap) -
     return fork_offload(handlers, uvloop.run)
 
 
-def _for_the_wire(probe: SmtpProbe) -> SmtpProbe:
+def for_the_wire(probe: SmtpProbe) -> SmtpProbe:
     """The full result travels as its encoded host line; the object keeps only what the scan
     process reads (status, STARTTLS, PKIX, the host and address for the reference): unpickling
     a chain's certificate facts would cost the scan process more than the probe saved it."""
