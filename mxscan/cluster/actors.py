@@ -5,8 +5,9 @@ A probe actor is what the probe process is on one machine (``InlineServices``: t
 prober and the policy fetcher), one per partition of the providers: every (host, address)
 probe goes to the actor that owns ``provider_of(host) or host`` (the key the polite prober
 limits and backs off by; ``mxscan.shard.shard_of`` over the actors), so per-provider limits,
-back-off and the slow lane hold across the whole cluster without a global lock, and the
-per-address limit holds for every address whose hosts share a provider.  Ray restarts a
+back-off, the slow lane and the one probe per (host, address) hold across the whole cluster
+without a global lock, and the per-address limit holds for every address whose hosts share a
+provider.  Ray restarts a
 probe actor that dies (fresh politeness state) and retries the calls it had in flight.
 
 A scan worker holds one ``ScanRun`` for its lifetime (resolver, caches, the plan), with
@@ -29,6 +30,8 @@ import orjson
 from engine.checkpoint import DigestSet, ResultStore
 from engine.inputs import InputItem
 from engine.scheduler import RunStats, run_targets
+from engine.singleflight import SingleFlight
+from mxscan import defaults
 from mxscan.config import ScanConfig
 from mxscan.probeservice import InlineServices, Politeness, for_the_wire
 from mxscan.shard import shard_of
@@ -82,6 +85,11 @@ class ProbeActor:
     def __init__(self, cfg: ScanConfig) -> None:
         self.cfg = cfg
         self.services: InlineServices | None = None
+        #: One probe per (host, address) for the whole cluster, as a single scan process has
+        #: one (its plan's cache is per worker): without it every worker that meets a shared MX
+        #: host would connect again, and a refused address would be "remembered" for the
+        #: second worker instead of probed, a record a single-process scan never writes.
+        self.probed: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
         self.started = asyncio.Lock()
         self.stack = contextlib.AsyncExitStack()
 
@@ -94,7 +102,12 @@ class ProbeActor:
             return self.services
 
     async def probe_smtp(self, host: str, address: str) -> SmtpProbe:
-        return for_the_wire(await (await self._services()).probe_smtp(host, address))
+        services = await self._services()
+
+        async def probe() -> SmtpProbe:
+            return for_the_wire(await services.probe_smtp(host, address))
+
+        return await self.probed.get((host, address), probe)
 
     async def fetch_policy(self, domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
         return await (await self._services()).fetch_policy(domain, address)
