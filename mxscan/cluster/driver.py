@@ -75,9 +75,17 @@ def _ray() -> Any:
     return ray
 
 
-def run_cluster(cfg: ScanConfig, stderr: TextIO, items: Iterator[InputItem], total: int | None) -> int:
+def run_cluster(
+    cfg: ScanConfig,
+    stderr: TextIO,
+    items: Iterator[InputItem],
+    total: int | None,
+    *,
+    worker: type | None = None,
+) -> int:
     """A whole scan of the list's ``items`` (``total`` of them at most, if known) over a Ray
-    cluster (``--cluster``); the exit code."""
+    cluster (``--cluster``); the exit code.  ``worker``: another class with ``ScanWorker``'s
+    methods (benchmarks/cluster.py measures the driver with workers that do not probe)."""
     try:
         ray = _ray()
     except ImportError:
@@ -97,7 +105,7 @@ def run_cluster(cfg: ScanConfig, stderr: TextIO, items: Iterator[InputItem], tot
             ray.init(num_cpus=int(cfg.cluster[len(LOCAL) :]), include_dashboard=False, log_to_driver=True)
         else:
             ray.init(address=cfg.cluster, log_to_driver=True)
-        return asyncio.run(_Driver(cfg, stderr, store, done).run(items, total))
+        return asyncio.run(_Driver(cfg, stderr, store, done).run(items, total, worker))
     finally:
         store.close()
         ray.shutdown()
@@ -119,12 +127,12 @@ class _Driver:
     def say(self, message: str) -> None:
         print(f"mxscan: {message}", file=self.stderr, flush=True)
 
-    async def run(self, items: Iterator[InputItem], total: int | None) -> int:
+    async def run(self, items: Iterator[InputItem], total: int | None, worker: type | None) -> int:
         from mxscan.cluster.actors import PROBE_ACTOR_OPTIONS, SCAN_WORKER_OPTIONS, ProbeActor, ScanWorker
 
         ray = _ray()
         probe_actor = ray.remote(**PROBE_ACTOR_OPTIONS)(ProbeActor)
-        scan_worker = ray.remote(**SCAN_WORKER_OPTIONS)(ScanWorker)
+        scan_worker = ray.remote(**SCAN_WORKER_OPTIONS)(worker or ScanWorker)
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         count = 0 if self.cfg.dns_only else max(1, workers // WORKERS_PER_PROBE_ACTOR)
         probes = [
