@@ -215,3 +215,28 @@ def test_the_last_byte_of_the_sniff_window_is_checked_however_the_source_is_cut(
         list(DomainReader("-", stdin=Chunks(data, first)))  # type: ignore[arg-type]
     past = b"#" * BINARY_SNIFF_BYTES + b"\x00\na.com\n"  # first byte past the window: a line
     assert [i.domain for i in DomainReader("-", stdin=Chunks(past, first))] == ["a.com"]  # type: ignore[arg-type]
+
+
+class Failing:
+    """A source whose read fails after its first bytes (an I/O error on a disk or a pipe)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def read1(self, size: int) -> bytes:
+        self.calls += 1
+        if self.calls == 1:
+            return b"a.com\n"
+        raise OSError(5, "Input/output error")
+
+
+def test_a_read_error_names_the_source_and_the_reason() -> None:
+    with pytest.raises(InputError) as caught:
+        list(DomainReader("-", stdin=Failing()))  # type: ignore[arg-type]
+    assert str(caught.value) == "<stdin>: cannot read (Input/output error)"
+
+
+def test_utf32_is_refused_naming_the_source() -> None:
+    with pytest.raises(InputError) as caught:
+        list(DomainReader("-", stdin=io.BytesIO(b"\xff\xfe\x00\x00a\x00\x00\x00")))
+    assert str(caught.value) == "<stdin>: UTF-32 text is not supported; save the list as UTF-8"
