@@ -71,7 +71,9 @@ from probes.tls.verify import match_hostname
 
 __all__ = ["ChainMatch", "match_chain"]
 
-_SIGNATURE_ERRORS = (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm)
+#: What a signature check may raise for a peer's certificate.  Not TypeError: the key and
+#: parameter types are matched before ``verify`` is called, so a TypeError is our mistake.
+_SIGNATURE_ERRORS = (InvalidSignature, ValueError, UnsupportedAlgorithm)
 #: Ranks of a match, best first: DANE-EE, a certificate anchor, a bare key from DNS.
 _EE, _CERT, _KEY = 0, 1, 2
 

@@ -27,8 +27,11 @@ from dataclasses import dataclass
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtensionOID, NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 
 import probes.dane.chain
 from probes.dane.chain import ChainMatch, match_chain
@@ -40,6 +43,8 @@ NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 VALIDITY = "a certificate below the trust anchor is outside its validity"
 NO_CHAIN = "leaf does not chain to the trust anchor"
+# DSA is deprecated in cryptography, but servers still sign with it and the code verifies it.
+pytestmark = pytest.mark.filterwarnings("ignore:DSA is deprecated")
 
 
 def _name(cn: str) -> x509.Name:
@@ -110,6 +115,7 @@ def world() -> World:
         "dead-end-expired-earlier": copy("Other Root", (-400, -20)),
         "dead-end-expired-same-day": copy("Other Root", (-300, -10)),
         "dead-end-not-yet-valid": copy("Other Root", (10, 400)),
+        "unrelated": _cert("Unrelated CA", other_key, "Unrelated CA", other_key, (-30, 300)),
     }
     return World(
         root_key=root_key,
@@ -162,6 +168,7 @@ CASES = [
     ),
     PathCase("renewed copy first, then the expired one", ("renewed", "expired"), _DNS, 2),
     PathCase("only the expired copy", ("expired",), _DNS, None, VALIDITY),
+    PathCase("a certificate that issued nothing sent before the issuer", ("unrelated", "renewed"), _DNS, 2),
     PathCase("a not-yet-valid copy before the renewed one", ("not-yet-valid", "renewed"), _DNS, 2),
     PathCase(
         "a not-yet-valid dead end before the renewed one", ("dead-end-not-yet-valid", "renewed"), _DNS, 2
@@ -289,3 +296,61 @@ def test_a_programming_error_in_dane_ta_matching_is_raised_not_reported_as_a_mal
     record = TlsaRecord(2, 0, 0, der(world().root))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         match_chain([record], case.chain(), host=HOST, at=NOW)
+
+
+@functools.cache
+def _signers() -> tuple[tuple[CertificateIssuerPrivateKeyTypes, bytes], ...]:
+    """One key of each type the bare-key check knows, and a leaf it signed."""
+    keys: tuple[CertificateIssuerPrivateKeyTypes, ...] = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        ec.generate_private_key(ec.SECP384R1()),
+        ed25519.Ed25519PrivateKey.generate(),
+        ed448.Ed448PrivateKey.generate(),
+        dsa.generate_private_key(key_size=2048),
+    )
+    leaf_key = world().leaf_key
+    signed = []
+    for key in keys:
+        digest = (
+            None if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) else hashes.SHA256()
+        )
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(_name(HOST))
+            .issuer_name(_name("Bare Key CA"))
+            .public_key(leaf_key.public_key())
+            .serial_number(1)
+            .not_valid_before(NOW - DAY)
+            .not_valid_after(NOW + DAY)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+            .sign(key, digest)
+        )
+        signed.append((key, der(leaf)))
+    return tuple(signed)
+
+
+@given(st.integers(0, 4), st.integers(0, 1 << 16), st.integers(1, 255))
+def test_a_damaged_leaf_under_a_bare_key_of_any_type_is_a_match_or_a_miss(
+    signer: int, at: int, flip: int
+) -> None:
+    """One byte of a signed leaf changed (signature, algorithm, key, anything), checked against
+    the bare key ("2 1 0") of every key type: a result, never an exception.  The signature check
+    catches no TypeError (that would be our own mistake), so this holds only because nothing a
+    peer sends makes cryptography raise one there."""
+    signers = _signers()
+    damaged = bytearray(signers[signer][1])
+    damaged[at % len(damaged)] ^= flip
+    records = [
+        TlsaRecord(
+            2,
+            1,
+            0,
+            key.public_key()
+            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .hex(),
+        )
+        for key, _ in signers
+    ]
+    result = match_chain(records, [bytes(damaged)], host=HOST, at=NOW)
+    assert isinstance(result, ChainMatch)
+    assert (result.record is None) == (len(result.misses) == len(records))
