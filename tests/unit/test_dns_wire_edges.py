@@ -316,8 +316,9 @@ def test_additional_section_without_opt_is_no_edns() -> None:
                      id="after-a-cookie"),
         pytest.param(b"\x00\x0f\x00\x03\x00\x01a\x00\x0f\x00\x03\x00\x02b", ((1, "a"), (2, "b")),
                      id="two-in-order"),
-        pytest.param(b"\xff\xfe\x9c\x40" + b"\x00" * 40000 + b"\x00\x0f\x00\x02\x00\x07", ((7, ""),),
-                     id="after-an-option-of-40000-octets"),
+        # the long option's data looks like EDE options: none of it may be read as one
+        pytest.param(b"\xff\xfe\x9c\x40" + (b"\x00\x0f\x00\x02\x00\x63" * 6667)[:40000]
+                     + b"\x00\x0f\x00\x02\x00\x07", ((7, ""),), id="after-an-option-of-40000-octets"),
     ],
 )  # fmt: skip
 def test_extended_dns_error_options(options: bytes, ede: tuple[tuple[int, str], ...]) -> None:
@@ -439,3 +440,25 @@ def test_ede_text_strips_only_the_terminating_nuls_and_is_bounded(text: bytes, r
     (ede,) = parse_response(header(1, 0, 0, 1) + QUESTION + opt(option)).ede
     assert ede == (6, read)
     assert len(read) <= EDE_TEXT_LIMIT
+
+
+def test_reply_of_only_a_header_has_no_question() -> None:
+    """12 octets are a whole message (RFC 1035 §4.1.1): no question, no records; a client
+    then ignores it (it answers nothing asked)."""
+    message = parse_response(struct.pack("!HHHHHH", 0xBEEF, 0x8183, 0, 0, 0, 0))
+    assert (message.id, message.qr, message.rcode, message.question) == (0xBEEF, True, 3, None)
+    assert (message.answers, message.authority, message.ede, message.edns) == ((), (), (), False)
+
+
+@pytest.mark.parametrize(
+    ("label", "text"),
+    [
+        pytest.param(b"a.b.c", "a\\.b\\.c", id="two-dots-in-one-label"),
+        pytest.param(b"a.b", "a\\.b", id="one-dot-in-one-label"),
+    ],
+)
+def test_dot_inside_a_label_is_escaped(label: bytes, text: str) -> None:
+    """A label may hold any octet (RFC 2181 §11); a dot inside one is printed "\\." so the
+    text does not read as more labels."""
+    wire = header(1) + bytes([len(label)]) + label + b"\x00\x00\x01\x00\x01"
+    assert parse_response(wire).question == Question(text, 1)
