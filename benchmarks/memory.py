@@ -114,14 +114,19 @@ def world_pids(world: RunningWorld) -> list[int]:
     return pids + [c for pid in pids for c in _children(pid)]
 
 
+def world_memory(pids: list[int]) -> tuple[float, float]:
+    """Summed RSS and PSS of ``pids`` now, in MB."""
+    rss = sum(_proc_kb(pid, "status", "VmRSS:") for pid in pids) / 1024
+    return rss, sum(_pss_kb(pid) for pid in pids) / 1024
+
+
 def world_only(size: int) -> None:
     """Build and start the world of ``size`` domains, print its cost, and stop it (no scan)."""
     began = time.perf_counter()
     with world_scan(WorldSpec("scale", domains=size, seed=1), None) as world:
         up = time.perf_counter() - began
         pids = world_pids(world)
-        rss = sum(_proc_kb(pid, "status", "VmRSS:") for pid in pids) / 1024
-        pss = sum(_pss_kb(pid) for pid in pids) / 1024
+        rss, pss = world_memory(pids)
     print(
         f"  world of {size}: up in {up:.0f}s, {len(pids)} server processes, "
         f"RSS {rss:.0f} MB, PSS {pss:.0f} MB"
@@ -145,8 +150,7 @@ def one_size(size: int, folder: Path, gz: bool, trace: list[int], census_only: b
         # The world is built in this process before its servers start: its peak so far.
         builder = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         pids = world_pids(world)
-        world_rss = sum(_proc_kb(pid, "status", "VmRSS:") for pid in pids) / 1024
-        world_pss = sum(_pss_kb(pid) for pid in pids) / 1024
+        world_rss, world_pss = world_memory(pids)
         print(
             f"  world: {len(pids)} server processes, RSS {world_rss:.0f} MB, PSS {world_pss:.0f} MB; "
             f"the benchmark process that built it: peak RSS {builder:.0f} MB",
@@ -306,6 +310,9 @@ def main() -> None:
     trace = [int(m) for m in args.trace.split(",") if m]
     if args.gz and trace:
         parser.error("--trace follows the plain results file: not with --gz")
+    if trace and trace[-1] >= min(sizes):
+        # The scan exits as its last lines are written: a watcher may never see the last one.
+        parser.error("--trace marks must be below the smallest size")
     runs = []
     with tempfile.TemporaryDirectory(prefix="mxscan-memory-") as tmp:
         for size in sizes:
