@@ -57,6 +57,8 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_tls_verifier.py",
     ),
     "probes/transport.py": ("test_transport_rollups.py", "test_edge_behaviours.py", "test_dane.py"),
+    "probes/posture.py": ("test_posture.py", "test_posture_edges.py"),
+    "probes/rescan.py": ("test_rescan_rule.py", "test_rescan_edges.py", "test_retry.py"),
     "probes/providers.py": ("test_providers.py", "test_providers_edges.py", "test_edge_behaviours.py"),
     "engine/inputs.py": ("test_inputs.py", "test_inputs_edges.py"),
     "engine/limits.py": ("test_limits.py", "test_limits_release.py", "test_limits_edges.py"),
