@@ -57,7 +57,8 @@ def test_verify_chain_is_a_verification_with_nothing_remembered() -> None:
 def test_a_verifiers_known_intermediates_tell_an_incomplete_chain_from_an_unknown_issuer() -> None:
     p = pki()
     alone = (p.issue([HOST], kind="missing-intermediate").leaf_der,)
-    for known in ([p.intermediate.der], IntermediatePool.from_der([p.intermediate.der])):
+    junk_first = [b"not a certificate", p.intermediate.der]  # an unparsable one is skipped, not the end
+    for known in ([p.intermediate.der], IntermediatePool.from_der([p.intermediate.der]), junk_first):
         assert Verifier(store(), known).verify(alone, HOST, p.now).reason is PkixReason.INCOMPLETE_CHAIN
     assert Verifier(store()).verify(alone, HOST, p.now).reason is PkixReason.UNKNOWN_ISSUER
 
