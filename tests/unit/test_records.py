@@ -24,6 +24,7 @@ from probes.mtasts.match import coverage
 from probes.mtasts.policy import MAX_POLICY_BYTES, parse_policy
 from probes.mtasts.record import StsRecord
 from probes.mtasts.records import MtaStsResult
+from tests.profiles import at_most
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,6 +108,7 @@ def domain_records(draw: st.DrawFn, texts: st.SearchStrategy[str] = texts) -> Do
     )
 
 
+@at_most(150)  # a whole random DomainRecord per example: ~0.2 s each on a loaded machine
 @given(domain_records())
 def test_round_trip_through_json(record: DomainRecord) -> None:
     line = encode(record)
@@ -114,6 +116,7 @@ def test_round_trip_through_json(record: DomainRecord) -> None:
     assert decode(DomainRecord, orjson.loads(line)) == record
 
 
+@at_most(100)  # jsonschema over a whole random record: ~0.8 s an example on a loaded machine
 @given(domain_records())
 def test_every_encoded_record_validates_against_the_schema(record: DomainRecord) -> None:
     jsonschema.validate(orjson.loads(encode(record)), schema())
@@ -183,6 +186,7 @@ def separator_texts(draw: st.DrawFn) -> str:
     return "".join(draw(st.permutations(parts)))
 
 
+@at_most(50)  # up to three whole records written and read back: ~0.5 s an example
 @given(st.lists(domain_records(separator_texts()), min_size=1, max_size=3))
 def test_line_separators_are_escaped_so_splitlines_sees_one_record_per_line(
     records: list[DomainRecord],
@@ -308,6 +312,7 @@ def hostile_records(draw: st.DrawFn) -> DomainRecord:
     )
 
 
+@at_most(25)  # records near the line cap, cut and validated: ~1.2 s an example
 @given(hostile_records())
 def test_any_record_is_written_within_the_line_cap_as_valid_json(record: DomainRecord) -> None:
     whole = len(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
