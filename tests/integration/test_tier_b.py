@@ -30,7 +30,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from testbed.control import WorldSpec
@@ -197,7 +197,6 @@ def test_delegation_ns_and_glue_are_not_signed() -> None:
 _LABEL = st.text(alphabet="abcxyz019-_", min_size=1, max_size=6)
 
 
-@settings(max_examples=100, deadline=None)
 @given(st.lists(st.lists(_LABEL, min_size=1, max_size=3).map(".".join), max_size=12, unique=True))
 def test_nsec_chain_is_canonical_and_closed(names: list[str]) -> None:
     """Any set of owner names: one NSEC per name, in dnspython's canonical order, back to the apex."""
