@@ -50,6 +50,8 @@ def test_a_record_without_status_or_domain_reads_as_a_crash_of_no_name() -> None
     facts = answers({})
     assert (facts.domain, facts.status, facts.valid_name) == ("", "unknown-error", True)
     assert {facts.mx.answer, facts.starttls.answer, facts.dane, facts.sts_record, facts.tlsrpt} == {NM}
+    assert (facts.dane_from_dns, facts.sts_from_dns, facts.sts_delegated) == (False, False, False)
+    assert (facts.sts_id, facts.sts_mode, facts.provider, facts.tlsa) == ("", None, None, ())
 
 
 def test_an_invalid_input_line_is_not_a_valid_name() -> None:
@@ -227,7 +229,8 @@ def test_a_dns_section_without_the_txt_answers_is_unknown() -> None:
 
 def test_a_delegated_sts_record_derived_from_dns() -> None:
     delegated = {**lookup(data=(STS_TXT,)), "cname_chain": ["_mta-sts.provider.example"]}
-    assert answers(record(mta_sts=None, dns=dns(mta_sts=delegated))).sts_delegated is True
+    facts = answers(record(mta_sts=None, dns=dns(mta_sts=delegated)))
+    assert (facts.sts_delegated, facts.sts_from_dns, facts.sts_id, facts.sts_mode) == (True, True, "", None)
     assert answers(record(mta_sts=None, dns=dns(mta_sts=lookup(data=(STS_TXT,))))).sts_delegated is False
     invalid = {**lookup(data=("v=STSv2;",)), "cname_chain": ["_mta-sts.provider.example"]}
     assert answers(record(mta_sts=None, dns=dns(mta_sts=invalid))).sts_delegated is False
