@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.checkpoint import DigestSet, ResultStore, StoreError, finished, read_records
@@ -133,7 +133,6 @@ LINE = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
 @given(st.lists(st.lists(LINE, min_size=1, max_size=4), min_size=1, max_size=4), st.data())
 def test_a_compressed_file_cut_anywhere_resumes_as_the_plain_file_of_its_committed_lines(
     flushes: list[list[bytes]], data: st.DataObject
@@ -179,7 +178,6 @@ def _colliding_keys(homes: tuple[int, ...], per_home: int) -> list[str]:
 CROWDED = _colliding_keys((1021, 1022, 1023, 0, 1), 4)
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.permutations(CROWDED), st.data())
 def test_a_digest_set_of_colliding_keys_stays_a_set_under_discards(
     added: list[str], data: st.DataObject
