@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from engine.retrypass import side_path
 from mxscan import __version__
 from probes.rescan import RescanRules, RetryRun, needs_retry
 from tests.unit.test_posture import record
@@ -109,3 +110,16 @@ def test_plan_a_host_line_without_an_smtp_result_clears_an_earlier_crash(tmp_pat
     with RetryRun(path, __version__) as run:
         kept, redo = run.plan()
     assert ("a.example" in kept, "b.example" in kept, redo) == (True, False, 1)
+
+
+def test_a_merged_file_ends_with_the_retrying_versions_run_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.ndjson"
+    crashed = {"schema_version": 2, "domain": "a.example", "status": "unknown-error"}
+    run = {"schema_version": 2, "run": {"finished": True, "domains": 1, "started": "S", "shard": SHARD}}
+    path.write_bytes(orjson.dumps(crashed) + b"\n" + orjson.dumps(run) + b"\n")
+    side_path(path).write_bytes(orjson.dumps({"schema_version": 2, **settled(domain="a.example")}) + b"\n")
+    with RetryRun(path, "7.7.7") as retry:
+        merged = retry.merge()
+    assert merged is not None and (merged.replaced, merged.still_unknown, merged.finished) == (1, 0, True)
+    last = _run(path.read_bytes().splitlines(keepends=True)[-1])
+    assert (last["version"], last["tool"], last["domains"], last["shard"]) == ("7.7.7", "mxscan", 1, SHARD)
