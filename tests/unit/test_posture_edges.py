@@ -292,11 +292,11 @@ def test_enforce_of_a_policy_not_measured_stays_not_measured() -> None:
 def test_preferred_transport_is_the_lowest_preference_then_the_first_name() -> None:
     transports = [
         {"host": "b.example", "preference": 10, "provider": "b"},
-        {"host": "c.example", "preference": 5, "provider": "c"},
-        {"host": "a.example", "preference": 10, "provider": "a"},
         {"host": "z.example", "preference": 5, "provider": "z"},
+        {"host": "a.example", "preference": 10, "provider": "a"},
+        {"host": "c.example", "preference": 5, "provider": "c"},
     ]
-    assert preferred_transport({"mx_transport": transports}) == transports[1]
+    assert preferred_transport({"mx_transport": transports}) == transports[3]
     assert answers(record(mx_transport=transports)).provider == "c"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from engine.retrypass import side_path
 from mxscan import __version__
@@ -74,6 +75,12 @@ def test_the_merged_files_run_line_says_who_finished_it_and_when() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", run["ended"])
     ended = calendar.timegm(time.strptime(run["ended"][:19], "%Y-%m-%dT%H:%M:%S"))
     assert int(before) - 1 <= ended + int(run["ended"][20:23]) / 1000 <= after + 1
+
+
+def test_the_merged_run_line_ends_at_the_clocks_utc_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2026-01-01T00:00:00 UTC and 1023/1024 s (exact in a float): 999 ms, never rounded up.
+    monkeypatch.setattr(time, "time", lambda: 1767225600 + 1023 / 1024)
+    assert _run(RescanRules(__version__).run_line(1, {}))["ended"] == "2026-01-01T00:00:00.999Z"
 
 
 def test_the_merged_run_line_of_a_run_without_a_start_has_an_empty_start() -> None:
