@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from testbed import control
+from testbed import control, services
 from testbed.heap import settle_heap
 from testbed.internet import BUILTIN_PROFILES
 from testbed.ports import (
@@ -193,7 +193,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pki-dir", type=Path, help="the world's PKI: TLSA data from its certificates")
     _net_args(p)
     p = sub.add_parser("serve-mail", help="(internal) run one mail process (SMTP + HTTPS) in the foreground")
-    _world_args(p, required=True)
+    _world_args(p, required=False)
+    p.add_argument(
+        "--shard-file",
+        type=Path,
+        help="serve the shard `up` wrote here (instead of a world spec: no world built)",
+    )
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--pki-dir", type=Path, required=True)
@@ -259,6 +264,34 @@ def _serve(args: argparse.Namespace) -> int:
             report_busy(args.ready_file, busy)
         return PORT_BUSY_EXIT
     return 0
+
+
+def _serve_mail(args: argparse.Namespace) -> int:
+    from testbed.serve_mail import serve_mail
+
+    if not 0 <= args.shard < args.shards:
+        print(f"serve-mail: shard {args.shard} is not in 0..{args.shards - 1}", file=sys.stderr)
+        return 2
+    if args.shard_file is not None:
+        if args.scenarios or args.domains is not None:
+            print("serve-mail: a shard file or a world spec, not both", file=sys.stderr)
+            return 2
+        try:
+            part, conditions = services.read_shard(args.shard_file)
+        except (OSError, ValueError) as exc:
+            print(f"serve-mail: {exc}", file=sys.stderr)
+            return 2
+    elif args.scenarios or args.domains is not None:
+        world = _spec(args).build()
+        part, conditions = services.shard(world, args.shard, args.shards), world.conditions
+        del world  # the shard's hosts are all this process keeps
+    else:
+        print("serve-mail: give --shard-file, --scenarios or --domains", file=sys.stderr)
+        return 2
+    return serve_mail(
+        part, conditions, args.shard, args.shards, args.pki_dir, args.smtp_port, args.https_port,
+        args.ready_file, args.stats_file,
+    )  # fmt: skip
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -363,12 +396,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "truth":
         return _truth(args)
     if args.command == "serve-mail":
-        from testbed.serve_mail import serve_mail
-
-        return serve_mail(
-            _spec(args).build(), args.shard, args.shards, args.pki_dir, args.smtp_port, args.https_port,
-            args.ready_file, args.stats_file,
-        )  # fmt: skip
+        return _serve_mail(args)
     if args.command == "up":
         return _up(args)
     if args.command == "stats":

@@ -3,8 +3,9 @@
     python -m testbed serve-mail --scenarios --shard 0 --shards 1 --pki-dir run/testbed/pki \\
         --smtp-port 10025 --https-port 10443 --ready-file run/testbed/mail-0.ready
 
-The process rebuilds the world from its spec (deterministic, ~0.6 s at 100k
-domains), takes its shard (``services.shard``), loads the PKI ``up`` wrote,
+The process serves one shard of the world (``services``): the one ``up`` wrote
+for it (``--shard-file``: only that shard's hosts and sites are loaded), else
+its shard of the world rebuilt from the spec.  It loads the PKI ``up`` wrote,
 starts every listener, and then writes the SMTP port to the ready file: ``up``
 waits for that file, so "ready" means every socket of the shard is bound.
 SIGTERM/SIGINT stop the fleets and end the process.
@@ -34,7 +35,7 @@ from testbed.heap import settle_heap
 from testbed.httpsserver import PolicyServerFleet
 from testbed.ports import PORT_BUSY_EXIT, PortBusy, binding, report_busy
 from testbed.smtpfleet import FleetStats, SmtpFleet
-from testbed.world import World
+from testbed.world import Conditions
 from testbed.worldpki import ContextCache, WorldPki
 
 __all__ = ["serve_mail", "write_stats"]
@@ -57,7 +58,8 @@ def write_stats(path: Path, stats: FleetStats, shard: int, seq: int, reason: str
 
 
 async def _serve(
-    world: World,
+    part: services.Shard,
+    net: Conditions,
     index: int,
     count: int,
     pki_dir: Path,
@@ -66,14 +68,12 @@ async def _serve(
     ready_file: Path | None,
     stats_file: Path | None,
 ) -> None:
-    part = services.shard(world, index, count)
     contexts = ContextCache(WorldPki.load(pki_dir))
     specs = [spec for host in part.smtp for spec in services.host_spec(host, contexts)]
     # A host's other addresses may be bound by other shards: each address by exactly one.
     specs = [spec for spec in specs if spec.address in part.addresses]
     sites = [services.policy_site(domain, host, contexts) for domain, host in part.policy]
     # Latency from the world's conditions (testbed/internet.py); a seed per shard keeps jitter repeatable.
-    net = world.conditions
     smtp = SmtpFleet(specs, smtp_port, latency=net.smtp, seed=index)
     https = PolicyServerFleet(sites, https_port, latency=net.https, seed=index)
     task = asyncio.current_task()
@@ -118,7 +118,8 @@ async def _serve(
 
 
 def serve_mail(
-    world: World,
+    part: services.Shard,
+    conditions: Conditions,
     index: int,
     count: int,
     pki_dir: Path,
@@ -127,13 +128,10 @@ def serve_mail(
     ready_file: Path | None = None,
     stats_file: Path | None = None,
 ) -> int:
-    """Serve shard ``index`` of ``count`` until SIGTERM; the process exit code."""
-    if not 0 <= index < count:
-        print(f"serve-mail: shard {index} is not in 0..{count - 1}", file=sys.stderr)
-        return 2
+    """Serve ``part``, shard ``index`` of ``count``, until SIGTERM; the process exit code."""
     _raise_open_files_limit()
     settle_heap()
-    run = _serve(world, index, count, pki_dir, smtp_port, https_port, ready_file, stats_file)
+    run = _serve(part, conditions, index, count, pki_dir, smtp_port, https_port, ready_file, stats_file)
     try:
         try:
             import uvloop
