@@ -471,7 +471,7 @@ def up(
     groups = [_Group(dns_plan, [dns]), _Group(_mail_plan(spec, state_dir, pki.directory, probes, smtp, https),
                                                [smtp, https])]  # fmt: skip
     try:
-        for group in groups:  # all start at once (each builds the world); then wait for each
+        for group in groups:  # all start at once (DNS builds the world, mail loads its shard); then wait
             group.spawn()
         servers = [server for group in groups for server in group.wait()]
     except (ControlError, OSError):
