@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mxscan.config import ScanConfig
 from mxscan.wiring import policy_fetcher, smtp_prober
+from probes.tls.pathcache import IssuerCache, PathCache
 from probes.tls.truststore import TrustStore, load_trust_store
 from probes.tls.verify import IntermediatePool, PkixReason, Verifier, verify_chain
 from testbed.pki import TestPki
@@ -41,6 +42,20 @@ def test_each_verifier_remembers_only_what_it_verified() -> None:
     assert (second.paths.hits, second.paths.misses) == (0, 1)  # the first one's work is not seen
     assert first.verify(chain, HOST, pki().now).valid
     assert (first.paths.hits, first.paths.misses) == (1, 1)
+
+
+def test_verifiers_given_the_same_caches_share_their_work() -> None:
+    """Caches handed in are the ones used (the external-suite tests share one warm pair across
+    trust stores this way): a second verifier finds the first one's path."""
+    chain = pki().issue([HOST]).chain_der
+    paths, issuers = PathCache(), IssuerCache()
+    first = Verifier(store(), paths=paths, issuers=issuers)
+    second = Verifier(store(), paths=paths, issuers=issuers)
+    assert (first.paths, first.issuers, second.paths, second.issuers) == (paths, issuers, paths, issuers)
+    assert first.verify(chain, HOST, pki().now).valid
+    assert second.verify(chain, HOST, pki().now).valid
+    assert (paths.hits, paths.misses) == (1, 1)
+    assert second.full_verifications == 0
 
 
 def test_verify_chain_is_a_verification_with_nothing_remembered() -> None:
