@@ -5,9 +5,14 @@ file cut at any byte, which must resume exactly as the plain file of its committ
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
+import os
+import resource
+import signal
 import tempfile
+import tracemalloc
 from pathlib import Path
 
 import orjson
@@ -15,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.checkpoint import DigestSet, ResultStore, StoreError, finished, read_records
+from engine.checkpoint import MAX_LINE_BYTES, DigestSet, ResultStore, StoreError, finished, read_records
 
 
 def dom(key: str) -> bytes:
@@ -322,3 +327,161 @@ def test_a_digest_set_that_many_keys_pass_through_stays_small_and_usable() -> No
             digests.discard(f"k{i - 300}")
     assert len(digests) == 300 and digests.nbytes() == 8 * 1024
     assert all(f"k{i}" in digests for i in range(5700, 6000)) and "k5699" not in digests
+
+
+def padded(key: str, size: int) -> bytes:
+    """A record line of exactly ``size`` bytes (newline included), padded with JSON
+    whitespace (parsed ~2x faster than a long string)."""
+    head = b'{"schema_version":2,"domain":"' + key.encode() + b'"'
+    return head + b" " * (size - len(head) - 2) + b"}\n"
+
+
+def test_lines_of_exactly_the_line_cap_resume_whole(tmp_path: Path) -> None:
+    """MAX_LINE_BYTES is the longest line accepted, first or later: a record that long is
+    resumed as finished, never read in pieces and cut off as a torn tail."""
+    path = tmp_path / "out.ndjson"
+    whole = padded("a", MAX_LINE_BYTES) + padded("b", MAX_LINE_BYTES) + dom("c")
+    path.write_bytes(whole)
+    store, keys = opened(path)
+    store.close()
+    assert keys == {"a", "b", "c"} and not store.dropped_torn_tail
+    assert path.stat().st_size == len(whole)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_line_longer_than_the_cap_is_refused_naming_the_file_and_line(tmp_path: Path, first: bool) -> None:
+    path = tmp_path / "out.ndjson"
+    long = padded("b", MAX_LINE_BYTES + 1)
+    whole = long + dom("c") if first else dom("a") + long + dom("c")
+    path.write_bytes(whole)
+    refusal = f"{path}: line {1 if first else 2} is longer than {MAX_LINE_BYTES} bytes"
+    with pytest.raises(StoreError) as resumed:
+        ResultStore(path).open()
+    with pytest.raises(StoreError) as read:
+        list(read_records(path))
+    assert str(resumed.value) == str(read.value) == refusal
+    assert path.stat().st_size == len(whole)  # refused, not truncated
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_huge_line_is_refused_without_reading_it_whole(tmp_path: Path, first: bool) -> None:
+    """A line of 4x the cap (a foreign file, or a NUL-filled tail that starts like ours) is
+    refused after reading about one cap's worth, not held whole in memory; the file is left
+    as it was.  (Sparse: the 256 MiB line costs no disk.)"""
+    path = tmp_path / "out.ndjson"
+    with path.open("wb") as out:
+        out.write(b"" if first else dom("a"))
+        out.write(b"{")
+        out.truncate(4 * MAX_LINE_BYTES)
+    for read in (lambda: ResultStore(path).open(), lambda: list(read_records(path))):
+        tracing = tracemalloc.is_tracing()
+        if not tracing:
+            tracemalloc.start()
+        tracemalloc.reset_peak()
+        try:
+            with pytest.raises(StoreError, match="is longer than"):
+                read()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            if not tracing:
+                tracemalloc.stop()
+        assert peak < 3 * MAX_LINE_BYTES
+    assert path.stat().st_size == 4 * MAX_LINE_BYTES
+
+
+def test_a_corrupt_line_before_the_end_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(dom("a") + b'{"schema_version": 2, "dom\n' + dom("b"))
+    with pytest.raises(StoreError) as refused:
+        ResultStore(path).open()
+    assert str(refused.value) == (
+        f"{path}: corrupt line 2 before the end of the file; refusing to resume "
+        "(fix or remove that line, or use --fresh to start over)"
+    )
+
+
+def test_a_line_whose_key_is_not_a_name_is_refused_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(dom("a") + dom("b") + orjson.dumps({"schema_version": 2, "domain": 5}) + b"\n")
+    with pytest.raises(StoreError) as refused:
+        ResultStore(path).open()
+    assert str(refused.value) == f"{path}: line 3: not an mxscan results file (use --fresh to overwrite)"
+
+
+def test_a_damaged_gzip_member_is_refused_naming_the_file_and_byte(tmp_path: Path) -> None:
+    """Damage followed by a complete member cannot come from a kill: refuse, and say where."""
+    path = tmp_path / "out.ndjson.gz"
+    first = member(dom("a"))
+    path.write_bytes(first + b"\x1f\x8b\x08\x00" + b"\xff" * 32 + member(dom("b")))
+    with pytest.raises(StoreError) as refused:
+        ResultStore(path).open()
+    text = str(refused.value)
+    assert text.startswith(f"{path}: damaged gzip member at byte {len(first)} (")
+    assert text.endswith("; refusing to resume (use --fresh to start over)")
+
+
+def test_fresh_keeping_the_old_contents_truncates_only_at_the_first_write(tmp_path: Path) -> None:
+    """Every later flush appends: the old contents go once, the new lines all stay."""
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(dom("x.com"))
+    store = ResultStore(path, fresh=True, keep_until_written=True)
+    store.open()
+    for key in "abc":
+        store.append(dom(key))
+        store.flush()
+    store.close()
+    assert path.read_bytes() == dom("a") + dom("b") + dom("c")
+
+
+def test_a_write_that_fails_is_refused_naming_the_file_and_the_reason(tmp_path: Path) -> None:
+    """A file that cannot grow (here RLIMIT_FSIZE, as a full disk would) gives a StoreError
+    with the system's reason, not an OSError; what fitted is only ever a tail."""
+    path = tmp_path / "out.ndjson"
+    store = ResultStore(path, flush_lines=10_000, flush_interval=1e9)
+    store.open()
+    for i in range(100):
+        store.append(dom(f"k{i}"))
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))
+    try:
+        with pytest.raises(StoreError) as refused:
+            store.flush()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    store.close()
+    assert str(refused.value) == f"{path}: cannot write ({os.strerror(errno.EFBIG)})"
+    resumed = ResultStore(path)
+    done = resumed.open()
+    resumed.close()
+    kept = [f"k{i}" for i in range(100) if f"k{i}" in done]
+    assert (
+        resumed.dropped_torn_tail
+        and 0 < len(kept) == len(done)
+        and kept == [f"k{i}" for i in range(len(kept))]
+    )
+
+
+@pytest.mark.parametrize("opened_first", [False, True])
+def test_a_closed_store_cannot_be_opened_again(tmp_path: Path, opened_first: bool) -> None:
+    """close() ends a store for good (a second open would append after a close that
+    promised everything was written), whether or not it was ever opened."""
+    path = tmp_path / "out.ndjson"
+    store = ResultStore(path)
+    if opened_first:
+        store.open()
+    store.close()
+    with pytest.raises(StoreError, match="store already opened"):
+        store.open()
+
+
+def test_a_discard_frees_its_slot(tmp_path: Path) -> None:
+    """The table holds exactly the keys left: a discard that left a placeholder behind would
+    keep the set correct but crowd the table until every lookup scans most of it."""
+    digests = DigestSet()
+    for i in range(3000):
+        digests.add(f"k{i}")
+        if i >= 400:
+            digests.discard(f"k{i - 400}")
+    assert sum(1 for slot in digests._table if slot) == len(digests) == 400
