@@ -476,6 +476,40 @@ def test_a_closed_store_cannot_be_opened_again(tmp_path: Path, opened_first: boo
         store.open()
 
 
+def test_a_store_opened_twice_is_refused_as_already_opened(tmp_path: Path) -> None:
+    """Not as "in use by another mxscan process": the second open is this process's mistake."""
+    path = tmp_path / "out.ndjson"
+    store = ResultStore(path)
+    store.open()
+    with pytest.raises(StoreError) as refused:
+        store.open()
+    store.close()
+    assert str(refused.value) == f"{path}: store already opened"
+
+
+def test_a_new_results_file_is_created_readable_and_not_executable(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson"
+    umask = os.umask(0o022)
+    try:
+        store = ResultStore(path)
+        store.open()
+        store.close()
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("flush_lines", [1, 0])
+def test_one_line_per_flush_writes_each_line_at_once(tmp_path: Path, flush_lines: int) -> None:
+    """flush_lines=1 (and anything below, clamped) leaves nothing buffered after an append."""
+    path = tmp_path / "out.ndjson"
+    store = ResultStore(path, flush_lines=flush_lines, flush_interval=1e9, clock=lambda: 0.0)
+    store.open()
+    store.append(dom("a"))
+    assert path.read_bytes() == dom("a")
+    store.close()
+
+
 def test_a_discard_frees_its_slot(tmp_path: Path) -> None:
     """The table holds exactly the keys left: a discard that left a placeholder behind would
     keep the set correct but crowd the table until every lookup scans most of it."""
