@@ -499,6 +499,13 @@ def test_a_new_results_file_is_created_readable_and_not_executable(tmp_path: Pat
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_a_results_file_that_cannot_be_created_is_refused_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "out.ndjson"
+    with pytest.raises(StoreError) as refused:
+        ResultStore(path).open()
+    assert str(refused.value) == f"{path}: cannot open for writing ({os.strerror(errno.ENOENT)})"
+
+
 @pytest.mark.parametrize("flush_lines", [1, 0])
 def test_one_line_per_flush_writes_each_line_at_once(tmp_path: Path, flush_lines: int) -> None:
     """flush_lines=1 (and anything below, clamped) leaves nothing buffered after an append."""
