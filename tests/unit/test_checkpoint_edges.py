@@ -20,7 +20,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.checkpoint import MAX_LINE_BYTES, DigestSet, ResultStore, StoreError, finished, read_records
+from engine.checkpoint import (
+    MAX_LINE_BYTES,
+    DigestSet,
+    ResultStore,
+    StoreError,
+    finished,
+    is_marker,
+    read_records,
+)
 
 
 def dom(key: str) -> bytes:
@@ -526,3 +534,15 @@ def test_a_discard_frees_its_slot(tmp_path: Path) -> None:
         if i >= 400:
             digests.discard(f"k{i - 400}")
     assert sum(1 for slot in digests._table if slot) == len(digests) == 400
+
+
+def test_a_run_marker_is_a_run_object_without_the_domain_key_by_default() -> None:
+    """The record readers, the retry pass and merge call ``is_marker`` with the default key: never take
+    a domain's line for the run line, whatever else it carries."""
+    run = {"run": {"finished": True}}
+    assert is_marker(run)
+    assert not is_marker({**run, "domain": "example.com"})
+    assert not is_marker({"domain": "example.com"})
+    assert not is_marker({"run": "not an object"})
+    assert not is_marker(["run"])
+    assert is_marker({**run, "domain": "example.com"}, key_field="name")
