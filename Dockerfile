@@ -18,6 +18,7 @@ COPY probes/ probes/
 COPY report/ report/
 COPY testbed/ testbed/
 COPY mxscan/ mxscan/
+COPY scaleout/ scaleout/
 RUN pip install . && rm -rf /src/build
 WORKDIR /data
 

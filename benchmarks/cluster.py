@@ -1,7 +1,7 @@
 """How many records a second the cluster driver writes (issue #14: it must not be the
 bottleneck below ~20k domains/s).
 
-The real driver (``mxscan.cluster.driver.run_cluster``) on a local Ray cluster of
+The real driver (``scaleout.cluster.driver.run_cluster``) on a local Ray cluster of
 ``--workers`` CPUs, with fake scan workers that measure nothing: each returns, for every
 domain of its batch, a record line of ``--line-bytes`` bytes (a scenario-world record is
 ~1-3 KB; host lines are written once per host and are not counted).  The driver does all it
@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.inputs import DomainReader, InputItem
-from mxscan.cluster.driver import run_cluster
 from mxscan.config import ScanConfig
+from scaleout.cluster.driver import run_cluster
 
 
 class FakeWorker:

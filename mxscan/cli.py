@@ -86,7 +86,7 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from mxscan.merge import MergeError, merge_shards
+    from scaleout.merge import MergeError, merge_shards
 
     try:
         merged = merge_shards(args.merged, args.files, allow_unfinished=args.allow_unfinished)

@@ -19,8 +19,6 @@ from engine.limits import Limit
 from engine.limitspec import PER_IP_KEY, load_limits_toml, parse_limit_spec
 from engine.options import endpoint, option, port, prepare_output, seconds, whole
 from mxscan import defaults
-from mxscan.cluster import parse_cluster
-from mxscan.shard import parse_shard, shard_limits
 from probes.dns.client import DNS_ATTEMPTS, DNS_IN_FLIGHT, DNS_TIMEOUT, MAX_DNS_ATTEMPTS
 from probes.dns.preflight import PREFLIGHT_BOGUS_NAME, PREFLIGHT_SIGNED_NAME
 from probes.egress import parse_target
@@ -31,6 +29,8 @@ from probes.retry import MAX_SMTP_RETRIES, SMTP_RETRIES, SMTP_RETRY_DELAY
 from probes.smtp.polite import ACTIVE_GRACE, MAX_OPEN_CONNECTIONS, PER_IP_CONNECTIONS, SMTP_IN_FLIGHT
 from probes.smtp.session import SMTP_CONNECT_TIMEOUT, SMTP_HOST_TIMEOUT, SMTP_PORT, SMTP_TIMEOUT
 from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
+from scaleout.cluster import parse_cluster
+from scaleout.shard import parse_shard, shard_limits
 
 __all__ = ["ScanConfig"]
 
@@ -84,7 +84,7 @@ class ScanConfig:
         contradicts=("fresh",),
         help="re-probe, in place, the domains whose results were unknown (timeouts, throttling, SERVFAIL)",
     )
-    #: (K, N): this scan measures shard K of N of the list (mxscan.shard); None: the whole list.
+    #: (K, N): this scan measures shard K of N of the list (scaleout.shard); None: the whole list.
     shard: tuple[int, int] | None = option(
         "--shard",
         parse=parse_shard,
@@ -95,7 +95,7 @@ class ScanConfig:
         "limit (connections rounded down, at least 1; rates divided); join the N files with "
         "mxscan merge",
     )
-    #: "local:N" or a Ray cluster's address: the scan runs over a Ray cluster (mxscan.cluster).
+    #: "local:N" or a Ray cluster's address: the scan runs over a Ray cluster (scaleout.cluster).
     cluster: str | None = option(
         "--cluster",
         parse=parse_cluster,

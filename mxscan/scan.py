@@ -64,7 +64,7 @@ def run_scan(cfg: ScanConfig, stderr: TextIO | None = None) -> int:
         print(f"mxscan: {exc}", file=stderr)
         return EXIT_USAGE
     if cfg.cluster is not None:
-        from mxscan.cluster.driver import run_cluster  # imports Ray only now
+        from scaleout.cluster.driver import run_cluster  # imports Ray only now
 
         return run_cluster(cfg, stderr, inputs.items, inputs.total)
     # A retry pass writes beside the results file and merges at the end (engine.retrypass).

@@ -37,7 +37,6 @@ from mxscan.probeservice import (
     RemoteServices,
     keep_politeness_current,
 )
-from mxscan.shard import Sharding
 from probes.dns.client import ClientStatistics, DnsClient
 from probes.dns.preflight import PREFLIGHT_TIMEOUT, PreflightResult, preflight
 from probes.dns.records import Answer, ResolverCheck
@@ -52,6 +51,7 @@ from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.vantage import Vantage, measure_vantage, vantage_warnings
 from probes.writer import ResultWriter, now
 from report.openmetrics import LiveMetrics
+from scaleout.shard import Sharding
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "ScanRun"]
 

@@ -199,12 +199,12 @@ class ShardRun:
 
     Fields:
       index: K, this shard (1..count).
-      count: N, the shards the list was split into (a name's shard: mxscan.shard.shard_of).
+      count: N, the shards the list was split into (a name's shard: scaleout.shard.shard_of).
       names: the entries of the whole list (every shard reads it whole).
       list: a digest of the whole list's entries (order does not matter): equal in the N files
         of one scan.
       options: a digest of the options that change what a record measures
-        (mxscan.shard.MEASUREMENT_OPTIONS): equal in the N files of one scan.
+        (scaleout.shard.MEASUREMENT_OPTIONS): equal in the N files of one scan.
     """
 
     index: int

@@ -217,7 +217,7 @@ def test_a_probe_actor_killed_mid_scan_changes_no_result(
     """Ray restarts it (fresh politeness state) and retries the probes it had in flight."""
     import ray
 
-    from mxscan.cluster.driver import NAMESPACE, probe_actor_name
+    from scaleout.cluster.driver import NAMESPACE, probe_actor_name
 
     out = tmp_path / "probe-killed.ndjson"
     driver = _start(world, out, cluster)

@@ -18,9 +18,9 @@ import orjson
 import pytest
 
 from engine.checkpoint import finished
-from mxscan.merge import MergeError, merge_shards
-from mxscan.shard import shard_of
 from probes.results import read_domain_records
+from scaleout.merge import MergeError, merge_shards
+from scaleout.shard import shard_of
 from testbed.harness import RunningWorld
 from tests.e2e.worldscan import world_scan_argv
 

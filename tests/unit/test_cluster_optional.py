@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mxscan.cluster import parse_cluster
+from scaleout.cluster import parse_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def test_the_command_line_never_imports_ray() -> None:
         "from engine.options import config_from\n"
         "from mxscan.cli import _build_parser\n"
         "from mxscan.config import ScanConfig\n"
-        "import mxscan.scan, mxscan.merge, mxscan.shard, mxscan.cluster\n"
+        "import mxscan.scan, scaleout.merge, scaleout.shard, scaleout.cluster\n"
         "args = _build_parser().parse_args(['scan', 'l.txt', '--out', 'o.ndjson', '--cluster', 'local:2'])\n"
         "assert config_from(args, ScanConfig).cluster == 'local:2'\n"
         "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
@@ -70,6 +70,6 @@ def test_a_short_list_is_cut_into_batches_for_every_worker(
 ) -> None:
     """Batches of 2,000, fewer for a short list: at least 4 per worker (so a 73-name list over
     two workers is 9 batches, not one that a single worker measures alone)."""
-    from mxscan.cluster.driver import batch_size
+    from scaleout.cluster.driver import batch_size
 
     assert batch_size(total, workers) == size

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = {"engine", "probes", "testbed", "report", "mxscan"}
+OURS = {"engine", "probes", "testbed", "report", "mxscan", "scaleout"}
 
 #: package -> our packages it may import
 ALLOWED = {
@@ -17,6 +17,8 @@ ALLOWED = {
     "testbed": {"testbed"},
     "report": {"engine", "probes", "report"},
     "mxscan": OURS,
+    #: beyond one machine (static shards, their merge, a Ray cluster): a second composition root
+    "scaleout": OURS,
 }
 
 

@@ -16,8 +16,8 @@ import pytest
 from engine.inputs import InputItem
 from engine.limits import Limit
 from engine.limitspec import PER_IP_KEY
-from mxscan.shard import Sharding, parse_shard, shard_limits, shard_of
 from probes.providers import default_limits
+from scaleout.shard import Sharding, parse_shard, shard_limits, shard_of
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = [f"d{i}.example{i % 7}.com" for i in range(100_000)]
@@ -39,7 +39,7 @@ def test_shard_of_is_fixed_by_the_name_alone() -> None:
 
 
 def test_shard_of_does_not_depend_on_the_python_hash_seed() -> None:
-    code = "from mxscan.shard import shard_of; print([shard_of(f'n{i}.test', 7) for i in range(200)])"
+    code = "from scaleout.shard import shard_of; print([shard_of(f'n{i}.test', 7) for i in range(200)])"
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code],

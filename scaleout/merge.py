@@ -3,7 +3,7 @@
 Checked before anything is written:
 
 * every file is a shard of the same scan: its run line names the shard (K/N) and the
-  digests of the list and of the measurement options (``mxscan.shard``), equal in all;
+  digests of the list and of the measurement options (``scaleout.shard``), equal in all;
   a file of another scan, a whole-list file, two files of one shard are refused;
 * every domain of a file is of that file's shard (the hash says so), and no domain is in
   two files.  A domain in two files is an error naming it -- never "the later one wins":
@@ -37,9 +37,9 @@ from engine.checkpoint import DigestSet, ResultStore, StoreError, is_marker
 from engine.compressed import open_results
 from engine.retrypass import Line, RetryError, read_lines
 from mxscan import __version__
-from mxscan.shard import shard_of
 from probes.domain import RunEnd, run_line
 from probes.writer import now
+from scaleout.shard import shard_of
 
 __all__ = ["MergeError", "Merged", "merge_shards"]
 

@@ -24,11 +24,11 @@ from typing import Any, TextIO
 from engine.checkpoint import DigestSet, ResultStore, StoreError
 from engine.inputs import InputError, InputItem
 from mxscan import __version__
-from mxscan.cluster import LOCAL
 from mxscan.config import ScanConfig
 from mxscan.steps import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from probes.domain import RunEnd, run_line
 from probes.writer import now
+from scaleout.cluster import LOCAL
 
 __all__ = ["BATCH_ATTEMPTS", "BATCH_DOMAINS", "batch_size", "run_cluster"]
 
@@ -128,7 +128,7 @@ class _Driver:
         print(f"mxscan: {message}", file=self.stderr, flush=True)
 
     async def run(self, items: Iterator[InputItem], total: int | None, worker: type | None) -> int:
-        from mxscan.cluster.actors import PROBE_ACTOR_OPTIONS, SCAN_WORKER_OPTIONS, ProbeActor, ScanWorker
+        from scaleout.cluster.actors import PROBE_ACTOR_OPTIONS, SCAN_WORKER_OPTIONS, ProbeActor, ScanWorker
 
         ray = _ray()
         probe_actor = ray.remote(**PROBE_ACTOR_OPTIONS)(ProbeActor)

@@ -4,7 +4,7 @@ partitioned by provider) and scan workers (DNS, the plan, record assembly).
 A probe actor is what the probe process is on one machine (``InlineServices``: the polite
 prober and the policy fetcher), one per partition of the providers: every (host, address)
 probe goes to the actor that owns ``provider_of(host) or host`` (the key the polite prober
-limits and backs off by; ``mxscan.shard.shard_of`` over the actors), so per-provider limits,
+limits and backs off by; ``scaleout.shard.shard_of`` over the actors), so per-provider limits,
 back-off, the slow lane and the one probe per (host, address) hold across the whole cluster
 without a global lock, and the per-address limit holds for every address whose hosts share a
 provider.  Ray restarts a
@@ -34,7 +34,6 @@ from engine.singleflight import SingleFlight
 from mxscan import defaults
 from mxscan.config import ScanConfig
 from mxscan.probeservice import InlineServices, Politeness, for_the_wire
-from mxscan.shard import shard_of
 from mxscan.steps import ScanRun
 from mxscan.wiring import smtp_prober
 from probes.dns.client import DnsClient
@@ -42,6 +41,7 @@ from probes.dns.resolver import StubResolver
 from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap, load_provider_map
 from probes.smtp.probe import SmtpProbe
+from scaleout.shard import shard_of
 
 __all__ = [
     "PROBE_ACTOR_OPTIONS",
