@@ -44,7 +44,8 @@ __all__ = [
     "assess_sts_answer",
     "assess_sts_txt",
     "bound_reasons",
-    "is_sts_candidate",
+    "is_candidate",
+    "is_extension",
     "lookup_failure",
     "near_misses",
     "reason_code",
@@ -112,8 +113,9 @@ def bound_reasons(items: Sequence[str]) -> tuple[str, ...]:
     return (*unique[:kept], f"more-problems:{len(unique) - kept}")
 
 
-def is_sts_candidate(txt: str) -> bool:
-    """Whether §3.1's discard rule keeps ``txt``.
+def is_candidate(txt: str, version: str) -> bool:
+    """Whether the discard rule of RFC 8461 §3.1 (MTA-STS, ``version`` "v=STSv1") or
+    RFC 8460 §3 (TLS-RPT, "v=TLSRPTv1") keeps ``txt``.
 
     The prose says records not beginning with "v=STSv1;" are discarded, but
     the ABNF allows whitespace before the ";" (erratum 6285 reports the clash),
@@ -122,7 +124,36 @@ def is_sts_candidate(txt: str) -> bool:
     the version token is complete: not followed by a letter or digit
     ("v=STSv10" would be another version).
     """
-    return txt.startswith(VERSION) and not txt[len(VERSION) : len(VERSION) + 1].isalnum()
+    return txt.startswith(version) and not txt[len(version) : len(version) + 1].isalnum()
+
+
+def record_fields(txt: str, version: str) -> tuple[list[str], list[str]]:
+    """The fields after the ``version`` field that ``txt`` begins with, split at
+    ``*WSP ";" *WSP``, and the syntax reasons found on the way (trailing-whitespace,
+    bad-syntax:<record>).  RFC 8461 §3.1 and RFC 8460 §3 write the same grammar:
+    ``version 1*(field-delim field) [field-delim]``."""
+    reasons: list[str] = []
+    rest = txt[len(version) :]
+    stripped = rest.rstrip(" \t")
+    if stripped != rest and not stripped.endswith(";"):
+        # The ABNF allows WSP only around ";": "v=STSv1; id=1 " is malformed.
+        reasons.append("trailing-whitespace")
+        rest = stripped
+    parts = _DELIM.split(rest)
+    # A well-formed rest starts with a delimiter, so the first part is empty;
+    # at most one final delimiter may follow the last field.
+    if parts[-1] == "" and len(parts) > 1:
+        parts.pop()
+    if parts[0] != "":
+        reasons.append(f"bad-syntax:{reason_detail(txt)}")
+    return parts[1:], reasons
+
+
+def is_extension(field: str) -> bool:
+    """Whether ``field`` is a well-formed extension, ``name=value`` (sts-extension of
+    RFC 8461 §3.1, tlsrpt-extension of RFC 8460 §3: the same rule)."""
+    name, eq, value = field.partition("=")
+    return bool(eq and _EXT_NAME.fullmatch(name) and _EXT_VALUE.fullmatch(value))
 
 
 def lookup_failure(answer: Answer) -> str | None:
@@ -144,7 +175,7 @@ def assess_sts_answer(answer: Answer) -> StsRecord:
 
 def assess_sts_txt(txt_records: Sequence[str]) -> StsRecord:
     """Judge the TXT records found at ``_mta-sts.<domain>`` (RFC 8461 §3.1)."""
-    candidates = [txt for txt in txt_records if is_sts_candidate(txt)]
+    candidates = [txt for txt in txt_records if is_candidate(txt, VERSION)]
     if not candidates:
         return StsRecord(False, False, "", ("no-sts-record", *near_misses(txt_records, VERSION)), (), ())
     if len(candidates) > 1:
@@ -169,24 +200,11 @@ def near_misses(txt_records: Sequence[str], version: str) -> tuple[str, ...]:
 
 
 def _assess_one(txt: str) -> StsRecord:
-    reasons: list[str] = []
     warnings: list[str] = []
     extensions: list[str] = []
     ids: list[str] = []
-    rest = txt[len(VERSION) :]
-    stripped = rest.rstrip(" \t")
-    if stripped != rest and not stripped.endswith(";"):
-        # The ABNF allows WSP only around ";": "v=STSv1; id=1 " is malformed.
-        reasons.append("trailing-whitespace")
-        rest = stripped
-    parts = _DELIM.split(rest)
-    # A well-formed rest starts with a delimiter, so the first part is empty;
-    # at most one final delimiter may follow the last field.
-    if parts[-1] == "" and len(parts) > 1:
-        parts.pop()
-    if parts[0] != "":
-        reasons.append(f"bad-syntax:{reason_detail(txt)}")
-    for field in parts[1:]:
+    fields, reasons = record_fields(txt, VERSION)
+    for field in fields:
         if field.startswith("id="):
             value = field[3:]
             if _ID.fullmatch(value):
@@ -197,8 +215,7 @@ def _assess_one(txt: str) -> StsRecord:
         if not field:
             reasons.append("bad-syntax:empty-field")
             continue
-        name, eq, value = field.partition("=")
-        if eq and _EXT_NAME.fullmatch(name) and _EXT_VALUE.fullmatch(value):
+        if is_extension(field):
             extensions.append(field)  # §3.1: unknown fields are ignored by senders
         else:
             reasons.append(f"bad-syntax:{reason_detail(field)}")

@@ -38,7 +38,16 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from probes.dns.records import Answer, Outcome
-from probes.mtasts.record import bound_reasons, lookup_failure, near_misses, reason_code, reason_detail
+from probes.mtasts.record import (
+    bound_reasons,
+    is_candidate,
+    is_extension,
+    lookup_failure,
+    near_misses,
+    reason_code,
+    reason_detail,
+    record_fields,
+)
 
 __all__ = ["SUPPORTED_SCHEMES", "TlsRptRecord", "assess_tlsrpt_answer", "assess_tlsrpt_txt", "rua_problem"]
 
@@ -47,10 +56,7 @@ VERSION = "v=TLSRPTv1"
 #: RFC 8460 §3: the two rua schemes a reporter knows how to use.
 SUPPORTED_SCHEMES = ("mailto", "https")
 
-_DELIM = re.compile(r"[ \t]*;[ \t]*")
 _URI_SEP = re.compile(r"[ \t]*,[ \t]*")
-_EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
-_EXT_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+")
 # RFC 3986 characters (unreserved, gen-delims, sub-delims, pct-encoded) less
 # "," "!" ";" which RFC 8460 §3 requires percent-encoded.
 _URI = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@$&'()*+=]|%[0-9A-Fa-f]{2})+")
@@ -92,13 +98,6 @@ class TlsRptRecord:
     extensions: tuple[str, ...]
 
 
-def _is_candidate(txt: str) -> bool:
-    # As for MTA-STS (see probes.mtasts.record.is_sts_candidate): the prose
-    # says "v=TLSRPTv1;", the ABNF allows WSP before the ";", and a complete
-    # version token followed by anything else is a malformed attempt.
-    return txt.startswith(VERSION) and not txt[len(VERSION) : len(VERSION) + 1].isalnum()
-
-
 def assess_tlsrpt_answer(answer: Answer) -> TlsRptRecord:
     """Judge the ``_smtp._tls.<domain>`` TXT lookup: its records, no record (NXDOMAIN,
     NODATA), or unknown when the lookup failed."""
@@ -110,7 +109,9 @@ def assess_tlsrpt_answer(answer: Answer) -> TlsRptRecord:
 
 def assess_tlsrpt_txt(txt_records: Sequence[str]) -> TlsRptRecord:
     """Judge the TXT records found at ``_smtp._tls.<domain>`` (RFC 8460 §3)."""
-    candidates = [txt for txt in txt_records if _is_candidate(txt)]
+    # As for MTA-STS: the prose says "v=TLSRPTv1;", the ABNF allows WSP before the ";",
+    # and a complete version token followed by anything else is a malformed attempt.
+    candidates = [txt for txt in txt_records if is_candidate(txt, VERSION)]
     if not candidates:
         return TlsRptRecord(
             False, False, (), ("no-tlsrpt-record", *near_misses(txt_records, VERSION)), (), ()
@@ -121,29 +122,18 @@ def assess_tlsrpt_txt(txt_records: Sequence[str]) -> TlsRptRecord:
 
 
 def _assess_one(txt: str) -> TlsRptRecord:
-    reasons: list[str] = []
     warnings: list[str] = []
     extensions: list[str] = []
     rua: list[str] | None = None
-    rest = txt[len(VERSION) :]
-    stripped = rest.rstrip(" \t")
-    if stripped != rest and not stripped.endswith(";"):
-        reasons.append("trailing-whitespace")  # WSP is allowed only around ";"
-        rest = stripped
-    parts = _DELIM.split(rest)
-    if parts[-1] == "" and len(parts) > 1:
-        parts.pop()
-    if parts[0] != "":
-        reasons.append(f"bad-syntax:{reason_detail(txt)}")
-    for field in parts[1:]:
+    fields, reasons = record_fields(txt, VERSION)
+    for field in fields:
         if field.startswith("rua="):
             if rua is None:
                 rua = _URI_SEP.split(field[4:])
             else:
                 warnings.append("duplicate-rua")
             continue
-        name, eq, value = field.partition("=")
-        if field and eq and _EXT_NAME.fullmatch(name) and _EXT_VALUE.fullmatch(value):
+        if is_extension(field):
             extensions.append(field)  # §3: unknown fields SHALL be ignored
         else:
             reasons.append(f"bad-syntax:{reason_detail(field) or 'empty-field'}")
