@@ -172,9 +172,7 @@ def _parse(data: bytes) -> Message:
     authority: list[Record] = []
     opt: tuple[int, tuple[tuple[int, str], ...]] | None = None
     try:
-        pos = _read_records(data, pos, ancount, answers, names)
-        pos = _read_records(data, pos, nscount, authority, names)
-        opt = _read_additional(data, pos, arcount, names)
+        opt = _read_sections(data, pos, (ancount, nscount, arcount), (answers, authority), names)
     except WireError:
         if not tc:
             raise
@@ -272,11 +270,23 @@ def _escape(label: bytes) -> str:
     return "".join(out)
 
 
-def _read_records(
-    data: bytes, pos: int, count: int, out: list[Record], names: dict[int, tuple[str, int]]
-) -> int:
+def _read_sections(
+    data: bytes,
+    pos: int,
+    counts: tuple[int, int, int],
+    out: tuple[list[Record], list[Record]],
+    names: dict[int, tuple[str, int]],
+) -> tuple[int, tuple[tuple[int, str], ...]] | None:
+    """Read the answer, authority and additional sections (``counts`` records each; one
+    record format in all three, RFC 1035 §4.1.3) into ``out`` (answers, authority), and
+    return the OPT record's (extended RCODE bits, EDE list); other additional records are
+    skipped.  One loop for the three: a parse costs one call, not one a record."""
+    ancount, nscount, arcount = counts
+    answers, authority = out
+    first_additional = ancount + nscount
     limit = len(data)
-    for _ in range(count):
+    found: tuple[int, tuple[tuple[int, str], ...]] | None = None
+    for index in range(first_additional + arcount):
         owner, pos = _read_name(data, pos, names)
         if pos + 10 > limit:
             raise WireError("record header runs past the end")
@@ -285,14 +295,19 @@ def _read_records(
         end = pos + rdlength
         if end > limit:
             raise WireError("record data runs past the end")
-        if rrclass == _CLASS_IN:
+        if index >= first_additional:
+            # RFC 6891 §6.1.1: more than one OPT is a FORMERR; we read the first.
+            if rrtype == 41 and found is None:
+                found = (ttl >> 24, _read_ede(data, pos, end))
+        elif rrclass == _CLASS_IN:
             if ttl > _TTL_MAX:
                 ttl = 0  # RFC 2181 §8: a TTL with the top bit set is treated as zero
-            out.append(Record(owner, rrtype, ttl, _read_rdata(data, pos, end, rrtype, names)))
+            record = Record(owner, rrtype, ttl, _read_rdata(data, pos, end, rrtype, names))
+            (answers if index < ancount else authority).append(record)
         # Records of another class (CH, HS, ...) answer no question we ask, and their
         # RDATA formats differ from IN's (RFC 1035 §3.2.4): skipped unread.
         pos = end
-    return pos
+    return found
 
 
 def _read_rdata(data: bytes, pos: int, end: int, rrtype: int, names: dict[int, tuple[str, int]]) -> RData:
@@ -340,28 +355,6 @@ def _read_rdata(data: bytes, pos: int, end: int, rrtype: int, names: dict[int, t
 def _expect_end(after: int, end: int) -> None:
     if after != end:
         raise WireError("record data length does not match its contents")
-
-
-def _read_additional(
-    data: bytes, pos: int, count: int, names: dict[int, tuple[str, int]]
-) -> tuple[int, tuple[tuple[int, str], ...]] | None:
-    """The OPT record's (extended RCODE bits, EDE list); other records are skipped."""
-    limit = len(data)
-    found: tuple[int, tuple[tuple[int, str], ...]] | None = None
-    for _ in range(count):
-        _, pos = _read_name(data, pos, names)
-        if pos + 10 > limit:
-            raise WireError("record header runs past the end")
-        rrtype, _, ttl, rdlength = _RR_FIXED.unpack_from(data, pos)
-        pos += 10
-        end = pos + rdlength
-        if end > limit:
-            raise WireError("record data runs past the end")
-        # RFC 6891 §6.1.1: more than one OPT is a FORMERR; we read the first.
-        if rrtype == 41 and found is None:
-            found = (ttl >> 24, _read_ede(data, pos, end))
-        pos = end
-    return found
 
 
 def _read_ede(data: bytes, pos: int, end: int) -> tuple[tuple[int, str], ...]:
