@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.inputs import DomainReader, InputItem
 from mxscan.config import ScanConfig
+from scaleout.cluster.actors import Line, WorkerStatus
 from scaleout.cluster.driver import run_cluster
 
 
@@ -42,11 +43,18 @@ class FakeWorker:
     async def setup(self) -> str | None:
         return None
 
-    async def measure(self, batch: list[InputItem]) -> list[tuple[str | None, bytes]]:
+    async def measure(self, batch: list[InputItem]) -> list[Line]:
         return [
-            (item.domain, f'{{"schema_version":2,"domain":"{item.domain}","pad":"{self.pad}"}}\n'.encode())
+            (
+                item.domain,
+                "success",
+                f'{{"schema_version":2,"domain":"{item.domain}","pad":"{self.pad}"}}\n'.encode(),
+            )
             for item in batch
         ]
+
+    async def status(self, _unresponsive: list[tuple[str, str]]) -> WorkerStatus:
+        return [], 0, 0, 0
 
 
 def _run(where: Path, domains: int, workers: int) -> tuple[float, float]:

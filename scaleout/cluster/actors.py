@@ -50,20 +50,24 @@ __all__ = [
     "Line",
     "ProbeActor",
     "ScanWorker",
+    "WorkerStatus",
+    "providers_of",
 ]
 
-#: One line for the results file: the domain it completes (None: a host line) and its bytes.
-Line = tuple[str | None, bytes]
+#: One line for the results file: the domain it completes (None: a host line), the record's
+#: status (the progress line counts by it; "" for a host line) and the line's bytes.
+Line = tuple[str | None, str, bytes]
+#: What a scan worker says while it measures (``ScanWorker.status``): which of the given
+#: unresponsive (host, address) keys its domains await, how many of its domains await them,
+#: the DNS queries it has sent and its domains parked (waiting without a slot).
+WorkerStatus = tuple[list[tuple[str, str]], int, int, int]
 
 #: Calls one probe actor serves at once (the polite prober's own limits decide what runs).
 PROBE_ACTOR_CONCURRENCY = 10_000
 
 
-def _providers(cfg: ScanConfig) -> ProviderMap:
-    if cfg.providers_file:
-        with open(cfg.providers_file) as text:
-            return load_provider_map(text.read())
-    return load_provider_map(None)
+def providers_of(cfg: ScanConfig) -> ProviderMap:
+    return load_provider_map(cfg.provider_overrides)  # the --providers file's text
 
 
 #: ``ray.remote`` options of a probe actor: restarted when it dies (with fresh politeness
@@ -92,16 +96,21 @@ class ProbeActor:
         self.probed: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
         self.started = asyncio.Lock()
         self.stack = contextlib.AsyncExitStack()
+        #: Connections asked of this actor (SMTP probes and policy fetches, single-flight
+        #: joins included): how the providers spread over the actors.
+        self.calls = 0
 
     async def _services(self) -> InlineServices:
         async with self.started:  # the first call builds them, in the actor's own loop
             if self.services is None:
                 prober = smtp_prober(self.cfg)
                 assert prober is not None  # no probe actors in a DNS-only scan
-                self.services = await InlineServices.start(self.cfg, prober, _providers(self.cfg), self.stack)
+                providers = providers_of(self.cfg)
+                self.services = await InlineServices.start(self.cfg, prober, providers, self.stack)
             return self.services
 
     async def probe_smtp(self, host: str, address: str) -> SmtpProbe:
+        self.calls += 1
         services = await self._services()
 
         async def probe() -> SmtpProbe:
@@ -110,7 +119,11 @@ class ProbeActor:
         return await self.probed.get((host, address), probe)
 
     async def fetch_policy(self, domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
+        self.calls += 1
         return await (await self._services()).fetch_policy(domain, address)
+
+    async def served(self) -> int:
+        return self.calls
 
     async def politeness(self, full: bool) -> Politeness:
         return (await self._services()).politeness(full)
@@ -155,25 +168,28 @@ class _Lines:
         self.lines: list[Line] = []
 
     def append(self, line: bytes) -> None:
-        self.lines.append((None, line))
+        self.lines.append((None, "", line))
 
     def flush(self) -> None:
         return None
 
-    def mark(self, domain: str) -> None:
+    def mark(self, domain: str, status: str) -> None:
         """The last line appended is the record of ``domain``."""
-        self.lines[-1] = (domain, self.lines[-1][1])
+        self.lines[-1] = (domain, status, self.lines[-1][2])
 
     def take(self) -> list[Line]:
         """The batch's lines, an invalid entry's record (written without ``mark``) keyed too."""
         lines, self.lines = self.lines, []
-        return [(key if key is not None else _record_key(line), line) for key, line in lines]
+        return [line if line[0] is not None else _keyed(line[2]) for line in lines]
 
 
-def _record_key(line: bytes) -> str | None:
+def _keyed(line: bytes) -> Line:
+    """A line appended without ``mark``: a host line, or an invalid entry's record."""
     record = orjson.loads(line)
     domain = record.get("domain") if "ref" not in record else None
-    return domain if isinstance(domain, str) else None
+    if not isinstance(domain, str):
+        return None, "", line
+    return domain, str(record.get("status", "")), line
 
 
 class ScanWorker:
@@ -185,9 +201,12 @@ class ScanWorker:
         self.sink = _Lines()
         self.messages = io.StringIO()
         self.stack = contextlib.AsyncExitStack()
-        providers = _providers(cfg)
+        providers = providers_of(cfg)
         store = cast(ResultStore, self.sink)  # only append and flush are used
         self.run = ScanRun(cfg, self.messages, store, DigestSet(), providers, None, None)
+        #: The current batch's scheduler figures (its parked domains).
+        self.live: RunStats[InputItem] = RunStats()
+        self.ready = False
 
     async def setup(self) -> str | None:
         """The resolver and egress pre-flights, the probe services and the plan; None when
@@ -213,6 +232,7 @@ class ScanWorker:
             run.services = ClusterServices(self.probe_actors, run.providers)
         run.pipeline = run.plan(check.reads_ad)
         run.client = client
+        self.ready = True
         return None
 
     async def measure(self, batch: list[InputItem]) -> list[Line]:
@@ -222,8 +242,9 @@ class ScanWorker:
         def emit(_item: InputItem, finished: Any) -> None:
             record, hosts = finished
             run.lines.write(record, hosts)
-            sink.mark(record.domain)
+            sink.mark(record.domain, str(record.status))
 
+        self.live = RunStats()
         await run_targets(
             run.lines.targets(iter(batch)),
             run.handle,
@@ -233,9 +254,20 @@ class ScanWorker:
             max_parked=self.cfg.max_parked,
             grace=self.cfg.grace,
             tick=run.tick,
-            stats=RunStats(),
+            stats=self.live,
         )
         return sink.take()
+
+    async def status(self, unresponsive: list[tuple[str, str]]) -> WorkerStatus:
+        """Of the cluster's ``unresponsive`` keys (the probe actors' figures), the ones this
+        worker's domains await and how many domains await them; its DNS queries and parked
+        domains (the driver's progress line sums them over the workers)."""
+        if not self.ready:
+            return [], 0, 0, 0
+        pipeline = self.run.pipeline
+        waiting = [(host, address) for host, address in unresponsive if (host, address) in pipeline.awaiting]
+        sent = self.run.client.statistics().sent
+        return waiting, pipeline.domains_awaiting(waiting), sent, self.live.parked
 
     async def messages_so_far(self) -> str:
         return self.messages.getvalue()

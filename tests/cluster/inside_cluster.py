@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,3 +229,86 @@ def test_a_probe_actor_killed_mid_scan_changes_no_result(
     finally:
         ray.shutdown()
     _finishes_equal(driver, out, single)
+
+
+#: The visible tail's shape (``engine.progress.Tail.text``) in a progress line.
+WAITING = re.compile(r"waiting=(\d+) domains/(\d+) hosts <=(\S+)")
+
+
+def _progress_lines(argv: list[str]) -> tuple[int, list[str]]:
+    """The exit code and every line a ``--progress tty`` scan drew on stderr (``\\r`` redraws
+    split into lines, the clear-to-end-of-line code removed)."""
+    proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert proc.stderr is not None
+    lines: list[str] = []
+    buffer = b""
+    try:
+        while chunk := proc.stderr.read1(4096):
+            buffer += chunk
+            *done, buffer = re.split(rb"[\r\n]", buffer)
+            lines += [raw.decode("utf-8", "replace").replace("\x1b[K", "").strip() for raw in done]
+        lines.append(buffer.decode("utf-8", "replace").replace("\x1b[K", "").strip())
+    finally:
+        code = proc.wait(timeout=300)
+    return code, [line for line in lines if line]
+
+
+def test_a_cluster_scan_shows_progress_and_the_unresponsive_tail(cluster: str, tmp_path: Path) -> None:
+    """The driver draws a single-machine scan's progress line: done/total, rate, ETA, and,
+    while a domain waits on a silent host (the Internet-like world's "silent-after-accept",
+    a 6 s phase deadline past the 5 s active grace), ``waiting=1 domains/1 hosts <=Ns`` from
+    the probe actors' figures and the worker's waiting domains; at the end nothing waits and
+    the finished line counts both domains (as tests/e2e/test_visible_tail.py, one machine)."""
+    from testbed.control import WorldSpec
+    from testbed.harness import running_world
+    from tests.e2e.worldscan import world_scan_argv
+
+    domains = tmp_path / "domains.txt"
+    domains.write_text("latency-only.scenario.test\nsilent-after-accept.scenario.test\n")
+    with running_world(WorldSpec("internet-scenarios")) as world:
+        argv = world_scan_argv(world.endpoints, domains, tmp_path / "out.ndjson", "--cluster", cluster)
+        argv += ["--smtp-timeout", "6", "--smtp-retries", "1", "--smtp-retry-delay", "3", "--progress", "tty"]
+        code, lines = _progress_lines(argv)
+    assert code == 0, lines[-10:]
+    live = [line for line in lines if re.match(r"\d+/2 \(\d+\.\d%\) [\d.]+/s eta ", line)]
+    assert live, lines[-10:]
+    waiting = [(int(m[1]), int(m[2])) for line in live if (m := WAITING.search(line))]
+    assert (1, 1) in waiting, live[-10:]
+    (final,) = [line for line in lines if line.startswith("finished ")]
+    assert final.startswith("finished 2/2 (100.0%)") and "waiting=0" in final, final
+    assert not WAITING.search(final), final
+
+
+def test_a_local_cluster_removes_its_ray_files_after_a_clean_scan_and_names_them_after_a_failure(
+    world: Any, tmp_path: Path
+) -> None:
+    """``--cluster local:1`` gives Ray a temporary directory of its own (not the shared
+    ``/tmp/ray``, where its sessions once stayed forever): gone after a scan that ends well;
+    kept, with Ray's logs, and named on stderr after one that fails (no resolver answers)."""
+    # Short: Ray's Unix sockets live under it (at most 107 bytes), pytest's paths are long.
+    temp = Path(tempfile.mkdtemp(prefix="mxt-", dir="/tmp"))
+    try:
+        _local_scans(world, temp, tmp_path)
+    finally:
+        shutil.rmtree(temp)
+
+
+def _local_scans(world: Any, temp: Path, tmp_path: Path) -> None:
+    from tests.e2e.worldscan import world_scan_argv
+
+    env = {**os.environ, "TMPDIR": str(temp)}
+    listing = tmp_path / "two.txt"
+    listing.write_text("valid.scenario.test\nno-starttls.scenario.test\n")
+    argv = world_scan_argv(world.endpoints, listing, tmp_path / "ok.ndjson", "--cluster", "local:1")
+    run = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert list(temp.iterdir()) == [], list(temp.iterdir())
+    argv = world_scan_argv(world.endpoints, listing, tmp_path / "failed.ndjson", "--cluster", "local:1")
+    argv += ["--resolver", "127.0.0.1:9"]  # nothing answers there: the worker cannot start
+    run = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-3000:]
+    kept = re.search(r"Ray's logs of this scan are kept in (\S+)", run.stderr)
+    assert kept, run.stderr[-3000:]
+    (left,) = temp.iterdir()
+    assert str(left) == kept[1] and left.name.startswith("mxscan-ray-")
+    assert list(left.glob("session_*/logs/*")), sorted(p.name for p in left.rglob("*"))[:20]
