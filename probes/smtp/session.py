@@ -299,13 +299,9 @@ async def _walk(
         obs.status, obs.detail = Status.APPLICATION_ERROR, f"banner {banner.code}"
         return
     obs.enter(Phase.EHLO)
-    wire.send(b"EHLO " + ehlo_name.encode("ascii") + b"\r\n")
-    reply = await wire.reply(timeouts.command)
-    obs.saw(reply)
-    if reply.code != 250:
-        obs.status, obs.detail = Status.APPLICATION_ERROR, f"EHLO {reply.code}"
+    obs.ehlo = await _ehlo(obs, wire, ehlo_name, timeouts, Status.APPLICATION_ERROR, "EHLO")
+    if obs.ehlo is None:
         return
-    obs.ehlo = parse_ehlo(reply)
     if not obs.ehlo.starttls:
         obs.starttls = Starttls.NO
         await _quit(obs, wire, timeouts)
@@ -313,9 +309,7 @@ async def _walk(
     obs.starttls = Starttls.YES
     obs.enter(Phase.STARTTLS)
     wire.expect_tls(ctx, host)
-    wire.send(b"STARTTLS\r\n")
-    reply = await wire.reply(timeouts.command)
-    obs.saw(reply)
+    reply = await _ask(obs, wire, b"STARTTLS\r\n", timeouts)
     if reply.code != 220:
         obs.status, obs.detail = Status.APPLICATION_ERROR, f"STARTTLS {reply.code}"
         return
@@ -333,14 +327,31 @@ async def _walk(
     obs.tls_cipher, obs.tls_bits = name, bits or 0
     obs.chain = presented_chain(ssl_object)
     obs.enter(Phase.EHLO_TLS)
-    wire.send(b"EHLO " + ehlo_name.encode("ascii") + b"\r\n")
+    failed = Status.POST_TLS_APPLICATION_ERROR
+    obs.ehlo_tls = await _ehlo(obs, wire, ehlo_name, timeouts, failed, "EHLO after TLS")
+    if obs.ehlo_tls is None:
+        return
+    await _quit(obs, wire, timeouts)
+
+
+async def _ask(obs: Observation, wire: _Wire, command: bytes, timeouts: SmtpTimeouts) -> Reply:
+    """Send one command and read its reply, which ``obs`` keeps as the last one seen."""
+    wire.send(command)
     reply = await wire.reply(timeouts.command)
     obs.saw(reply)
+    return reply
+
+
+async def _ehlo(
+    obs: Observation, wire: _Wire, ehlo_name: str, timeouts: SmtpTimeouts, failed: Status, what: str
+) -> EhloInfo | None:
+    """EHLO (RFC 5321 §4.1.1.1), in the clear or after TLS: what it advertised, or None with
+    ``obs`` failed as ``failed`` ("<what> <code>") when the reply is not 250."""
+    reply = await _ask(obs, wire, b"EHLO " + ehlo_name.encode("ascii") + b"\r\n", timeouts)
     if reply.code != 250:
-        obs.status, obs.detail = Status.POST_TLS_APPLICATION_ERROR, f"EHLO after TLS {reply.code}"
-        return
-    obs.ehlo_tls = parse_ehlo(reply)
-    await _quit(obs, wire, timeouts)
+        obs.status, obs.detail = failed, f"{what} {reply.code}"
+        return None
+    return parse_ehlo(reply)
 
 
 async def _quit(obs: Observation, wire: _Wire, timeouts: SmtpTimeouts) -> None:
