@@ -165,7 +165,8 @@ class Option:
     #: The --help section ("politeness"); None: the command's own.
     group: str | None = None
     #: (parsed value, every parsed value) -> the config's value: reads the files an option names.
-    #: OSError or ValueError is the user's mistake.
+    #: OSError or ValueError is the user's mistake, said with the flag and the file (a
+    #: ValueError's text names the file first, or is about the one file given).
     load: Callable[[Any, Mapping[str, Any]], object] | None = None
     #: A given value -> None, or why it cannot be used (an output checked before any work).
     check: Callable[[Any], str | None] | None = None
@@ -244,9 +245,24 @@ def config_from(args: argparse.Namespace, config: type[C]) -> C:
             try:
                 values[name] = opt.load(values[name], values)
             except (OSError, ValueError) as exc:
-                raise OptionError(str(exc)) from None
+                raise OptionError(_load_problem(opt.flags[0], values[name], exc)) from None
     for name, opt in options.items():
         problem = opt.check(values[name]) if opt.check is not None and values[name] is not None else None
         if problem:
             raise OptionError(f"{opt.flags[0]}: {problem}")
     return config(**values)
+
+
+def _load_problem(flag: str, given: object, exc: OSError | ValueError) -> str:
+    """Why a value (most often a file) an option names cannot be used, in the user's words:
+    the flag, the file, the reason (``--exclude optout.txt: cannot read (No such file or
+    directory)``), whatever the loader said it with."""
+    if isinstance(exc, OSError):
+        name = given if exc.filename is None else exc.filename
+        return f"{flag} {name}: cannot read ({exc.strerror or exc})"
+    text = str(exc)
+    if text.startswith(flag):
+        return text
+    if isinstance(given, str) and not text.startswith(f"{given}: "):
+        text = f"{given}: {text}"  # one file: its problem names it
+    return f"{flag} {text}"

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from engine.exclude import ExcludeList
 from engine.limits import Limit
 from engine.limitspec import PER_IP_KEY, load_limits_toml, parse_limit_spec
@@ -24,10 +26,11 @@ from probes.dns.preflight import PREFLIGHT_BOGUS_NAME, PREFLIGHT_SIGNED_NAME
 from probes.egress import parse_target
 from probes.mtasts.fetch import HTTPS_PORT
 from probes.plan import MAX_ADDRESSES_PER_DOMAIN, MAX_ADDRESSES_PER_HOST
-from probes.providers import default_limits
+from probes.providers import default_limits, parse_provider_toml
 from probes.retry import MAX_SMTP_RETRIES, SMTP_RETRIES, SMTP_RETRY_DELAY
 from probes.smtp.polite import ACTIVE_GRACE, MAX_OPEN_CONNECTIONS, PER_IP_CONNECTIONS, SMTP_IN_FLIGHT
 from probes.smtp.session import SMTP_CONNECT_TIMEOUT, SMTP_HOST_TIMEOUT, SMTP_PORT, SMTP_TIMEOUT
+from probes.tls.truststore import read_certificates
 from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
 from scaleout.cluster import parse_cluster
 from scaleout.shard import parse_shard, shard_limits
@@ -38,8 +41,24 @@ POLITE = "politeness"
 SMTP = "SMTP STARTTLS"
 
 
+# The loads below read what an option names now, before any work: a file that cannot be
+# used is a usage error said with its flag (engine.options.config_from).
+
+
 def _exclude(path: str | None, _values: Mapping[str, Any]) -> ExcludeList | None:
     return ExcludeList.from_file(path) if path else None
+
+
+def _provider_overrides(path: str | None, _values: Mapping[str, Any]) -> str | None:
+    if not path:
+        return None
+    text = Path(path).read_text(encoding="utf-8")
+    parse_provider_toml(text)
+    return text
+
+
+def _provider_limits(specs: tuple[str, ...], _values: Mapping[str, Any]) -> tuple[tuple[str, Limit], ...]:
+    return tuple(parse_limit_spec(spec) for spec in specs)
 
 
 def _limits(path: str | None, values: Mapping[str, Any]) -> dict[str, Limit]:
@@ -47,10 +66,20 @@ def _limits(path: str | None, values: Mapping[str, Any]) -> dict[str, Limit]:
     limits = default_limits()
     if path:
         limits.update(load_limits_toml(path))
-    limits.update(parse_limit_spec(spec) for spec in values["provider_limits"])
+    limits.update(values["provider_limits"])
     if values["per_ip_connections"] != PER_IP_CONNECTIONS:
         limits[PER_IP_KEY] = Limit(concurrency=values["per_ip_connections"])
     return shard_limits(limits, values["shard"][1]) if values["shard"] else limits
+
+
+def _ca_files(paths: tuple[str, ...], _values: Mapping[str, Any]) -> tuple[str, ...]:
+    for path in paths:
+        read_certificates(path)  # the trust store reads them again when the SMTP prober is made
+    return paths
+
+
+def _intermediates(path: str | None, _values: Mapping[str, Any]) -> tuple[bytes, ...]:
+    return tuple(cert.public_bytes(Encoding.DER) for cert in read_certificates(path)) if path else ()
 
 
 def _egress_targets(targets: tuple[str, ...], values: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
@@ -177,9 +206,11 @@ class ScanConfig:
         default=METRICS_TOP,
         help=f"providers with their own series in --metrics (default {METRICS_TOP})",
     )
-    providers_file: str | None = option(
+    #: The --providers file's text (TOML).
+    provider_overrides: str | None = option(
         "--providers",
         metavar="TOML",
+        load=_provider_overrides,
         default=None,
         help="extra provider attribution overrides ([[override]] suffix = ..., provider = ...)",
     )
@@ -191,10 +222,11 @@ class ScanConfig:
         group=POLITE,
         help="opt-out list: domains, MX hosts (suffix match), IP addresses or CIDR ranges; never contacted",
     )
-    provider_limits: tuple[str, ...] = option(
+    provider_limits: tuple[tuple[str, Limit], ...] = option(
         "--provider-limit",
         action="append",
         metavar="NAME=C[/Ts]",
+        load=_provider_limits,
         default=(),
         group=POLITE,
         help="per-provider limit, e.g. google.com=8/2s: 8 connections at once and 8 new per 2 s; repeatable",
@@ -354,11 +386,19 @@ class ScanConfig:
         help="roots for PKIX verification: Mozilla's (certifi), the OS bundle, or none (only --ca-file)",
     )
     ca_files: tuple[str, ...] = option(
-        "--ca-file", action="append", default=(), group=SMTP, help="extra trusted root(s), PEM; repeatable"
+        "--ca-file",
+        action="append",
+        load=_ca_files,
+        default=(),
+        group=SMTP,
+        help="extra trusted root(s), PEM; repeatable",
     )
-    intermediates_file: str | None = option(
+    #: The --intermediates bundle's certificates (DER).
+    intermediates: tuple[bytes, ...] = option(
         "--intermediates",
-        default=None,
+        metavar="INTERMEDIATES",
+        load=_intermediates,
+        default=(),
         group=SMTP,
         help="PEM bundle of known intermediate CAs: tells 'incomplete-chain' from 'unknown-issuer'",
     )

@@ -60,7 +60,10 @@ def run_scan(cfg: ScanConfig, stderr: TextIO | None = None) -> int:
         return EXIT_USAGE
     try:
         inputs = _read_inputs(cfg)
-    except (InputError, TrustStoreError, OSError, ValueError) as exc:
+    except InputError as exc:  # the files options name were read with the config (mxscan.config)
+        print(f"mxscan: domain list {exc}", file=stderr)
+        return EXIT_USAGE
+    except (TrustStoreError, OSError, ValueError) as exc:
         print(f"mxscan: {exc}", file=stderr)
         return EXIT_USAGE
     if cfg.cluster is not None:
@@ -97,7 +100,7 @@ def _read_inputs(cfg: ScanConfig) -> _Inputs:
     # (no total) for a pipe, FIFO or device, which the reader streams once.
     total = count_names(cfg.domains)
     prober = smtp_prober(cfg)
-    providers = load_provider_map(Path(cfg.providers_file).read_text() if cfg.providers_file else None)
+    providers = load_provider_map(cfg.provider_overrides)
     return _Inputs(itertools.chain([first], items), total, prober, providers)
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from engine.backoff import AimdPolicy
 from engine.limits import KeyedLimiter, Limit
@@ -40,17 +39,11 @@ def smtp_prober(cfg: ScanConfig) -> SmtpProber | None:
     if cfg.dns_only:
         return None
     store = load_trust_store(cfg.trust_store, cfg.ca_files)
-    pool = IntermediatePool()
-    if cfg.intermediates_file:
-        from cryptography.hazmat.primitives.serialization import Encoding
-        from cryptography.x509 import load_pem_x509_certificates
-
-        certs = load_pem_x509_certificates(Path(cfg.intermediates_file).read_bytes())
-        pool = IntermediatePool.from_der([c.public_bytes(Encoding.DER) for c in certs])
     assert cfg.ehlo_name is not None
     settings = SmtpSettings(
         ehlo_name=cfg.ehlo_name,
-        verifier=Verifier(store, pool),  # the scan's one verifier, shared with the policy fetcher
+        # The scan's one verifier, shared with the policy fetcher.
+        verifier=Verifier(store, IntermediatePool.from_der(cfg.intermediates)),
         port=cfg.smtp_port,
         timeouts=SmtpTimeouts(
             connect=cfg.smtp_connect_timeout,

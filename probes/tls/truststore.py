@@ -35,7 +35,14 @@ from cryptography.x509.verification import Store
 
 from probes.tls.certs import is_issued_by
 
-__all__ = ["SYSTEM_BUNDLE", "TRUST_STORE_KINDS", "TrustStore", "TrustStoreError", "load_trust_store"]
+__all__ = [
+    "SYSTEM_BUNDLE",
+    "TRUST_STORE_KINDS",
+    "TrustStore",
+    "TrustStoreError",
+    "load_trust_store",
+    "read_certificates",
+]
 
 #: Debian's bundle made by update-ca-certificates.
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -95,7 +102,7 @@ def _read(path: str) -> bytes:
             raise TrustStoreError(f"{path}: larger than {MAX_BUNDLE_BYTES} bytes")
         return p.read_bytes()
     except OSError as exc:
-        raise TrustStoreError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise TrustStoreError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _parse_bundle(data: bytes, path: str, *, strict: bool) -> tuple[list[x509.Certificate], int]:
@@ -114,6 +121,13 @@ def _parse_bundle(data: bytes, path: str, *, strict: bool) -> tuple[list[x509.Ce
                 raise TrustStoreError(f"{path}: certificate {i + 1} is malformed: {exc}") from None
             skipped += 1
     return certs, skipped
+
+
+def read_certificates(path: str) -> tuple[x509.Certificate, ...]:
+    """Every certificate of a PEM file the user named (an extra CA, known intermediates);
+    ``TrustStoreError`` naming the file if it is unreadable, holds none or a malformed one."""
+    certs, _ = _parse_bundle(_read(path), path, strict=True)
+    return tuple(certs)
 
 
 def load_trust_store(kind: str = "mozilla", extra_ca_files: Sequence[str] = ()) -> TrustStore:

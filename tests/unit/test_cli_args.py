@@ -30,6 +30,7 @@ from probes.smtp.polite import MAX_OPEN_CONNECTIONS, SMTP_IN_FLIGHT
 from probes.smtp.session import SMTP_CONNECT_TIMEOUT, SMTP_TIMEOUT
 from report.openmetrics import METRICS_INTERVAL, METRICS_TOP
 from testbed.harness import Endpoint
+from testbed.pki import TestPki
 from tests.e2e.worldscan import dns_scan_args
 
 #: field -> its default as the README and ``defaults`` document it.
@@ -53,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "metrics": None,
     "metrics_interval": METRICS_INTERVAL,
     "metrics_top": METRICS_TOP,
-    "providers_file": None,
+    "provider_overrides": None,
     "exclude": None,
     "provider_limits": (),
     "limits": default_limits(),
@@ -78,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "skip_egress_check": False,
     "trust_store": "mozilla",
     "ca_files": (),
-    "intermediates_file": None,
+    "intermediates": (),
     "keep_certs": False,
 }
 
@@ -104,9 +105,8 @@ GIVEN: list[tuple[tuple[str, ...], str, Any]] = [
     (("--metrics", "{tmp}/m.prom"), "metrics", "{tmp}/m.prom"),
     (("--metrics-interval", "1.5"), "metrics_interval", 1.5),
     (("--metrics-top", "3"), "metrics_top", 3),
-    (("--providers", "p.toml"), "providers_file", "p.toml"),
     (("--provider-limit", "a.test=2", "--provider-limit", "b.test=3/2s"), "provider_limits",
-     ("a.test=2", "b.test=3/2s")),
+     (parse_limit_spec("a.test=2"), parse_limit_spec("b.test=3/2s"))),
     (("--dns-only",), "dns_only", True),
     (("--ehlo-name", "scanner.example"), "ehlo_name", "scanner.example"),
     (("--contact", "https://scan.example/"), "contact", "https://scan.example/"),
@@ -128,8 +128,6 @@ GIVEN: list[tuple[tuple[str, ...], str, Any]] = [
      (("mx.test", 25), ("127.0.0.9", 26))),
     (("--skip-egress-check",), "skip_egress_check", True),
     (("--trust-store", "none"), "trust_store", "none"),
-    (("--ca-file", "a.pem", "--ca-file", "b.pem"), "ca_files", ("a.pem", "b.pem")),
-    (("--intermediates", "i.pem"), "intermediates_file", "i.pem"),
     (("--keep-certs",), "keep_certs", True),
 ]  # fmt: skip
 
@@ -178,7 +176,8 @@ def test_every_scan_flag_is_covered_here() -> None:
     """A new option must get a row in GIVEN (and DEFAULTS), or this fails."""
     flags = {a.option_strings[0] for a in _scan_parser()._actions if a.option_strings} - {"-h"}
     covered = {arg for args, _, _ in GIVEN for arg in args if arg.startswith("--")}
-    assert flags - {"--out", "--exclude", "--limits"} == covered - {"--help"}
+    read = {"--exclude", "--limits", "--providers", "--ca-file", "--intermediates"}  # files: tests below
+    assert flags - {"--out"} - read == covered - {"--help"}
 
 
 def test_out_has_a_short_form_and_is_required(capsys: pytest.CaptureFixture[str]) -> None:
@@ -205,6 +204,61 @@ def test_exclude_file_is_loaded_into_the_config(tmp_path: Path) -> None:
     listing.write_text("private.test\n192.0.2.0/24\n")
     cfg = _config("--exclude", str(listing))
     assert isinstance(cfg.exclude, ExcludeList) and cfg.exclude.excludes_name("mail.private.test")
+
+
+def test_the_files_options_name_are_read_into_the_config(tmp_path: Path) -> None:
+    """--providers keeps its text, --ca-file its (checked) paths, --intermediates its certificates."""
+    pki = TestPki(label="cli")
+    root, bundle, overrides = tmp_path / "root.pem", tmp_path / "inter.pem", tmp_path / "p.toml"
+    root.write_bytes(pki.root_pem())
+    bundle.write_bytes(pki.intermediate_pems())
+    overrides.write_text('[[override]]\nsuffix = "mail.test"\nprovider = "test"\n')
+    cfg = _config("--providers", str(overrides), "--ca-file", str(root), "--intermediates", str(bundle))
+    assert cfg.provider_overrides == overrides.read_text()
+    assert cfg.ca_files == (str(root),)
+    assert len(cfg.intermediates) == 2 and all(der.startswith(b"0\x82") for der in cfg.intermediates)
+
+
+#: (flag, the file's content or None for a missing file, the problem after "FLAG FILE: ").
+UNUSABLE_FILES = [
+    ("--exclude", None, "cannot read (No such file or directory)"),
+    ("--exclude", "not a domain!!\n", "line 1: one entry per line, got 'not a domain!!'"),
+    ("--limits", None, "cannot read (No such file or directory)"),
+    ("--limits", "[limits\n", "Expected ']' at the end of a table declaration (at line 1, column 8)"),
+    ("--providers", None, "cannot read (No such file or directory)"),
+    ("--providers", "[[nope]]\n", "provider TOML: unknown table(s) ['nope']"),
+    ("--ca-file", None, "cannot read (No such file or directory)"),
+    ("--ca-file", "hello\n", "no PEM certificate found"),
+    ("--intermediates", None, "cannot read (No such file or directory)"),
+    ("--intermediates", "hello\n", "no PEM certificate found"),
+]
+
+
+@pytest.mark.parametrize(
+    ("flag", "content", "problem"),
+    UNUSABLE_FILES,
+    ids=[f"{f}-{'bad' if c else 'missing'}" for f, c, _ in UNUSABLE_FILES],
+)
+def test_a_file_an_option_names_that_cannot_be_used_exits_2_naming_the_option_and_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, content: str | None, problem: str
+) -> None:
+    """Never a bare "[Errno 2] ...": the user learns which option and which file, before any work."""
+    named = tmp_path / "named"
+    if content is not None:
+        named.write_text(content)
+    out = tmp_path / "r.ndjson"
+    argv = ["scan", "list.txt", "--out", str(out), "--ehlo-name", "scanner.test", flag, str(named)]
+    assert _usage_error(argv, capsys) == f"{flag} {named}: {problem}"
+    assert not out.exists()
+
+
+def test_a_domain_list_that_cannot_be_read_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing, out = tmp_path / "missing.txt", tmp_path / "r.ndjson"
+    argv = ["scan", str(missing), "--out", str(out), "--dns-only"]
+    assert _usage_error(argv, capsys) == f"domain list {missing}: cannot read (No such file or directory)"
+    assert not out.exists()
 
 
 def test_egress_targets_take_the_smtp_port_given_in_any_order() -> None:

@@ -8,10 +8,12 @@ import functools
 import tempfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from mxscan.config import ScanConfig
 from mxscan.wiring import policy_fetcher, smtp_prober
 from probes.tls.pathcache import IssuerCache, PathCache
-from probes.tls.truststore import TrustStore, load_trust_store
+from probes.tls.truststore import TrustStore, load_trust_store, read_certificates
 from probes.tls.verify import IntermediatePool, PkixReason, Verifier, verify_chain
 from testbed.pki import TestPki
 
@@ -88,7 +90,9 @@ def test_the_scans_smtp_prober_and_policy_fetcher_share_one_verifier(tmp_path: P
         ehlo_name="scanner.verifier.test",
         trust_store="none",
         ca_files=(str(root_file()),),
-        intermediates_file=str(intermediates),
+        intermediates=tuple(
+            cert.public_bytes(Encoding.DER) for cert in read_certificates(str(intermediates))
+        ),
     )
     prober = smtp_prober(cfg)
     assert prober is not None
