@@ -76,6 +76,14 @@ def _sts_reasons(record: dict[str, Any]) -> str | None:
     return _joined(reasons)
 
 
+def _pkix_reasons(probes: Iterable[dict[str, Any]]) -> str | None:
+    return _joined((p.get("pkix") or {}).get("reason") for p in probes)
+
+
+def _statuses(probes: Iterable[dict[str, Any]]) -> str | None:
+    return _joined(p.get("status") for p in probes)
+
+
 def _probes(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for transport in record.get("mx_transport") or ():
         yield from transport.get("addresses") or ()
@@ -251,13 +259,13 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "smtp_statuses",
         "string",
         "SMTP probe statuses over the domain's probed addresses, ';'-separated",
-        lambda r: _joined(p.get("status") for p in _probes(r.record)),
+        lambda r: _statuses(_probes(r.record)),
     ),
     _c(
         "pkix_reasons",
         "string",
         "PKIX verdict reasons over the domain's probed addresses, ';'-separated",
-        lambda r: _joined((p.get("pkix") or {}).get("reason") for p in _probes(r.record)),
+        lambda r: _pkix_reasons(_probes(r.record)),
     ),
     _c(
         "errors",
@@ -285,16 +293,20 @@ _DOMAIN_COLUMNS: tuple[tuple[Column, Getter], ...] = (
     ),
 )
 
+#: The MX host's own columns, the same at the host and the address level.
+_MX_HOST = _c("host", "string", "the MX host name", lambda r: r.transport.get("host"))
+_MX_PROVIDER = _c(
+    "provider",
+    "string",
+    "the provider operating the host; empty if unknown",
+    lambda r: r.transport.get("provider"),
+)
+
 _HOST_COLUMNS: tuple[tuple[Column, Getter], ...] = (
     _c("domain", "string", "the domain whose MX host this is", lambda r: r.facts.domain),
-    _c("host", "string", "the MX host name", lambda r: r.transport.get("host")),
+    _MX_HOST,
     _c("preference", "int", "its MX preference", lambda r: r.transport.get("preference")),
-    _c(
-        "provider",
-        "string",
-        "the provider operating the host; empty if unknown",
-        lambda r: r.transport.get("provider"),
-    ),
+    _MX_PROVIDER,
     _c(
         "preferred",
         "bool",
@@ -330,13 +342,13 @@ _HOST_COLUMNS: tuple[tuple[Column, Getter], ...] = (
         "pkix_reasons",
         "string",
         "PKIX verdict reasons over its addresses, ';'-separated",
-        lambda r: _joined((p.get("pkix") or {}).get("reason") for p in r.transport.get("addresses") or ()),
+        lambda r: _pkix_reasons(r.transport.get("addresses") or ()),
     ),
     _c(
         "smtp_statuses",
         "string",
         "SMTP probe statuses over its addresses, ';'-separated",
-        lambda r: _joined(p.get("status") for p in r.transport.get("addresses") or ()),
+        lambda r: _statuses(r.transport.get("addresses") or ()),
     ),
     _c(
         "tlsa_published",
@@ -362,13 +374,8 @@ _HOST_COLUMNS: tuple[tuple[Column, Getter], ...] = (
 
 _ADDRESS_COLUMNS: tuple[tuple[Column, Getter], ...] = (
     _c("domain", "string", "the domain whose MX host this address serves", lambda r: r.facts.domain),
-    _c("host", "string", "the MX host name", lambda r: r.transport.get("host")),
-    _c(
-        "provider",
-        "string",
-        "the provider operating the host; empty if unknown",
-        lambda r: r.transport.get("provider"),
-    ),
+    _MX_HOST,
+    _MX_PROVIDER,
     _c(
         "ref",
         "string",
