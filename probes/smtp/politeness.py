@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.backoff import AimdPolicy, BackoffStats
 from probes.smtp.polite import PoliteProber
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["SUMMARY_TOP_PROVIDERS", "Politeness", "politeness_of"]
 
@@ -23,6 +27,8 @@ Politeness = dict[str, Any]
 #: Providers (and back-off keys) listed by name in --summary-json, the most connections
 #: first; the rest are in its totals.
 SUMMARY_TOP_PROVIDERS = 50
+
+_Stats = TypeVar("_Stats", bound="DataclassInstance")
 
 
 def politeness_of(polite: PoliteProber, *, full: bool = True) -> Politeness:
@@ -54,23 +60,27 @@ def _provider_totals(polite: PoliteProber) -> Politeness:
     """Totals over every provider, and the top ones by connections."""
     limiter = polite.provider_limits
     slots = limiter.statistics()
-    top = heapq.nlargest(SUMMARY_TOP_PROVIDERS, slots, key=lambda s: (s.acquired, s.wait_seconds))
     return {
         "keys": len(slots),
         "released": limiter.evicted,
         "connections": sum(s.acquired for s in slots) + limiter.evicted_acquired,
         "waited": sum(s.waited for s in slots) + limiter.evicted_waited,
-        "top": [dataclasses.asdict(s) for s in top],
+        "top": _top(slots, key=lambda s: (s.acquired, s.wait_seconds)),
     }
 
 
 def _backoff_totals(policy: AimdPolicy, backoff: list[BackoffStats]) -> Politeness:
     """Totals over the run (keys released after recovering included), the top keys held."""
-    top = heapq.nlargest(SUMMARY_TOP_PROVIDERS, backoff, key=lambda b: (b.throttles, b.decreases))
     return {
         "keys": len(backoff),
         "released": policy.released,
         "throttles": sum(b.throttles for b in backoff) + policy.released_throttles,
         "decreases": sum(b.decreases for b in backoff) + policy.released_decreases,
-        "top": [dataclasses.asdict(b) for b in top],
+        "top": _top(backoff, key=lambda b: (b.throttles, b.decreases)),
     }
+
+
+def _top(stats: Iterable[_Stats], key: Callable[[_Stats], tuple[float, float]]) -> list[dict[str, Any]]:
+    """The ``SUMMARY_TOP_PROVIDERS`` largest of ``stats`` (dataclasses) by ``key``, as the
+    summary lists them."""
+    return [dataclasses.asdict(s) for s in heapq.nlargest(SUMMARY_TOP_PROVIDERS, stats, key=key)]
