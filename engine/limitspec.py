@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 
 from engine.limits import Limit
+from engine.tomldoc import parse_toml
 
 __all__ = [
     "BIG_PROVIDER_LIMIT",
@@ -124,15 +124,8 @@ def parse_limit_spec(spec: str) -> tuple[str, Limit]:
 def load_limits_toml(path: str | os.PathLike[str]) -> dict[str, Limit]:
     """Limits from a TOML file (see the module docstring); ValueError naming the bad entry."""
     with open(path, "rb") as handle:
-        try:
-            data = tomllib.load(handle)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{os.fspath(path)}: {exc}") from exc
-    unknown = set(data) - {"limits", "default"}
-    if unknown:
-        raise ValueError(
-            f"{os.fspath(path)}: unknown table(s) {sorted(unknown)}; expected [limits], [default]"
-        )
+        text = handle.read().decode()  # as tomllib.load reads a file: UTF-8, strictly
+    data = parse_toml(text, os.fspath(path), ("limits", "default"), expected="[limits], [default]")
     table: dict[str, Limit] = {}
     for name, value in _table(data, "limits", path).items():
         key, limit = parse_limit_spec(f"{name}={_text(value, f'limits.{name}', path)}")

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -48,6 +47,7 @@ from publicsuffixlist import PublicSuffixList
 from engine.limits import Limit
 from engine.limitspec import limit_table
 from engine.names import normalise_domain
+from engine.tomldoc import parse_toml
 
 __all__ = [
     "BUILTIN_OVERRIDES",
@@ -116,13 +116,7 @@ def _clean_suffix(raw: object, where: str) -> str:
 
 def parse_provider_toml(text: str) -> tuple[tuple[Override, ...], tuple[str, ...]]:
     """(overrides, extra public suffixes) from TOML text; ProviderMapError if malformed."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProviderMapError(f"provider TOML: {exc}") from exc
-    unknown = set(data) - {"override", "public_suffix"}
-    if unknown:
-        raise ProviderMapError(f"provider TOML: unknown table(s) {sorted(unknown)}")
+    data = parse_toml(text, "provider TOML", ("override", "public_suffix"), error=ProviderMapError)
     overrides = []
     for i, entry in enumerate(_tables(data, "override")):
         where = f"override #{i + 1}"
