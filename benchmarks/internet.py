@@ -97,6 +97,8 @@ class Run:
     cpu: float = 0.0
     #: The machine's 1-minute load average when the scan started and when it ended.
     load: tuple[float, float] = (0.0, 0.0)
+    #: CPU seconds the world's servers spent while the scan ran (they share the 2 cores).
+    world_cpu: float = 0.0
 
 
 def _sockets(pid: int) -> int:
@@ -112,11 +114,24 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _scan(args: list[str], out: Path, summary: Path, run: Run) -> None:
-    """Run the scan; fill ``run``'s wall time, peaks, exit code, tail, CPU and load."""
+def _process_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` have used so far (gone ones: 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _scan(args: list[str], out: Path, summary: Path, run: Run, world_pids: list[int]) -> None:
+    """Run the scan; fill ``run``'s wall time, peaks, exit code, tail, CPU (its own and the
+    world's) and load."""
     argv = [sys.executable, "-m", "mxscan", "scan", *args, "--out", str(out), "--fresh"]
     argv += ["--progress", "off", "--summary-json", str(summary)]
-    load_before, cpu_before = os.getloadavg()[0], _children_cpu()
+    load_before, cpu_before, world_before = os.getloadavg()[0], _children_cpu(), _process_cpu(world_pids)
     began = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     peaks: dict[int, int] = {}
@@ -128,6 +143,7 @@ def _scan(args: list[str], out: Path, summary: Path, run: Run) -> None:
         sockets = max(sockets, sum(_sockets(pid) for pid in pids))
         time.sleep(0.1)
     run.wall = time.perf_counter() - began
+    run.world_cpu = _process_cpu(world_pids) - world_before
     # the world's servers are children too, but reaped only at the end: this is the scan's CPU
     run.cpu = _children_cpu() - cpu_before
     run.load = (load_before, os.getloadavg()[0])
@@ -147,7 +163,8 @@ def one_world(label: str, spec: WorldSpec, folder: Path) -> Run:
         print(f"  {label}: world up in {time.perf_counter() - began:.0f}s", flush=True)
         control.mail_stats(world.state_dir, reset=True)
         extra = lifted_limits_args(folder)  # defaults for everything else: the point
-        _scan(scan_args(world, extra), out, summary, run)
+        world_pids = [server["pid"] for server in world.state.get("servers", ())]
+        _scan(scan_args(world, extra), out, summary, run, world_pids)
         merged = control.merge_stats(control.mail_stats(world.state_dir))
     addresses: Counter[str] = Counter()  # distinct probed addresses per MX host
     ends: list[float] = []
@@ -207,6 +224,12 @@ def report(runs: list[Run]) -> None:
         print(
             f"\n{r.label}: scanner CPU {r.cpu:.0f} s ({1e6 * r.cpu / max(r.domains, 1):.0f} us/domain), "
             f"wall {r.wall:.0f} s, load average {r.load[0]:.1f} at the start, {r.load[1]:.1f} at the end"
+        )
+        both = 1e6 * (r.cpu + r.world_cpu) / max(r.domains, 1)
+        print(
+            f"  the world's servers: CPU {r.world_cpu:.0f} s ({1e6 * r.world_cpu / max(r.domains, 1):.0f} "
+            f"us/domain); scanner + world {both:.0f} us/domain, so these 2 cores can carry at most "
+            f"{2e6 / max(both, 1e-9):.0f} domains/s of this world"
         )
         print(f"  exit {r.exit_code}; domains {dict(r.statuses)}; SMTP probes {dict(r.smtp)}")
         print(f"  greylisted then answered: {r.greylisted}; addresses not probed: {dict(r.not_probed)}")
