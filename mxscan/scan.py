@@ -32,6 +32,7 @@ from probes.rescan import RetryRun
 from probes.smtp.probe import SmtpProber
 from probes.tls.truststore import TrustStoreError
 from report.openmetrics import LiveMetrics
+from scaleout.shard import resume_problem
 
 __all__ = ["run_scan"]
 
@@ -125,8 +126,11 @@ class _Files:
             else:
                 _settle_leftover_retry(cfg, self.stderr)
             done: KeySet = self.store.open()
+            problem = None if cfg.fresh or not cfg.out.exists() else resume_problem(cfg.out, cfg.shard)
         except (StoreError, RetryError) as exc:
-            print(f"mxscan: {exc}", file=self.stderr)
+            problem = str(exc)
+        if problem is not None:
+            print(f"mxscan: {problem}", file=self.stderr)
             return None
         if self.retry is not None:
             done = kept

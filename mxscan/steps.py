@@ -51,7 +51,7 @@ from probes.smtp.probe import SmtpProbe, SmtpProber
 from probes.vantage import Vantage, measure_vantage, vantage_warnings
 from probes.writer import ResultWriter, now
 from report.openmetrics import LiveMetrics
-from scaleout.shard import Sharding
+from scaleout.shard import Sharding, shard_text
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "ScanRun"]
 
@@ -191,6 +191,7 @@ class ScanRun:
             dnssec_check=check.check,
             egress=egress.verdict() if egress is not None else None,
             vantage=vantage,
+            shard=shard_text(self.cfg.shard),
         )
         lines = ResultWriter(self.store, self.done, meta, HostLines(self.smtp_cache))
         lines.metrics, lines.egress = self.metrics, egress

@@ -74,6 +74,9 @@ class ScanMeta:
       vantage: where the scan measured from: its egress addresses, their PTR names and FCrDNS,
         the EHLO name's addresses and whether they include an egress address; null for
         DNS-only scans and files from before it.
+      shard: the shard of the list the scan measures, "K/N" as given to --shard; null for the
+        whole list.  A file is resumed only by a scan of the same shard (absent in files from
+        before it, which are not checked).
     """
 
     tool: str
@@ -86,6 +89,7 @@ class ScanMeta:
     dnssec_check: ResolverCheck | None = None
     egress: EgressVerdict | None = None
     vantage: Vantage | None = None
+    shard: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

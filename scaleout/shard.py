@@ -28,17 +28,28 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from engine.checkpoint import read_records
 from engine.inputs import InputItem
 from engine.limits import Limit
 from probes.domain import ShardRun
 
-__all__ = ["MEASUREMENT_OPTIONS", "Sharding", "options_digest", "parse_shard", "shard_limits", "shard_of"]
+__all__ = [
+    "MEASUREMENT_OPTIONS",
+    "Sharding",
+    "options_digest",
+    "parse_shard",
+    "resume_problem",
+    "shard_limits",
+    "shard_of",
+    "shard_text",
+]
 
 #: The options that change what a record says (a scan of the same list with another value
 #: of one of them is another scan): merged shards must agree on every one.  Politeness,
@@ -86,6 +97,39 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 parse_shard.__name__ = "shard"  # argparse names the type in some messages
+
+
+def shard_text(shard: tuple[int, int] | None) -> str | None:
+    """``(K, N)`` -> ``"K/N"`` as every domain line records it (``ScanMeta.shard``)."""
+    return None if shard is None else f"{shard[0]}/{shard[1]}"
+
+
+def resume_problem(path: str | os.PathLike[str], shard: tuple[int, int] | None) -> str | None:
+    """Why the results file at ``path`` cannot be resumed by a scan of ``shard``, or None.
+
+    A file holds the lines of one shard (or of the whole list): resumed with another
+    ``--shard``, or without one, it would mix two scans that ``mxscan merge`` can no longer
+    tell apart.  Every domain line records its scan's shard; the first one decides (a file
+    without one, or written before lines recorded it, is not checked)."""
+    wanted = shard_text(shard)
+    for record in read_records(path):
+        scan = record.get("scan") if "domain" in record else None
+        if not isinstance(scan, dict):
+            continue  # a host or run line
+        held = scan.get("shard", wanted)
+        if held == wanted:
+            return None
+        given = "without --shard" if wanted is None else f"with --shard {wanted}"
+        again = "without --shard" if held is None else f"with --shard {held}"
+        return (
+            f"{os.fspath(path)} holds {_part(held)}; this scan was started {given}. Resume it {again}, "
+            "or give another --out (or --fresh to start it over)"
+        )
+    return None
+
+
+def _part(shard: object) -> str:
+    return "a scan of the whole list" if shard is None else f"shard {shard} of a list"
 
 
 def shard_limits(limits: Mapping[str, Limit], count: int) -> dict[str, Limit]:

@@ -293,3 +293,52 @@ def test_a_retry_pass_on_a_shard_file_keeps_the_shard_on_its_run_line(tmp_path: 
     assert merged is not None and merged.finished
     assert _run_line(files[1])["shard"]["index"] == 2
     assert merge_shards(tmp_path / "m.ndjson", files).finished
+
+
+#: (file of the module's scans, cut its run line, --shard of the resuming scan or None,
+#: what the file holds, how the scan was started, how to resume it).
+MISMATCHED = [
+    ("s1", False, "2/3", "shard 1/3 of a list", "with --shard 2/3", "with --shard 1/3"),
+    ("s2", False, "2/4", "shard 2/3 of a list", "with --shard 2/4", "with --shard 2/3"),
+    ("s1", False, None, "shard 1/3 of a list", "without --shard", "with --shard 1/3"),
+    ("s3", True, None, "shard 3/3 of a list", "without --shard", "with --shard 3/3"),
+    ("whole", False, "1/3", "a scan of the whole list", "with --shard 1/3", "without --shard"),
+    ("whole", True, "3/3", "a scan of the whole list", "with --shard 3/3", "without --shard"),
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "unfinished", "shard", "holds", "started", "again"),
+    MISMATCHED,
+    ids=[f"{s}{'-unfinished' if u else ''}-as-{k or 'whole'}" for s, u, k, *_ in MISMATCHED],
+)
+def test_a_results_file_is_resumed_only_by_a_scan_of_its_own_shard(
+    shared_world: RunningWorld,
+    scans: dict[str, Path],
+    tmp_path: Path,
+    source: str,
+    unfinished: bool,
+    shard: str | None,
+    holds: str,
+    started: str,
+    again: str,
+) -> None:
+    """A shard's file resumed with another --shard or none (finished or killed before its run
+    line), or a whole list's file resumed with --shard, is refused at scan start (exit 2), the
+    file untouched: resumed, it would mix two scans that mxscan merge can no longer tell apart."""
+    out = tmp_path / scans[source].name
+    opener = gzip.open if out.suffix == ".gz" else open
+    with opener(scans[source], "rb") as original:
+        lines = original.read().splitlines(keepends=True)
+    with opener(out, "wb") as copy:
+        copy.write(b"".join(lines[:-1] if unfinished else lines))
+    before = out.read_bytes()
+    extra = () if shard is None else ("--shard", shard)
+    scan = _scan(shared_world, out, *extra)
+    _, err = scan.communicate(timeout=60)
+    expected = (
+        f"mxscan: {out} holds {holds}; this scan was started {started}. Resume it {again}, "
+        "or give another --out (or --fresh to start it over)\n"
+    )
+    assert (scan.returncode, err.decode()) == (2, expected)
+    assert out.read_bytes() == before
