@@ -11,9 +11,13 @@ CRC-32 and length trailer say whether it is.  Resuming cuts the file back to the
 last complete member; the lines of the torn member are measured again.
 
 Readers never care which kind a file is: :func:`open_results` sniffs the gzip magic and
-returns a binary stream of the lines either way (a plain file as itself).  Data of a torn
-last member is still streamed, so a reader sees its complete lines and skips its torn last
-line, as for a plain file; only resuming needs the member boundaries
+returns a binary stream of the lines either way (a plain file as itself).  A reader sees
+exactly the lines a resume keeps: the data of a member is released only once its trailer
+has checked it (held back up to ``MEMBER_HOLD_BYTES``), so a torn last member gives no
+line at all, even the complete ones it already holds, as a plain file's torn last line
+gives none.  A file named ``*.gz`` that is shorter than the magic (a kill during the first
+flush, at byte 1) is a torn first member too, as resuming decides by the name.  Resuming
+reads the data as it comes and takes lines back itself, from the member boundaries
 (:attr:`GzipMembers.complete_end`, :attr:`GzipMembers.complete_out`).
 
 gzip, not zstd: the stdlib has it (no optional dependency for a file format), a member per
@@ -48,6 +52,11 @@ _READ = 1 << 16
 _STEP = 1 << 20
 #: How far back from the end ``last_member`` looks for the start of the last member.
 _TAIL_WINDOW = 1 << 20
+#: Decompressed bytes of one member a reader holds back until its trailer checks them.  A
+#: member is one flush (512 lines of a few KB, some MB with --keep-certs); a larger one is
+#: no flush of ours (``gzip results.ndjson`` makes one member of the whole file) and streams
+#: on past this, its lines read as a plain file's would be.
+MEMBER_HOLD_BYTES = 64 << 20
 
 
 class CorruptCompressed(Exception):
@@ -71,13 +80,18 @@ class GzipMembers(io.RawIOBase):
     the last complete member, ``complete_out`` the decompressed offset there, and ``torn``
     says the file ends inside a member (its data was streamed; see the module docstring).
     A damaged member is :class:`CorruptCompressed`, unless nothing but NUL filler (a file
-    system crash) follows the last complete member, which counts as torn.
+    system crash) follows the last complete member, which counts as torn.  ``hold`` > 0
+    releases a member's data only when the member is complete (up to ``hold`` bytes of it,
+    then as it comes): a torn last member then yields nothing.
     """
 
-    def __init__(self, raw: BinaryIO, label: str) -> None:
+    def __init__(self, raw: BinaryIO, label: str, *, hold: int = 0) -> None:
         super().__init__()
         self._raw = raw
         self._label = label
+        self._hold = hold
+        self._held: list[bytes] = []
+        self._held_size = 0
         self._decompressor = zlib.decompressobj(31)
         self._input = b""
         self._pending = b""
@@ -115,22 +129,33 @@ class GzipMembers(io.RawIOBase):
             data = self._decompressor.decompress(self._input, _STEP)
         except zlib.error as exc:
             return self._damaged(exc)
-        if self._decompressor.eof:
-            rest = self._decompressor.unused_data
-            self._member_in += fed - len(rest)
+        ended = self._decompressor.eof
+        rest = self._decompressor.unused_data if ended else self._decompressor.unconsumed_tail
+        self._member_in += fed - len(rest)
+        self._input = rest
+        self._out += len(data)
+        if ended:
             self.complete_end += self._member_in
             self._member_in = 0
             self._decompressor = zlib.decompressobj(31)
-            self._input = rest
-            self._out += len(data)
             self.complete_out = self._out
-        else:
-            rest = self._decompressor.unconsumed_tail
-            self._member_in += fed - len(rest)
-            self._input = rest
-            self._out += len(data)
-        self._pending = data
+        self._pending = self._release(data, ended)
         return True
+
+    def _release(self, data: bytes, ended: bool) -> bytes:
+        """What of the member's data a reader may see now (see ``hold``)."""
+        if not self._hold or (not self._held and self._held_size):
+            if ended:
+                self._held_size = 0
+            return data  # not holding, or streaming a member past the hold
+        self._held.append(data)
+        self._held_size += len(data)
+        if not ended and self._held_size <= self._hold:
+            return b""
+        released = b"".join(self._held)
+        self._held.clear()
+        self._held_size = 0 if ended else self._held_size
+        return released
 
     def _damaged(self, exc: zlib.error) -> bool:
         rest = self._input + self._raw.read()
@@ -147,7 +172,8 @@ class GzipMembers(io.RawIOBase):
 
 
 def open_results(path: str | os.PathLike[str]) -> BinaryIO:
-    """A results file's lines as a binary stream, plain or gzip (sniffed, not by name).
+    """A results file's committed lines as a binary stream, plain or gzip (sniffed by the
+    magic; a ``*.gz`` file shorter than it, by the name), a torn last member held back.
 
     The caller closes it; raises OSError like ``open``."""
     stream = open(path, "rb")  # noqa: SIM115 - returned to the caller
@@ -157,9 +183,10 @@ def open_results(path: str | os.PathLike[str]) -> BinaryIO:
     except BaseException:
         stream.close()
         raise
-    if magic != GZIP_MAGIC:
+    torn_magic = len(magic) < len(GZIP_MAGIC) and is_compressed_path(path) and GZIP_MAGIC.startswith(magic)
+    if magic != GZIP_MAGIC and not torn_magic:
         return stream
-    return io.BufferedReader(GzipMembers(stream, os.fspath(path)), _READ)
+    return io.BufferedReader(GzipMembers(stream, os.fspath(path), hold=MEMBER_HOLD_BYTES), _READ)
 
 
 def last_member(path: str | os.PathLike[str]) -> bytes | None:
