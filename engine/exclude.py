@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from engine.names import normalise_domain
+from engine.textfile import not_utf8, utf8_error_offset
 
 __all__ = ["ExcludeError", "ExcludeList"]
 
@@ -87,8 +88,17 @@ class ExcludeList:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ExcludeList:
-        with Path(path).open(encoding="utf-8") as lines:
-            return cls.from_lines(lines)
+        """The list in the file at ``path``; ExcludeError for a line that is not an entry,
+        ValueError for bytes that are not UTF-8 (with their offset in the file), OSError as
+        ``open`` raises it."""
+        try:
+            with Path(path).open(encoding="utf-8") as stream:
+                # Lines read up to the cap, so a line without end (``/dev/zero``) is refused
+                # as too long once the cap is passed, not read until memory runs out.
+                return cls.from_lines(iter(lambda: stream.readline(MAX_LINE_CHARS + 1), ""))
+        except UnicodeDecodeError:
+            offset = utf8_error_offset(path)
+            raise ValueError(f"{not_utf8(offset or 0)}, expected an opt-out list") from None
 
     def __len__(self) -> int:
         return self._count

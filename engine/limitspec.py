@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from engine.limits import Limit
-from engine.tomldoc import parse_toml
+from engine.tomldoc import parse_toml, read_toml_text
 
 __all__ = [
     "BIG_PROVIDER_LIMIT",
@@ -123,8 +123,7 @@ def parse_limit_spec(spec: str) -> tuple[str, Limit]:
 
 def load_limits_toml(path: str | os.PathLike[str]) -> dict[str, Limit]:
     """Limits from a TOML file (see the module docstring); ValueError naming the bad entry."""
-    with open(path, "rb") as handle:
-        text = handle.read().decode()  # as tomllib.load reads a file: UTF-8, strictly
+    text = read_toml_text(path)
     data = parse_toml(text, os.fspath(path), ("limits", "default"), expected="[limits], [default]")
     table: dict[str, Limit] = {}
     for name, value in _table(data, "limits", path).items():

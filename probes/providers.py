@@ -47,7 +47,8 @@ from publicsuffixlist import PublicSuffixList
 from engine.limits import Limit
 from engine.limitspec import limit_table
 from engine.names import normalise_domain
-from engine.tomldoc import parse_toml
+from engine.textfile import decode_utf8, read_at_most
+from engine.tomldoc import parse_toml, read_toml_text
 
 __all__ = [
     "BUILTIN_OVERRIDES",
@@ -61,6 +62,7 @@ __all__ = [
     "default_psl_path",
     "load_provider_map",
     "parse_provider_toml",
+    "read_provider_toml",
     "update_psl",
 ]
 
@@ -114,9 +116,20 @@ def _clean_suffix(raw: object, where: str) -> str:
     return name
 
 
-def parse_provider_toml(text: str) -> tuple[tuple[Override, ...], tuple[str, ...]]:
+def read_provider_toml(path: str | os.PathLike[str]) -> str:
+    """The text of a provider TOML file (``--providers``), checked by ``parse_provider_toml``;
+    ProviderMapError naming the file when it is too large, not UTF-8 or malformed, OSError
+    as ``open`` raises it."""
+    text = read_toml_text(path, error=ProviderMapError)
+    parse_provider_toml(text, os.fspath(path))
+    return text
+
+
+def parse_provider_toml(
+    text: str, where: str = "provider TOML"
+) -> tuple[tuple[Override, ...], tuple[str, ...]]:
     """(overrides, extra public suffixes) from TOML text; ProviderMapError if malformed."""
-    data = parse_toml(text, "provider TOML", ("override", "public_suffix"), error=ProviderMapError)
+    data = parse_toml(text, where, ("override", "public_suffix"), error=ProviderMapError)
     overrides = []
     for i, entry in enumerate(_tables(data, "override")):
         where = f"override #{i + 1}"
@@ -160,13 +173,16 @@ def default_psl_path() -> Path:
     return Path(base) / "mxscan" / "public_suffix_list.dat"
 
 
+def _psl_bytes(path: str) -> bytes:
+    """A stored or downloaded list's bytes, read up to the cap (``/dev/zero`` has no size)."""
+    data = read_at_most(path, MAX_PSL_BYTES)
+    if data is None:
+        raise ProviderMapError(f"{path}: larger than {MAX_PSL_BYTES} bytes")
+    return data
+
+
 def _read_psl(data: bytes, where: str) -> PublicSuffixList:
-    if len(data) > MAX_PSL_BYTES:
-        raise ProviderMapError(f"{where}: larger than {MAX_PSL_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ProviderMapError(f"{where}: not UTF-8 ({exc})") from exc
+    text = decode_utf8(data, where, expected="a public suffix list", error=ProviderMapError)
     if _ICANN_MARKER not in text:
         raise ProviderMapError(f"{where}: no '{_ICANN_MARKER}' line; not a public suffix list")
     psl = PublicSuffixList(text.splitlines())
@@ -184,7 +200,7 @@ def update_psl(source_file: str, dest: str | None = None) -> None:
     No network access: download ``PSL_URL`` yourself (at most daily, as the PSL
     maintainers ask), then run ``mxscan providers update --from FILE``.
     """
-    data = Path(source_file).read_bytes()
+    data = _psl_bytes(source_file)
     _read_psl(data, source_file)
     target = Path(dest) if dest is not None else default_psl_path()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +213,7 @@ def update_psl(source_file: str, dest: str | None = None) -> None:
 def _load_psl(path: str | None) -> PublicSuffixList:
     if path is None:
         return PublicSuffixList()  # the bundled copy
-    return _read_psl(Path(path).read_bytes(), path)
+    return _read_psl(_psl_bytes(path), path)
 
 
 def _psl_source() -> str | None:

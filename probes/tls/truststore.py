@@ -25,7 +25,6 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import certifi
 from cryptography import x509
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.verification import Store
 
+from engine.textfile import read_at_most
 from probes.tls.certs import is_issued_by
 
 __all__ = [
@@ -97,12 +97,12 @@ class TrustStore:
 
 def _read(path: str) -> bytes:
     try:
-        p = Path(path)
-        if p.stat().st_size > MAX_BUNDLE_BYTES:
-            raise TrustStoreError(f"{path}: larger than {MAX_BUNDLE_BYTES} bytes")
-        return p.read_bytes()
+        data = read_at_most(path, MAX_BUNDLE_BYTES)  # not by stat(): /dev/zero has no size
     except OSError as exc:
         raise TrustStoreError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if data is None:
+        raise TrustStoreError(f"{path}: larger than {MAX_BUNDLE_BYTES} bytes")
+    return data
 
 
 def _parse_bundle(data: bytes, path: str, *, strict: bool) -> tuple[list[x509.Certificate], int]:
