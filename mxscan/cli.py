@@ -10,6 +10,7 @@ from engine.options import OptionError, Parser, add_options, config_from, prepar
 from mxscan import __version__
 from mxscan.config import ScanConfig
 from report.commands import add_parsers as add_report_parsers
+from scaleout.commands import add_parsers as add_merge_parser
 
 __all__ = ["main"]
 
@@ -42,14 +43,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "scan", help="measure the domains in a list, resumably, into an NDJSON results file"
     )
     add_options(scan, ScanConfig)
+    scan.set_defaults(handler=_scan)
     tb = sub.add_parser(
         "testbed", help="the local test world: up | down | status | stats | truth", add_help=False
     )
     tb.add_argument("args", nargs=argparse.REMAINDER)
+    tb.set_defaults(handler=lambda args: _testbed(args.args))
     add_report_parsers(sub)
     prov = sub.add_parser(
         "providers", help="provider attribution: look up hosts, update the Public Suffix List"
     )
+    prov.set_defaults(handler=_providers)
     prov_sub = prov.add_subparsers(dest="providers_command", required=True)
     update = prov_sub.add_parser(
         "update",
@@ -59,18 +63,10 @@ def _build_parser() -> argparse.ArgumentParser:
     lookup = prov_sub.add_parser("lookup", help="print the provider of each host name")
     lookup.add_argument("hosts", nargs="+")
     lookup.add_argument("--providers", metavar="TOML", help="extra overrides, as for scan")
-    merge = sub.add_parser(
-        "merge", help="join the files of a --shard K/N scan into one results file, each domain once, checked"
-    )
-    merge.add_argument("merged", type=Path, metavar="OUT", help="the merged results file (new; .gz: gzip)")
-    merge.add_argument("files", type=Path, nargs="+", metavar="FILE", help="the shard files (plain or .gz)")
-    merge.add_argument(
-        "--allow-unfinished",
-        action="store_true",
-        help="merge shard files that are unfinished or missing too (the merged file is then unfinished)",
-    )
+    add_merge_parser(sub)
     schema = sub.add_parser("schema", help="print the JSON Schema of a results line")
     schema.add_argument("--out", type=Path, help="write to a file instead of stdout")
+    schema.set_defaults(handler=lambda args: _schema(args.out))
     return parser
 
 
@@ -83,19 +79,6 @@ def _scan(args: argparse.Namespace) -> int:
         print(f"mxscan: {exc}", file=sys.stderr)
         return 2
     return run_scan(cfg, sys.stderr)
-
-
-def _merge(args: argparse.Namespace) -> int:
-    from scaleout.merge import MergeError, merge_shards
-
-    try:
-        merged = merge_shards(args.merged, args.files, allow_unfinished=args.allow_unfinished)
-    except MergeError as exc:
-        print(f"mxscan: {exc}", file=sys.stderr)
-        return 2
-    state = "finished" if merged.finished else "unfinished: not every shard is there and finished"
-    print(f"mxscan: merged {merged.files} files into {args.merged}: {merged.domains} domains ({state})")
-    return 0
 
 
 def _schema(out: Path | None) -> int:
@@ -117,28 +100,18 @@ def _schema(out: Path | None) -> int:
     return 0
 
 
+def _testbed(argv: list[str]) -> int:
+    from testbed.cli import main as testbed_main
+
+    return testbed_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["testbed"]:  # argparse.REMAINDER would refuse a leading option such as --help
-        from testbed.cli import main as testbed_main
-
-        return testbed_main(argv[1:])
+        return _testbed(argv[1:])
     args = _build_parser().parse_args(argv)
-    if hasattr(args, "handler"):  # report, diff, trend
-        return int(args.handler(args))
-    if args.command == "scan":
-        return _scan(args)
-    if args.command == "testbed":
-        from testbed.cli import main as testbed_main
-
-        return testbed_main(args.args)
-    if args.command == "providers":
-        return _providers(args)
-    if args.command == "merge":
-        return _merge(args)
-    if args.command == "schema":
-        return _schema(args.out)
-    raise AssertionError(args.command)  # pragma: no cover
+    return int(args.handler(args))  # each subcommand's parser sets its handler
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,18 +25,3 @@ SHUTDOWN_GRACE = 10.0
 
 #: Seconds between status lines when stderr is not a terminal.
 PROGRESS_INTERVAL_PLAIN = 5.0
-
-#: Probed (host, address) results kept for the run: MX hosts are shared by
-#: thousands of domains, and each is probed once.  Once its line is written an entry is
-#: its verdict (~0.5 KB, probes/hostcache.py), so this bounds the cache near 100 MB; the
-#: least recently used beyond it are evicted (a later domain probes such a host again and
-#: writes a new host line), counted in --summary-json (caches.smtp.evicted).
-SMTP_CACHE_ENTRIES = 200_000
-
-#: Reverse DNS results (PTR, FCrDNS) kept per address.  A result is needed again only when
-#: another host line for the same address is written (a second MX name on it, a probe made
-#: again): the recently used suffice.  ~0.35 KB each, so ~7 MB; kept for every address
-#: probed it was the scan's largest unbounded-looking growth after the SMTP verdicts
-#: (~9 MB per 100k domains).  An evicted result is looked up again (one PTR query, the
-#: forward ones mostly from the shared cache), counted in --summary-json (caches.ptr.evicted).
-PTR_CACHE_ENTRIES = 20_000

@@ -12,7 +12,6 @@ import itertools
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple, TextIO
 
 import uvloop
@@ -21,14 +20,14 @@ from engine.checkpoint import KeySet, ResultStore, StoreError
 from engine.heap import settle_heap
 from engine.inputs import DomainReader, InputError, InputItem, count_names
 from engine.offload import Offload
-from engine.retrypass import Merged, RetryError, side_path
+from engine.retrypass import RetryError, side_path
 from mxscan import __version__
 from mxscan.config import ScanConfig
 from mxscan.probeservice import probe_process
 from mxscan.steps import EXIT_USAGE, ScanRun
 from mxscan.wiring import smtp_prober
 from probes.providers import ProviderMap, load_provider_map
-from probes.rescan import RetryRun
+from probes.rescan import RetryRun, finish_retry, merged_text, settle_leftover
 from probes.smtp.probe import SmtpProber
 from probes.tls.truststore import TrustStoreError
 from report.openmetrics import LiveMetrics
@@ -121,92 +120,44 @@ class _Files:
         try:
             if cfg.retry_unknown:
                 self.retry = RetryRun(cfg.out, __version__).__enter__()
-                _say_merged(cfg.out, self.retry.merge(), self.stderr, leftover=True)
+                self.say(merged_text(cfg.out, self.retry.merge(), leftover=True))
                 kept, redo = self.retry.plan()
             else:
-                _settle_leftover_retry(cfg, self.stderr)
+                self.say(settle_leftover(cfg.out, __version__, fresh=cfg.fresh))
             done: KeySet = self.store.open()
             problem = None if cfg.fresh or not cfg.out.exists() else resume_problem(cfg.out, cfg.shard)
         except (StoreError, RetryError) as exc:
             problem = str(exc)
         if problem is not None:
-            print(f"mxscan: {problem}", file=self.stderr)
+            self.say(problem)
             return None
         if self.retry is not None:
             done = kept
-            print(
-                f"mxscan: retrying {redo} domains with unknown results ({len(kept)} kept); "
-                f"{cfg.out} changes only when they are measured",
-                file=self.stderr,
+            self.say(
+                f"retrying {redo} domains with unknown results ({len(kept)} kept); "
+                f"{cfg.out} changes only when they are measured"
             )
         if cfg.metrics is not None:
-            self.metrics = _start_metrics(cfg, self.stderr)
+            metrics = LiveMetrics(
+                cfg.metrics, top=cfg.metrics_top, interval=cfg.metrics_interval, warn=self.warn
+            )
+            self.metrics = metrics.start(cfg.out)
         return done
+
+    def say(self, message: str | None) -> None:
+        if message is not None:
+            print(f"mxscan: {message}", file=self.stderr)
+
+    def warn(self, problem: str) -> None:
+        self.say(f"WARNING: --metrics {self.cfg.metrics}: {problem}")
 
     def close(self) -> None:
         try:
             self.store.close()
         finally:
             if self.retry is not None:
-                _finish_retry(self.retry, self.stderr)
+                self.say(finish_retry(self.retry))
             if self.offload is not None:
                 self.offload.kill()
             if self.metrics is not None:
                 self.metrics.close(self.cfg.out)  # after a retry pass's merge: the file as it now stands
-
-
-def _start_metrics(cfg: ScanConfig, stderr: TextIO) -> LiveMetrics:
-    """The --metrics file, counting what a resumed file already holds, written once now."""
-    assert cfg.metrics is not None
-
-    def warn(problem: str) -> None:
-        print(f"mxscan: WARNING: --metrics {cfg.metrics}: {problem}", file=stderr)
-
-    metrics = LiveMetrics(cfg.metrics, top=cfg.metrics_top, interval=cfg.metrics_interval, warn=warn)
-    metrics.seed(cfg.out)
-    metrics.write(finished=False)
-    return metrics
-
-
-def _settle_leftover_retry(cfg: ScanConfig, stderr: TextIO) -> None:
-    """A retry pass killed outright left its side file: merge it before the results file is
-    resumed (``--fresh`` discards it with the results)."""
-    side = side_path(cfg.out)
-    if not side.exists():
-        return
-    if cfg.fresh or not cfg.out.exists():
-        side.unlink()
-        return
-    with RetryRun(cfg.out, __version__) as retry:
-        _say_merged(cfg.out, retry.merge(), stderr, leftover=True)
-
-
-def _finish_retry(retry: RetryRun, stderr: TextIO) -> None:
-    """Merge this pass's results (whatever ended it) and release the results file."""
-    try:
-        _say_merged(retry.path, retry.merge(), stderr, leftover=False)
-    except (OSError, RetryError) as exc:
-        print(
-            f"mxscan: {exc}; {retry.path} is unchanged and {retry.side} keeps the retried domains "
-            "(the next scan of the file merges them)",
-            file=stderr,
-        )
-    finally:
-        retry.__exit__()
-
-
-def _say_merged(path: Path, merged: Merged | None, stderr: TextIO, *, leftover: bool) -> None:
-    if merged is None:
-        return
-    redone = merged.replaced + merged.added
-    if not redone:
-        if not leftover:
-            print(f"mxscan: {path} is unchanged (no domain was measured again)", file=stderr)
-        return
-    what = "an interrupted --retry-unknown pass" if leftover else "the retried domains"
-    print(
-        f"mxscan: merged {what} into {path}: {redone} domains measured again, "
-        f"{redone - merged.still_unknown} now settled, {merged.still_unknown} still unknown"
-        + ("" if merged.finished or leftover else "; the scan is not finished: run the same command again"),
-        file=stderr,
-    )

@@ -30,25 +30,22 @@ from engine.singleflight import SingleFlight
 from engine.status import Status
 from mxscan import __version__, defaults
 from mxscan.config import ScanConfig
-from mxscan.probeservice import (
-    InlineServices,
-    Politeness,
-    ProbeServices,
-    RemoteServices,
-    keep_politeness_current,
-)
+from mxscan.probeservice import InlineServices
 from probes.dns.client import ClientStatistics, DnsClient
-from probes.dns.preflight import PREFLIGHT_TIMEOUT, PreflightResult, preflight
-from probes.dns.records import Answer, ResolverCheck
+from probes.dns.preflight import PREFLIGHT_TIMEOUT, PreflightResult, preflight, verdict_text
+from probes.dns.records import Answer
 from probes.dns.resolver import StubResolver
-from probes.dns.reverse import PtrResult, lookup_ptr
+from probes.dns.reverse import PTR_CACHE_ENTRIES, PtrResult, lookup_ptr
 from probes.domain import DomainRecord, ScanMeta
-from probes.egress import EGRESS_CHECK_HOSTS, EGRESS_TIMEOUT, EgressCheck, decide, run_egress_check, skipped
-from probes.hostcache import HostLines, needs_chain
+from probes.egress import EgressCheck
+from probes.hostcache import SMTP_CACHE_ENTRIES, HostLines, needs_chain
 from probes.plan import Pipeline, PipelineOptions
 from probes.providers import ProviderMap
+from probes.services import ProbeServices, RemoteServices, keep_politeness_current
+from probes.smtp.politeness import Politeness
 from probes.smtp.probe import SmtpProbe, SmtpProber
-from probes.vantage import Vantage, measure_vantage, vantage_warnings
+from probes.summary import run_summary
+from probes.vantage import Vantage, egress_preflight
 from probes.writer import ResultWriter, now
 from report.openmetrics import LiveMetrics
 from scaleout.shard import Sharding, shard_text
@@ -84,8 +81,8 @@ class ScanRun:
         self.resolver_text = f"{cfg.resolver[0]}:{cfg.resolver[1]}"
         self.began = time.monotonic()
         self.dns_cache: SingleFlight[tuple[str, str], Answer] = SingleFlight(defaults.SHARED_CACHE_ENTRIES)
-        self.smtp_cache: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
-        self.ptr_cache: SingleFlight[str, PtrResult] = SingleFlight(defaults.PTR_CACHE_ENTRIES)
+        self.smtp_cache: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(SMTP_CACHE_ENTRIES)
+        self.ptr_cache: SingleFlight[str, PtrResult] = SingleFlight(PTR_CACHE_ENTRIES)
         self.services: ProbeServices | None = None
         self.progress: Progress | None = None
         self.live: RunStats[InputItem] = RunStats()
@@ -125,34 +122,17 @@ class ScanRun:
 
     async def check_resolver(self, client: DnsClient) -> PreflightResult | None:
         """The resolver pre-flight, said loudly; None when the scan must not start."""
+        cfg = self.cfg
         check = await preflight(
             client,
-            signed_name=self.cfg.preflight_signed,
-            bogus_name=self.cfg.preflight_bogus,
+            signed_name=cfg.preflight_signed,
+            bogus_name=cfg.preflight_bogus,
             timeout=PREFLIGHT_TIMEOUT,
         )
-        if not check.reachable:
-            self.say(f"resolver {self.resolver_text} is not answering: {check.detail}")
-            return None
-        if check.check is ResolverCheck.VALIDATING:
-            return check
-        if check.check is ResolverCheck.INCONCLUSIVE:
-            self.say(
-                f"WARNING: DNSSEC validation of resolver {self.resolver_text} is INCONCLUSIVE "
-                f"({check.detail}); dnssec fields are recorded from its AD bit, but that it rejects "
-                "bogus data is unproven. Give --preflight-bogus a name that is bogus for this resolver "
-                "to settle it."
-            )
-        else:
-            self.say(
-                f"WARNING: resolver {self.resolver_text} does not validate DNSSEC ({check.detail}); "
-                "every dnssec field will be recorded as 'unknown', never as 'not signed'."
-            )
-        # --require-validation asks for proof: an inconclusive check is refused like a failed one.
-        if self.cfg.require_validation:
-            self.say("--require-validation: not scanning without proof that the resolver validates")
-            return None
-        return check
+        proceed, messages = verdict_text(check, self.resolver_text, require_validation=cfg.require_validation)
+        for message in messages:
+            self.say(message)
+        return check if proceed else None
 
     async def check_egress(self) -> tuple[EgressCheck | None, Vantage | None] | None:
         """The egress pre-flight and the vantage (both None with --dns-only); None when the
@@ -160,22 +140,20 @@ class ScanRun:
         cfg = self.cfg
         if cfg.dns_only:
             return None, None
-        if cfg.skip_egress_check:
-            check = skipped()
-        else:
-            specs = cfg.egress_check or tuple((host, cfg.smtp_port) for host in EGRESS_CHECK_HOSTS)
-            lookup = self.resolver.lookup
-            check = await run_egress_check(specs, lookup, EGRESS_TIMEOUT, ipv6_wanted=cfg.ipv6)
-        decision = decide(check, ipv6_wanted=cfg.ipv6)
-        if decision.message:
-            self.say(decision.message)
-        if not decision.proceed:
+        found = await egress_preflight(
+            cfg.egress_check,
+            self.resolver.lookup,
+            port=cfg.smtp_port,
+            ipv6=cfg.ipv6,
+            ehlo_name=cfg.ehlo_name or "",
+            skip=cfg.skip_egress_check,
+        )
+        for message in found.messages:
+            self.say(message)
+        if found.vantage is None:
             return None
-        vantage = await measure_vantage(check.attempts, cfg.ehlo_name or "", self.resolver.lookup)
-        for warning in vantage_warnings(vantage, cfg.ehlo_name or ""):
-            self.say(warning)
-        self.cfg = dataclasses.replace(cfg, ipv6=decision.ipv6)
-        return check, vantage
+        self.cfg = dataclasses.replace(cfg, ipv6=found.decision.ipv6)
+        return found.check, found.vantage
 
     def open_lines(
         self, check: PreflightResult, egress: EgressCheck | None, vantage: Vantage | None
@@ -291,16 +269,7 @@ class ScanRun:
             return self.lines.record(item, status=Status.SKIPPED, reason="excluded"), ()
         started = time.perf_counter()
         outcome = await self.pipeline.measure(item.domain)
-        record = self.lines.record(
-            item,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            dns=outcome.dns,
-            mx_transport=outcome.mx_transport,
-            mta_sts=outcome.mta_sts,
-            tlsrpt=outcome.tlsrpt,
-            posture=outcome.posture,
-            errors=outcome.errors,
-        )
+        record = self.lines.measured(item, outcome, round((time.perf_counter() - started) * 1000, 3))
         return record, outcome.smtp_probes
 
     def crash(self, item: InputItem, exc: Exception) -> Finished:
@@ -376,28 +345,16 @@ class ScanRun:
         return EXIT_OK
 
     def summary(self, stats: RunStats[InputItem], dns_stats: ClientStatistics) -> dict[str, object]:
-        """Machine-readable totals for benchmarks and scheduled jobs (--summary-json)."""
-        politeness = self.services.politeness() if self.services is not None else {}
-        return {
-            "records_written": self.lines.written,
-            "resumed_skipped": self.lines.skipped_done,
-            "seconds": round(time.monotonic() - self.began, 3),
-            "scheduler": dataclasses.asdict(stats),
-            "dns": dataclasses.asdict(dns_stats),
-            "caches": {
-                "dns": dataclasses.asdict(self.dns_cache.statistics()),
-                "smtp": dataclasses.asdict(self.smtp_cache.statistics()),
-                "ptr": dataclasses.asdict(self.ptr_cache.statistics()),
-            },
-            "politeness": {
-                k: v for k, v in politeness.items() if k not in ("throttled", "unresponsive", "deadline")
-            },
-            "tail": self.tail.summary(time.time()),
-            # Where the scan measured from, written once here and on the run line (domain lines
-            # carry only the verdicts): every pre-flight attempt, and the vantage.
-            "egress": self.lines.egress,
-            "vantage": self.lines.meta.vantage,
-        }
+        caches = (self.dns_cache, self.smtp_cache, self.ptr_cache)
+        return run_summary(
+            self.lines,
+            seconds=time.monotonic() - self.began,
+            scheduler=stats,
+            dns=dns_stats,
+            caches=dict(zip(("dns", "smtp", "ptr"), (cache.statistics() for cache in caches), strict=True)),
+            politeness=self.services.politeness() if self.services is not None else {},
+            tail=self.tail,
+        )
 
     def say(self, message: str) -> None:
         print(f"mxscan: {message}", file=self.stderr)

@@ -30,7 +30,14 @@ from probes.smtp.probe import SmtpProbe
 from probes.smtp.records import SmtpResult
 from probes.tls.verify import PkixResult
 
-__all__ = ["HostLines", "WrittenProbe", "compact", "needs_chain"]
+__all__ = ["SMTP_CACHE_ENTRIES", "HostLines", "WrittenProbe", "compact", "needs_chain"]
+
+#: Probed (host, address) results kept for the run: MX hosts are shared by
+#: thousands of domains, and each is probed once.  Once its line is written an entry is
+#: its verdict (~0.5 KB, ``compact``), so this bounds the cache near 100 MB; the
+#: least recently used beyond it are evicted (a later domain probes such a host again and
+#: writes a new host line), counted in --summary-json (caches.smtp.evicted).
+SMTP_CACHE_ENTRIES = 200_000
 
 SmtpCache = SingleFlight[tuple[str, str], SmtpProbe]
 

@@ -19,13 +19,13 @@ from typing import Any
 
 from engine.checkpoint import DigestSet
 from engine.records import decode
-from engine.retrypass import RetryPass
+from engine.retrypass import Merged, RetryError, RetryPass, side_path
 from engine.status import Status
 from probes.domain import RunEnd, ShardRun, run_line
 from probes.posture import answers
 from probes.results import is_host_line
 
-__all__ = ["RescanRules", "RetryRun", "needs_retry"]
+__all__ = ["RescanRules", "RetryRun", "finish_retry", "merged_text", "needs_retry", "settle_leftover"]
 
 
 def needs_retry(record: dict[str, Any], crashed_refs: AbstractSet[str] = frozenset()) -> bool:
@@ -102,3 +102,47 @@ class RetryRun(RetryPass):
                 else:
                     crashed.discard(ref)
         return kept, len(redo)
+
+
+def settle_leftover(out: Path, version: str, *, fresh: bool) -> str | None:
+    """A retry pass killed outright left its side file: merged before the results file is
+    resumed (``fresh``: discarded with the results); what to tell the user."""
+    side = side_path(out)
+    if not side.exists():
+        return None
+    if fresh or not out.exists():
+        side.unlink()
+        return None
+    with RetryRun(out, version) as retry:
+        return merged_text(out, retry.merge(), leftover=True)
+
+
+def finish_retry(retry: RetryRun) -> str | None:
+    """Merge the pass's results (whatever ended it) and release the results file; what to
+    tell the user."""
+    try:
+        return merged_text(retry.path, retry.merge(), leftover=False)
+    except (OSError, RetryError) as exc:
+        return (
+            f"{exc}; {retry.path} is unchanged and {retry.side} keeps the retried domains "
+            "(the next scan of the file merges them)"
+        )
+    finally:
+        retry.__exit__()
+
+
+def merged_text(path: Path, merged: Merged | None, *, leftover: bool) -> str | None:
+    """What a merge of a pass (``leftover``: one an earlier scan left) did to ``path``."""
+    if merged is None:
+        return None
+    redone = merged.replaced + merged.added
+    if not redone:
+        return None if leftover else f"{path} is unchanged (no domain was measured again)"
+    what = "an interrupted --retry-unknown pass" if leftover else "the retried domains"
+    unfinished = (
+        "" if merged.finished or leftover else "; the scan is not finished: run the same command again"
+    )
+    return (
+        f"merged {what} into {path}: {redone} domains measured again, "
+        f"{redone - merged.still_unknown} now settled, {merged.still_unknown} still unknown{unfinished}"
+    )

@@ -16,9 +16,27 @@ from dataclasses import dataclass
 from probes.dns.probe import Lookup
 from probes.dns.records import Answer, Outcome
 from probes.dns.reverse import Fcrdns, PtrResult, lookup_ptr
-from probes.egress import Attempt, EgressAttempt
+from probes.egress import (
+    EGRESS_CHECK_HOSTS,
+    EGRESS_TIMEOUT,
+    Attempt,
+    EgressAttempt,
+    EgressCheck,
+    EgressDecision,
+    decide,
+    run_egress_check,
+    skipped,
+)
 
-__all__ = ["Vantage", "egress_addresses", "ehlo_matches", "measure_vantage", "vantage_warnings"]
+__all__ = [
+    "EgressPreflight",
+    "Vantage",
+    "egress_addresses",
+    "egress_preflight",
+    "ehlo_matches",
+    "measure_vantage",
+    "vantage_warnings",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +107,32 @@ def vantage_warnings(vantage: Vantage, ehlo_name: str) -> list[str]:
                 f"(fcrdns {ptr.fcrdns.value}, PTR names: {names}): receivers may reject or tarpit the scan"
             )
     return said
+
+
+@dataclass(frozen=True, slots=True)
+class EgressPreflight:
+    """The egress pre-flight before a scan connects anywhere: the check, what the scan does
+    (``decision``), where it measures from (None when it must stop) and what to say."""
+
+    check: EgressCheck
+    decision: EgressDecision
+    vantage: Vantage | None
+    messages: tuple[str, ...]
+
+
+async def egress_preflight(
+    targets: Sequence[tuple[str, int]], lookup: Lookup, *, port: int, ipv6: bool, ehlo_name: str, skip: bool
+) -> EgressPreflight:
+    """Can the scan reach port 25 (``targets``; none given: the largest mailbox providers' MX
+    hosts on ``port``), and from where; the vantage is measured only when the scan proceeds."""
+    if skip:
+        check = skipped()
+    else:
+        specs = targets or tuple((host, port) for host in EGRESS_CHECK_HOSTS)
+        check = await run_egress_check(specs, lookup, EGRESS_TIMEOUT, ipv6_wanted=ipv6)
+    decision = decide(check, ipv6_wanted=ipv6)
+    said = (decision.message,) if decision.message else ()
+    if not decision.proceed:
+        return EgressPreflight(check, decision, None, said)
+    vantage = await measure_vantage(check.attempts, ehlo_name, lookup)
+    return EgressPreflight(check, decision, vantage, (*said, *vantage_warnings(vantage, ehlo_name)))

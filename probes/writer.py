@@ -9,6 +9,7 @@ recorded once as ``invalid-input``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ from engine.status import Status
 from probes.dane.tlsa import DaneResult
 from probes.domain import SCHEMA_VERSION, DomainRecord, RunEnd, ScanMeta, ShardRun, host_line, run_line
 from probes.egress import EgressCheck
+from probes.plan import DomainOutcome
 from probes.smtp.probe import SmtpProbe
 
 __all__ = ["LineSink", "ResultWriter", "WrittenHosts", "now"]
@@ -86,6 +88,12 @@ class ResultWriter:
             "errors": (),
         }
         return DomainRecord(**(base | fields))
+
+    def measured(self, item: InputItem, outcome: DomainOutcome, duration_ms: float) -> DomainRecord:
+        """The record of a domain the plan measured (``outcome``: every section it filled)."""
+        sections = {f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)}
+        del sections["smtp_probes"]  # written as host lines, which the record references
+        return self.record(item, duration_ms=duration_ms, **sections)
 
     def write(self, record: DomainRecord, hosts: tuple[tuple[SmtpProbe, ...], ...] = ()) -> None:
         """The host lines the record references that this run has not written yet, then the record

@@ -257,6 +257,13 @@ class LiveMetrics:
         self._hosts: dict[str, dict[str, Any]] = {}
         self._next = self.began + interval
 
+    def start(self, results: Path) -> LiveMetrics:
+        """Seeded with what ``results`` already holds (``seed``) and written once now, so the
+        file is there from the scan's start."""
+        self.seed(results)
+        self.write(finished=False)
+        return self
+
     def seed(self, results: Path) -> None:
         """Count the domains a resumed file already holds (their first lines count), and
         keep its host lines as a domain line written later may reference them too."""

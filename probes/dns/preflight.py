@@ -30,7 +30,7 @@ from probes.dns.message import RCODE, Message, WireError, rcode_name, rrtype_cod
 from probes.dns.records import ResolverCheck
 from probes.dns.wire import encode_name
 
-__all__ = ["PreflightResult", "judge", "preflight"]
+__all__ = ["PreflightResult", "judge", "preflight", "verdict_text"]
 
 #: Pre-flight: a name that is signed (AD=1 from a validating resolver) and one
 #: that is deliberately bogus (SERVFAIL from a validating resolver).  The root
@@ -135,3 +135,31 @@ async def _ask(client: DnsClient, name: str, rrtype: int, timeout: float) -> Mes
         return "timeout"
     except DnsError as exc:
         return exc.detail
+
+
+def verdict_text(
+    check: PreflightResult, resolver: str, *, require_validation: bool
+) -> tuple[bool, tuple[str, ...]]:
+    """(whether the scan may start, what to say about the resolver: nothing when it validates).
+
+    A resolver that does not answer stops the scan; one that does not validate, or whose
+    validation is unproven, is said loudly; ``require_validation`` asks for proof, so an
+    inconclusive check stops the scan like a failed one."""
+    if not check.reachable:
+        return False, (f"resolver {resolver} is not answering: {check.detail}",)
+    if check.check is ResolverCheck.VALIDATING:
+        return True, ()
+    if check.check is ResolverCheck.INCONCLUSIVE:
+        text = (
+            f"WARNING: DNSSEC validation of resolver {resolver} is INCONCLUSIVE ({check.detail}); dnssec "
+            "fields are recorded from its AD bit, but that it rejects bogus data is unproven. Give "
+            "--preflight-bogus a name that is bogus for this resolver to settle it."
+        )
+    else:
+        text = (
+            f"WARNING: resolver {resolver} does not validate DNSSEC ({check.detail}); every dnssec "
+            "field will be recorded as 'unknown', never as 'not signed'."
+        )
+    if require_validation:
+        return False, (text, "--require-validation: not scanning without proof that the resolver validates")
+    return True, (text,)

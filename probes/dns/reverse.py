@@ -22,7 +22,24 @@ from engine.peertext import bound_text
 from probes.dns.probe import Lookup
 from probes.dns.records import DEFINITE_OUTCOMES, Answer, Outcome
 
-__all__ = ["MAX_FORWARD", "Fcrdns", "PtrResult", "assess_ptr", "forward_type", "lookup_ptr", "reverse_name"]
+__all__ = [
+    "MAX_FORWARD",
+    "PTR_CACHE_ENTRIES",
+    "Fcrdns",
+    "PtrResult",
+    "assess_ptr",
+    "forward_type",
+    "lookup_ptr",
+    "reverse_name",
+]
+
+#: Reverse DNS results (PTR, FCrDNS) kept per address.  A result is needed again only when
+#: another host line for the same address is written (a second MX name on it, a probe made
+#: again): the recently used suffice.  ~0.35 KB each, so ~7 MB; kept for every address
+#: probed it was the scan's largest unbounded-looking growth after the SMTP verdicts
+#: (~9 MB per 100k domains).  An evicted result is looked up again (one PTR query, the
+#: forward ones mostly from the shared cache), counted in --summary-json (caches.ptr.evicted).
+PTR_CACHE_ENTRIES = 20_000
 
 #: PTR names whose forward lookups are asked: an address with dozens of PTR records (shared
 #: hosting) must not cost dozens of queries; a sender's check looks at the first ones too.

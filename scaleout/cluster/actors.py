@@ -31,15 +31,16 @@ from engine.checkpoint import DigestSet, ResultStore
 from engine.inputs import InputItem
 from engine.scheduler import RunStats, run_targets
 from engine.singleflight import SingleFlight
-from mxscan import defaults
 from mxscan.config import ScanConfig
-from mxscan.probeservice import InlineServices, Politeness, for_the_wire
+from mxscan.probeservice import InlineServices, Politeness
 from mxscan.steps import ScanRun
 from mxscan.wiring import smtp_prober
 from probes.dns.client import DnsClient
 from probes.dns.resolver import StubResolver
+from probes.hostcache import SMTP_CACHE_ENTRIES
 from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap, load_provider_map
+from probes.services import for_the_wire
 from probes.smtp.probe import SmtpProbe
 from scaleout.shard import shard_of
 
@@ -93,7 +94,7 @@ class ProbeActor:
         #: one (its plan's cache is per worker): without it every worker that meets a shared MX
         #: host would connect again, and a refused address would be "remembered" for the
         #: second worker instead of probed, a record a single-process scan never writes.
-        self.probed: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(defaults.SMTP_CACHE_ENTRIES)
+        self.probed: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(SMTP_CACHE_ENTRIES)
         self.started = asyncio.Lock()
         self.stack = contextlib.AsyncExitStack()
         #: Connections asked of this actor (SMTP probes and policy fetches, single-flight

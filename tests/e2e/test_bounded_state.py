@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from engine.compressed import open_results
-from mxscan import defaults
+from probes.dns.reverse import PTR_CACHE_ENTRIES
 from probes.results import is_host_line, read_domain_records
 from probes.smtp.politeness import SUMMARY_TOP_PROVIDERS
 from testbed.harness import RunningWorld
@@ -61,4 +61,4 @@ def test_reverse_dns_is_looked_up_once_per_address_in_a_bounded_cache_reported_i
     addresses = {line["smtp"]["address"] for line in hosts if line["ptr"] is not None}
     ptr = orjson.loads(summary.read_bytes())["caches"]["ptr"]
     assert addresses and ptr["misses"] == len(addresses)  # each address asked once
-    assert ptr["entries"] == len(addresses) <= defaults.PTR_CACHE_ENTRIES and ptr["evicted"] == 0
+    assert ptr["entries"] == len(addresses) <= PTR_CACHE_ENTRIES and ptr["evicted"] == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from probes.dns.message import RCODE, Message
-from probes.dns.preflight import judge
+from probes.dns.preflight import PreflightResult, judge, verdict_text
 from probes.dns.records import ResolverCheck
 
 V, INC, N = ResolverCheck.VALIDATING, ResolverCheck.INCONCLUSIVE, ResolverCheck.NOT_VALIDATING
@@ -51,3 +51,30 @@ def test_verdict(signed: Message, bogus: Message | str, check: ResolverCheck, de
 def test_no_answer_for_the_signed_name_is_an_unreachable_resolver() -> None:
     result = judge("timeout", reply(RCODE.SERVFAIL), signed_what=". SOA", bogus_name="x.test")
     assert (result.reachable, result.check, result.reads_ad, result.detail) == (False, N, False, "timeout")
+
+
+def _checked(reachable: bool, check: ResolverCheck) -> PreflightResult:
+    return PreflightResult(reachable, check is ResolverCheck.VALIDATING, "why", True, False, check)
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_the_scan_starts_on_a_validating_resolver_silently_and_never_on_a_silent_one(required: bool) -> None:
+    assert verdict_text(_checked(True, ResolverCheck.VALIDATING), "r:53", require_validation=required) == (
+        True,
+        (),
+    )
+    stop = verdict_text(_checked(False, ResolverCheck.NOT_VALIDATING), "r:53", require_validation=required)
+    assert stop == (False, ("resolver r:53 is not answering: why",))
+
+
+@pytest.mark.parametrize("check", [ResolverCheck.INCONCLUSIVE, ResolverCheck.NOT_VALIDATING])
+def test_an_unproven_resolver_is_said_loudly_and_refused_only_when_validation_is_required(
+    check: ResolverCheck,
+) -> None:
+    proceed, said = verdict_text(_checked(True, check), "r:53", require_validation=False)
+    assert proceed and len(said) == 1 and said[0].startswith("WARNING: ") and "r:53" in said[0]
+    refused, again = verdict_text(_checked(True, check), "r:53", require_validation=True)
+    assert not refused and again == (
+        said[0],
+        "--require-validation: not scanning without proof that the resolver validates",
+    )

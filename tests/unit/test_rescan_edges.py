@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.retrypass import side_path
+from engine.retrypass import Merged, side_path
 from mxscan import __version__
-from probes.rescan import RescanRules, RetryRun, needs_retry
+from probes.rescan import RescanRules, RetryRun, merged_text, needs_retry
 from tests.unit.test_posture import record
 from tests.unit.test_rescan_rule import REF, settled
 
@@ -130,3 +130,24 @@ def test_a_merged_file_ends_with_the_retrying_versions_run_line(tmp_path: Path) 
     assert merged is not None and (merged.replaced, merged.still_unknown, merged.finished) == (1, 0, True)
     last = _run(path.read_bytes().splitlines(keepends=True)[-1])
     assert (last["version"], last["tool"], last["domains"], last["shard"]) == ("7.7.7", "mxscan", 1, SHARD)
+
+
+MERGES = [
+    (None, False, None),
+    (Merged(0, 0, 0, True), True, None),
+    (Merged(0, 0, 0, True), False, "r.ndjson is unchanged (no domain was measured again)"),
+    (Merged(3, 1, 1, True), False, "merged the retried domains into r.ndjson: 4 domains measured again, "
+     "3 now settled, 1 still unknown"),
+    (Merged(3, 1, 1, False), False, "merged the retried domains into r.ndjson: 4 domains measured again, "
+     "3 now settled, 1 still unknown; the scan is not finished: run the same command again"),
+    (Merged(2, 0, 2, False), True, "merged an interrupted --retry-unknown pass into r.ndjson: 2 domains "
+     "measured again, 0 now settled, 2 still unknown"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("merged", "leftover", "text"), MERGES)
+def test_a_merge_says_how_many_domains_were_measured_again_and_are_still_unknown(
+    merged: Merged | None, leftover: bool, text: str | None
+) -> None:
+    """A pass an earlier scan left that changed nothing goes unsaid; this pass always says."""
+    assert merged_text(Path("r.ndjson"), merged, leftover=leftover) == text
