@@ -28,6 +28,7 @@ from typing import Any, cast
 import orjson
 
 from engine.checkpoint import DigestSet, ResultStore
+from engine.heap import settle_heap
 from engine.inputs import InputItem
 from engine.scheduler import RunStats, run_targets
 from engine.singleflight import SingleFlight
@@ -97,9 +98,9 @@ class ProbeActor:
         self.probed: SingleFlight[tuple[str, str], SmtpProbe] = SingleFlight(SMTP_CACHE_ENTRIES)
         self.started = asyncio.Lock()
         self.stack = contextlib.AsyncExitStack()
-        #: Connections asked of this actor (SMTP probes and policy fetches, single-flight
-        #: joins included): how the providers spread over the actors.
-        self.calls = 0
+        #: SMTP probes (one per (host, address), single-flight joins not counted) and policy
+        #: fetches this actor made: how the providers spread over the actors.
+        self.probes = 0
 
     async def _services(self) -> InlineServices:
         async with self.started:  # the first call builds them, in the actor's own loop
@@ -108,23 +109,24 @@ class ProbeActor:
                 assert prober is not None  # no probe actors in a DNS-only scan
                 providers = providers_of(self.cfg)
                 self.services = await InlineServices.start(self.cfg, prober, providers, self.stack)
+                settle_heap()  # as a scan process does once started (Ray's own heap too)
             return self.services
 
     async def probe_smtp(self, host: str, address: str) -> SmtpProbe:
-        self.calls += 1
         services = await self._services()
 
         async def probe() -> SmtpProbe:
+            self.probes += 1
             return for_the_wire(await services.probe_smtp(host, address))
 
         return await self.probed.get((host, address), probe)
 
     async def fetch_policy(self, domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
-        self.calls += 1
+        self.probes += 1
         return await (await self._services()).fetch_policy(domain, address)
 
     async def served(self) -> int:
-        return self.calls
+        return self.probes
 
     async def politeness(self, full: bool) -> Politeness:
         return (await self._services()).politeness(full)
@@ -234,6 +236,7 @@ class ScanWorker:
         run.pipeline = run.plan(check.reads_ad)
         run.client = client
         self.ready = True
+        settle_heap()  # as a scan process does once started (Ray's own heap too)
         return None
 
     async def measure(self, batch: list[InputItem]) -> list[Line]:

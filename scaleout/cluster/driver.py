@@ -28,7 +28,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -104,7 +104,7 @@ def batch_size(total: int | None, workers: int) -> int:
     return max(1, min(BATCH_DOMAINS, total // (BATCHES_PER_WORKER * workers)))
 
 
-def probe_actor_count(workers: int, environ: dict[str, str] | os._Environ[str]) -> int:
+def probe_actor_count(workers: int, environ: Mapping[str, str]) -> int:
     """Probe actors for ``workers`` scan workers: one per ``WORKERS_PER_PROBE_ACTOR``, or
     ``PROBE_ACTORS_ENV`` when set (tests spread the providers over several on 2 CPUs)."""
     text = environ.get(PROBE_ACTORS_ENV, "").strip()
@@ -205,6 +205,8 @@ class _Driver:
         #: The list broke mid-stream (unreadable): no new domains were taken after it.
         self.reading_failed = ""
         self.progress: Progress | None = None
+        #: Probes each probe actor made (the providers' spread), known at the end.
+        self.served: list[int] = []
         self.tail = Tail()
 
     def say(self, message: str) -> None:
@@ -256,6 +258,8 @@ class _Driver:
             self.say(f"stopped; {self.written} records written this run. Re-run the same command to resume.")
             return EXIT_INTERRUPTED
         if not self.reading_failed:
+            with contextlib.suppress(Exception):  # figures for the last line, not the results
+                self.served = await asyncio.gather(*(probe.served.remote() for probe in self.probes))
             self._finish()
             return EXIT_OK
         self.say(f"{self.reading_failed}; stopped taking new domains")
@@ -372,7 +376,8 @@ class _Driver:
         if self.written or not self.store.finished:
             self.store.append_alone(run_line(end))
         per_worker = ", ".join(map(str, self.measured))
+        per_actor = ", ".join(map(str, self.served)) or "none"
         self.say(
             f"cluster: done, {self.written} records written this run ({os.fspath(self.cfg.out)}); "
-            f"batches per worker: {per_worker}"
+            f"probes per probe actor: {per_actor}; batches per worker: {per_worker}"
         )

@@ -72,9 +72,10 @@ def _argv(world: Any, out: Path, *extra: str) -> list[str]:
     return world_scan_argv(world.endpoints, world.state_dir / "domains.txt", out, *extra)
 
 
-def _scan(world: Any, out: Path, *extra: str) -> str:
+def _scan(world: Any, out: Path, *extra: str, env: dict[str, str] | None = None) -> str:
     """The scan's stderr (it exited 0)."""
-    run = subprocess.run(_argv(world, out, *extra), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    argv = _argv(world, out, *extra)
+    run = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stderr[-4000:]
     return run.stderr
 
@@ -148,24 +149,49 @@ def throttle_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield running
 
 
-def test_a_provider_limit_holds_over_the_whole_cluster(
-    throttle_world: Any, cluster: str, tmp_path: Path
-) -> None:
-    """With ``--provider-limit`` at the provider's own limit, the provider's peak of open
-    connections, counted by its server over everything both nodes' workers sent, stays within
-    it and no connection is refused (politeness per worker would double the peak)."""
+def _throttled_scan(throttle_world: Any, cluster: str, out: Path, env: dict[str, str] | None = None) -> str:
+    """A cluster scan of the throttle world with ``--provider-limit`` at the throttling
+    provider's own limit: its peak of open connections, counted by its server over
+    everything the workers of both nodes sent, stays within it and no connection is refused
+    (politeness per worker would double the peak).  The scan's stderr."""
     from testbed import control
     from testbed.scale import THROTTLE_PROVIDER, THROTTLE_ZONE
 
     control.mail_stats(throttle_world.state_dir, reset=True)
     retries = ("--smtp-retries", "8", "--smtp-retry-delay", "0.05", "--provider-limit", "outlook.com=32")
     limit = ("--provider-limit", f"{THROTTLE_ZONE}={SERVER_LIMIT}")
-    stderr = _scan(throttle_world, tmp_path / "throttle.ndjson", "--cluster", cluster, *retries, *limit)
+    stderr = _scan(throttle_world, out, "--cluster", cluster, *retries, *limit, env=env)
     assert min(_batches_per_worker(stderr)) > 0
     (stats,) = control.mail_stats(throttle_world.state_dir)
     assert stats["connections_per_provider"].get(THROTTLE_PROVIDER, 0) > 10 * SERVER_LIMIT
     assert 0 < stats["peak_per_provider"][THROTTLE_PROVIDER] <= SERVER_LIMIT
     assert stats["refused_421"].get(THROTTLE_PROVIDER, 0) == 0
+    return stderr
+
+
+def _probes_per_actor(stderr: str) -> list[int]:
+    found = re.search(r"probes per probe actor: ([\d, ]+);", stderr)
+    assert found, stderr[-2000:]
+    return [int(n) for n in found[1].split(",")]
+
+
+def test_a_provider_limit_holds_over_the_whole_cluster(
+    throttle_world: Any, cluster: str, tmp_path: Path
+) -> None:
+    stderr = _throttled_scan(throttle_world, cluster, tmp_path / "throttle.ndjson")
+    assert len(_probes_per_actor(stderr)) == 1  # two workers: one probe actor
+
+
+def test_three_probe_actors_share_the_providers_and_a_limit_still_holds(
+    throttle_world: Any, cluster: str, tmp_path: Path
+) -> None:
+    """``MXSCAN_PROBE_ACTORS=3``: the providers spread over three probe actors (each makes
+    probes), and the throttling provider's limit holds over the cluster as with one."""
+    env = {**os.environ, "MXSCAN_PROBE_ACTORS": "3"}
+    stderr = _throttled_scan(throttle_world, cluster, tmp_path / "three.ndjson", env)
+    assert "cluster: 2 scan workers, 3 probe actors" in stderr, stderr[-2000:]
+    spread = _probes_per_actor(stderr)
+    assert len(spread) == 3 and min(spread) > 0, spread
 
 
 def _start(world: Any, out: Path, cluster: str) -> subprocess.Popen[str]:
