@@ -16,16 +16,17 @@ __all__ = ["main"]
 
 
 def _providers(args: argparse.Namespace) -> int:
-    from probes.providers import ProviderMapError, default_psl_path, load_provider_map, update_psl
+    from probes import providers as attribution
 
     try:
         if args.providers_command == "update":
-            update_psl(args.source)
-            print(f"stored {args.source} as {default_psl_path()}; later scans attribute providers with it")
+            attribution.update_psl(args.source)
+            stored = attribution.default_psl_path()
+            print(f"stored {args.source} as {stored}; later scans attribute providers with it")
             return 0
-        extra = Path(args.providers).read_text() if args.providers else None
-        providers = load_provider_map(extra)
-    except (OSError, ProviderMapError) as exc:
+        extra = attribution.read_provider_toml(args.providers) if args.providers else None
+        providers = attribution.load_provider_map(extra)
+    except (OSError, attribution.ProviderMapError) as exc:
         print(f"mxscan: {exc}", file=sys.stderr)
         return 2
     for host in args.hosts:

@@ -26,7 +26,7 @@ from probes.dns.preflight import PREFLIGHT_BOGUS_NAME, PREFLIGHT_SIGNED_NAME
 from probes.egress import parse_target
 from probes.mtasts.fetch import HTTPS_PORT
 from probes.plan import MAX_ADDRESSES_PER_DOMAIN, MAX_ADDRESSES_PER_HOST
-from probes.providers import default_limits, parse_provider_toml
+from probes.providers import default_limits, read_provider_toml
 from probes.retry import MAX_SMTP_RETRIES, SMTP_RETRIES, SMTP_RETRY_DELAY
 from probes.smtp.polite import ACTIVE_GRACE, MAX_OPEN_CONNECTIONS, PER_IP_CONNECTIONS, SMTP_IN_FLIGHT
 from probes.smtp.session import SMTP_CONNECT_TIMEOUT, SMTP_HOST_TIMEOUT, SMTP_PORT, SMTP_TIMEOUT
@@ -50,11 +50,7 @@ def _exclude(path: str | None, _values: Mapping[str, Any]) -> ExcludeList | None
 
 
 def _provider_overrides(path: str | None, _values: Mapping[str, Any]) -> str | None:
-    if not path:
-        return None
-    text = Path(path).read_text(encoding="utf-8")
-    parse_provider_toml(text)
-    return text
+    return read_provider_toml(path) if path else None
 
 
 def _provider_limits(specs: tuple[str, ...], _values: Mapping[str, Any]) -> tuple[tuple[str, Limit], ...]:

@@ -226,7 +226,7 @@ UNUSABLE_FILES = [
     ("--limits", None, "cannot read (No such file or directory)"),
     ("--limits", "[limits\n", "Expected ']' at the end of a table declaration (at line 1, column 8)"),
     ("--providers", None, "cannot read (No such file or directory)"),
-    ("--providers", "[[nope]]\n", "provider TOML: unknown table(s) ['nope']"),
+    ("--providers", "[[nope]]\n", "unknown table(s) ['nope']"),
     ("--ca-file", None, "cannot read (No such file or directory)"),
     ("--ca-file", "hello\n", "no PEM certificate found"),
     ("--intermediates", None, "cannot read (No such file or directory)"),

@@ -92,6 +92,7 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 #: (flag, the file's bytes, what follows "FLAG FILE: ").
 NOT_UTF8 = [
     ("--limits", BAD_TOML, NOT_UTF8_TOML),
+    ("--providers", BAD_TOML, NOT_UTF8_TOML),
     (
         "--exclude",
         b"example.com\n\xfe\n",
@@ -122,6 +123,7 @@ def test_a_directory_an_option_names_exits_2_as_unreadable(
 #: What an endless device gives, after "FLAG /dev/zero: ".
 ENDLESS = {
     "--limits": f"larger than {MAX_TOML_BYTES} bytes, expected a TOML file",
+    "--providers": f"larger than {MAX_TOML_BYTES} bytes, expected a TOML file",
     "--exclude": "line 1: line longer than 1024 characters",
     "--ca-file": "larger than 16777216 bytes",
     "--intermediates": "larger than 16777216 bytes",
