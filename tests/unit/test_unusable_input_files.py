@@ -196,3 +196,14 @@ def test_an_empty_file_an_option_names_is_an_empty_table_or_refused_as_holding_n
         return
     # Accepted: the scan goes on to the next check, the EHLO name this argv leaves out.
     assert "--ehlo-name" in _usage_error(argv, capsys)
+
+
+def test_a_provider_table_that_is_not_utf8_is_refused_by_providers_lookup_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``mxscan providers lookup --providers FILE`` crashed with a traceback (exit 1)."""
+    named = tmp_path / "providers.toml"
+    named.write_bytes(BAD_TOML)
+    assert _usage_error(["providers", "lookup", "--providers", str(named), "mx.example"], capsys) == (
+        f"{named}: {NOT_UTF8_TOML}"
+    )
