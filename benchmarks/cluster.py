@@ -55,8 +55,8 @@ class FakeWorker:
     def __init__(self, _cfg: ScanConfig, _probe_actors: object) -> None:
         self.pad = "x" * max(0, int(os.environ.get("MXSCAN_BENCH_LINE_BYTES", "1500")) - 80)
 
-    async def setup(self) -> str | None:
-        return None
+    async def setup(self) -> tuple[bool, str]:
+        return True, ""
 
     async def measure(self, batch: list[InputItem]) -> list[Line]:
         return [

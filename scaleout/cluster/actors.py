@@ -73,12 +73,17 @@ def providers_of(cfg: ScanConfig) -> ProviderMap:
 
 
 #: ``ray.remote`` options of a probe actor: restarted when it dies (with fresh politeness
-#: state), the calls it had in flight retried; no CPU reserved (its work is mostly waiting).
+#: state), the calls it had in flight retried; no CPU reserved (its work is mostly waiting),
+#: so spread over the nodes: Ray would otherwise place every actor that asks for no CPU on
+#: the driver's node, whose cores they would then share.
 PROBE_ACTOR_OPTIONS: dict[str, Any] = {
     "max_restarts": -1,
     "max_task_retries": 2,
     "max_concurrency": PROBE_ACTOR_CONCURRENCY,
     "num_cpus": 0,
+    "scheduling_strategy": "SPREAD",
+    # Ray records every call as a task event for its dashboard, one per probe here.
+    "enable_task_events": False,
 }
 #: ``ray.remote`` options of a scan worker: one CPU; never restarted (the driver replaces a
 #: lost worker and hands its batch out again).
@@ -211,9 +216,10 @@ class ScanWorker:
         self.live: RunStats[InputItem] = RunStats()
         self.ready = False
 
-    async def setup(self) -> str | None:
-        """The resolver and egress pre-flights, the probe services and the plan; None when
-        ready, else what the pre-flights said (the driver stops the scan)."""
+    async def setup(self) -> tuple[bool, str]:
+        """The resolver and egress pre-flights, the probe services and the plan: whether the
+        worker is ready (if not, the driver stops the scan) and what the pre-flights said
+        (their warnings: the driver shows each once)."""
         cfg, run = self.cfg, self.run
         client = await self.stack.enter_async_context(
             DnsClient(
@@ -225,11 +231,11 @@ class ScanWorker:
         )
         check = await run.check_resolver(client)
         if check is None:
-            return self.messages.getvalue()
+            return False, self.messages.getvalue()
         run.resolver = StubResolver(client, validating=check.reads_ad)
         egress = await run.check_egress()
         if egress is None:
-            return self.messages.getvalue()
+            return False, self.messages.getvalue()
         run.lines = run.open_lines(check, *egress)
         if not cfg.dns_only:
             run.services = ClusterServices(self.probe_actors, run.providers)
@@ -237,7 +243,7 @@ class ScanWorker:
         run.client = client
         self.ready = True
         settle_heap()  # as a scan process does once started (Ray's own heap too)
-        return None
+        return True, self.messages.getvalue()
 
     async def measure(self, batch: list[InputItem]) -> list[Line]:
         """Every domain of ``batch`` measured; its lines, host lines before their first use."""
@@ -272,6 +278,3 @@ class ScanWorker:
         waiting = [(host, address) for host, address in unresponsive if (host, address) in pipeline.awaiting]
         sent = self.run.client.statistics().sent
         return waiting, pipeline.domains_awaiting(waiting), sent, self.live.parked
-
-    async def messages_so_far(self) -> str:
-        return self.messages.getvalue()

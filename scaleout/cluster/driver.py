@@ -205,6 +205,8 @@ class _Driver:
         #: The list broke mid-stream (unreadable): no new domains were taken after it.
         self.reading_failed = ""
         self.progress: Progress | None = None
+        #: The workers' pre-flight lines shown so far.
+        self.relayed: set[str] = set()
         #: Probes each probe actor made (the providers' spread), known at the end.
         self.served: list[int] = []
         self.tail = Tail()
@@ -297,11 +299,12 @@ class _Driver:
             try:
                 if worker is None:
                     worker = self.new_worker()
-                    problem = await worker.setup.remote()
+                    ready, said = await worker.setup.remote()
                     self.workers[slot] = worker
-                    if problem:
-                        self.failed = f"a scan worker could not start: {problem.strip()}"
+                    if not ready:
+                        self.failed = f"a scan worker could not start: {said.strip()}"
                         return
+                    self._relay(said)
                 lines = await worker.measure.remote(batch.items)
             except (RayActorError, ActorUnavailableError) as exc:
                 batch.attempts += 1
@@ -320,6 +323,13 @@ class _Driver:
         self.workers[slot] = None
         if worker is not None:
             _ray().kill(worker, no_restart=True)
+
+    def _relay(self, said: str) -> None:
+        """A worker's pre-flight warnings, each line once (every worker on a node says the same)."""
+        for line in said.splitlines():
+            if line and line not in self.relayed:
+                self.relayed.add(line)
+                print(line, file=self.stderr, flush=True)
 
     def _write(self, lines: list[Line]) -> None:
         progress = self.progress

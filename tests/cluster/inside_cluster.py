@@ -111,6 +111,29 @@ def test_a_two_node_cluster_scan_equals_a_single_process_scan(
     assert finished(out)
 
 
+def test_a_cluster_scan_shows_the_preflight_warnings_once_as_one_machine_does(
+    world: Any, cluster: str, tmp_path: Path
+) -> None:
+    """The workers run the vantage check; its warnings (here: an EHLO name with no address)
+    reach the user as a single-machine scan says them, once each however many workers say
+    them (they were once kept inside the workers)."""
+    listing = tmp_path / "two.txt"
+    listing.write_text("valid.scenario.test\nno-starttls.scenario.test\n")
+    from tests.e2e.worldscan import world_scan_argv
+
+    nameless = "nameless.mxscan.test"
+
+    def warnings(out: str, *extra: str) -> list[str]:
+        argv = world_scan_argv(world.endpoints, listing, tmp_path / out, "--ehlo-name", nameless)
+        run = subprocess.run([*argv, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return [line for line in run.stderr.splitlines() if "WARNING" in line]
+
+    single = warnings("single.ndjson")
+    assert any(f"{nameless} resolves to no address" in line for line in single), single
+    assert warnings("cluster.ndjson", "--cluster", cluster) == single
+
+
 def test_a_driver_killed_with_9_resumes_to_the_same_results(
     world: Any, cluster: str, single: Path, tmp_path: Path
 ) -> None:
