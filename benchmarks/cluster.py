@@ -1,7 +1,21 @@
-"""How many records a second the cluster driver writes (issue #14: it must not be the
-bottleneck below ~20k domains/s).
+"""A cluster scan's cost against one machine's, and how many records a second the cluster
+driver writes (issue #14).
 
-The real driver (``scaleout.cluster.driver.run_cluster``) on a local Ray cluster of
+``--scale-world N``: the scale world of N domains (seed 1) scanned, in the same run and against
+the same world, by the single-machine ``mxscan scan`` and by ``mxscan scan --cluster`` on a
+local 2-node Ray cluster (head and one more node of one CPU each, as tests/cluster starts them:
+two scan workers, one probe actor), both with the user's defaults (``--lifted``: again with
+every provider limit lifted, as scan_full.py lifts them).  Per run: wall time, domains/s, CPU
+of every process involved and CPU per domain (the scan by wait4: for one machine the scan and
+its probe process; for the cluster the driver, and from /proc, sampled every 0.1 s, the scan
+workers, the probe actors and Ray's own processes -- raylet, gcs_server, agents, idle workers),
+the ratio cluster/single (aim <= 1.3x CPU per domain), the driver's peak RSS, how many domains'
+records differ (timestamps and timings aside; certificate fingerprints counted apart: a scale
+world issues an evicted leaf again), and one probe actor's CPU per probe against the largest
+default provider budget.  The 100k world takes ~5-6 minutes here (two scans of ~1.5-3 minutes).
+
+Without ``--scale-world``: the driver's own rate (it must not be the bottleneck below ~20k
+domains/s).  The real driver (``scaleout.cluster.driver.run_cluster``) on a local Ray cluster of
 ``--workers`` CPUs, with fake scan workers that measure nothing: each returns, for every
 domain of its batch, a record line of ``--line-bytes`` bytes (a scenario-world record is
 ~1-3 KB; host lines are written once per host and are not counted).  The driver does all it
@@ -13,6 +27,7 @@ N / (wall(2N) - wall(N)).  Ray binds to the machine's interface address, so run 
 inside a private network namespace:
 
     unshare -n -- .venv/bin/python tests/cluster/netns.py .venv/bin/python benchmarks/cluster.py
+        [--scale-world 100000 [--lifted]]
 """
 
 from __future__ import annotations
