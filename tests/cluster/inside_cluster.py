@@ -48,16 +48,20 @@ def world() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def nodes() -> Iterator[Any]:
     """Two Ray nodes of one CPU each on 127.0.0.1 (``ray.cluster_utils.Cluster``); their
-    processes stopped at the end."""
+    processes stopped and their files removed at the end (a short temporary directory of
+    their own: Ray's default, /tmp/ray, keeps every session)."""
     from ray.cluster_utils import Cluster
 
-    started = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    temp = tempfile.mkdtemp(prefix="mxt-ray-", dir="/tmp")
+    head = {"num_cpus": 1, "include_dashboard": False, "temp_dir": temp}
+    started = Cluster(initialize_head=True, head_node_args=head)
     try:
-        started.add_node(num_cpus=1)
+        started.add_node(num_cpus=1, temp_dir=temp)
         started.wait_for_nodes()
         yield started
     finally:
         started.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +251,7 @@ def test_a_worker_node_removed_mid_scan_changes_no_result(
 ) -> None:
     """A third node joins; once the scan writes, it is removed with its scan worker: the lost
     batch is measured again elsewhere and nothing is written twice."""
-    node = nodes.add_node(num_cpus=1)
+    node = nodes.add_node(num_cpus=1, temp_dir=nodes.head_node.get_temp_dir_path())
     try:
         nodes.wait_for_nodes()
         out = tmp_path / "removed.ndjson"
