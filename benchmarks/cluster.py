@@ -205,6 +205,9 @@ class WorldRun:
     out: Path
     #: A cluster scan: the probes (connections) each probe actor made.
     probes: list[int]
+    #: A cluster scan: the driver's count of batched probe calls ("N probe calls of R requests
+    #: on average"), or "".
+    calls: str = ""
 
     @property
     def total_cpu(self) -> float:
@@ -275,8 +278,11 @@ def _world_scan(label: str, argv: list[str], out: Path, watch: CpuWatch | None) 
         print(said[-3000:])
     found = re.search(r"probes per probe actor: ([\d, ]+);", said)
     probes = [int(n) for n in found[1].split(",")] if found else []
+    calls = re.search(r"\d+ probe calls of [\d.]+ requests on average", said)
     digests = _digests(out)
-    return WorldRun(label, len(digests), wall, cpu, peak_kb / 1024, code, digests, out, probes)
+    return WorldRun(
+        label, len(digests), wall, cpu, peak_kb / 1024, code, digests, out, probes, calls[0] if calls else ""
+    )
 
 
 def _paths(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -351,6 +357,8 @@ def _print_world_runs(single: WorldRun, cluster: WorldRun) -> None:
             f"~{ceiling:,.0f} probes/s on a core of its own, {ceiling / budget:.1f}x the "
             f"largest default provider budget ({budget:.0f} new connections/s)"
         )
+    if cluster.calls:
+        print(f"  scan workers to probe actors: {cluster.calls}")
     if beyond:
         sample = beyond[:500]
         print(f"  where they differ (of {len(sample)}): {_what_differs(single, cluster, sample)}")

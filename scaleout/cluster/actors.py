@@ -7,8 +7,9 @@ probe goes to the actor that owns ``provider_of(host) or host`` (the key the pol
 limits and backs off by; ``scaleout.shard.shard_of`` over the actors), so per-provider limits,
 back-off, the slow lane and the one probe per (host, address) hold across the whole cluster
 without a global lock, and the per-address limit holds for every address whose hosts share a
-provider.  Ray restarts a
-probe actor that dies (fresh politeness state) and retries the calls it had in flight.
+provider.  A worker's requests to one probe actor travel in batched calls, each answer back as
+its probe finishes (``calls.Calls``).  Ray restarts a probe actor that dies (fresh politeness
+state); the requests it had not answered are sent to it again.
 
 A scan worker holds one ``ScanRun`` for its lifetime (resolver, caches, the plan), with
 ``ClusterServices`` as its probe services, and measures one batch at a time: the lines it
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 import orjson
@@ -43,6 +44,7 @@ from probes.mtasts.records import PolicyFetch
 from probes.providers import ProviderMap, load_provider_map
 from probes.services import for_the_wire
 from probes.smtp.probe import SmtpProbe
+from scaleout.cluster.calls import Answer, Calls, Request, Send, answers_as_they_finish
 from scaleout.shard import shard_of
 
 __all__ = [
@@ -66,6 +68,8 @@ WorkerStatus = tuple[list[tuple[str, str]], int, int, int]
 
 #: Calls one probe actor serves at once (the polite prober's own limits decide what runs).
 PROBE_ACTOR_CONCURRENCY = 10_000
+#: The kinds of a probe request (``calls.Request``).
+SMTP, POLICY = "smtp", "policy"
 
 
 def providers_of(cfg: ScanConfig) -> ProviderMap:
@@ -73,16 +77,16 @@ def providers_of(cfg: ScanConfig) -> ProviderMap:
 
 
 #: ``ray.remote`` options of a probe actor: restarted when it dies (with fresh politeness
-#: state), the calls it had in flight retried; no CPU reserved (its work is mostly waiting),
-#: so spread over the nodes: Ray would otherwise place every actor that asks for no CPU on
-#: the driver's node, whose cores they would then share.
+#: state; ``calls.Calls`` sends the requests it had not answered again); no CPU reserved (its
+#: work is mostly waiting), so spread over the nodes: Ray would otherwise place every actor
+#: that asks for no CPU on the driver's node, whose cores they would then share.
 PROBE_ACTOR_OPTIONS: dict[str, Any] = {
     "max_restarts": -1,
-    "max_task_retries": 2,
+    "max_task_retries": 2,  # its short calls (politeness, served); a stream is never retried
     "max_concurrency": PROBE_ACTOR_CONCURRENCY,
     "num_cpus": 0,
     "scheduling_strategy": "SPREAD",
-    # Ray records every call as a task event for its dashboard, one per probe here.
+    # Ray records every call as a task event for its dashboard, one per batch here.
     "enable_task_events": False,
 }
 #: ``ray.remote`` options of a scan worker: one CPU; never restarted (the driver replaces a
@@ -106,6 +110,9 @@ class ProbeActor:
         #: SMTP probes (one per (host, address), single-flight joins not counted) and policy
         #: fetches this actor made: how the providers spread over the actors.
         self.probes = 0
+        #: Batched calls (``serve``) and the requests they carried.
+        self.calls = 0
+        self.requests = 0
 
     async def _services(self) -> InlineServices:
         async with self.started:  # the first call builds them, in the actor's own loop
@@ -117,7 +124,22 @@ class ProbeActor:
                 settle_heap()  # as a scan process does once started (Ray's own heap too)
             return self.services
 
-    async def probe_smtp(self, host: str, address: str) -> SmtpProbe:
+    async def serve(self, requests: list[Request]) -> AsyncIterator[list[Answer]]:
+        """A scan worker's batch of requests (``calls.Calls``), answered as each finishes: a
+        Ray streaming generator (the caller asks for ``num_returns="streaming"``)."""
+        self.calls += 1
+        self.requests += len(requests)
+        async for answers in answers_as_they_finish(requests, self._serve):
+            yield answers
+
+    async def _serve(self, kind: str, first: str, second: str) -> Any:
+        if kind == SMTP:
+            return await self._probe_smtp(first, second)
+        if kind == POLICY:
+            return await self._fetch_policy(first, second)
+        raise ValueError(f"no such probe request: {kind!r}")
+
+    async def _probe_smtp(self, host: str, address: str) -> SmtpProbe:
         services = await self._services()
 
         async def probe() -> SmtpProbe:
@@ -126,34 +148,42 @@ class ProbeActor:
 
         return await self.probed.get((host, address), probe)
 
-    async def fetch_policy(self, domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
+    async def _fetch_policy(self, domain: str, address: str) -> tuple[PolicyFetch, bytes | None]:
         self.probes += 1
         return await (await self._services()).fetch_policy(domain, address)
 
-    async def served(self) -> int:
-        return self.probes
+    async def served(self) -> tuple[int, int, int]:
+        """The probes this actor made, the calls it served and the requests they carried."""
+        return self.probes, self.calls, self.requests
 
     async def politeness(self, full: bool) -> Politeness:
         return (await self._services()).politeness(full)
 
 
 class ClusterServices:
-    """``ProbeServices`` over the probe actors: each call to the actor owning its provider."""
+    """``ProbeServices`` over the probe actors: each request to the actor owning its provider,
+    gathered with others to that actor into batched calls (``calls.Calls``)."""
 
     def __init__(self, actors: Sequence[Any], providers: ProviderMap) -> None:
         self.actors = list(actors)
         self.providers = providers
         self.latest: Politeness = {}
+        self.calls: list[Calls] | None = None  # built on first use (they import Ray)
 
-    def _owner(self, host: str) -> Any:
-        return self.actors[shard_of(self.providers.provider_of(host) or host, len(self.actors)) - 1]
+    def _owner(self, host: str) -> Calls:
+        if self.calls is None:
+            from ray.exceptions import ActorUnavailableError, RayActorError
+
+            lost = (RayActorError, ActorUnavailableError)
+            self.calls = [Calls(_streamed(actor), lost) for actor in self.actors]
+        return self.calls[shard_of(self.providers.provider_of(host) or host, len(self.actors)) - 1]
 
     async def probe_smtp(self, host: str, address: str, /) -> SmtpProbe:
-        return cast(SmtpProbe, await self._owner(host).probe_smtp.remote(host, address))
+        return cast(SmtpProbe, await self._owner(host).call(SMTP, host, address))
 
     async def fetch_policy(self, domain: str, address: str, /) -> tuple[PolicyFetch, bytes | None]:
         owner = self._owner(f"mta-sts.{domain}")  # the host the polite prober keys a fetch by
-        return cast(tuple[PolicyFetch, bytes | None], await owner.fetch_policy.remote(domain, address))
+        return cast(tuple[PolicyFetch, bytes | None], await owner.call(POLICY, domain, address))
 
     def politeness(self, full: bool = True) -> Politeness:
         return self.latest
@@ -167,6 +197,18 @@ class ClusterServices:
             "unresponsive": [key for p in parts for key in p.get("unresponsive", ())],
             "deadline": max((p["deadline"] for p in parts if p.get("deadline") is not None), default=None),
         }
+
+
+def _streamed(actor: Any) -> Send:
+    """One batch to ``actor``'s ``serve``, its answers as they come.  Never retried by Ray
+    (``Calls`` sends a lost call's unanswered requests again)."""
+
+    async def send(requests: list[Request]) -> AsyncIterator[list[Answer]]:
+        stream = actor.serve.options(num_returns="streaming", max_task_retries=0).remote(requests)
+        async for answers in stream:
+            yield await answers
+
+    return send
 
 
 class _Lines:

@@ -9,6 +9,7 @@ killed with -9 mid-scan resumes to the same results, each domain once.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -269,7 +270,8 @@ def test_a_worker_node_removed_mid_scan_changes_no_result(
 def test_a_probe_actor_killed_mid_scan_changes_no_result(
     world: Any, cluster: str, single: Path, tmp_path: Path
 ) -> None:
-    """Ray restarts it (fresh politeness state) and retries the probes it had in flight."""
+    """Ray restarts it (fresh politeness state); the workers send the requests it had not
+    answered again (``calls.Calls``)."""
     import ray
 
     from scaleout.cluster.driver import NAMESPACE, probe_actor_name
@@ -365,3 +367,31 @@ def _local_scans(world: Any, temp: Path, tmp_path: Path) -> None:
     (left,) = temp.iterdir()
     assert str(left) == kept[1] and left.name.startswith("mxscan-ray-")
     assert list(left.glob("session_*/logs/*")), sorted(p.name for p in left.rglob("*"))[:20]
+
+
+def test_a_silent_host_does_not_hold_back_a_fast_probe_of_the_same_probe_call(
+    world: Any, cluster: str, tmp_path: Path
+) -> None:
+    """A scan worker sends its requests to a probe actor in batched calls, answered as each
+    probe finishes: a domain whose MX answers (valid) and one whose MX accepts and never greets
+    (blackhole), first in the list, form one worker's first batch, measured at once, and
+    their probes go to the one probe actor together.  The fast domain is measured in a
+    fraction of the silent one's 10 s deadline (its answer never waits for the silent probe's),
+    and the driver counts calls carrying several requests."""
+    from tests.e2e.worldscan import world_scan_argv
+
+    first = ["valid.scenario.test", "blackhole.scenario.test"]
+    others = [d for d in (world.state_dir / "domains.txt").read_text().split() if d not in first]
+    listing = tmp_path / "domains.txt"
+    listing.write_text("\n".join(first + others[:14]) + "\n")  # 16 names: batches of 2 for 2 workers
+    out = tmp_path / "out.ndjson"
+    argv = world_scan_argv(world.endpoints, listing, out, "--cluster", cluster)
+    argv += ["--smtp-timeout", "10", "--smtp-connect-timeout", "10"]
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    records = {r["domain"]: r for r in map(json.loads, out.read_text().splitlines()) if "duration_ms" in r}
+    fast, silent = (records[domain] for domain in first)
+    assert silent["duration_ms"] >= 9_000, silent["duration_ms"]
+    assert fast["duration_ms"] < 3_000, (fast["duration_ms"], silent["duration_ms"])
+    calls = re.search(r"(\d+) probe calls of ([\d.]+) requests on average", run.stderr)
+    assert calls and float(calls[2]) > 1.0, run.stderr[-2000:]

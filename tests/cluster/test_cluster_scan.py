@@ -43,4 +43,4 @@ def test_cluster_scans_inside_a_private_network_namespace() -> None:
     if run.returncode != 0:  # the inner report in full (an assertion's repr would be cut)
         pytest.fail(f"inside the namespace:\n{run.stdout[-8000:]}\n{run.stderr[-3000:]}", pytrace=False)
     summary = run.stdout.strip().splitlines()[-1]
-    assert " 9 passed" in summary and "skipped" not in summary, run.stdout[-2000:]
+    assert " 10 passed" in summary and "skipped" not in summary, run.stdout[-2000:]
