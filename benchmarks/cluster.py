@@ -278,7 +278,7 @@ def _world_scan(label: str, argv: list[str], out: Path, watch: CpuWatch | None) 
         print(said[-3000:])
     found = re.search(r"probes per probe actor: ([\d, ]+);", said)
     probes = [int(n) for n in found[1].split(",")] if found else []
-    calls = re.search(r"\d+ probe calls of [\d.]+ requests on average", said)
+    calls = re.search(r"\d+ probe calls of [\d.]+ requests on average[^;]*", said)
     digests = _digests(out)
     return WorldRun(
         label, len(digests), wall, cpu, peak_kb / 1024, code, digests, out, probes, calls[0] if calls else ""

@@ -110,9 +110,10 @@ class ProbeActor:
         #: SMTP probes (one per (host, address), single-flight joins not counted) and policy
         #: fetches this actor made: how the providers spread over the actors.
         self.probes = 0
-        #: Batched calls (``serve``) and the requests they carried.
+        #: Batched calls (``serve``), the requests they carried and the groups of answers sent.
         self.calls = 0
         self.requests = 0
+        self.groups = 0
 
     async def _services(self) -> InlineServices:
         async with self.started:  # the first call builds them, in the actor's own loop
@@ -130,6 +131,7 @@ class ProbeActor:
         self.calls += 1
         self.requests += len(requests)
         async for answers in answers_as_they_finish(requests, self._serve):
+            self.groups += 1
             yield answers
 
     async def _serve(self, kind: str, first: str, second: str) -> Any:
@@ -152,9 +154,10 @@ class ProbeActor:
         self.probes += 1
         return await (await self._services()).fetch_policy(domain, address)
 
-    async def served(self) -> tuple[int, int, int]:
-        """The probes this actor made, the calls it served and the requests they carried."""
-        return self.probes, self.calls, self.requests
+    async def served(self) -> tuple[int, int, int, int]:
+        """The probes this actor made, the calls it served, the requests they carried and the
+        groups of answers it sent back."""
+        return self.probes, self.calls, self.requests, self.groups
 
     async def politeness(self, full: bool) -> Politeness:
         return (await self._services()).politeness(full)

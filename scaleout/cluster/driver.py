@@ -207,9 +207,9 @@ class _Driver:
         self.progress: Progress | None = None
         #: The workers' pre-flight lines shown so far.
         self.relayed: set[str] = set()
-        #: Per probe actor: probes made (the providers' spread), calls served and the requests
-        #: they carried; known at the end.
-        self.served: list[tuple[int, int, int]] = []
+        #: Per probe actor: probes made (the providers' spread), calls served, the requests
+        #: they carried and the groups of answers sent back; known at the end.
+        self.served: list[tuple[int, int, int, int]] = []
         self.tail = Tail()
 
     def say(self, message: str) -> None:
@@ -387,11 +387,10 @@ class _Driver:
         if self.written or not self.store.finished:
             self.store.append_alone(run_line(end))
         per_worker = ", ".join(map(str, self.measured))
-        per_actor = ", ".join(str(probes) for probes, _, _ in self.served) or "none"
-        calls = sum(served[1] for served in self.served)
-        per_call = sum(served[2] for served in self.served) / calls if calls else 0.0
+        per_actor = ", ".join(str(served[0]) for served in self.served) or "none"
+        calls, requests, groups = (sum(served[i] for served in self.served) for i in (1, 2, 3))
         self.say(
             f"cluster: done, {self.written} records written this run ({os.fspath(self.cfg.out)}); "
-            f"probes per probe actor: {per_actor}; {calls} probe calls of {per_call:.1f} requests "
-            f"on average; batches per worker: {per_worker}"
+            f"probes per probe actor: {per_actor}; {calls} probe calls of {requests / max(calls, 1):.1f} "
+            f"requests on average, answered in {groups} groups; batches per worker: {per_worker}"
         )
