@@ -14,8 +14,12 @@ records differ (timestamps and timings aside; certificate fingerprints counted a
 world issues an evicted leaf again), and one probe actor's CPU per probe against the largest
 default provider budget.  The 100k world takes ~5-6 minutes here (two scans of ~1.5-3 minutes).
 
-Without ``--scale-world``: the driver's own rate (it must not be the bottleneck below ~20k
-domains/s).  The real driver (``scaleout.cluster.driver.run_cluster``) on a local Ray cluster of
+``--ray-calls N``: the CPU (caller and actor) of N plain calls to a trivial async actor, and of
+N yields of one streaming call (back to back, and 1 ms apart): what a batched probe call pays per
+batch sent and per group of answers returned (``scaleout.cluster.calls``).
+
+Without ``--scale-world`` or ``--ray-calls``: the driver's own rate (it must not be the bottleneck
+below ~20k domains/s).  The real driver (``scaleout.cluster.driver.run_cluster``) on a local Ray cluster of
 ``--workers`` CPUs, with fake scan workers that measure nothing: each returns, for every
 domain of its batch, a record line of ``--line-bytes`` bytes (a scenario-world record is
 ~1-3 KB; host lines are written once per host and are not counted).  The driver does all it
@@ -27,12 +31,13 @@ N / (wall(2N) - wall(N)).  Ray binds to the machine's interface address, so run 
 inside a private network namespace:
 
     unshare -n -- .venv/bin/python tests/cluster/netns.py .venv/bin/python benchmarks/cluster.py
-        [--scale-world 100000 [--lifted]]
+        [--scale-world 100000 [--lifted] | --ray-calls 2000]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import io
 import os
@@ -409,6 +414,65 @@ def scale_world(size: int, lifted: bool) -> int:
     return 0
 
 
+# --- Ray's round trips: a plain actor call against one yield of a streaming call (--ray-calls) --
+
+
+class _Echo:
+    """A trivial async actor: what a Ray round trip costs without any work in it."""
+
+    async def one(self, value: int) -> int:
+        return value
+
+    async def stream(self, count: int, gap: float) -> Any:
+        for value in range(count):
+            if gap:
+                await asyncio.sleep(gap)
+            yield value
+
+    def cpu(self) -> float:
+        return _cpu_self()
+
+
+def ray_calls(count: int) -> int:
+    """CPU (caller and actor) per plain actor call and per yield of a streaming call: what
+    ``scaleout.cluster.calls`` pays per batch sent and per group of answers returned (a submit
+    call plus a poll call per group would pay a plain call for each)."""
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="mxb-ray-", dir="/tmp")  # short: Ray's socket paths
+    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=temp)
+    try:
+        echo = ray.remote(num_cpus=0, max_concurrency=1000, enable_task_events=False)(_Echo).remote()
+
+        async def calls() -> None:
+            for value in range(count):
+                await echo.one.remote(value)
+
+        async def streamed(gap: float) -> None:
+            async for ref in echo.stream.options(num_returns="streaming").remote(count, gap):
+                await ref
+
+        ray.get(echo.one.remote(0))
+        runs = [("plain call", calls), ("yield, back to back", lambda: streamed(0.0))]
+        for label, run in [*runs, ("yield, 1 ms apart", lambda: streamed(0.001))]:
+            mine, theirs = _cpu_self(), ray.get(echo.cpu.remote())
+            asyncio.run(run())
+            mine, theirs = _cpu_self() - mine, ray.get(echo.cpu.remote()) - theirs
+            print(
+                f"  {label:>20}: caller {mine / count * 1e6:5.0f} µs, actor {theirs / count * 1e6:5.0f} µs,"
+                f" {(mine + theirs) / count * 1e6:5.0f} µs of CPU each"
+            )
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+    return 0
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--domains", type=int, default=100_000, help="N (the second run has 2N)")
@@ -423,11 +487,19 @@ def main() -> int:
     parser.add_argument(
         "--lifted", action="store_true", help="with --scale-world: also with provider limits lifted"
     )
+    parser.add_argument(
+        "--ray-calls",
+        type=int,
+        metavar="N",
+        help="CPU of N plain Ray actor calls against N yields of one streaming call",
+    )
     args = parser.parse_args()
     if not only_loopback():
         parser.error("Ray binds to every interface: run this under unshare -n through tests/cluster/netns.py")
     if args.scale_world:
         return scale_world(args.scale_world, args.lifted)
+    if args.ray_calls:
+        return ray_calls(args.ray_calls)
     os.environ["MXSCAN_BENCH_LINE_BYTES"] = str(args.line_bytes)  # seen by the worker processes
     with tempfile.TemporaryDirectory(prefix="mxscan-cluster-bench-") as tmp:
         small = _run(Path(tmp), args.domains, args.workers)
