@@ -51,6 +51,7 @@ from scaleout.cluster.actors import (
     WorkerStatus,
     providers_of,
 )
+from scaleout.shard import resume_problem
 
 __all__ = [
     "BATCH_ATTEMPTS",
@@ -152,8 +153,12 @@ def run_cluster(
     store = ResultStore(cfg.out, fresh=cfg.fresh)
     try:
         done = store.open()
+        # a cluster scan measures the whole list: a shard's file is not its to resume
+        problem = None if cfg.fresh or not cfg.out.exists() else resume_problem(cfg.out, None)
     except StoreError as exc:
-        print(f"mxscan: {exc}", file=stderr)
+        problem = str(exc)
+    if problem is not None:
+        print(f"mxscan: {problem}", file=stderr)
         store.close()
         return EXIT_USAGE
     local = cfg.cluster is not None and cfg.cluster.startswith(LOCAL)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import gzip
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -339,6 +340,38 @@ def test_a_results_file_is_resumed_only_by_a_scan_of_its_own_shard(
     expected = (
         f"mxscan: {out} holds {holds}; this scan was started {started}. Resume it {again}, "
         "or give another --out (or --fresh to start it over)\n"
+    )
+    assert (scan.returncode, err.decode()) == (2, expected)
+    assert out.read_bytes() == before
+
+
+def test_a_cluster_scan_does_not_resume_a_shards_file(
+    shared_world: RunningWorld, scans: dict[str, Path], tmp_path: Path
+) -> None:
+    """A --cluster scan measures the whole list: a shard's file (here killed before its run
+    line) is refused before Ray starts, as a whole-list scan on one machine refuses it."""
+    pytest.importorskip("ray")
+    out = tmp_path / scans["s1"].name
+    with open(scans["s1"], "rb") as original:
+        out.write_bytes(b"".join(original.read().splitlines(keepends=True)[:-1]))
+    before = out.read_bytes()
+    # in a network namespace of its own: were the file not refused, Ray would start, and Ray
+    # binds to the machine's interface address (never outside a namespace in our tests)
+    argv = world_scan_argv(
+        shared_world.endpoints, shared_world.state_dir / "domains.txt", out, "--cluster", "local:1"
+    )
+    netns = [
+        shutil.which("unshare") or "unshare",
+        "-n",
+        "--",
+        sys.executable,
+        str(ROOT / "tests/cluster/netns.py"),
+    ]
+    scan = subprocess.Popen([*netns, *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = scan.communicate(timeout=60)
+    expected = (
+        f"mxscan: {out} holds shard 1/3 of a list; this scan was started without --shard. "
+        "Resume it with --shard 1/3, or give another --out (or --fresh to start it over)\n"
     )
     assert (scan.returncode, err.decode()) == (2, expected)
     assert out.read_bytes() == before
