@@ -25,7 +25,10 @@ def read_toml_text(path: str | os.PathLike[str], *, error: type[ValueError] = Va
     data = read_at_most(path, MAX_TOML_BYTES)
     if data is None:
         raise error(f"{os.fspath(path)}: larger than {MAX_TOML_BYTES} bytes, expected a TOML file")
-    return decode_utf8(data, os.fspath(path), expected="a TOML file (TOML is UTF-8)", error=error)
+    text = decode_utf8(data, os.fspath(path), expected="a TOML file (TOML is UTF-8)", error=error)
+    # Editors on Windows start UTF-8 files with a byte-order mark, which tomllib refuses as an
+    # "Invalid statement" at line 1: it is an encoding mark, not content.
+    return text.removeprefix("\ufeff")
 
 
 def parse_toml(

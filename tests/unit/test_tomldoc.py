@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine.tomldoc import parse_toml
@@ -40,3 +42,15 @@ def test_refusals_are_raised_as_the_callers_error_class() -> None:
         parse_toml("[a", "t", (), error=FormatError)
     with pytest.raises(FormatError):
         parse_toml("[a]\n", "t", (), error=FormatError)
+
+
+def test_a_byte_order_mark_before_the_first_table_is_read_as_the_encoding_mark_it_is(tmp_path: Path) -> None:
+    """Windows editors write UTF-8 with a BOM; tomllib refused it ("Invalid statement", line 1)."""
+    from engine.limitspec import load_limits_toml
+    from engine.tomldoc import read_toml_text
+
+    plain, marked = tmp_path / "plain.toml", tmp_path / "marked.toml"
+    plain.write_bytes(b'[limits]\n"example.net" = "8/2s"\n')
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert read_toml_text(marked) == read_toml_text(plain)
+    assert load_limits_toml(marked) == load_limits_toml(plain)
