@@ -13,13 +13,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from probes.results import read_domain_records
 from testbed.harness import RunningWorld
-from tests.e2e.worldscan import wait_for_domain_lines, world_scan_argv
+from testbed.scenarios import SCENARIO_SUFFIX
+from tests.e2e.worldscan import POLL, world_scan_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,21 +62,70 @@ def _lost(address: dict[str, Any]) -> bool:
     return bool(address["detail"].startswith("OffloadLost"))
 
 
+#: Measured before the kill: their DNS answers alone make their records (no probe process).
+_BEFORE_THE_KILL = ("nxdomain", "null-mx", "refused", "servfail", "no-address-mx")
+#: Each holds a scan slot for at least 3 s (no banner; EHLO after the read timeout; a
+#: resolver that never answers): with three slots and no parking, no later domain starts
+#: before the kill.
+_HOLDING_THE_SLOTS = ("blackhole", "tarpit", "timeout")
+
+
+def _kill_order(names: list[str]) -> list[str]:
+    """The held slots come right after the DNS-only domains and the MTA-STS domains come
+    last: their policy fetches start after the kill whatever the machine's speed."""
+    rank = {f"{label}.{SCENARIO_SUFFIX}": i for i, label in enumerate(_BEFORE_THE_KILL + _HOLDING_THE_SLOTS)}
+    return sorted(names, key=lambda name: (rank.get(name, len(rank)), name.startswith("sts-")))
+
+
+def _connected(peers: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    """The IPv4 peers among ``peers`` that some socket of this network namespace has an
+    established TCP connection to (/proc/net/tcp: remote address in column 3, state 01)."""
+    found = set()
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        if fields[3] != "01":
+            continue
+        address, port = fields[2].split(":")
+        peer = (socket.inet_ntoa(int(address, 16).to_bytes(4, "little")), int(port, 16))
+        if peer in peers:
+            found.add(peer)
+    return found
+
+
+def _smtp_peers(results: Path, domains: tuple[str, ...], port: int) -> set[tuple[str, int]]:
+    wanted = {f"{label}.{SCENARIO_SUFFIX}" for label in domains}
+    return {
+        (a["address"], port)
+        for r in read_domain_records(results) if r["domain"] in wanted
+        for t in r["mx_transport"] for a in t["addresses"]
+    }  # fmt: skip
+
+
 def test_a_killed_probe_process_is_recorded_unknown_counted_unknown_and_retried(
     shared_world: RunningWorld, shared_scan: Path, tmp_path: Path
 ) -> None:
     """Issue #18 item 2: the domains whose SMTP and MTA-STS results were lost with the probe
     process record them as unknown-error (OffloadLost) with STARTTLS unknown, never
-    not-applicable; the report counts them unknown; --retry-unknown measures them again."""
+    not-applicable; the report counts them unknown; --retry-unknown measures them again.
+
+    The kill point is chosen by the scan's own progress, never by the clock: the probe
+    process is killed while it holds connections to the silent and the tarpit host, and at
+    most three domains are admitted at once (no parking), so every later domain (the
+    MTA-STS ones among them) is measured after the kill on any machine."""
     names = (shared_world.state_dir / "domains.txt").read_text().split()
-    # The MTA-STS domains last, so their policy fetches come after the kill.
     domains = tmp_path / "domains.txt"
-    domains.write_text("\n".join(sorted(names, key=lambda name: name.startswith("sts-"))) + "\n")
+    domains.write_text("\n".join(_kill_order(names)) + "\n")
     out = tmp_path / "killed.ndjson"
-    argv = world_scan_argv(shared_world.endpoints, domains, out, "--concurrency", "4")
+    argv = world_scan_argv(shared_world.endpoints, domains, out, "--concurrency", "3", "--max-parked", "0")
+    holders = _smtp_peers(shared_scan, _HOLDING_THE_SLOTS, int(shared_world.endpoints["smtp_port"]))
+    assert len(holders) == 2, holders
     scan = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE)
     try:
-        wait_for_domain_lines(scan, out, 5)  # kill point chosen by progress: 5 domains written
+        give_up = time.monotonic() + 120
+        while _connected(holders) != holders:
+            assert scan.poll() is None, "the scan ended before it reached the silent hosts"
+            assert time.monotonic() < give_up, "the scan never reached the silent hosts"
+            time.sleep(POLL)
         (probe_process,) = _children(scan.pid)
         os.kill(probe_process, signal.SIGKILL)
         _, stderr = scan.communicate(timeout=120)
@@ -88,6 +140,8 @@ def test_a_killed_probe_process_is_recorded_unknown_counted_unknown_and_retried(
     # 1. recorded as unknown
     lost = [r for r in records if any(_lost(a) for t in r["mx_transport"] for a in t["addresses"])]
     assert len(lost) >= 10, "domains measured after the kill record the lost probe process"
+    in_flight = {f"{label}.{SCENARIO_SUFFIX}" for label in ("blackhole", "tarpit")}
+    assert in_flight <= {r["domain"] for r in lost}, "a probe waiting at the kill is lost with it"
     for r in lost:
         addresses = [a for t in r["mx_transport"] for a in t["addresses"]]
         for a in filter(_lost, addresses):
