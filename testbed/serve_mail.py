@@ -73,6 +73,7 @@ async def _serve(
     # A host's other addresses may be bound by other shards: each address by exactly one.
     specs = [spec for spec in specs if spec.address in part.addresses]
     sites = [services.policy_site(domain, host, contexts) for domain, host in part.policy]
+    prebuilt = contexts.prebuild(services.cert_specs(part), count)
     # Latency from the world's conditions (testbed/internet.py); a seed per shard keeps jitter repeatable.
     smtp = SmtpFleet(specs, smtp_port, latency=net.smtp, seed=index)
     https = PolicyServerFleet(sites, https_port, latency=net.https, seed=index)
@@ -99,7 +100,7 @@ async def _serve(
         async with binding(smtp, "smtp", smtp_port), binding(https, "https", https_port):
             print(
                 f"mail shard {index}/{count}: {len(smtp.specs)} SMTP hosts on port {smtp_port}, "
-                f"{len(sites)} policy sites on port {https_port}",
+                f"{len(sites)} policy sites on port {https_port}, {prebuilt} TLS contexts built before ready",
                 flush=True,
             )
             if ready_file is not None:

@@ -51,7 +51,7 @@ from testbed.world import (
     SmtpBehaviour,
     World,
 )
-from testbed.worldpki import ContextCache, cert_spec
+from testbed.worldpki import CertSpec, ContextCache, cert_spec
 
 __all__ = [
     "MAX_SOCKETS_PER_PROCESS",
@@ -242,17 +242,36 @@ def host_spec(host: Host, contexts: ContextCache) -> list[HostSpec]:
     ]
 
 
-def policy_site(domain: Domain, host: Host, contexts: ContextCache) -> PolicySite:
-    """The HTTPS site of ``domain``'s policy; its TLS context is built on the first handshake."""
-    assert domain.policy is not None and host.ipv4 is not None
+def policy_cert_spec(domain: Domain, host: Host) -> CertSpec:
+    """The certificate the policy host of ``domain`` presents (issued for its name alone)."""
+    assert domain.policy is not None
     wrong = domain.policy.http is PolicyHttp.WRONG_CERT
     kind = CertKind.WRONG_NAME if wrong else (host.cert or CertKind.VALID)
+    return CertSpec((host.name,), kind.value)
+
+
+def policy_site(domain: Domain, host: Host, contexts: ContextCache) -> PolicySite:
+    """The HTTPS site of ``domain``'s policy; its TLS context is built on the first handshake
+    unless ``ContextCache.prebuild`` built it before."""
+    assert domain.policy is not None and host.ipv4 is not None
     return PolicySite(
         host_name=host.name,
         address=host.ipv4,
         body=domain.policy.body,
         behaviour=domain.policy.http.value,
         tls=None,
-        tls_factory=functools.partial(contexts.get, host.name, kind.value),
+        tls_factory=functools.partial(contexts.for_cert, policy_cert_spec(domain, host)),
         body_seconds=domain.policy.body_seconds,
     )
+
+
+def cert_specs(part: Shard) -> set[CertSpec]:
+    """Every certificate the mail process of ``part`` presents: its SMTP hosts' on the
+    addresses it binds, and its policy hosts'."""
+    specs = {
+        spec
+        for host in part.smtp
+        if (spec := cert_spec(host)) is not None
+        and any(a.address in part.addresses and a.smtp is not None for a in host.smtp_addresses())
+    }
+    return specs | {policy_cert_spec(domain, host) for domain, host in part.policy}
