@@ -11,6 +11,7 @@ handshake, not at start.  Servers run on loopback only (this file's 127.213.x.y)
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 import subprocess
@@ -142,6 +143,9 @@ def test_up_hands_each_mail_process_its_shard_file_and_no_world_spec() -> None:
             part, conditions = services.read_shard(shard_file)
             built = spec.build()
             assert part == services.shards(built)[i] and conditions == built.conditions
+            # Its certificates were loaded before it said ready, as a real server's are.
+            said = re.search(r"(\d+) TLS contexts built before ready", Path(server["log"]).read_text())
+            assert said and int(said[1]) == len(services.cert_specs(part)) > 0
         # And the process serves it: a host of the shard greets on its own address.
         host = next(h for h in part.smtp if h.smtp is SmtpBehaviour.GOOD and h.ipv4)
         assert host.ipv4 is not None

@@ -271,3 +271,39 @@ def test_fleet_specs_of_hosts_sharing_a_certificate_build_one_context(pki_dir: P
         assert contexts.built == 2
     finally:
         contexts.close()
+
+
+# -- contexts built before a mail process reports ready -------------------------------------------
+
+
+def test_prebuilt_contexts_are_all_kept_and_serving_builds_none(pki_dir: Path) -> None:
+    """Every context a shard's SMTP hosts and policy sites ask for is among ``cert_specs``: built
+    before ready, kept whatever the cache's size, and none is built while serving."""
+    world = scale_world(3000, seed=5)
+    part = services.shards(world, 2)[0]
+    wanted = services.cert_specs(part)
+    assert part.policy and len(wanted) > 3
+    contexts = ContextCache(world_pki(pki_dir), size=2)
+    try:
+        assert contexts.prebuild(wanted, processes=2) == len(wanted) == contexts.built
+        hosts = [s for h in part.smtp for s in services.host_spec(h, contexts) if s.address in part.addresses]
+        sites = [services.policy_site(d, h, contexts) for d, h in part.policy]
+        for factory in [s.tls_factory for s in hosts] + [s.tls_factory for s in sites]:
+            if factory is not None:
+                factory()
+        assert contexts.built == len(wanted)  # nothing built (or rebuilt) while serving
+    finally:
+        contexts.close()
+
+
+def test_a_world_too_big_for_eager_contexts_builds_them_on_first_use(
+    pki_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worldpki, "EAGER_CONTEXTS", 5)
+    specs = {CertSpec((f"mx{i}.eager.test",), "valid") for i in range(3)}
+    contexts = ContextCache(world_pki(pki_dir))
+    try:
+        assert contexts.prebuild(specs, processes=2) == 0 and contexts.built == 0  # 6 > 5
+        assert contexts.prebuild(specs, processes=1) == 3 and contexts.built == 3  # 3 <= 5
+    finally:
+        contexts.close()
