@@ -125,7 +125,7 @@ class _Files:
             else:
                 self.say(settle_leftover(cfg.out, __version__, fresh=cfg.fresh))
             done: KeySet = self.store.open()
-            problem = None if cfg.fresh or not cfg.out.exists() else resume_problem(cfg.out, cfg.shard)
+            problem = resume_problem(cfg.out, cfg.shard, fresh=cfg.fresh)
         except (StoreError, RetryError) as exc:
             problem = str(exc)
         if problem is not None:

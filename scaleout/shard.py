@@ -104,13 +104,18 @@ def shard_text(shard: tuple[int, int] | None) -> str | None:
     return None if shard is None else f"{shard[0]}/{shard[1]}"
 
 
-def resume_problem(path: str | os.PathLike[str], shard: tuple[int, int] | None) -> str | None:
-    """Why the results file at ``path`` cannot be resumed by a scan of ``shard``, or None.
+def resume_problem(
+    path: str | os.PathLike[str], shard: tuple[int, int] | None, *, fresh: bool = False
+) -> str | None:
+    """Why the results file at ``path`` cannot be resumed by a scan of ``shard``, or None
+    (also when there is nothing to resume: ``fresh``, or no file yet).
 
     A file holds the lines of one shard (or of the whole list): resumed with another
     ``--shard``, or without one, it would mix two scans that ``mxscan merge`` can no longer
     tell apart.  Every domain line records its scan's shard; the first one decides (a file
     without one, or written before lines recorded it, is not checked)."""
+    if fresh or not os.path.exists(path):
+        return None
     wanted = shard_text(shard)
     for record in read_records(path):
         scan = record.get("scan") if "domain" in record else None

@@ -154,7 +154,7 @@ def run_cluster(
     try:
         done = store.open()
         # a cluster scan measures the whole list: a shard's file is not its to resume
-        problem = None if cfg.fresh or not cfg.out.exists() else resume_problem(cfg.out, None)
+        problem = resume_problem(cfg.out, None, fresh=cfg.fresh)
     except StoreError as exc:
         problem = str(exc)
     if problem is not None:
