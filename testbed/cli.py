@@ -234,6 +234,8 @@ def _serve(args: argparse.Namespace) -> int:
         seed=args.seed,
         tlsa_data=tlsa_data,
     )
+    warmed = server.warm(server.index.mail_questions())
+    print(f"dns: {warmed} replies built before ready", flush=True)
     settle_heap()
 
     def ready(port: int) -> None:

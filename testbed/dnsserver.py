@@ -12,6 +12,10 @@ reply is built once per (qname, qtype, flag variant) by a small encoder
 (``encode_reply``; dnspython only for unusual types), memoised
 as wire bytes, and served by patching in the query's ID and question bytes
 (which also preserves 0x20 case randomisation).  The memo is bounded.
+``warm`` builds the replies to the questions a mail scan asks, as a stub asks
+them, before the server reports ready (an authoritative server compiles its
+zones before it answers): a memoised reply costs ~8 us, a first one ~45 us,
+on the cores the scan being measured shares.
 
 EDNS0 (RFC 6891): the reply carries OPT when the query did; UDP replies larger
 than the client's payload size (512 without OPT) are sent empty with TC=1, and
@@ -22,11 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import socket
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import dns.exception
@@ -41,8 +46,16 @@ __all__ = ["DnsServer", "Query", "encode_reply", "parse_query", "serve_dns"]
 
 #: Our own EDNS payload size (DNS Flag Day 2020 recommendation).
 SERVER_PAYLOAD = 1232
-#: Bound on memoised replies; cleared wholesale when full (cheap, and rare below 1M names).
-MEMO_MAX = 1_000_000
+#: Bound on memoised replies (~0.4 KB each); cleared wholesale when full (cheap, and rare
+#: below 2M names).
+MEMO_MAX = 2_000_000
+#: ``warm`` builds at most this many replies before ready (~390 MB and ~40 s of CPU at the
+#: bound; a 100k world asks ~480k questions: 186 MB, ~19 s); a 1M world's (~4.8M) are built
+#: on first use.  Half the memo, so that serving does not clear what was built.
+WARM_MAX = MEMO_MAX // 2
+#: The query a stub sends a validating resolver (RFC 6840 §5.7): RD and AD set, EDNS(0)
+#: with our payload, DO clear; its replies are the ones ``warm`` builds.
+_STUB_FLAGS = 0x0100 | 0x0020
 #: TCP: close a connection idle this long (seconds); cap on one connection's buffered bytes.
 TCP_IDLE = 30.0
 TCP_BUFFER_MAX = 65537 * 4
@@ -124,6 +137,31 @@ class DnsServer:
         self._rng = random.Random(seed)  # deterministic loss and delay sequence
         self._memo: dict[tuple[object, ...], bytes | None] = {}
         self.stats = {"queries": 0, "memo_hits": 0, "dropped": 0, "truncated": 0, "malformed": 0, "errors": 0}
+
+    def warm(self, questions: Iterable[tuple[str, str]], limit: int = WARM_MAX) -> int:
+        """Build the replies to ``questions`` (name, type) now, as a stub would ask them; returns
+        how many were built, 0 when there are more than ``limit`` (then each is built on first use).
+
+        Why: building a reply costs ~45 us of Python, once per name; an authoritative server
+        compiles its zones before it answers, and the world shares its cores with the scan
+        being measured, so the building belongs before ready, not inside the measurement.
+        """
+        wanted = list(itertools.islice(questions, limit + 1))
+        if len(wanted) > limit:
+            return 0
+        before = dict(self.stats)
+        opt = b"\0" + struct.pack("!HHIH", _OPT, SERVER_PAYLOAD, 0, 0)
+        for name, rtype in wanted:
+            try:
+                labels = name.encode("ascii").split(b".")
+                code = _TYPE_CODES.get(rtype) or dns.rdatatype.from_text(rtype)
+            except (UnicodeError, dns.exception.DNSException):
+                continue  # a name no query can carry here: parse_query would refuse it too
+            qname = b"".join(bytes((len(label),)) + label for label in labels if label)
+            question = qname + b"\0" + struct.pack("!HH", code, _IN)
+            self.reply(_HEADER.pack(0, _STUB_FLAGS, 1, 0, 0, 1) + question + opt, tcp=False)
+        self.stats = before  # the counters describe what was served
+        return len(wanted)
 
     def delay(self) -> float | None:
         """Seconds to hold a reply (None: drop it), following --rtt/--jitter/--blackhole."""

@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+from testbed.scenarios import reverse_name
 from testbed.world import Domain, Host, HostRole, ResolverFault, Tlsa, World, Zone, ZoneStatus
 
 __all__ = [
@@ -111,6 +112,32 @@ class WorldIndex:
         for d in world.domains:
             if d.tlsrpt_txt:
                 self.ents.add(f"_smtp.{d.name}")
+
+    def mail_questions(self) -> Iterator[tuple[str, str]]:
+        """The (name, type) questions a measurement of mail transport security asks about this
+        world: each domain's MX, ``_mta-sts`` (RFC 8461) and ``_smtp._tls`` (RFC 8460) TXT, its
+        own A/AAAA when it has no MX (RFC 5321 §5.1 implicit MX), its policy host's addresses;
+        each host's A/AAAA and TLSA (RFC 7672), each address's PTR; and every record the zones
+        hold.  Negative answers included: most of these names do not exist."""
+        for d in self.world.domains:
+            yield d.name, "MX"
+            yield f"_mta-sts.{d.name}", "TXT"
+            yield f"_smtp._tls.{d.name}", "TXT"
+            if d.mx is None:
+                yield d.name, "A"
+                yield d.name, "AAAA"
+            if d.sts_txt:
+                yield f"mta-sts.{d.name}", "A"
+                yield f"mta-sts.{d.name}", "AAAA"
+        for name, host in self.hosts.items():
+            yield name, "A"
+            yield name, "AAAA"
+            yield f"_25._tcp.{name}", "TLSA"
+            for address in host.addresses():
+                yield reverse_name(address), "PTR"
+        for name, records in self.extra.items():
+            for rtype in dict.fromkeys(rr.rtype for rr in records):
+                yield name, rtype
 
     def _add_extra(self, rr: Rr) -> None:
         self.extra.setdefault(rr.name, []).append(rr)

@@ -31,6 +31,7 @@ from testbed.scale import Profile, scale_world
 from testbed.scenarios import scenario_world
 from testbed.world import Conditions, Host, HostRole, Latency, MtaStsPolicy, PolicyHttp, SmtpBehaviour
 from testbed.worldpki import ContextCache, WorldPki
+from testbed.zones import WorldIndex
 
 NET = "127.213"
 LOUD = Profile(silent=0.05, syn_drop=0.05, greylist=0.05, many_addresses=0.02, many_min=3, many_max=6,
@@ -146,6 +147,10 @@ def test_up_hands_each_mail_process_its_shard_file_and_no_world_spec() -> None:
             # Its certificates were loaded before it said ready, as a real server's are.
             said = re.search(r"(\d+) TLS contexts built before ready", Path(server["log"]).read_text())
             assert said and int(said[1]) == len(services.cert_specs(part)) > 0
+        # The DNS server built its replies to a mail scan's questions before ready, too.
+        dns_log = next(Path(s["log"]) for s in world.state["servers"] if s["kind"] == "dns").read_text()
+        warmed = re.search(r"dns: (\d+) replies built before ready", dns_log)
+        assert warmed and int(warmed[1]) == sum(1 for _ in WorldIndex(spec.build()).mail_questions()) > 0
         # And the process serves it: a host of the shard greets on its own address.
         host = next(h for h in part.smtp if h.smtp is SmtpBehaviour.GOOD and h.ipv4)
         assert host.ipv4 is not None
