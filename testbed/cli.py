@@ -389,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     except control.ControlError as exc:
         print(f"testbed {args.command}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # what it had started is stopped on the way out (control.up)
+        print(f"testbed {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     return code
 
 

@@ -474,7 +474,7 @@ def up(
         for group in groups:  # all start at once (DNS builds the world, mail loads its shard); then wait
             group.spawn()
         servers = [server for group in groups for server in group.wait()]
-    except (ControlError, OSError):
+    except BaseException:  # Ctrl-C while a big world builds too: no state file names them yet
         for group in groups:
             group.kill()
         raise

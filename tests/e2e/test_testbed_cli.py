@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -157,6 +158,44 @@ def test_a_taken_standard_port_moves_the_world_to_a_free_one_and_up_says_so(tmp_
             assert _banner("::1", endpoints["smtp_port"]).startswith(b"220 ")
         finally:
             _run("testbed", "down", "--state-dir", str(state), cwd=tmp_path)
+
+
+def _servers_of(state: Path) -> set[int]:
+    """PIDs of the processes whose command line names ``state`` (the world's servers)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                if str(state).encode() in (entry / "cmdline").read_bytes():
+                    pids.add(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+    return pids
+
+
+def test_ctrl_c_while_a_world_comes_up_stops_every_server_it_started(tmp_path: Path) -> None:
+    # A 20k world takes seconds to be ready (DNS replies and TLS contexts built first): the
+    # interrupt lands while its servers run and before any state file names them for `down`.
+    state = tmp_path / "state"
+    argv = [MXSCAN, "testbed", "up", "--domains", "20000", "--state-dir", str(state)]
+    up = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(servers := _servers_of(state)) < 2:  # the DNS server and a mail process
+            assert up.poll() is None and time.monotonic() < deadline, up.communicate()
+            time.sleep(0.05)
+        assert not (state / "state.json").exists()
+        up.send_signal(signal.SIGINT)
+        _, err = up.communicate(timeout=60)
+        assert up.returncode == 128 + signal.SIGINT and "testbed up: interrupted" in err, err
+        assert "Traceback" not in err
+        assert not {pid for pid in servers if Path(f"/proc/{pid}").exists()}
+        assert not _servers_of(state)
+    finally:
+        if up.poll() is None:
+            up.kill()
+        for pid in _servers_of(state):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_port_asked_for_by_number_is_used_or_up_fails_saying_which(tmp_path: Path) -> None:
