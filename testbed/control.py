@@ -38,8 +38,9 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -316,6 +317,27 @@ def _server(name: str, kind: str, proc: subprocess.Popen[bytes], addr: str | Non
             "addr": addr, "port": port, "log": str(log), "argv": argv}  # fmt: skip
 
 
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """SIGINT during the block acts when it ends, as it would have (KeyboardInterrupt, ...).
+
+    Why: Ctrl-C between starting a process and recording it would leave that process running
+    with nothing to stop it.  A handler, not a signal mask: a mask would be inherited by the
+    servers started in the block, a handler is reset by exec.  Main thread only (signals are).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
+
+
 class _Group:
     """Server processes that bind the ports of ``choices``, started and restarted together.
 
@@ -330,13 +352,14 @@ class _Group:
         self.started: list[tuple[dict[str, Any], subprocess.Popen[bytes], Path]] = []
 
     def spawn(self) -> None:
-        for planned in self._plan():
-            planned.ready.unlink(missing_ok=True)
-            busy_file(planned.ready).unlink(missing_ok=True)
-            proc = _spawn(planned.argv, planned.log)
-            server = _server(planned.name, planned.kind, proc, planned.addr, planned.port, planned.log,
-                             planned.argv)  # fmt: skip
-            self.started.append((server, proc, planned.ready))
+        with _interrupt_deferred():  # a server started is in ``started`` before Ctrl-C acts
+            for planned in self._plan():
+                planned.ready.unlink(missing_ok=True)
+                busy_file(planned.ready).unlink(missing_ok=True)
+                proc = _spawn(planned.argv, planned.log)
+                server = _server(planned.name, planned.kind, proc, planned.addr, planned.port, planned.log,
+                                 planned.argv)  # fmt: skip
+                self.started.append((server, proc, planned.ready))
 
     def wait(self) -> list[dict[str, Any]]:
         """Every server ready and answering (restarted on other ports as needed); their entries."""

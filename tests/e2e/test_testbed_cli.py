@@ -178,7 +178,10 @@ def test_ctrl_c_while_a_world_comes_up_stops_every_server_it_started(tmp_path: P
     # interrupt lands while its servers run and before any state file names them for `down`.
     state = tmp_path / "state"
     argv = [MXSCAN, "testbed", "up", "--domains", "20000", "--state-dir", str(state)]
-    up = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C's disposition in a terminal: a job run in the background by a shell (as CI may run
+    # this suite) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    up = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while len(servers := _servers_of(state)) < 2:  # the DNS server and a mail process

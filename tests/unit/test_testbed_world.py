@@ -8,11 +8,13 @@ import ipaddress
 import json
 import os
 import pwd
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from hypothesis import strategies as st
 from testbed import ports, services
 from testbed.addressing import AddressAllocator, is_world_address
 from testbed.cli import _duration, _fraction, main
-from testbed.control import STATE_DIR_ENV, ControlError, default_state_dir
+from testbed.control import STATE_DIR_ENV, ControlError, _interrupt_deferred, default_state_dir
 from testbed.dnsserver import DnsServer, parse_query
 from testbed.internet import HOSTILE_SHARES, INTERNET_SCENARIOS, internet_scenario_world
 from testbed.scale import PROVIDERS, STUDY_MX_DOMAINS, Profile, load_profile, scale_world
@@ -641,3 +643,15 @@ def test_tier_b_refuses_the_internet_like_worlds(tmp_path: Path) -> None:
         with pytest.raises(ControlError, match="tier \\(b\\)"):
             control.up(spec, tmp_path / "state", tier="b")
     assert not (tmp_path / "state" / "state.json").exists()
+
+
+def test_ctrl_c_while_servers_are_being_started_acts_once_they_are_recorded() -> None:
+    recorded = []
+    with pytest.raises(KeyboardInterrupt), _interrupt_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # a Python handler would have run by now
+        recorded.append("started")  # not cut short
+    assert recorded == ["started"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with _interrupt_deferred():  # nothing pending: nothing raised
+        pass
