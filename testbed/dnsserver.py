@@ -152,14 +152,13 @@ class DnsServer:
         before = dict(self.stats)
         opt = b"\0" + struct.pack("!HHIH", _OPT, SERVER_PAYLOAD, 0, 0)
         for name, rtype in wanted:
+            query = bytearray(_HEADER.pack(0, _STUB_FLAGS, 1, 0, 0, 1))
             try:
-                labels = name.encode("ascii").split(b".")
-                code = _TYPE_CODES.get(rtype) or dns.rdatatype.from_text(rtype)
-            except (UnicodeError, dns.exception.DNSException):
+                _name_wire(query, {}, name)
+                query += struct.pack("!HH", _type_code(rtype), _IN)
+            except (UnicodeError, ValueError, dns.exception.DNSException):
                 continue  # a name no query can carry here: parse_query would refuse it too
-            qname = b"".join(bytes((len(label),)) + label for label in labels if label)
-            question = qname + b"\0" + struct.pack("!HH", code, _IN)
-            self.reply(_HEADER.pack(0, _STUB_FLAGS, 1, 0, 0, 1) + question + opt, tcp=False)
+            self.reply(bytes(query) + opt, tcp=False)
         self.stats = before  # the counters describe what was served
         return len(wanted)
 
@@ -226,6 +225,10 @@ _TYPE_NAMES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "
 _TYPE_CODES = {v: k for k, v in _TYPE_NAMES.items()}
 
 
+def _type_code(rtype: str) -> int:
+    return _TYPE_CODES.get(rtype) or dns.rdatatype.from_text(rtype)
+
+
 def encode_reply(
     flags: int,
     qname: bytes,
@@ -249,7 +252,7 @@ def encode_reply(
     for section in sections:
         for rr in section:
             _name_wire(out, seen, rr.name)
-            code = _TYPE_CODES.get(rr.rtype) or dns.rdatatype.from_text(rr.rtype)
+            code = _type_code(rr.rtype)
             out += struct.pack("!HHI", code, _IN, TTL)
             at = len(out)
             out += b"\0\0"
